@@ -1,0 +1,185 @@
+//! The crate's one error type.
+
+use std::fmt;
+use std::io;
+
+/// What went wrong in a lockkit operation. Each variant says what happened and its `Display`
+/// text says what to do about it.
+// The fields' names say what they hold; each variant's doc says when it happens.
+#[allow(missing_docs)]
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// No shared-memory object has this name.
+    NotFound { name: String },
+    /// The object exists but this process may not open it (see the creator's mode).
+    PermissionDenied { name: String },
+    /// `create` found an object of this name already.
+    AlreadyExists { name: String },
+    /// The name cannot be a POSIX shared-memory name.
+    InvalidName { name: String, reason: &'static str },
+    /// The object exists but does not start with a lockkit header.
+    NotLockkitRegion { name: String },
+    /// The region was made by a lockkit with another layout version.
+    VersionMismatch {
+        name: String,
+        found: u32,
+        expected: u32,
+    },
+    /// The object is smaller than its header says it is.
+    Truncated {
+        name: String,
+        expected: u64,
+        actual: u64,
+    },
+    /// The header has the lockkit magic but its fields do not agree with each other.
+    CorruptHeader { name: String, detail: String },
+    /// The allocator's bookkeeping inside the region is damaged.
+    CorruptRegion { detail: String },
+    /// The requested region cannot hold even its own header.
+    RegionTooSmall { requested: usize, minimum: usize },
+    /// No free block is large enough. The region is unchanged and stays usable.
+    OutOfMemory {
+        requested: usize,
+        largest_free: usize,
+    },
+    /// A [`ShmPtr`](crate::ShmPtr) does not point at a live object of its type.
+    InvalidPtr { offset: u64, reason: &'static str },
+    /// A named root holds an object of another type than the one asked for.
+    TypeMismatch {
+        name: String,
+        expected: String,
+        found: String,
+    },
+    /// No root has this name.
+    RootNotFound { name: String },
+    /// A root of this name is already published.
+    RootExists { name: String },
+    /// Every slot of the root table is in use.
+    RootTableFull { capacity: usize },
+    /// The handle was already freed (perhaps through a copy that `fork` made).
+    StaleHandle,
+    /// The handle belongs to another region.
+    ForeignHandle,
+    /// A lock set must have at least one lock.
+    EmptyLockSet,
+    /// An operating-system call failed.
+    Os { op: &'static str, source: io::Error },
+}
+
+/// `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use Error::*;
+        match self {
+            NotFound { name } => write!(
+                f,
+                "no shared-memory region named {name:?}: check the name, or create it first"
+            ),
+            PermissionDenied { name } => write!(
+                f,
+                "permission denied opening region {name:?}: run as its creator's user or have \
+                 the creator choose a wider mode"
+            ),
+            AlreadyExists { name } => write!(
+                f,
+                "a shared-memory object named {name:?} already exists: open it, or unlink it \
+                 if it is left over from a dead run"
+            ),
+            InvalidName { name, reason } => write!(f, "invalid name {name:?}: {reason}"),
+            NotLockkitRegion { name } => write!(
+                f,
+                "{name:?} is not a lockkit region (no lockkit header): it belongs to another \
+                 program or was never initialised"
+            ),
+            VersionMismatch {
+                name,
+                found,
+                expected,
+            } => write!(
+                f,
+                "region {name:?} has layout version {found}, this lockkit reads version \
+                 {expected}: attach with the lockkit version that created it"
+            ),
+            Truncated {
+                name,
+                expected,
+                actual,
+            } => write!(
+                f,
+                "region {name:?} is truncated: its header says {expected} bytes but the \
+                 object has {actual}"
+            ),
+            CorruptHeader { name, detail } => {
+                write!(f, "region {name:?} has a corrupt header: {detail}")
+            }
+            CorruptRegion { detail } => write!(
+                f,
+                "the region's allocator bookkeeping is corrupt ({detail}); something wrote \
+                 outside its objects"
+            ),
+            RegionTooSmall { requested, minimum } => write!(
+                f,
+                "a region of {requested} bytes cannot hold its header and heap; ask for at \
+                 least {minimum} bytes"
+            ),
+            OutOfMemory {
+                requested,
+                largest_free,
+            } => write!(
+                f,
+                "out of shared memory: {requested} bytes requested, the largest free block \
+                 holds {largest_free}; free objects or create a larger region"
+            ),
+            InvalidPtr { offset, reason } => {
+                write!(f, "invalid ShmPtr (offset {offset:#x}): {reason}")
+            }
+            TypeMismatch {
+                name,
+                expected,
+                found,
+            } => write!(
+                f,
+                "root {name:?} holds a different type: asked for {expected}, published as \
+                 {found}"
+            ),
+            RootNotFound { name } => {
+                write!(f, "no root named {name:?} in this region: publish it first")
+            }
+            RootExists { name } => write!(
+                f,
+                "a root named {name:?} is already published: unpublish it first or choose \
+                 another name"
+            ),
+            RootTableFull { capacity } => write!(
+                f,
+                "the region's root table is full ({capacity} roots): publish one root that \
+                 points at the others"
+            ),
+            StaleHandle => f.write_str(
+                "the object was already freed (perhaps through a copy of the handle made by \
+                 fork)",
+            ),
+            ForeignHandle => f.write_str("the handle belongs to another region"),
+            EmptyLockSet => f.write_str("a lock set needs at least one lock"),
+            Os { op, source } => write!(f, "{op} failed: {source}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Os { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+impl Error {
+    pub(crate) fn os(op: &'static str, source: io::Error) -> Self {
+        Error::Os { op, source }
+    }
+}

@@ -1,0 +1,156 @@
+//! [`GenLock`]: Kamailio's `gen_lock_t`, with a guard instead of `lock_release`.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use crate::raw::RawFutex;
+
+/// A lock that works across processes: put it in shared memory and every process that maps
+/// the memory excludes the others.
+///
+/// All-zero bytes are an unlocked `GenLock`, so a lock inside a zeroed shared-memory
+/// allocation needs no initialisation (Kamailio's `lock_init`) and no destruction
+/// (`lock_destroy`). It sleeps in the kernel (a futex) after a short spin, and its word names
+/// the owning thread, which [`owner`](GenLock::owner) reports.
+///
+/// Locking returns a [`GenLockGuard`]; the lock is released when the guard is dropped, on
+/// every path out of the scope, so a forgotten `lock_release` on an error path cannot happen.
+///
+/// ```
+/// use lockkit::{GenLock, ShmRegion};
+///
+/// let region = ShmRegion::anonymous(1 << 20)?;
+/// let lock = region.alloc(GenLock::new())?; // lock_alloc + lock_init
+/// {
+///     let _guard = lock.lock(); // lock_get
+///     assert!(lock.try_lock().is_none()); // lock_try fails while held
+/// } // lock_release
+/// assert!(lock.try_lock().is_some());
+/// # Ok::<(), lockkit::Error>(())
+/// ```
+///
+/// The lock is not recursive: locking it again from the thread that holds it panics rather
+/// than waiting forever.
+///
+/// After `fork`, a lock held by some thread of the parent stays held in the child by a thread
+/// that does not exist there; fork only from a thread that holds no lockkit lock, or let the
+/// child leave those locks alone.
+#[repr(C)]
+#[derive(Default)]
+pub struct GenLock {
+    raw: RawFutex,
+}
+
+/// The process and thread holding a lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Owner {
+    /// The holder's process id; 0 if the holder was caught between taking the lock and
+    /// recording its pid.
+    pub pid: u32,
+    /// The holder's kernel thread id (as `gettid` returns it).
+    pub tid: u32,
+}
+
+impl fmt::Display for Owner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "pid {} tid {}", self.pid, self.tid)
+    }
+}
+
+impl GenLock {
+    /// An unlocked lock (the same as zeroed memory).
+    pub const fn new() -> Self {
+        GenLock {
+            raw: RawFutex::new(),
+        }
+    }
+
+    /// Takes the lock, waiting for as long as another thread or process holds it.
+    ///
+    /// # Panics
+    /// If the calling thread already holds this lock.
+    #[inline]
+    pub fn lock(&self) -> GenLockGuard<'_> {
+        self.raw.lock();
+        GenLockGuard::new(self)
+    }
+
+    /// Takes the lock if it is free (Kamailio's `lock_try`).
+    #[inline]
+    pub fn try_lock(&self) -> Option<GenLockGuard<'_>> {
+        self.raw.try_lock().then(|| GenLockGuard::new(self))
+    }
+
+    /// Takes the lock, waiting at most `timeout`.
+    pub fn try_lock_for(&self, timeout: Duration) -> Option<GenLockGuard<'_>> {
+        self.raw
+            .try_lock_for(timeout)
+            .then(|| GenLockGuard::new(self))
+    }
+
+    /// Whether anyone holds the lock at this instant (a snapshot, for diagnostics).
+    pub fn is_locked(&self) -> bool {
+        self.raw.is_locked()
+    }
+
+    /// Who holds the lock at this instant, or `None` if nobody does.
+    pub fn owner(&self) -> Option<Owner> {
+        self.raw.owner().map(|(pid, tid)| Owner { pid, tid })
+    }
+}
+
+impl fmt::Debug for GenLock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.owner() {
+            Some(o) => write!(f, "GenLock {{ held by {o} }}"),
+            None => f.write_str("GenLock { unlocked }"),
+        }
+    }
+}
+
+/// Proof that the current thread holds a [`GenLock`]; dropping it releases the lock.
+///
+/// Guards are `!Send`: the thread that took the lock releases it.
+#[must_use = "the lock is released as soon as the guard is dropped"]
+pub struct GenLockGuard<'a> {
+    lock: &'a GenLock,
+    _not_send: PhantomData<*const ()>,
+}
+
+// SAFETY: a shared reference to a guard only exposes `&GenLock`, which is Sync.
+unsafe impl Sync for GenLockGuard<'_> {}
+
+impl<'a> GenLockGuard<'a> {
+    fn new(lock: &'a GenLock) -> Self {
+        GenLockGuard {
+            lock,
+            _not_send: PhantomData,
+        }
+    }
+
+    /// Releases the lock now (Kamailio's `lock_release`), the same as dropping the guard.
+    pub fn unlock(guard: Self) {
+        drop(guard);
+    }
+
+    /// The lock this guard holds.
+    pub fn lock(guard: &Self) -> &'a GenLock {
+        guard.lock
+    }
+}
+
+impl Drop for GenLockGuard<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        // SAFETY: a guard exists only while its thread holds the lock (it is created right
+        // after a successful acquisition, is !Send, and is dropped once).
+        unsafe { self.lock.raw.unlock() }
+    }
+}
+
+impl fmt::Debug for GenLockGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GenLockGuard").finish_non_exhaustive()
+    }
+}

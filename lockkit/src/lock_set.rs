@@ -1,0 +1,255 @@
+//! Lock sets: Kamailio's `gen_lock_set_t`, an array of locks addressed by index or by key.
+//!
+//! Every entry has a cache line to itself: with 16 locks sharing a line, contended processes
+//! spend their time moving that line between cores instead of in their critical sections.
+
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::ops::Deref;
+use std::time::Duration;
+
+use crate::{GenLock, GenLockGuard, ShmSafe, ShmZeroable};
+
+/// One lock of a set, alone on its cache line.
+#[repr(C, align(64))]
+#[derive(Default)]
+pub struct PaddedLock(GenLock);
+
+impl PaddedLock {
+    /// An unlocked entry.
+    pub const fn new() -> Self {
+        PaddedLock(GenLock::new())
+    }
+}
+
+// SAFETY: a GenLock plus padding.
+unsafe impl ShmSafe for PaddedLock {}
+// SAFETY: zero bytes are an unlocked GenLock.
+unsafe impl ShmZeroable for PaddedLock {}
+
+/// The operations shared by every lock set, fixed-size ([`GenLockSet`]) or sized at run time
+/// ([`ShmLockSet`](crate::ShmLockSet)); both dereference to it.
+///
+/// Indexing follows slice indexing: [`lock`](LockSet::lock) and the other index methods
+/// panic when the index is out of range, [`get`](LockSet::get) returns `None`.
+#[repr(transparent)]
+pub struct LockSet {
+    locks: [PaddedLock],
+}
+
+impl LockSet {
+    pub(crate) fn from_slice(locks: &[PaddedLock]) -> &LockSet {
+        // SAFETY: LockSet is repr(transparent) over [PaddedLock], so the fat pointer's layout
+        // and metadata (the length) carry over unchanged.
+        unsafe { &*(locks as *const [PaddedLock] as *const LockSet) }
+    }
+
+    /// The number of locks in the set.
+    pub fn len(&self) -> usize {
+        self.locks.len()
+    }
+
+    /// Whether the set has no locks (never true for a set lockkit built).
+    pub fn is_empty(&self) -> bool {
+        self.locks.is_empty()
+    }
+
+    /// Lock `i`, or `None` if `i >= len()` (the checked form of indexing).
+    pub fn get(&self, i: usize) -> Option<&GenLock> {
+        self.locks.get(i).map(|p| &p.0)
+    }
+
+    /// Lock `i`.
+    ///
+    /// # Panics
+    /// If `i >= len()`, naming both.
+    #[track_caller]
+    pub fn at(&self, i: usize) -> &GenLock {
+        match self.get(i) {
+            Some(l) => l,
+            None => out_of_range(i, self.len()),
+        }
+    }
+
+    /// Takes lock `i` (Kamailio's `lock_set_get`).
+    ///
+    /// # Panics
+    /// If `i >= len()`, or if this thread already holds lock `i`.
+    #[track_caller]
+    pub fn lock(&self, i: usize) -> GenLockGuard<'_> {
+        self.at(i).lock()
+    }
+
+    /// Takes lock `i` if it is free (Kamailio's `lock_set_try`).
+    ///
+    /// # Panics
+    /// If `i >= len()`.
+    #[track_caller]
+    pub fn try_lock(&self, i: usize) -> Option<GenLockGuard<'_>> {
+        self.at(i).try_lock()
+    }
+
+    /// Takes lock `i`, waiting at most `timeout`.
+    ///
+    /// # Panics
+    /// If `i >= len()`.
+    #[track_caller]
+    pub fn try_lock_for(&self, i: usize, timeout: Duration) -> Option<GenLockGuard<'_>> {
+        self.at(i).try_lock_for(timeout)
+    }
+
+    /// The index that `key` maps to. The hash is the same in every process and every run
+    /// (unlike `RandomState`), so all processes pick the same lock for the same key.
+    pub fn index_for<K: Hash + ?Sized>(&self, key: &K) -> usize {
+        let mut h = StableHasher::new();
+        key.hash(&mut h);
+        (h.finish() % self.len() as u64) as usize
+    }
+
+    /// Takes the lock that `key` maps to (striping by key hash).
+    pub fn lock_for<K: Hash + ?Sized>(&self, key: &K) -> GenLockGuard<'_> {
+        self.lock(self.index_for(key))
+    }
+
+    /// The locks, in index order.
+    pub fn iter(&self) -> impl Iterator<Item = &GenLock> {
+        self.locks.iter().map(|p| &p.0)
+    }
+}
+
+#[cold]
+#[track_caller]
+fn out_of_range(i: usize, len: usize) -> ! {
+    panic!("lock set index out of range: the index is {i} but the set has {len} locks")
+}
+
+impl fmt::Debug for LockSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+/// A lock set of `N` locks stored inline, for use as a field of a shared struct. Zero bytes
+/// are a set of unlocked locks.
+///
+/// ```
+/// use lockkit::{GenLockSet, ShmRegion};
+///
+/// let region = ShmRegion::anonymous(1 << 20)?;
+/// let set = region.alloc_zeroed::<GenLockSet<16>>()?; // lock_set_alloc + lock_set_init
+/// let g = set.lock(8); // lock_set_get(set, 8)
+/// assert!(set.try_lock(8).is_none()); // lock_set_try(set, 8) == -1
+/// drop(g); // lock_set_release(set, 8)
+/// assert!(set.get(16).is_none()); // the checked form of indexing
+/// # Ok::<(), lockkit::Error>(())
+/// ```
+#[repr(C)]
+pub struct GenLockSet<const N: usize> {
+    locks: [PaddedLock; N],
+}
+
+impl<const N: usize> GenLockSet<N> {
+    /// A set of `N` unlocked locks. `N` must be at least 1 (checked at compile time).
+    pub const fn new() -> Self {
+        const { assert!(N > 0, "a lock set needs at least one lock") };
+        GenLockSet {
+            locks: [const { PaddedLock::new() }; N],
+        }
+    }
+}
+
+impl<const N: usize> Default for GenLockSet<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const N: usize> Deref for GenLockSet<N> {
+    type Target = LockSet;
+    fn deref(&self) -> &LockSet {
+        LockSet::from_slice(&self.locks)
+    }
+}
+
+impl<const N: usize> fmt::Debug for GenLockSet<N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+// SAFETY: an array of GenLocks.
+unsafe impl<const N: usize> ShmSafe for GenLockSet<N> {}
+// SAFETY: zero bytes are N unlocked locks.
+unsafe impl<const N: usize> ShmZeroable for GenLockSet<N> {}
+
+/// 64-bit FNV-1a: fixed constants, no per-process seed.
+pub(crate) struct StableHasher(u64);
+
+impl StableHasher {
+    pub(crate) const fn new() -> Self {
+        StableHasher(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for StableHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    fn finish(&self) -> u64 {
+        // FNV's low bits mix poorly for short keys; fold the high half in before `% len`.
+        self.0 ^ (self.0 >> 32)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_do_not_share_cache_lines() {
+        assert_eq!(std::mem::size_of::<GenLockSet<16>>(), 16 * 64);
+        assert_eq!(std::mem::align_of::<GenLockSet<16>>(), 64);
+    }
+
+    #[test]
+    #[should_panic(expected = "the index is 4 but the set has 4 locks")]
+    fn an_index_past_the_end_panics_naming_both() {
+        let set = GenLockSet::<4>::new();
+        let _g = set.lock(4);
+    }
+
+    #[test]
+    fn get_is_the_checked_variant() {
+        let set = GenLockSet::<4>::new();
+        assert!(set.get(3).is_some());
+        assert!(set.get(4).is_none());
+        assert!(set.get(usize::MAX).is_none());
+    }
+
+    #[test]
+    fn locks_of_a_set_are_independent() {
+        let set = GenLockSet::<2>::new();
+        let _a = set.lock(0);
+        assert!(set.try_lock(0).is_none());
+        assert!(set.try_lock(1).is_some());
+    }
+
+    #[test]
+    fn the_key_hash_is_fixed_and_spreads_keys() {
+        let set = GenLockSet::<16>::new();
+        // Fixed value: the same in every process and every build of this version.
+        let mut h = StableHasher::new();
+        h.write(b"alice");
+        assert_eq!(h.finish(), {
+            let v: u64 = 0x508b_2abb_65a0_3907; // FNV-1a 64 of "alice"
+            v ^ (v >> 32)
+        });
+        let mut used = [0u32; 16];
+        for k in 0..1600u32 {
+            used[set.index_for(&k)] += 1;
+        }
+        assert!(used.iter().all(|&n| n > 50), "{used:?}");
+    }
+}

@@ -1,0 +1,271 @@
+//! The futex lock behind [`GenLock`](crate::GenLock): a process-shared mutex whose word names
+//! its owner.
+//!
+//! # The lock word
+//!
+//! ```text
+//!  31        30         29 .. 0
+//! [WAITERS] [reserved] [owner TID]
+//! ```
+//!
+//! - `0`: unlocked. All-zero memory is therefore an unlocked lock, which is what makes a
+//!   zeroed shared-memory allocation ready to use.
+//! - `tid`: locked by thread `tid`, nobody sleeps on it.
+//! - `tid | WAITERS`: locked, and somebody may be sleeping in `FUTEX_WAIT`; the unlocker must
+//!   issue a `FUTEX_WAKE`.
+//!
+//! Transitions: `lock` moves `0 → tid` with one compare-exchange (the fast path). When the
+//! word is taken, it spins a bounded number of times, then sets `WAITERS` and sleeps. A thread
+//! that acquires after sleeping takes the word as `tid | WAITERS`, because it cannot know
+//! whether others still sleep (the same reasoning as the "contended" state of a three-state
+//! futex mutex). `unlock` swaps the word to `0` and wakes one sleeper if `WAITERS` was set: one
+//! read-modify-write, the least a sleeping lock can pay.
+//!
+//! The layout (TID in the low 30 bits, bit 31 for waiters, bit 30 kept clear) is the kernel's
+//! robust-futex layout, so owner-death detection can build on it. A second word holds the
+//! owner's pid, written after acquiring; it is only read for diagnostics.
+//!
+//! The word lives in memory that other processes can write, so every loop here tolerates any
+//! value in it: a garbage word can make a waiter wait, never make it misbehave.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::sys::{self, Wake};
+
+/// Set while some thread may be asleep on the word.
+const WAITERS: u32 = 1 << 31;
+/// The owner's thread id. Linux limits thread ids to 2^22, well inside these 30 bits.
+const TID_MASK: u32 = (1 << 30) - 1;
+/// Compare-exchange attempts before sleeping. Short: on two cores with many workers, a
+/// spinner mostly burns the time slice the owner needs to finish.
+const SPIN_LIMIT: u32 = 40;
+
+/// A process-shared futex mutex with owner tracking. Zero bytes are an unlocked lock.
+#[repr(C)]
+#[derive(Debug, Default)]
+pub struct RawFutex {
+    word: AtomicU32,
+    owner_pid: AtomicU32,
+}
+
+impl RawFutex {
+    /// An unlocked lock.
+    pub const fn new() -> Self {
+        RawFutex {
+            word: AtomicU32::new(0),
+            owner_pid: AtomicU32::new(0),
+        }
+    }
+
+    /// Takes the lock, sleeping while another thread or process holds it.
+    ///
+    /// # Panics
+    /// If the calling thread already holds the lock: the lock is not recursive, and waiting
+    /// would never end.
+    #[inline]
+    pub fn lock(&self) {
+        let tid = sys::tid();
+        if self
+            .word
+            .compare_exchange(0, tid, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            self.lock_contended(tid, None);
+        }
+        self.owner_pid.store(sys::pid(), Ordering::Relaxed);
+    }
+
+    /// Takes the lock if nobody holds it.
+    #[inline]
+    pub fn try_lock(&self) -> bool {
+        let tid = sys::tid();
+        let ok = self
+            .word
+            .compare_exchange(0, tid, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok();
+        if ok {
+            self.owner_pid.store(sys::pid(), Ordering::Relaxed);
+        }
+        ok
+    }
+
+    /// Takes the lock, giving up after `timeout`.
+    pub fn try_lock_for(&self, timeout: Duration) -> bool {
+        let tid = sys::tid();
+        let deadline = Instant::now().checked_add(timeout);
+        let ok = self
+            .word
+            .compare_exchange(0, tid, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+            || self.lock_contended(tid, Some(deadline));
+        if ok {
+            self.owner_pid.store(sys::pid(), Ordering::Relaxed);
+        }
+        ok
+    }
+
+    /// Releases the lock.
+    ///
+    /// # Safety
+    /// The calling thread holds the lock (took it with `lock` or a successful `try_*`).
+    #[inline]
+    pub unsafe fn unlock(&self) {
+        if self.word.swap(0, Ordering::Release) & WAITERS != 0 {
+            sys::futex_wake(&self.word, 1);
+        }
+    }
+
+    /// Whether some thread holds the lock at this instant.
+    pub fn is_locked(&self) -> bool {
+        self.word.load(Ordering::Relaxed) & TID_MASK != 0
+    }
+
+    /// `(pid, tid)` of the holder at this instant, or `None` when unlocked.
+    ///
+    /// The pid is written just after the lock is taken, so a reader racing with a new
+    /// acquisition may see 0 (unknown) as the pid; the tid is always the holder's.
+    pub fn owner(&self) -> Option<(u32, u32)> {
+        loop {
+            let w = self.word.load(Ordering::Acquire);
+            let tid = w & TID_MASK;
+            if tid == 0 {
+                return None;
+            }
+            let pid = self.owner_pid.load(Ordering::Acquire);
+            if self.word.load(Ordering::Acquire) == w {
+                return Some((pid, tid));
+            }
+        }
+    }
+
+    /// The slow path: spin, then sleep. Returns false only when `deadline` passed.
+    /// `deadline: Some(None)` means a timeout too large to represent: wait forever.
+    #[cold]
+    fn lock_contended(&self, tid: u32, deadline: Option<Option<Instant>>) -> bool {
+        let mut spins = 0;
+        loop {
+            let w = self.word.load(Ordering::Relaxed);
+            if w & TID_MASK == 0 {
+                // Free. Whoever sleeps must still be woken by our unlock, so keep WAITERS if
+                // it was set; after we have slept ourselves we cannot know, so set it.
+                let new = tid | (w & WAITERS) | if spins > SPIN_LIMIT { WAITERS } else { 0 };
+                if self
+                    .word
+                    .compare_exchange_weak(w, new, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    return true;
+                }
+                continue;
+            }
+            if w & TID_MASK == tid {
+                panic!(
+                    "GenLock::lock: thread {tid} already holds this lock; GenLock is not \
+                     recursive, so waiting for it would never end"
+                );
+            }
+            if spins < SPIN_LIMIT {
+                spins += 1;
+                std::hint::spin_loop();
+                continue;
+            }
+            spins = SPIN_LIMIT + 1;
+            if w & WAITERS == 0
+                && self
+                    .word
+                    .compare_exchange_weak(w, w | WAITERS, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_err()
+            {
+                continue;
+            }
+            let timeout = match deadline {
+                None | Some(None) => None,
+                Some(Some(d)) => match d.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => Some(left),
+                    _ => return false,
+                },
+            };
+            if sys::futex_wait(&self.word, w | WAITERS, timeout) == Wake::TimedOut {
+                if let Some(Some(d)) = deadline {
+                    if Instant::now() >= d {
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn zeroed_memory_is_an_unlocked_lock() {
+        // SAFETY: RawFutex is two AtomicU32, for which all-zero bytes are valid.
+        let l: RawFutex = unsafe { std::mem::zeroed() };
+        assert!(!l.is_locked());
+        assert!(l.try_lock());
+        assert!(l.is_locked());
+    }
+
+    #[test]
+    fn the_word_names_the_holding_thread() {
+        let l = RawFutex::new();
+        l.lock();
+        assert_eq!(l.owner(), Some((sys::pid(), sys::tid())));
+        // SAFETY: locked just above by this thread.
+        unsafe { l.unlock() };
+        assert_eq!(l.owner(), None);
+    }
+
+    #[test]
+    #[should_panic(expected = "not recursive")]
+    fn locking_twice_from_one_thread_panics_instead_of_hanging() {
+        let l = RawFutex::new();
+        l.lock();
+        l.lock();
+    }
+
+    #[test]
+    fn try_lock_for_gives_up_near_the_deadline() {
+        let l = Arc::new(RawFutex::new());
+        l.lock();
+        let l2 = Arc::clone(&l);
+        let t0 = Instant::now();
+        let got = std::thread::spawn(move || l2.try_lock_for(Duration::from_millis(80)))
+            .join()
+            .unwrap();
+        let waited = t0.elapsed();
+        assert!(!got);
+        assert!(waited >= Duration::from_millis(80), "{waited:?}");
+        assert!(waited < Duration::from_secs(2), "{waited:?}");
+    }
+
+    #[test]
+    fn threads_exclude_each_other() {
+        let l = Arc::new(RawFutex::new());
+        let n = Arc::new(AtomicU32::new(0));
+        let hs: Vec<_> = (0..4)
+            .map(|_| {
+                let (l, n) = (Arc::clone(&l), Arc::clone(&n));
+                std::thread::spawn(move || {
+                    for _ in 0..20_000 {
+                        l.lock();
+                        // A read-modify-write that only the lock makes correct.
+                        n.store(n.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+                        // SAFETY: locked just above by this thread.
+                        unsafe { l.unlock() };
+                    }
+                })
+            })
+            .collect();
+        for h in hs {
+            h.join().unwrap();
+        }
+        assert_eq!(n.load(Ordering::Relaxed), 80_000);
+        assert!(!l.is_locked());
+    }
+}

@@ -1,0 +1,293 @@
+//! The region header at offset 0: identity (magic, version, sizes, a checksum over them),
+//! the allocator's state, and the table of named roots.
+//!
+//! Every field is an atomic, so a header that another process scribbles on is still sound to
+//! read; the identity fields are written once, before `state` turns `READY`, and an opener
+//! checks them from a private copy (read with `pread`) before it maps anything.
+
+use std::hash::Hasher;
+use std::mem::{offset_of, size_of};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::*};
+
+use crate::lock_set::StableHasher;
+use crate::{Error, GenLock, Result};
+
+pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"LOCKKIT\0");
+/// Bump whenever the header, block or root layout changes.
+pub(crate) const LAYOUT_VERSION: u32 = 1;
+const READY: u32 = 0x5245_4459;
+pub(crate) const NBINS: usize = 48;
+pub(crate) const NROOTS: usize = 32;
+pub(crate) const ROOT_NAME_LEN: usize = 32;
+pub(crate) const ROOT_TYPE_LEN: usize = 64;
+/// The smallest heap worth having.
+pub(crate) const MIN_HEAP: usize = 4096;
+
+#[repr(C)]
+pub(crate) struct Header {
+    magic: AtomicU64,
+    version: AtomicU32,
+    header_size: AtomicU32,
+    total_size: AtomicU64,
+    heap_start: AtomicU64,
+    heap_end: AtomicU64,
+    check: AtomicU64,
+    state: AtomicU32,
+    _pad: AtomicU32,
+    /// Guards the allocator and the root table.
+    pub(crate) alloc_lock: GenLock,
+    /// The next allocation generation (never 0), so a stale handle cannot free a block that
+    /// was freed and handed out again.
+    pub(crate) next_gen: AtomicU64,
+    /// Bytes in used blocks, headers included.
+    pub(crate) used: AtomicU64,
+    /// Number of live allocations.
+    pub(crate) live: AtomicU64,
+    /// Heads of the free lists, by size class (0 = empty).
+    pub(crate) bins: [AtomicU64; NBINS],
+    pub(crate) roots: [Root; NROOTS],
+}
+
+/// A named root: where an object is and what type it was published as.
+#[repr(C)]
+pub(crate) struct Root {
+    /// The name, zero-padded; all zero means the slot is free.
+    pub(crate) name: [AtomicU64; ROOT_NAME_LEN / 8],
+    pub(crate) offset: AtomicU64,
+    pub(crate) tag: AtomicU64,
+    /// The published type's name, zero-padded and cut to fit, for error messages.
+    pub(crate) type_name: [AtomicU64; ROOT_TYPE_LEN / 8],
+}
+
+pub(crate) const HEADER_SIZE: usize = size_of::<Header>();
+/// Where the heap starts: after the header, on a cache line.
+pub(crate) const HEAP_START: usize = (HEADER_SIZE + 63) & !63;
+
+/// The identity fields, as read from a file or written at creation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Identity {
+    pub(crate) total_size: u64,
+    pub(crate) heap_start: u64,
+    pub(crate) heap_end: u64,
+}
+
+fn checksum(version: u32, header_size: u32, id: &Identity) -> u64 {
+    let mut h = StableHasher::new();
+    h.write_u64(MAGIC);
+    h.write_u32(version);
+    h.write_u32(header_size);
+    h.write_u64(id.total_size);
+    h.write_u64(id.heap_start);
+    h.write_u64(id.heap_end);
+    h.finish()
+}
+
+impl Identity {
+    /// The layout of a new region of `total` bytes.
+    pub(crate) fn for_size(total: usize) -> Result<Identity> {
+        let minimum = HEAP_START + MIN_HEAP;
+        if total < minimum {
+            return Err(Error::RegionTooSmall {
+                requested: total,
+                minimum,
+            });
+        }
+        Ok(Identity {
+            total_size: total as u64,
+            heap_start: HEAP_START as u64,
+            heap_end: (total as u64) & !(super::heap::GRAN - 1),
+        })
+    }
+}
+
+impl Header {
+    /// Writes a fresh header into zeroed memory and marks it ready. The heap is initialised
+    /// by the caller before, so that `READY` means "everything is usable".
+    pub(crate) fn write_identity(&self, id: &Identity) {
+        self.magic.store(MAGIC, Relaxed);
+        self.version.store(LAYOUT_VERSION, Relaxed);
+        self.header_size.store(HEADER_SIZE as u32, Relaxed);
+        self.total_size.store(id.total_size, Relaxed);
+        self.heap_start.store(id.heap_start, Relaxed);
+        self.heap_end.store(id.heap_end, Relaxed);
+        self.next_gen.store(1, Relaxed);
+        self.check
+            .store(checksum(LAYOUT_VERSION, HEADER_SIZE as u32, id), Relaxed);
+    }
+
+    pub(crate) fn mark_ready(&self) {
+        self.state.store(READY, Release);
+    }
+}
+
+/// What a copy of a file's first bytes says about it.
+#[derive(Debug)]
+pub(crate) enum Verdict {
+    Valid(Identity),
+    /// Empty, all-zero magic, or not yet `READY`: possibly a creator mid-initialisation.
+    NotYet(Error),
+    Invalid(Error),
+}
+
+fn field<const N: usize>(buf: &[u8], at: usize) -> [u8; N] {
+    buf[at..at + N]
+        .try_into()
+        .expect("caller checked the length")
+}
+fn u32_at(buf: &[u8], at: usize) -> u32 {
+    u32::from_ne_bytes(field(buf, at))
+}
+fn u64_at(buf: &[u8], at: usize) -> u64 {
+    u64::from_ne_bytes(field(buf, at))
+}
+
+/// Judges the first `buf.len()` bytes of an object of `file_len` bytes. Reads nothing out of
+/// `buf`, whatever it holds.
+pub(crate) fn inspect(name: &str, buf: &[u8], file_len: u64) -> Verdict {
+    let name = name.to_owned();
+    let truncated = |expected: u64| Error::Truncated {
+        name: name.clone(),
+        expected,
+        actual: file_len,
+    };
+    let corrupt = |detail: String| {
+        Verdict::Invalid(Error::CorruptHeader {
+            name: name.clone(),
+            detail,
+        })
+    };
+    let not_ours = || Error::NotLockkitRegion { name: name.clone() };
+    if buf.len() < 8 {
+        return if buf.iter().all(|&b| b == 0) {
+            Verdict::NotYet(not_ours())
+        } else {
+            Verdict::Invalid(not_ours())
+        };
+    }
+    let magic = u64_at(buf, offset_of!(Header, magic));
+    if magic != MAGIC {
+        return if magic == 0 {
+            Verdict::NotYet(not_ours())
+        } else {
+            Verdict::Invalid(not_ours())
+        };
+    }
+    if buf.len() < offset_of!(Header, header_size) {
+        return Verdict::Invalid(truncated(HEADER_SIZE as u64));
+    }
+    let version = u32_at(buf, offset_of!(Header, version));
+    if version != LAYOUT_VERSION {
+        return Verdict::Invalid(Error::VersionMismatch {
+            name,
+            found: version,
+            expected: LAYOUT_VERSION,
+        });
+    }
+    if buf.len() < HEADER_SIZE {
+        return Verdict::Invalid(truncated(HEADER_SIZE as u64));
+    }
+    let header_size = u32_at(buf, offset_of!(Header, header_size));
+    let id = Identity {
+        total_size: u64_at(buf, offset_of!(Header, total_size)),
+        heap_start: u64_at(buf, offset_of!(Header, heap_start)),
+        heap_end: u64_at(buf, offset_of!(Header, heap_end)),
+    };
+    if u64_at(buf, offset_of!(Header, check)) != checksum(version, header_size, &id) {
+        return corrupt("the checksum over its size fields does not match".into());
+    }
+    if header_size as usize != HEADER_SIZE {
+        return corrupt(format!("header size {header_size}, expected {HEADER_SIZE}"));
+    }
+    match Identity::for_size(id.total_size.min(usize::MAX as u64) as usize) {
+        Ok(expected) if expected == id => {}
+        _ => {
+            return corrupt(format!(
+                "inconsistent layout: total {} bytes, heap {}..{}",
+                id.total_size, id.heap_start, id.heap_end
+            ))
+        }
+    }
+    if u32_at(buf, offset_of!(Header, state)) != READY {
+        return Verdict::NotYet(Error::CorruptHeader {
+            name,
+            detail: "its creator never finished initialising it".into(),
+        });
+    }
+    if file_len < id.total_size {
+        return Verdict::Invalid(truncated(id.total_size));
+    }
+    Verdict::Valid(id)
+}
+
+/// Packs `s` (cut to `N * 8` bytes) into zero-padded words.
+pub(crate) fn pack<const N: usize>(s: &[u8]) -> [u64; N] {
+    let mut words = [0u64; N];
+    for (i, chunk) in s.chunks(8).take(N).enumerate() {
+        let mut w = [0u8; 8];
+        w[..chunk.len()].copy_from_slice(chunk);
+        words[i] = u64::from_ne_bytes(w);
+    }
+    words
+}
+
+/// The inverse of [`pack`], stopping at the first zero byte.
+pub(crate) fn unpack(words: &[AtomicU64]) -> String {
+    let bytes: Vec<u8> = words
+        .iter()
+        .flat_map(|w| w.load(Relaxed).to_ne_bytes())
+        .take_while(|&b| b != 0)
+        .collect();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header_bytes(total: usize) -> Vec<u8> {
+        // SAFETY: Header is all atomics, for which zero bytes are valid.
+        let h: Header = unsafe { std::mem::zeroed() };
+        h.write_identity(&Identity::for_size(total).unwrap());
+        h.mark_ready();
+        // SAFETY: reading the bytes of a fully initialised repr(C) struct of integers.
+        unsafe { std::slice::from_raw_parts(&h as *const Header as *const u8, HEADER_SIZE) }
+            .to_vec()
+    }
+
+    #[test]
+    fn a_fresh_header_is_valid() {
+        let b = header_bytes(1 << 20);
+        assert!(matches!(inspect("/t", &b, 1 << 20), Verdict::Valid(_)));
+    }
+
+    #[test]
+    fn any_flipped_identity_byte_is_caught() {
+        let b = header_bytes(1 << 20);
+        for at in 0..offset_of!(Header, state) {
+            let mut c = b.clone();
+            c[at] ^= 0x40;
+            assert!(
+                !matches!(inspect("/t", &c, 1 << 20), Verdict::Valid(_)),
+                "byte {at}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_prefix_is_judged_without_panicking() {
+        let b = header_bytes(1 << 20);
+        for n in 0..b.len() {
+            assert!(!matches!(
+                inspect("/t", &b[..n], n as u64),
+                Verdict::Valid(_)
+            ));
+        }
+    }
+
+    #[test]
+    fn names_round_trip_through_words() {
+        let w: [u64; 4] = pack(b"registrar");
+        let a = w.map(AtomicU64::new);
+        assert_eq!(unpack(&a), "registrar");
+    }
+}

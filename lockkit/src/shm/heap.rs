@@ -1,0 +1,353 @@
+//! The allocator inside a region: boundary-tagged blocks, free lists by size class, and
+//! coalescing of neighbours on free, so alloc/free churn does not fragment the heap away.
+//!
+//! # Blocks
+//!
+//! The heap `[start, end)` is a sequence of blocks, each a multiple of [`GRAN`] bytes, each
+//! starting with four words:
+//!
+//! ```text
+//! +0   size | USED      size of the whole block, header included
+//! +8   prev_size        size of the block just before it (0 for the first)
+//! +16  used: type tag   free: next free block in its size class (0 = none)
+//! +24  used: generation free: previous free block in its size class (0 = none)
+//! +32  payload (used blocks)
+//! ```
+//!
+//! Invariants (between operations, under the region's allocator lock): blocks tile the heap
+//! exactly; no two free blocks are neighbours; every free block is on the list of its size
+//! class; `prev_size` matches the previous block's size.
+//!
+//! Every offset read from the heap is checked before it is followed, and list walks are
+//! bounded, so a corrupted heap yields [`Error::CorruptRegion`], never an access outside the
+//! mapping or an endless loop. Words are accessed as atomics: another process writing them
+//! without the lock is a bug in that process, not undefined behaviour in this one.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use super::header::{Header, NBINS};
+use crate::{Error, Result};
+
+/// Block granularity and header size.
+pub(crate) const GRAN: u64 = 32;
+const HDR: u64 = 32;
+const USED: u64 = 1;
+
+fn corrupt(detail: String) -> Error {
+    Error::CorruptRegion { detail }
+}
+
+/// What a caller needs to know about a type stored in a block.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Layout {
+    pub(crate) size: u64,
+    pub(crate) align: u64,
+    pub(crate) tag: u64,
+}
+
+/// A view of the heap of one mapped region.
+pub(crate) struct Heap<'a> {
+    base: *mut u8,
+    len: u64,
+    hdr: &'a Header,
+    start: u64,
+    end: u64,
+}
+
+/// Allocator figures at one instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeapStats {
+    /// Bytes in used blocks, block headers included.
+    pub used: usize,
+    /// Bytes in free blocks.
+    pub free: usize,
+    /// The largest single free block, header included (an allocation of up to this minus
+    /// 32 bytes succeeds).
+    pub largest_free: usize,
+    /// Number of free blocks (1 when the free space is whole).
+    pub free_blocks: usize,
+    /// Number of live allocations.
+    pub allocations: usize,
+}
+
+fn bin(size: u64) -> usize {
+    let units = size / GRAN;
+    ((63 - units.max(1).leading_zeros()) as usize).min(NBINS - 1)
+}
+
+impl<'a> Heap<'a> {
+    /// # Safety
+    /// `base` is the start of a live mapping of `len` bytes that outlives `'a`, and `hdr` is
+    /// its header. `start..end` lies within it (the header identity was validated).
+    pub(crate) unsafe fn new(
+        base: *mut u8,
+        len: usize,
+        hdr: &'a Header,
+        start: u64,
+        end: u64,
+    ) -> Self {
+        debug_assert!(start <= end && end <= len as u64);
+        Heap {
+            base,
+            len: len as u64,
+            hdr,
+            start,
+            end,
+        }
+    }
+
+    fn word(&self, off: u64) -> Result<&'a AtomicU64> {
+        if off % 8 != 0 || off.checked_add(8).is_none_or(|e| e > self.len) {
+            return Err(corrupt(format!("word offset {off:#x} outside the region")));
+        }
+        // SAFETY: `off..off+8` is inside the live mapping and 8-aligned (the mapping is
+        // page-aligned); AtomicU64 accepts any bit pattern and tolerates concurrent access.
+        Ok(unsafe { &*(self.base.add(off as usize) as *const AtomicU64) })
+    }
+
+    /// Checks that `b` can be a block start and returns its size and flags.
+    fn block(&self, b: u64) -> Result<(u64, bool)> {
+        if b < self.start || b >= self.end || (b - self.start) % GRAN != 0 {
+            return Err(corrupt(format!("block offset {b:#x} is not a block start")));
+        }
+        let sf = self.word(b)?.load(Relaxed);
+        let size = sf & !(GRAN - 1);
+        if size < GRAN || sf & (GRAN - 1) & !USED != 0 || size > self.end - b {
+            return Err(corrupt(format!(
+                "block at {b:#x} has a bad size word {sf:#x}"
+            )));
+        }
+        Ok((size, sf & USED != 0))
+    }
+
+    fn set_block(&self, b: u64, size: u64, used: bool) -> Result<()> {
+        self.word(b)?.store(size | u64::from(used), Relaxed);
+        Ok(())
+    }
+
+    fn set_prev_size_after(&self, b: u64, size: u64) -> Result<()> {
+        let next = b + size;
+        if next < self.end {
+            self.word(next + 8)?.store(size, Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Sets up one free block spanning the whole heap.
+    pub(crate) fn format(&self) -> Result<()> {
+        let size = self.end - self.start;
+        self.set_block(self.start, size, false)?;
+        self.word(self.start + 8)?.store(0, Relaxed);
+        for b in &self.hdr.bins {
+            b.store(0, Relaxed);
+        }
+        self.push(self.start, size)
+    }
+
+    fn push(&self, b: u64, size: u64) -> Result<()> {
+        let head = &self.hdr.bins[bin(size)];
+        let first = head.load(Relaxed);
+        self.word(b + 16)?.store(first, Relaxed);
+        self.word(b + 24)?.store(0, Relaxed);
+        if first != 0 {
+            self.block(first)?;
+            self.word(first + 24)?.store(b, Relaxed);
+        }
+        head.store(b, Relaxed);
+        Ok(())
+    }
+
+    fn remove(&self, b: u64, size: u64) -> Result<()> {
+        let next = self.word(b + 16)?.load(Relaxed);
+        let prev = self.word(b + 24)?.load(Relaxed);
+        if prev != 0 {
+            self.block(prev)?;
+            self.word(prev + 16)?.store(next, Relaxed);
+        } else {
+            let head = &self.hdr.bins[bin(size)];
+            if head.load(Relaxed) != b {
+                return Err(corrupt(format!("free block {b:#x} is not on its list")));
+            }
+            head.store(next, Relaxed);
+        }
+        if next != 0 {
+            self.block(next)?;
+            self.word(next + 24)?.store(prev, Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Calls `f` on every free block of list `i`, stopping early when it returns `Some`.
+    fn walk<T>(&self, i: usize, mut f: impl FnMut(u64, u64) -> Option<T>) -> Result<Option<T>> {
+        let limit = (self.end - self.start) / GRAN;
+        let mut b = self.hdr.bins[i].load(Relaxed);
+        let mut steps = 0;
+        while b != 0 {
+            steps += 1;
+            let (size, used) = self.block(b)?;
+            if used || steps > limit {
+                return Err(corrupt(format!("free list {i} is damaged at {b:#x}")));
+            }
+            if let Some(t) = f(b, size) {
+                return Ok(Some(t));
+            }
+            b = self.word(b + 16)?.load(Relaxed);
+        }
+        Ok(None)
+    }
+
+    /// Allocates a block for `layout` and returns `(payload offset, generation)`. The
+    /// payload's bytes are left as they were; the caller initialises them.
+    pub(crate) fn alloc(&self, layout: Layout) -> Result<(u64, u64)> {
+        let oom = |h: &Self| -> Result<(u64, u64)> {
+            Err(Error::OutOfMemory {
+                requested: layout.size as usize,
+                largest_free: h.stats()?.largest_free.saturating_sub(HDR as usize),
+            })
+        };
+        let Some(need) = layout
+            .size
+            .checked_add(HDR + GRAN - 1)
+            .map(|n| n & !(GRAN - 1))
+        else {
+            return oom(self);
+        };
+        let align = layout.align.max(1);
+        let fit = |b: u64, size: u64| {
+            let payload = (b + HDR).checked_next_multiple_of(align)?;
+            let lead = payload - HDR - b;
+            (lead.checked_add(need)? <= size).then_some((b, size, lead))
+        };
+        let mut found = None;
+        for i in bin(need)..NBINS {
+            found = self.walk(i, fit)?;
+            if found.is_some() {
+                break;
+            }
+        }
+        let Some((b, size, lead)) = found else {
+            return oom(self);
+        };
+        self.remove(b, size)?;
+        let (b, size) = if lead > 0 {
+            // Alignment left a gap at the front: it becomes a free block of its own. Its
+            // predecessor is not free (b was free, and free blocks never touch).
+            self.set_block(b, lead, false)?;
+            self.push(b, lead)?;
+            let nb = b + lead;
+            self.word(nb + 8)?.store(lead, Relaxed);
+            (nb, size - lead)
+        } else {
+            (b, size)
+        };
+        let used = if size - need >= GRAN {
+            let tail = b + need;
+            self.set_block(tail, size - need, false)?;
+            self.word(tail + 8)?.store(need, Relaxed);
+            self.set_prev_size_after(tail, size - need)?;
+            self.push(tail, size - need)?;
+            need
+        } else {
+            self.set_prev_size_after(b, size)?;
+            size
+        };
+        self.set_block(b, used, true)?;
+        let gen = self.hdr.next_gen.fetch_add(1, Relaxed).max(1);
+        self.word(b + 16)?.store(layout.tag, Relaxed);
+        self.word(b + 24)?.store(gen, Relaxed);
+        self.hdr.used.fetch_add(used, Relaxed);
+        self.hdr.live.fetch_add(1, Relaxed);
+        Ok((b + HDR, gen))
+    }
+
+    /// Frees the block whose payload is at `payload`, if it is live with generation `gen`.
+    pub(crate) fn free(&self, payload: u64, gen: u64) -> Result<()> {
+        let b = payload.checked_sub(HDR).ok_or(Error::StaleHandle)?;
+        let (mut size, used) = self.block(b)?;
+        if !used || self.word(b + 24)?.load(Relaxed) != gen {
+            return Err(Error::StaleHandle);
+        }
+        self.hdr.used.fetch_sub(size, Relaxed);
+        self.hdr.live.fetch_sub(1, Relaxed);
+        let mut b = b;
+        let next = b + size;
+        if next < self.end {
+            let (nsize, nused) = self.block(next)?;
+            if !nused {
+                self.remove(next, nsize)?;
+                size += nsize;
+            }
+        }
+        let psize = self.word(b + 8)?.load(Relaxed);
+        if psize != 0 {
+            let prev = b
+                .checked_sub(psize)
+                .ok_or_else(|| corrupt(format!("block at {b:#x} has a bad prev_size")))?;
+            let (actual, pused) = self.block(prev)?;
+            if actual != psize {
+                return Err(corrupt(format!(
+                    "prev_size of {b:#x} disagrees with {prev:#x}"
+                )));
+            }
+            if !pused {
+                self.remove(prev, psize)?;
+                b = prev;
+                size += psize;
+            }
+        }
+        self.set_block(b, size, false)?;
+        self.set_prev_size_after(b, size)?;
+        self.push(b, size)
+    }
+
+    /// Checks that `payload` is the payload of a live block holding `layout`'s type.
+    pub(crate) fn check_live(&self, payload: u64, layout: Layout) -> Result<()> {
+        let bad = |reason| Error::InvalidPtr {
+            offset: payload,
+            reason,
+        };
+        if payload % layout.align.max(1) != 0 {
+            return Err(bad("misaligned for its type"));
+        }
+        let b = payload
+            .checked_sub(HDR)
+            .ok_or(bad("inside the region header"))?;
+        let (size, used) = self
+            .block(b)
+            .map_err(|_| bad("not the start of an object"))?;
+        if !used {
+            return Err(bad("points at freed memory"));
+        }
+        if self.word(b + 16)?.load(Relaxed) != layout.tag {
+            return Err(bad("the object there has another type"));
+        }
+        if size - HDR < layout.size {
+            return Err(bad("the object there is smaller than its type"));
+        }
+        Ok(())
+    }
+
+    /// The payload capacity of the live block at `payload` (already checked live).
+    pub(crate) fn capacity(&self, payload: u64) -> Result<u64> {
+        Ok(self.block(payload - HDR)?.0 - HDR)
+    }
+
+    pub(crate) fn stats(&self) -> Result<HeapStats> {
+        let (mut free, mut largest, mut blocks) = (0u64, 0u64, 0usize);
+        for i in 0..NBINS {
+            self.walk(i, |_, size| {
+                free += size;
+                largest = largest.max(size);
+                blocks += 1;
+                None::<()>
+            })?;
+        }
+        Ok(HeapStats {
+            used: self.hdr.used.load(Relaxed) as usize,
+            free: free as usize,
+            largest_free: largest as usize,
+            free_blocks: blocks,
+            allocations: self.hdr.live.load(Relaxed) as usize,
+        })
+    }
+}

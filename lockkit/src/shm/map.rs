@@ -1,0 +1,222 @@
+//! Getting shared mappings from the OS: a memfd for anonymous regions (inherited by `fork`),
+//! POSIX shm objects for named ones.
+//!
+//! Invariants kept here: a [`Mapping`] is a `MAP_SHARED` mapping of exactly `len` bytes that
+//! stays mapped until the `Mapping` is dropped; `base` is page-aligned and was taken from the
+//! mapping through a unique borrow, so writes through it are allowed.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::fs::FileExt;
+
+use memmap2::{MmapMut, MmapOptions};
+
+use crate::{Error, Result};
+
+/// A shared mapping, unmapped on drop.
+pub(crate) struct Mapping {
+    _map: MmapMut,
+    base: *mut u8,
+    len: usize,
+}
+
+// SAFETY: the mapping is plain shared memory; all access through `base` goes through atomics,
+// locks, or validated typed references, so using it from several threads is sound.
+unsafe impl Send for Mapping {}
+// SAFETY: as above.
+unsafe impl Sync for Mapping {}
+
+impl Mapping {
+    fn new(file: &File, len: usize) -> Result<Mapping> {
+        // SAFETY: MAP_SHARED mapping of a file we hold open. Other processes may write the
+        // memory at any time; lockkit never hands out `&mut` into it and reads shared fields
+        // through atomics or behind locks, which is what makes such writes sound to observe.
+        let mut map = unsafe { MmapOptions::new().len(len).map_mut(file) }
+            .map_err(|e| Error::os("mmap", e))?;
+        let base = map.as_mut_ptr();
+        Ok(Mapping {
+            _map: map,
+            base,
+            len,
+        })
+    }
+
+    pub(crate) fn base(&self) -> *mut u8 {
+        self.base
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+}
+
+/// `len` bytes of zeroed memory that stays shared with children created by `fork`.
+///
+/// memmap2's `map_anon` is `MAP_PRIVATE` (a forked child's writes would be its own), so
+/// this maps a memfd with `MAP_SHARED` instead.
+pub(crate) fn anonymous(len: usize) -> Result<Mapping> {
+    let name = c"lockkit-anon";
+    // SAFETY: a valid NUL-terminated name and flags; the returned fd is checked below.
+    let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
+    let file = file_from_fd(fd).map_err(|e| Error::os("memfd_create", e))?;
+    file.set_len(len as u64)
+        .map_err(|e| Error::os("ftruncate", e))?;
+    Mapping::new(&file, len)
+}
+
+/// A POSIX shm name, as given by the user and as passed to `shm_open`.
+pub(crate) struct ShmName {
+    /// With the leading slash, as `shm_open` wants it and as messages show it.
+    pub(crate) display: String,
+    c: CString,
+}
+
+impl ShmName {
+    pub(crate) fn parse(name: &str) -> Result<ShmName> {
+        let invalid = |reason| Error::InvalidName {
+            name: name.to_owned(),
+            reason,
+        };
+        let bare = name.strip_prefix('/').unwrap_or(name);
+        if bare.is_empty() {
+            return Err(invalid("it is empty"));
+        }
+        if bare.contains('/') {
+            return Err(invalid("only a leading '/' is allowed"));
+        }
+        if bare.contains('\0') {
+            return Err(invalid("it contains a NUL byte"));
+        }
+        if bare == "." || bare == ".." {
+            return Err(invalid("'.' and '..' are not object names"));
+        }
+        if bare.len() > 254 {
+            return Err(invalid("it is longer than 254 bytes"));
+        }
+        let display = format!("/{bare}");
+        let c = CString::new(display.clone()).map_err(|_| invalid("it contains a NUL byte"))?;
+        Ok(ShmName { display, c })
+    }
+}
+
+fn file_from_fd(fd: libc::c_int) -> io::Result<File> {
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by the kernel, is open, and nothing else owns it.
+    Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+}
+
+fn open_error(name: &ShmName, e: io::Error) -> Error {
+    let name = name.display.clone();
+    match e.raw_os_error() {
+        Some(libc::ENOENT) => Error::NotFound { name },
+        Some(libc::EACCES) | Some(libc::EPERM) => Error::PermissionDenied { name },
+        Some(libc::EEXIST) => Error::AlreadyExists { name },
+        Some(libc::ENAMETOOLONG) | Some(libc::EINVAL) => Error::InvalidName {
+            name,
+            reason: "the system rejects it",
+        },
+        _ => Error::os("shm_open", e),
+    }
+}
+
+/// Creates a new shm object (failing if it exists) with exactly `mode`, sized `len`, and maps
+/// it. On failure after creation the object is unlinked again.
+pub(crate) fn create_named(name: &ShmName, len: usize, mode: u32) -> Result<Mapping> {
+    // SAFETY: a valid C string; the mode is passed as the variadic argument shm_open expects.
+    let fd = unsafe {
+        libc::shm_open(
+            name.c.as_ptr(),
+            libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC,
+            mode as libc::mode_t,
+        )
+    };
+    let file = file_from_fd(fd).map_err(|e| open_error(name, e))?;
+    let undo = scopeguard::guard((), |()| {
+        let _ = unlink_named(name);
+    });
+    // The umask narrowed the mode given to shm_open; set exactly what the creator asked for.
+    // SAFETY: fchmod on an fd we own.
+    if unsafe { libc::fchmod(std::os::fd::AsRawFd::as_raw_fd(&file), mode as libc::mode_t) } != 0 {
+        return Err(Error::os("fchmod", io::Error::last_os_error()));
+    }
+    file.set_len(len as u64)
+        .map_err(|e| Error::os("ftruncate", e))?;
+    let map = Mapping::new(&file, len)?;
+    scopeguard::ScopeGuard::into_inner(undo);
+    Ok(map)
+}
+
+/// An existing shm object, opened for reading and writing but not yet mapped.
+pub(crate) struct OpenedObject {
+    file: File,
+}
+
+impl OpenedObject {
+    pub(crate) fn open(name: &ShmName) -> Result<OpenedObject> {
+        // SAFETY: a valid C string; no O_CREAT, so the mode argument is unused.
+        let fd = unsafe { libc::shm_open(name.c.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC, 0) };
+        let file = file_from_fd(fd).map_err(|e| open_error(name, e))?;
+        Ok(OpenedObject { file })
+    }
+
+    /// The object's current size in bytes.
+    pub(crate) fn len(&self) -> Result<u64> {
+        Ok(self
+            .file
+            .metadata()
+            .map_err(|e| Error::os("fstat", e))?
+            .len())
+    }
+
+    /// Reads up to `buf.len()` bytes from the start; returns how many there were.
+    pub(crate) fn read_start(&self, buf: &mut [u8]) -> Result<usize> {
+        let mut n = 0;
+        while n < buf.len() {
+            match self.file.read_at(&mut buf[n..], n as u64) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::os("read", e)),
+            }
+        }
+        Ok(n)
+    }
+
+    pub(crate) fn map(&self, len: usize) -> Result<Mapping> {
+        Mapping::new(&self.file, len)
+    }
+}
+
+pub(crate) fn unlink_named(name: &ShmName) -> Result<()> {
+    // SAFETY: a valid C string.
+    if unsafe { libc::shm_unlink(name.c.as_ptr()) } != 0 {
+        return Err(open_error(name, io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_take_an_optional_leading_slash() {
+        assert_eq!(ShmName::parse("registrar").unwrap().display, "/registrar");
+        assert_eq!(ShmName::parse("/registrar").unwrap().display, "/registrar");
+    }
+
+    #[test]
+    fn bad_names_are_rejected_with_a_reason() {
+        for bad in ["", "/", "a/b", "//a", "..", "x\0y"] {
+            assert!(
+                matches!(ShmName::parse(bad), Err(Error::InvalidName { .. })),
+                "{bad:?}"
+            );
+        }
+        assert!(ShmName::parse(&"n".repeat(255)).is_err());
+    }
+}

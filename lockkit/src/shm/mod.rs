@@ -1,0 +1,551 @@
+//! Shared-memory regions: one mapping with a header, an allocator and named roots.
+//!
+//! Invariants kept here: a [`ShmRegion`]'s mapping stays mapped while any handle to it (the
+//! region, a [`ShmBox`], a [`ShmLockSet`]) lives in this process; its header identity was
+//! validated before the first typed access, and `heap_start..heap_end` lies inside it; every
+//! typed reference handed out points at a live block of that type (checked by the allocator's
+//! tags, or guaranteed by the handle that allocated it).
+
+mod handle;
+mod header;
+mod heap;
+mod map;
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::mem::size_of;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use handle::{ShmBox, ShmLockSet, ShmPtr};
+pub use heap::HeapStats;
+
+use handle::{layout_of, LockSetHead, LOCK_SIZE};
+use header::{Header, Identity, Verdict, HEADER_SIZE, NROOTS, ROOT_NAME_LEN, ROOT_TYPE_LEN};
+use heap::{Heap, Layout};
+use map::{Mapping, OpenedObject, ShmName};
+
+use crate::lock_set::{LockSet, PaddedLock};
+use crate::{Error, GenLockGuard, Result, ShmSafe, ShmZeroable};
+
+/// The mode of a named region when the creator does not choose one: owner read/write.
+pub const DEFAULT_MODE: u32 = 0o600;
+
+/// How long `open` waits for a region whose creator is still initialising it.
+const INIT_WAIT: Duration = Duration::from_millis(250);
+
+/// A shared-memory region: memory that several processes map, with an allocator and a table
+/// of named roots inside it.
+///
+/// - [`anonymous`](ShmRegion::anonymous): for a parent that forks its workers (they inherit
+///   the mapping).
+/// - [`create`](ShmRegion::create) / [`open`](ShmRegion::open): a named POSIX shm object that
+///   unrelated processes attach to; [`publish`](ShmRegion::publish) and
+///   [`lookup`](ShmRegion::lookup) let them find objects by name.
+///
+/// `ShmRegion` is a cheap handle (clone it freely); the mapping goes away when the last
+/// handle of this process, including every [`ShmBox`] from it, is dropped.
+///
+/// ```
+/// use lockkit::{ShmMutex, ShmRegion};
+///
+/// let region = ShmRegion::anonymous(1 << 20)?;
+/// let hits = region.alloc(ShmMutex::new(0u64))?; // shm_malloc + lock_init
+/// *hits.lock() += 1;
+/// assert_eq!(*hits.lock(), 1);
+/// # Ok::<(), lockkit::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct ShmRegion {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    map: Mapping,
+    heap_start: u64,
+    heap_end: u64,
+    /// `/name` for named regions.
+    name: Option<String>,
+    /// The pid that created the named object; only it unlinks the name on drop.
+    creator: Option<u32>,
+    unlink_on_drop: AtomicBool,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let (Some(name), Some(creator)) = (&self.name, self.creator) {
+            // A child of `fork` holds a copy of this handle: it must not unlink the
+            // parent's name when it drops it.
+            if self.unlink_on_drop.load(Relaxed) && creator == std::process::id() {
+                if let Ok(n) = ShmName::parse(name) {
+                    let _ = map::unlink_named(&n);
+                }
+            }
+        }
+    }
+}
+
+/// A region's figures at one instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RegionStats {
+    /// The whole mapping, header included.
+    pub size: usize,
+    /// The bytes the allocator manages.
+    pub heap_size: usize,
+    /// The allocator's figures.
+    pub heap: HeapStats,
+}
+
+impl ShmRegion {
+    /// Maps `size` bytes (rounded up to whole pages) of zeroed shared memory that children
+    /// created by `fork` share with this process.
+    ///
+    /// The memory is a memfd mapped `MAP_SHARED`: a child's writes are seen by the parent and
+    /// the other children. It has no name, so only this process and its descendants reach it.
+    pub fn anonymous(size: usize) -> Result<ShmRegion> {
+        let size = page_round(size)?;
+        let id = Identity::for_size(size)?;
+        let map = map::anonymous(size)?;
+        Self::format(map, id, None, None)
+    }
+
+    /// Creates a named region of `size` bytes (rounded up to whole pages) with mode 0600.
+    ///
+    /// `name` is a POSIX shm name such as `/registrar` (the leading `/` may be left out).
+    /// Fails with [`Error::AlreadyExists`] if the name is taken. The name is unlinked when the
+    /// creating process drops its last handle, unless [`keep_name`](ShmRegion::keep_name)
+    /// was called; processes that have it open keep using it.
+    pub fn create(name: &str, size: usize) -> Result<ShmRegion> {
+        Self::create_with_mode(name, size, DEFAULT_MODE)
+    }
+
+    /// [`create`](ShmRegion::create) with an explicit permission mode (e.g. `0o660` for a
+    /// group of cooperating users). The umask does not narrow it.
+    pub fn create_with_mode(name: &str, size: usize, mode: u32) -> Result<ShmRegion> {
+        let n = ShmName::parse(name)?;
+        let size = page_round(size)?;
+        let id = Identity::for_size(size)?;
+        let map = map::create_named(&n, size, mode & 0o777)?;
+        let region = Self::format(map, id, Some(n.display.clone()), Some(std::process::id()));
+        if region.is_err() {
+            let _ = map::unlink_named(&n);
+        }
+        region
+    }
+
+    /// Attaches to a named region that some process created.
+    ///
+    /// Everything is checked before it is used; each problem has its own error:
+    /// [`Error::NotFound`], [`Error::PermissionDenied`], [`Error::NotLockkitRegion`],
+    /// [`Error::VersionMismatch`], [`Error::Truncated`], [`Error::CorruptHeader`].
+    pub fn open(name: &str) -> Result<ShmRegion> {
+        let n = ShmName::parse(name)?;
+        let obj = OpenedObject::open(&n)?;
+        let mut buf = vec![0u8; HEADER_SIZE];
+        let t0 = std::time::Instant::now();
+        let id = loop {
+            let len = obj.len()?;
+            let got = obj.read_start(&mut buf)?;
+            match header::inspect(&n.display, &buf[..got], len) {
+                Verdict::Valid(id) => break id,
+                Verdict::Invalid(e) => return Err(e),
+                Verdict::NotYet(e) if t0.elapsed() >= INIT_WAIT => return Err(e),
+                Verdict::NotYet(_) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        };
+        let map = obj.map(id.total_size as usize)?;
+        Ok(Self::attach(map, id, Some(n.display), None))
+    }
+
+    /// Removes a name, so that no new process can open it. Processes that have the region
+    /// mapped keep using it; the memory goes away when the last one unmaps it.
+    pub fn unlink(name: &str) -> Result<()> {
+        map::unlink_named(&ShmName::parse(name)?)
+    }
+
+    /// Keeps the name after the creator's last handle is dropped (for a region that should
+    /// outlive its creator). Remove it later with [`unlink`](ShmRegion::unlink).
+    pub fn keep_name(&self) {
+        self.inner.unlink_on_drop.store(false, Relaxed);
+    }
+
+    /// `/name` for a named region, `None` for an anonymous one.
+    pub fn name(&self) -> Option<&str> {
+        self.inner.name.as_deref()
+    }
+
+    /// The size of the mapping in bytes.
+    pub fn size(&self) -> usize {
+        self.inner.map.len()
+    }
+
+    fn format(
+        map: Mapping,
+        id: Identity,
+        name: Option<String>,
+        creator: Option<u32>,
+    ) -> Result<ShmRegion> {
+        let region = Self::attach(map, id, name, creator);
+        let hdr = region.header();
+        hdr.write_identity(&id);
+        region.heap().format()?;
+        hdr.mark_ready();
+        Ok(region)
+    }
+
+    fn attach(map: Mapping, id: Identity, name: Option<String>, creator: Option<u32>) -> Self {
+        ShmRegion {
+            inner: Arc::new(Inner {
+                map,
+                heap_start: id.heap_start,
+                heap_end: id.heap_end,
+                name,
+                creator,
+                unlink_on_drop: AtomicBool::new(creator.is_some()),
+            }),
+        }
+    }
+
+    fn header(&self) -> &Header {
+        // SAFETY: the mapping is at least HEAP_START bytes (Identity::for_size checked it)
+        // and page-aligned; Header is all atomics, valid for any bytes.
+        unsafe { &*(self.inner.map.base() as *const Header) }
+    }
+
+    fn heap(&self) -> Heap<'_> {
+        // SAFETY: base/len describe our live mapping; the identity was validated, so the
+        // heap bounds lie within it.
+        unsafe {
+            Heap::new(
+                self.inner.map.base(),
+                self.inner.map.len(),
+                self.header(),
+                self.inner.heap_start,
+                self.inner.heap_end,
+            )
+        }
+    }
+
+    fn alloc_lock(&self) -> GenLockGuard<'_> {
+        self.header().alloc_lock.lock()
+    }
+
+    /// # Safety
+    /// `offset` is the payload of a live block holding an initialised `T`.
+    unsafe fn object<T>(&self, offset: u64) -> &T {
+        // SAFETY: per the contract, in bounds, aligned and initialised.
+        unsafe { &*(self.inner.map.base().add(offset as usize) as *const T) }
+    }
+
+    /// # Safety
+    /// `offset` is the payload of a live lock-set block with at least `len` locks.
+    unsafe fn lock_slice(&self, offset: u64, len: usize) -> &[PaddedLock] {
+        let first = offset as usize + size_of::<LockSetHead>();
+        // SAFETY: per the contract, `len` initialised, 64-aligned PaddedLocks follow the head.
+        unsafe {
+            std::slice::from_raw_parts(self.inner.map.base().add(first) as *const PaddedLock, len)
+        }
+    }
+
+    fn alloc_block(&self, layout: Layout) -> Result<(u64, u64)> {
+        let _g = self.alloc_lock();
+        self.heap().alloc(layout)
+    }
+
+    fn boxed<T>(&self, (offset, gen): (u64, u64)) -> ShmBox<T> {
+        ShmBox {
+            region: self.clone(),
+            offset,
+            gen,
+            _type: PhantomData,
+        }
+    }
+
+    /// Moves `value` into the region (Kamailio's `shm_malloc` plus initialisation).
+    ///
+    /// Fails with [`Error::OutOfMemory`] when no free block fits; the region is unchanged.
+    /// Only [`ShmSafe`] types can be allocated; `T` must have no drop glue (shared objects are
+    /// never dropped, only freed).
+    pub fn alloc<T: ShmSafe>(&self, value: T) -> Result<ShmBox<T>> {
+        const {
+            assert!(
+                !std::mem::needs_drop::<T>(),
+                "shared objects are never dropped"
+            )
+        };
+        let block = self.alloc_block(layout_of::<T>())?;
+        // SAFETY: the block is fresh, sized and aligned for T, and nobody else knows of it.
+        unsafe { (self.inner.map.base().add(block.0 as usize) as *mut T).write(value) };
+        Ok(self.boxed(block))
+    }
+
+    /// Allocates a `T` whose bytes are all zero: an unlocked lock, zero counters, null
+    /// pointers (Kamailio's `lock_alloc` needs no `lock_init` after this).
+    pub fn alloc_zeroed<T: ShmZeroable>(&self) -> Result<ShmBox<T>> {
+        const {
+            assert!(
+                !std::mem::needs_drop::<T>(),
+                "shared objects are never dropped"
+            )
+        };
+        let block = self.alloc_block(layout_of::<T>())?;
+        // SAFETY: as in `alloc`; zero bytes are a valid T by `T: ShmZeroable`.
+        unsafe {
+            std::ptr::write_bytes(
+                self.inner.map.base().add(block.0 as usize),
+                0,
+                size_of::<T>(),
+            )
+        };
+        Ok(self.boxed(block))
+    }
+
+    /// Frees an object (Kamailio's `shm_free`, `lock_dealloc`).
+    ///
+    /// Returns [`Error::StaleHandle`] if the object was already freed, e.g. through a copy of
+    /// the handle that `fork` made, and [`Error::ForeignHandle`] if it belongs to another
+    /// region.
+    ///
+    /// # Safety
+    /// No process may use the object afterwards: not through another copy of this handle, a
+    /// [`ShmPtr`] it resolved earlier, or a reference from [`lookup`](ShmRegion::lookup). The
+    /// memory goes back to the allocator and will hold other objects. (Which processes still
+    /// use a shared object is a protocol between them that the compiler cannot see.)
+    pub unsafe fn free<T>(&self, boxed: ShmBox<T>) -> Result<()> {
+        self.free_block(&boxed.region, boxed.offset, boxed.gen)
+    }
+
+    fn free_block(&self, owner: &ShmRegion, offset: u64, gen: u64) -> Result<()> {
+        if !Arc::ptr_eq(&owner.inner, &self.inner) {
+            return Err(Error::ForeignHandle);
+        }
+        let _g = self.alloc_lock();
+        self.unpublish_offset(offset);
+        self.heap().free(offset, gen)
+    }
+
+    /// Resolves a [`ShmPtr`], checking that it points at a live `T` in this region.
+    pub fn get<T: ShmSafe>(&self, ptr: ShmPtr<T>) -> Result<&T> {
+        self.heap().check_live(ptr.offset(), layout_of::<T>())?;
+        // SAFETY: check_live found a live block tagged for T, large and aligned enough.
+        Ok(unsafe { self.object(ptr.offset()) })
+    }
+
+    /// Allocates a lock set of `n` locks, each on its own cache line, all unlocked
+    /// (Kamailio's `lock_set_alloc` + `lock_set_init`). `n == 0` is [`Error::EmptyLockSet`].
+    pub fn alloc_lock_set(&self, n: usize) -> Result<ShmLockSet> {
+        if n == 0 {
+            return Err(Error::EmptyLockSet);
+        }
+        let mut layout = layout_of::<LockSetHead>();
+        layout.size = (n as u64)
+            .checked_mul(LOCK_SIZE)
+            .and_then(|b| b.checked_add(layout.size))
+            .ok_or(Error::OutOfMemory {
+                requested: usize::MAX,
+                largest_free: 0,
+            })?;
+        let block = self.alloc_block(layout)?;
+        // SAFETY: the fresh block holds the head and n PaddedLocks; zero bytes are a valid
+        // head and unlocked locks.
+        unsafe {
+            std::ptr::write_bytes(
+                self.inner.map.base().add(block.0 as usize),
+                0,
+                layout.size as usize,
+            )
+        };
+        let inner: ShmBox<LockSetHead> = self.boxed(block);
+        inner.len.store(n as u64, Relaxed);
+        Ok(ShmLockSet { inner, len: n })
+    }
+
+    /// Frees a lock set (Kamailio's `lock_set_dealloc`).
+    ///
+    /// # Safety
+    /// As for [`free`](ShmRegion::free): nobody may use the set afterwards.
+    pub unsafe fn free_lock_set(&self, set: ShmLockSet) -> Result<()> {
+        self.free_block(&set.inner.region, set.inner.offset, set.inner.gen)
+    }
+
+    /// The allocator's figures (used, free, largest free block).
+    pub fn stats(&self) -> Result<RegionStats> {
+        let _g = self.alloc_lock();
+        Ok(RegionStats {
+            size: self.size(),
+            heap_size: (self.inner.heap_end - self.inner.heap_start) as usize,
+            heap: self.heap().stats()?,
+        })
+    }
+
+    /// Publishes an object under `name` (1 to 31 bytes), for processes that attach by name
+    /// and find it with [`lookup`](ShmRegion::lookup).
+    pub fn publish<T>(&self, name: &str, object: &ShmBox<T>) -> Result<()> {
+        let layout = layout_of::<T>();
+        self.publish_raw(
+            name,
+            &object.region,
+            object.offset,
+            layout.tag,
+            std::any::type_name::<T>(),
+        )
+    }
+
+    /// Publishes a runtime-sized lock set under `name`; find it with
+    /// [`lookup_lock_set`](ShmRegion::lookup_lock_set).
+    pub fn publish_lock_set(&self, name: &str, set: &ShmLockSet) -> Result<()> {
+        let b = &set.inner;
+        self.publish_raw(
+            name,
+            &b.region,
+            b.offset,
+            layout_of::<LockSetHead>().tag,
+            "lockkit::LockSet",
+        )
+    }
+
+    fn publish_raw(
+        &self,
+        name: &str,
+        owner: &ShmRegion,
+        offset: u64,
+        tag: u64,
+        ty: &str,
+    ) -> Result<()> {
+        if !Arc::ptr_eq(&owner.inner, &self.inner) {
+            return Err(Error::ForeignHandle);
+        }
+        let key = root_key(name)?;
+        let _g = self.alloc_lock();
+        let roots = &self.header().roots;
+        if find_root(roots, &key).is_some() {
+            return Err(Error::RootExists { name: name.into() });
+        }
+        let slot = roots
+            .iter()
+            .find(|r| r.name.iter().all(|w| w.load(Relaxed) == 0))
+            .ok_or(Error::RootTableFull { capacity: NROOTS })?;
+        slot.offset.store(offset, Relaxed);
+        slot.tag.store(tag, Relaxed);
+        let ty: [u64; ROOT_TYPE_LEN / 8] = header::pack(ty.as_bytes());
+        for (w, v) in slot.type_name.iter().zip(ty) {
+            w.store(v, Relaxed);
+        }
+        for (w, v) in slot.name.iter().zip(key) {
+            w.store(v, Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Removes the root called `name` (the object itself stays allocated).
+    pub fn unpublish(&self, name: &str) -> Result<()> {
+        let key = root_key(name)?;
+        let _g = self.alloc_lock();
+        let root = find_root(&self.header().roots, &key)
+            .ok_or_else(|| Error::RootNotFound { name: name.into() })?;
+        clear_root(root);
+        Ok(())
+    }
+
+    /// Drops every root that names the object at `offset` (it is being freed).
+    fn unpublish_offset(&self, offset: u64) {
+        for r in &self.header().roots {
+            if r.offset.load(Relaxed) == offset && r.name.iter().any(|w| w.load(Relaxed) != 0) {
+                clear_root(r);
+            }
+        }
+    }
+
+    fn root_offset(&self, name: &str, tag: u64, expected: &str) -> Result<u64> {
+        let key = root_key(name)?;
+        let _g = self.alloc_lock();
+        let root = find_root(&self.header().roots, &key)
+            .ok_or_else(|| Error::RootNotFound { name: name.into() })?;
+        if root.tag.load(Relaxed) != tag {
+            return Err(Error::TypeMismatch {
+                name: name.into(),
+                expected: expected.into(),
+                found: header::unpack(&root.type_name),
+            });
+        }
+        Ok(root.offset.load(Relaxed))
+    }
+
+    /// Finds the object published as `name`, checking that it is a `T` (by the type's name,
+    /// size and alignment): a mismatch is [`Error::TypeMismatch`] naming both types.
+    pub fn lookup<T: ShmSafe>(&self, name: &str) -> Result<&T> {
+        let layout = layout_of::<T>();
+        let offset = self.root_offset(name, layout.tag, std::any::type_name::<T>())?;
+        self.get(ShmPtr::from_offset(offset))
+    }
+
+    /// Finds the lock set published as `name`.
+    pub fn lookup_lock_set(&self, name: &str) -> Result<&LockSet> {
+        let layout = layout_of::<LockSetHead>();
+        let offset = self.root_offset(name, layout.tag, "lockkit::LockSet")?;
+        let heap = self.heap();
+        heap.check_live(offset, layout)?;
+        // SAFETY: a live block tagged as a lock-set head.
+        let head: &LockSetHead = unsafe { self.object(offset) };
+        let len = head.len.load(Relaxed);
+        let room = (heap.capacity(offset)? - layout.size) / LOCK_SIZE;
+        if len == 0 || len > room {
+            return Err(Error::CorruptRegion {
+                detail: format!("lock set {name:?} claims {len} locks but has room for {room}"),
+            });
+        }
+        // SAFETY: the block has room for `len` locks after the head, zeroed at allocation.
+        Ok(LockSet::from_slice(unsafe {
+            self.lock_slice(offset, len as usize)
+        }))
+    }
+}
+
+fn root_key(name: &str) -> Result<[u64; ROOT_NAME_LEN / 8]> {
+    let invalid = |reason| Error::InvalidName {
+        name: name.into(),
+        reason,
+    };
+    if name.is_empty() {
+        return Err(invalid("a root name cannot be empty"));
+    }
+    if name.len() >= ROOT_NAME_LEN {
+        return Err(invalid("a root name has at most 31 bytes"));
+    }
+    if name.contains('\0') {
+        return Err(invalid("it contains a NUL byte"));
+    }
+    Ok(header::pack(name.as_bytes()))
+}
+
+fn find_root<'h>(roots: &'h [header::Root], key: &[u64]) -> Option<&'h header::Root> {
+    roots
+        .iter()
+        .find(|r| r.name.iter().zip(key).all(|(w, k)| w.load(Relaxed) == *k))
+}
+
+fn clear_root(root: &header::Root) {
+    for w in &root.name {
+        w.store(0, Relaxed);
+    }
+}
+
+fn page_round(size: usize) -> Result<usize> {
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
+    size.checked_next_multiple_of(page)
+        .ok_or(Error::OutOfMemory {
+            requested: size,
+            largest_free: 0,
+        })
+}
+
+impl fmt::Debug for ShmRegion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ShmRegion")
+            .field("name", &self.inner.name)
+            .field("size", &self.size())
+            .finish_non_exhaustive()
+    }
+}
