@@ -61,3 +61,8 @@ pub use shm_safe::{ShmSafe, ShmZeroable};
 unsafe impl ShmSafe for GenLock {}
 // SAFETY: zero bytes are an unlocked lock.
 unsafe impl ShmZeroable for GenLock {}
+
+/// The README's examples, compiled and run as doctests so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;

@@ -1,0 +1,236 @@
+//! Every way opening a named region can fail, each produced for real, each its own error.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+
+use common::{shm_path, unique_name};
+use lockkit::{Error, ShmRegion};
+
+const SIZE: usize = 1 << 16;
+
+/// A region's bytes, copied out of its file so that tests can damage a copy.
+fn region_bytes() -> Vec<u8> {
+    let name = unique_name("src");
+    let r = ShmRegion::create(&name, SIZE).unwrap();
+    let bytes = std::fs::read(shm_path(&name)).unwrap();
+    drop(r);
+    bytes
+}
+
+/// Writes `bytes` as the shm object `name`, removed again when the guard drops.
+fn plant<'a>(name: &'a str, bytes: &[u8]) -> impl Drop + 'a {
+    std::fs::write(shm_path(name), bytes).unwrap();
+    scopeguard::guard(name, |n| {
+        let _ = std::fs::remove_file(shm_path(n));
+    })
+}
+
+#[test]
+fn a_missing_name_is_not_found() {
+    let e = ShmRegion::open(&unique_name("missing")).unwrap_err();
+    assert!(matches!(e, Error::NotFound { .. }), "{e}");
+    assert!(e.to_string().contains("no shared-memory region named"));
+}
+
+#[test]
+fn an_invalid_name_is_rejected_before_the_system_sees_it() {
+    for bad in ["", "/", "a/b", "..", "x\0y"] {
+        let e = ShmRegion::open(bad).unwrap_err();
+        assert!(matches!(e, Error::InvalidName { .. }), "{bad:?}: {e}");
+        let e = ShmRegion::create(bad, SIZE).unwrap_err();
+        assert!(matches!(e, Error::InvalidName { .. }), "{bad:?}: {e}");
+    }
+}
+
+#[test]
+fn the_leading_slash_is_optional() {
+    let name = unique_name("slash");
+    let r = ShmRegion::create(&name, SIZE).unwrap();
+    let bare = name.trim_start_matches('/');
+    let o = ShmRegion::open(bare).unwrap();
+    assert_eq!(o.name(), r.name());
+}
+
+#[test]
+fn creating_a_name_twice_fails_without_harming_the_first() {
+    let name = unique_name("twice");
+    let r = ShmRegion::create(&name, SIZE).unwrap();
+    let b = r.alloc(42u64).unwrap();
+    r.publish("answer", &b).unwrap();
+    let e = ShmRegion::create(&name, SIZE).unwrap_err();
+    assert!(matches!(e, Error::AlreadyExists { .. }), "{e}");
+    let o = ShmRegion::open(&name).unwrap();
+    assert_eq!(*o.lookup::<u64>("answer").unwrap(), 42);
+}
+
+#[test]
+fn a_region_too_small_for_its_header_is_refused() {
+    let e = ShmRegion::anonymous(100).unwrap_err();
+    assert!(matches!(e, Error::RegionTooSmall { .. }), "{e}");
+    let name = unique_name("small");
+    let e = ShmRegion::create(&name, 100).unwrap_err();
+    assert!(matches!(e, Error::RegionTooSmall { .. }), "{e}");
+    assert!(
+        !shm_path(&name).exists(),
+        "a failed create leaves no object behind"
+    );
+}
+
+#[test]
+fn a_file_of_garbage_is_not_a_lockkit_region() {
+    let name = unique_name("garbage");
+    let mut x = 0x1234_5678_9abc_def0u64;
+    let bytes: Vec<u8> = (0..SIZE)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let _g = plant(&name, &bytes);
+    let e = ShmRegion::open(&name).unwrap_err();
+    assert!(matches!(e, Error::NotLockkitRegion { .. }), "{e}");
+    let _g2 = plant(&name, b"hello");
+    let e = ShmRegion::open(&name).unwrap_err();
+    assert!(matches!(e, Error::NotLockkitRegion { .. }), "{e}");
+}
+
+#[test]
+fn an_empty_object_is_not_a_lockkit_region() {
+    let name = unique_name("empty");
+    let _g = plant(&name, b"");
+    let e = ShmRegion::open(&name).unwrap_err();
+    assert!(matches!(e, Error::NotLockkitRegion { .. }), "{e}");
+}
+
+#[test]
+fn a_truncated_region_is_reported_with_both_sizes() {
+    let bytes = region_bytes();
+    let name = unique_name("trunc");
+    let _g = plant(&name, &bytes[..8192]);
+    match ShmRegion::open(&name).unwrap_err() {
+        Error::Truncated {
+            expected, actual, ..
+        } => {
+            assert_eq!(expected, SIZE as u64);
+            assert_eq!(actual, 8192);
+        }
+        e => panic!("expected Truncated, got {e}"),
+    }
+    let _g = plant(&name, &bytes[..1000]);
+    let e = ShmRegion::open(&name).unwrap_err();
+    assert!(matches!(e, Error::Truncated { .. }), "{e}");
+}
+
+#[test]
+fn a_region_of_another_layout_version_is_refused() {
+    let mut bytes = region_bytes();
+    bytes[8..12].copy_from_slice(&99u32.to_ne_bytes());
+    let name = unique_name("version");
+    let _g = plant(&name, &bytes);
+    match ShmRegion::open(&name).unwrap_err() {
+        Error::VersionMismatch {
+            found, expected, ..
+        } => assert_eq!((found, expected), (99, 1)),
+        e => panic!("expected VersionMismatch, got {e}"),
+    }
+}
+
+#[test]
+fn a_header_whose_sizes_disagree_with_its_checksum_is_corrupt() {
+    let mut bytes = region_bytes();
+    // total_size sits at offset 16: claim a smaller region than the file.
+    bytes[17] ^= 0x01;
+    let name = unique_name("corrupt");
+    let _g = plant(&name, &bytes);
+    let e = ShmRegion::open(&name).unwrap_err();
+    assert!(matches!(e, Error::CorruptHeader { .. }), "{e}");
+}
+
+#[test]
+fn a_header_that_never_became_ready_is_reported_after_a_short_wait() {
+    let mut bytes = region_bytes();
+    // `state` sits at offset 48.
+    bytes[48..52].fill(0);
+    let name = unique_name("unready");
+    let _g = plant(&name, &bytes);
+    let t0 = std::time::Instant::now();
+    let e = ShmRegion::open(&name).unwrap_err();
+    assert!(matches!(e, Error::CorruptHeader { .. }), "{e}");
+    assert!(e.to_string().contains("never finished"), "{e}");
+    assert!(t0.elapsed() < std::time::Duration::from_secs(5));
+}
+
+#[test]
+fn a_process_without_permission_is_denied() {
+    let _s = common::serial();
+    let name = unique_name("perm");
+    let r = ShmRegion::create(&name, SIZE).unwrap();
+    let mode = std::fs::metadata(shm_path(&name))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        // Root ignores file modes: drop to an unprivileged user in a child and try there.
+        let child = common::fork(|| {
+            // SAFETY: changing this child's own ids; it exits right after.
+            if unsafe { libc::setgid(65534) } != 0 || unsafe { libc::setuid(65534) } != 0 {
+                return 2;
+            }
+            match ShmRegion::open(&name) {
+                Err(Error::PermissionDenied { .. }) => 0,
+                _ => 1,
+            }
+        });
+        assert_eq!(child.join(), 0, "an unprivileged child was not denied");
+    } else {
+        std::fs::set_permissions(shm_path(&name), std::fs::Permissions::from_mode(0o000)).unwrap();
+        let e = ShmRegion::open(&name).unwrap_err();
+        assert!(matches!(e, Error::PermissionDenied { .. }), "{e}");
+    }
+    drop(r);
+}
+
+#[test]
+fn the_creator_chooses_the_mode_whatever_the_umask() {
+    let name = unique_name("mode");
+    let _r = ShmRegion::create_with_mode(&name, SIZE, 0o660).unwrap();
+    let mode = std::fs::metadata(shm_path(&name))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o660);
+}
+
+#[test]
+fn unlink_removes_the_name_but_not_the_mapping() {
+    let name = unique_name("unlink");
+    let r = ShmRegion::create(&name, SIZE).unwrap();
+    let b = r.alloc(5u32).unwrap();
+    ShmRegion::unlink(&name).unwrap();
+    assert!(matches!(
+        ShmRegion::open(&name),
+        Err(Error::NotFound { .. })
+    ));
+    assert_eq!(*b, 5);
+    let e = ShmRegion::unlink(&name).unwrap_err();
+    assert!(matches!(e, Error::NotFound { .. }), "{e}");
+}
+
+#[test]
+fn keep_name_leaves_the_region_for_later_openers() {
+    let name = unique_name("keep");
+    {
+        let r = ShmRegion::create(&name, SIZE).unwrap();
+        let b = r.alloc(77u64).unwrap();
+        r.publish("seventy-seven", &b).unwrap();
+        r.keep_name();
+    }
+    let o = ShmRegion::open(&name).unwrap();
+    assert_eq!(*o.lookup::<u64>("seventy-seven").unwrap(), 77);
+    ShmRegion::unlink(&name).unwrap();
+}
