@@ -248,3 +248,35 @@ fn an_object_freed_in_a_child_cannot_be_freed_again_through_the_parents_copy() {
         "the new object was not freed by the stale handle"
     );
 }
+
+#[test]
+fn processes_allocating_at_once_never_share_a_block() {
+    let _s = serial();
+    let region = ShmRegion::anonymous(4 << 20).unwrap();
+    let whole = region.stats().unwrap().heap;
+    run_children(WORKERS, |w| {
+        let mut live = Vec::new();
+        for i in 0..3_000u64 {
+            let stamp = ((w as u64) << 32) | i;
+            if live.len() > 40 {
+                let (b, s): (lockkit::ShmBox<[AtomicU64; 20]>, u64) = live.swap_remove(0);
+                if b.iter().any(|x| x.load(Relaxed) != s) {
+                    return 1; // another process's allocation overlapped this one
+                }
+                // SAFETY: only this process ever knew of the object.
+                if unsafe { region.free(b) }.is_err() {
+                    return 2;
+                }
+            }
+            let b = region.alloc_zeroed::<[AtomicU64; 20]>().unwrap();
+            b.iter().for_each(|x| x.store(stamp, Relaxed));
+            live.push((b, stamp));
+        }
+        for (b, _) in live {
+            // SAFETY: as above.
+            unsafe { region.free(b) }.unwrap();
+        }
+        0
+    });
+    assert_eq!(region.stats().unwrap().heap, whole);
+}
