@@ -94,6 +94,16 @@ impl GenLock {
         self.raw.is_locked()
     }
 
+    /// Releases the lock without a guard, for holders that track it themselves (the group
+    /// lock's chain).
+    ///
+    /// # Safety
+    /// The calling thread holds the lock and no guard for this acquisition will be dropped.
+    pub(crate) unsafe fn force_unlock(&self) {
+        // SAFETY: per the contract.
+        unsafe { self.raw.unlock() }
+    }
+
     /// Who holds the lock at this instant, or `None` if nobody does.
     pub fn owner(&self) -> Option<Owner> {
         self.raw.owner().map(|(pid, tid)| Owner { pid, tid })

@@ -43,6 +43,7 @@
 
 mod error;
 mod gen_lock;
+pub mod grp;
 mod lock_set;
 pub mod raw;
 pub mod shm;
@@ -52,6 +53,7 @@ mod sys;
 
 pub use error::{Error, Result};
 pub use gen_lock::{GenLock, GenLockGuard, Owner};
+pub use grp::GrpLock;
 pub use lock_set::{GenLockSet, LockSet, PaddedLock};
 pub use shm::{RegionStats, ShmBox, ShmLockSet, ShmPtr, ShmRegion};
 pub use shm_mutex::{ShmMutex, ShmMutexGuard};

@@ -83,6 +83,11 @@ impl<T> ShmMutex<T> {
         self.data.into_inner()
     }
 
+    /// The lock alone, for chaining it to a group lock.
+    pub(crate) fn raw_lock(&self) -> &GenLock {
+        &self.lock
+    }
+
     fn guard<'a>(&'a self, lock: GenLockGuard<'a>) -> ShmMutexGuard<'a, T> {
         ShmMutexGuard { mutex: self, lock }
     }
