@@ -1,2 +1,147 @@
-//! Procedural macros for `lockkit`. The macros arrive with their own issue; this crate
-//! exports nothing yet.
+//! Procedural macros for [`lockkit`](https://docs.rs/lockkit): lock discipline checked by
+//! the compiler. Use them through `lockkit`, which re-exports them and provides the runtime
+//! items the generated code calls (`lockkit::__private`).
+//!
+//! - [`macro@shared_locked`]: a shared-memory struct whose guarded fields are reachable only
+//!   through their lock's guard.
+//! - [`macro@grp_member`]: a member of a group lock, destroyed only by its group.
+//! - [`locked!`]: a block run under one or more locks, released on every way out.
+
+mod ctxt;
+mod grp_member;
+mod locked;
+mod shared_locked;
+mod types;
+
+use proc_macro::TokenStream;
+
+/// Places locks and the data they guard in one `#[repr(C)]`, shared-memory-safe struct, and
+/// makes the guarded data reachable only through its lock.
+///
+/// ```
+/// use lockkit::{shared_locked, GenLock, GenLockSet, ShmRegion};
+/// use std::sync::atomic::{AtomicU32, Ordering};
+///
+/// #[shared_locked]
+/// pub struct Registrar {
+///     calls: GenLock,
+///     #[guarded_by(calls)]
+///     active: u64,
+///     #[guarded_by(calls)]
+///     last_code: u16,
+///     stripes: GenLockSet<4>,
+///     #[striped_by(stripes)]
+///     per_user: [u32; 64],
+///     max_calls: AtomicU32, // unguarded: atomics and other Sync shared data
+/// }
+///
+/// let region = ShmRegion::anonymous(1 << 20)?;
+/// let reg = region.alloc_zeroed::<Registrar>()?;
+/// {
+///     let mut calls = reg.lock_calls(); // a guard that derefs to { active, last_code }
+///     calls.active += 1;
+///     calls.last_code = 200;
+/// }
+/// *reg.lock_per_user(17) += 1; // locks stripe 17 % 4, lends element 17
+/// reg.max_calls.store(100, Ordering::Relaxed);
+/// assert_eq!(reg.lock_calls().active, 1);
+/// # Ok::<(), lockkit::Error>(())
+/// ```
+///
+/// What it does:
+/// - adds `#[repr(C)]` and implements `ShmSafe` (and `ShmZeroable` when every field can be
+///   zeroed, so `region.alloc_zeroed::<T>()` works); a field that cannot live in shared
+///   memory (`String`, `Vec`, `Box`, references, `Rc`, `Arc`, raw pointers, any type that is
+///   not `ShmSafe`) is a compile error at that field;
+/// - for each `GenLock` field `l`, gathers the fields marked `#[guarded_by(l)]` into a struct
+///   `<Struct><L>Fields` and stores them with the lock (the field becomes a
+///   `ShmMutex<<Struct><L>Fields>`); generates `lock_l()`, `try_lock_l()` and
+///   `try_lock_l_for(timeout)`, whose guards deref to those fields: `s.active` without the
+///   lock does not compile, because the struct has no such field;
+/// - for each `GenLockSet<N>` field `s`, a field `#[striped_by(s)] f: [T; M]` is reachable
+///   one element at a time: `lock_f(i)` locks stripe `i % N` and lends element `i`
+///   (`try_lock_f(i)` does not wait); `i >= M` panics naming both;
+/// - fields with no marker stay as declared (they must be `ShmSafe`, hence `Sync`);
+/// - generates `const fn new(..)` taking every non-lock field in order.
+///
+/// A lock that guards nothing is an error unless it is marked `#[standalone]` (a lock used
+/// on its own, with `locked!` or chained to a group lock). Generic structs, enums, unions and
+/// tuple structs are rejected with an error saying why.
+#[proc_macro_attribute]
+pub fn shared_locked(args: TokenStream, input: TokenStream) -> TokenStream {
+    shared_locked::expand(args.into(), input.into()).into()
+}
+
+/// Makes a struct a member of a group lock: registered with the group's destroy handlers, so
+/// it is destroyed when the group's reference count reaches zero and not before, and reached
+/// only while holding the group lock.
+///
+/// ```
+/// use lockkit::grp::{GrpLock, WeakGrpLock};
+/// use lockkit::grp_member;
+///
+/// #[grp_member(on_destroy = finish)]
+/// struct Transaction {
+///     #[grp]
+///     dialog: WeakGrpLock, // filled in by `join`; weak, so it does not keep the group alive
+///     retries: u32,
+/// }
+///
+/// impl Transaction {
+///     fn finish(&mut self) {
+///         println!("transaction done after {} retries", self.retries);
+///     }
+/// }
+///
+/// let dialog = GrpLock::new();
+/// let tsx = Transaction { dialog: WeakGrpLock::new(), retries: 0 }.join(&dialog);
+/// tsx.lock().retries += 1; // under the group lock
+/// let early = Transaction { dialog: WeakGrpLock::new(), retries: 9 }.join(&dialog);
+/// let back = early.leave(); // leaves early: handler removed, reference dropped
+/// assert_eq!(back.retries, 9);
+/// drop(tsx);
+/// drop(dialog); // the last reference: `finish` runs, once
+/// ```
+///
+/// Generated: `impl GrpMember` (the `on_destroy` hook, or nothing if the struct relies on its
+/// `Drop`) and `fn join(self, group: &GrpLock) -> Member<Self>`. The hook must be a method
+/// `fn(&mut self)`. Errors: no `#[grp]` field, two of them, a `#[grp]` field that is not a
+/// `WeakGrpLock`, a hook that does not exist or has another signature.
+#[proc_macro_attribute]
+pub fn grp_member(args: TokenStream, input: TokenStream) -> TokenStream {
+    grp_member::expand(args.into(), input.into()).into()
+}
+
+/// Runs a block while holding one or more locks, and releases them on every way out of it:
+/// the end of the block, `return`, `?`, `break` or `continue` of an enclosing loop, a panic.
+///
+/// ```
+/// use lockkit::{locked, GenLock, GenLockSet, ShmMutex};
+/// use lockkit::grp::GrpLock;
+///
+/// let m = ShmMutex::new(0u64);
+/// let a = GenLock::new();
+/// let b = GenLock::new();
+/// let set = GenLockSet::<8>::new();
+/// let group = GrpLock::new();
+///
+/// locked!(a => { /* under a */ });
+/// let doubled = locked!(g = m => { *g += 1; *g * 2 }); // g: &mut u64, the block's value
+/// assert_eq!(doubled, 2);
+/// locked!(set[3] => { /* under lock 3 of the set */ });
+/// locked!(b, a => { /* a and b, taken in one global order */ });
+/// let got = locked!(try g = m => { *g } else { u64::MAX });
+/// assert_eq!(got, 1);
+/// locked!(group => { /* the group and its chained locks */ });
+/// ```
+///
+/// The macro owns the guard and lends the block only the data (`&mut T` for a `ShmMutex`, a
+/// striped element or a group member) or a shared reference to the guard (for `GenLock` and
+/// `GrpLock`): the guard cannot be moved out, forgotten or released early, and nothing
+/// borrowed from it outlives the block. With several locks they are taken in ascending
+/// address order whatever order they are written in (the same order in every process for
+/// locks in one region), so two sites naming the same locks cannot deadlock.
+#[proc_macro]
+pub fn locked(input: TokenStream) -> TokenStream {
+    locked::expand(input.into()).into()
+}

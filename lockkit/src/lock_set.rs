@@ -117,6 +117,18 @@ impl LockSet {
     }
 }
 
+/// `set[i]` is lock `i`, so `locked!(set[i] => ..)` reads like indexing.
+///
+/// # Panics
+/// If `i >= len()`, naming both.
+impl std::ops::Index<usize> for LockSet {
+    type Output = GenLock;
+    #[track_caller]
+    fn index(&self, i: usize) -> &GenLock {
+        self.at(i)
+    }
+}
+
 #[cold]
 #[track_caller]
 fn out_of_range(i: usize, len: usize) -> ! {

@@ -26,6 +26,12 @@ use std::sync::atomic::*;
 /// let region = lockkit::ShmRegion::anonymous(1 << 20).unwrap();
 /// let b = region.alloc(String::from("lost in another process"));
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot live in shared memory",
+    label = "not `ShmSafe`: it may hold pointers that mean nothing in another process",
+    note = "shared objects hold plain data, atomics, lockkit locks and ShmPtr links; use a \
+            fixed-size array instead of String/Vec, and ShmPtr instead of Box/references"
+)]
 pub unsafe trait ShmSafe: Sync {}
 
 /// A [`ShmSafe`] type for which all-zero bytes are a valid value (an unlocked lock, a zero

@@ -46,6 +46,7 @@
 mod chain;
 mod debug;
 mod life;
+mod member;
 mod sync;
 
 use std::cell::UnsafeCell;
@@ -57,6 +58,7 @@ use std::sync::{Arc, Mutex, Weak};
 
 pub use chain::{AsLockSet, ChainLock, SetEntry};
 pub use life::HandlerId;
+pub use member::{GrpMember, Member, MemberGuard};
 
 use chain::{same_lock, Chain, Link};
 use life::Life;
@@ -189,7 +191,19 @@ pub struct WeakGrpLock {
     inner: Weak<Inner>,
 }
 
+impl Default for WeakGrpLock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl WeakGrpLock {
+    /// A weak reference to no group (it never upgrades), to fill a member's `#[grp]` field
+    /// until it joins one.
+    pub fn new() -> Self {
+        WeakGrpLock { inner: Weak::new() }
+    }
+
     /// A reference to the group, or `None` if it was destroyed.
     #[track_caller]
     pub fn upgrade(&self) -> Option<GrpLock> {

@@ -1,0 +1,118 @@
+//! [`Lockable`]: what `locked!` accepts, one trait over every lock kind and the handles that
+//! lead to one.
+
+use std::sync::Arc;
+
+use crate::grp::{GrpGuard, GrpLock};
+use crate::{GenLock, GenLockGuard, ShmBox, ShmMutex, ShmMutexGuard};
+
+/// A lock that hands out a guard: [`GenLock`], [`ShmMutex`], [`GrpLock`], and a
+/// [`ShmBox`], `Arc`, `Box` or reference leading to one. This is what
+/// [`locked!`](crate::locked) takes.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a lock that `locked!` can take",
+    label = "not a lockkit lock",
+    note = "locked! takes a GenLock, a ShmMutex, a GrpLock, a lock-set entry (`set[i]`), or a \
+            ShmBox, Arc, Box or reference leading to one"
+)]
+pub trait Lockable {
+    /// The guard that holds this lock.
+    type Guard<'a>
+    where
+        Self: 'a;
+
+    /// Takes the lock.
+    fn lock_guard(&self) -> Self::Guard<'_>;
+
+    /// Takes the lock if it is free.
+    fn try_lock_guard(&self) -> Option<Self::Guard<'_>>;
+}
+
+impl Lockable for GenLock {
+    type Guard<'a> = GenLockGuard<'a>;
+    #[inline]
+    fn lock_guard(&self) -> GenLockGuard<'_> {
+        self.lock()
+    }
+    #[inline]
+    fn try_lock_guard(&self) -> Option<GenLockGuard<'_>> {
+        self.try_lock()
+    }
+}
+
+impl<T> Lockable for ShmMutex<T> {
+    type Guard<'a>
+        = ShmMutexGuard<'a, T>
+    where
+        T: 'a;
+    #[inline]
+    fn lock_guard(&self) -> ShmMutexGuard<'_, T> {
+        self.lock()
+    }
+    #[inline]
+    fn try_lock_guard(&self) -> Option<ShmMutexGuard<'_, T>> {
+        self.try_lock()
+    }
+}
+
+impl Lockable for GrpLock {
+    type Guard<'a> = GrpGuard<'a>;
+    #[inline]
+    fn lock_guard(&self) -> GrpGuard<'_> {
+        self.lock()
+    }
+    #[inline]
+    fn try_lock_guard(&self) -> Option<GrpGuard<'_>> {
+        self.try_lock()
+    }
+}
+
+macro_rules! forward_lockable {
+    ($($ty:ty),*) => {
+        $(
+            impl<L: Lockable + ?Sized> Lockable for $ty {
+                type Guard<'a> = L::Guard<'a> where Self: 'a;
+                #[inline]
+                fn lock_guard(&self) -> L::Guard<'_> {
+                    (**self).lock_guard()
+                }
+                #[inline]
+                fn try_lock_guard(&self) -> Option<L::Guard<'_>> {
+                    (**self).try_lock_guard()
+                }
+            }
+        )*
+    };
+}
+
+forward_lockable!(&L, Arc<L>, Box<L>);
+
+impl<L: Lockable> Lockable for ShmBox<L> {
+    type Guard<'a>
+        = L::Guard<'a>
+    where
+        Self: 'a;
+    #[inline]
+    fn lock_guard(&self) -> L::Guard<'_> {
+        (**self).lock_guard()
+    }
+    #[inline]
+    fn try_lock_guard(&self) -> Option<L::Guard<'_>> {
+        (**self).try_lock_guard()
+    }
+}
+
+impl<T: crate::grp::GrpMember> Lockable for crate::grp::Member<T> {
+    type Guard<'a>
+        = crate::grp::MemberGuard<'a, T>
+    where
+        T: 'a;
+    #[inline]
+    fn lock_guard(&self) -> crate::grp::MemberGuard<'_, T> {
+        self.lock()
+    }
+    #[inline]
+    fn try_lock_guard(&self) -> Option<crate::grp::MemberGuard<'_, T>> {
+        self.try_lock()
+    }
+}
