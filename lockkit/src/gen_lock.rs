@@ -82,7 +82,8 @@ impl GenLock {
         self.raw.try_lock().then(|| GenLockGuard::new(self))
     }
 
-    /// Takes the lock, waiting at most `timeout`.
+    /// Takes the lock, waiting at most `timeout`. Returns `None` at once if the calling
+    /// thread holds it (waiting could only time out).
     pub fn try_lock_for(&self, timeout: Duration) -> Option<GenLockGuard<'_>> {
         self.raw
             .try_lock_for(timeout)

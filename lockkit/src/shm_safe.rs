@@ -29,8 +29,9 @@ use std::sync::atomic::*;
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot live in shared memory",
     label = "not `ShmSafe`: it may hold pointers that mean nothing in another process",
-    note = "shared objects hold plain data, atomics, lockkit locks and ShmPtr links; use a \
-            fixed-size array instead of String/Vec, and ShmPtr instead of Box/references"
+    note = "shared objects hold plain data, atomics, lockkit locks and ShmPtr links: use a \
+            fixed-size array instead of String/Vec, ShmPtr instead of Box/references, and put \
+            #[shared_locked] on your own plain-data structs"
 )]
 pub unsafe trait ShmSafe: Sync {}
 

@@ -9,8 +9,10 @@ use syn::{Block, Expr, Ident};
 
 use super::parse::Locked;
 
-fn guard_ident() -> Ident {
-    Ident::new("__lockkit_guard", Span::mixed_site())
+/// The guard's binding: mixed-site hygiene (user code cannot name it), located at the lock
+/// expression so that diagnostics about the guard's type point there.
+fn guard_ident(at: Span) -> Ident {
+    Ident::new("__lockkit_guard", Span::mixed_site().located_at(at))
 }
 
 /// `let name = lend(&mut guard);`, or nothing for an unnamed guard.
@@ -25,12 +27,20 @@ fn lend(name: &Option<Ident>, guard: &Ident) -> TokenStream {
     }
 }
 
+/// The block's statements, spliced into the macro's own block (a nested block would draw
+/// `unused_braces` warnings at the user's code). Hygiene keeps the guard's binding out of
+/// their reach all the same.
 fn body(b: &Block) -> TokenStream {
-    quote!(#b)
+    let stmts = &b.stmts;
+    quote!(#(#stmts)*)
 }
 
 pub(crate) fn expand(l: &Locked) -> TokenStream {
-    let guard = guard_ident();
+    let at = match l {
+        Locked::One { lock, .. } | Locked::Try { lock, .. } => lock.span(),
+        Locked::Many { locks, .. } => locks.span(),
+    };
+    let guard = guard_ident(at);
     match l {
         Locked::One {
             name,
@@ -40,7 +50,9 @@ pub(crate) fn expand(l: &Locked) -> TokenStream {
             let take = take(lock, quote!(lock));
             let lend = lend(name, &guard);
             let b = body(b);
-            quote! {{
+            // Spanned at the lock (the user's block keeps its own spans), so "not a lock"
+            // points at it. rustc still repeats that error once at the invocation.
+            quote_spanned! {lock.span()=> {
                 let #guard = #take;
                 #lend
                 #b

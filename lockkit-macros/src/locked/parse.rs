@@ -63,7 +63,8 @@ impl Parse for Locked {
             arrow(input)?;
             let body = input.parse()?;
             if !input.peek(Token![else]) {
-                return Err(input.error(
+                return Err(syn::Error::new(
+                    input.span(),
                     "locked!(try ..) needs an else block for when the lock is busy: \
                      locked!(try lock => { .. } else { .. })",
                 ));

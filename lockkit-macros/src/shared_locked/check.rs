@@ -7,10 +7,16 @@ use crate::types::{is_named, last_ident, non_shm};
 
 pub(crate) fn check(input: &Input) -> syn::Result<()> {
     let mut cx = Ctxt::default();
+    let mut bad_marker = false;
     for f in &input.fields {
         match &f.role {
             Role::Plain => {}
             Role::Guarded(lock) => match input.field(lock) {
+                Some(l) if is_named(l.ty, "GenLock") => {}
+                _ if {
+                    bad_marker = true;
+                    false
+                } => {}
                 None => cx.error(
                     lock,
                     format!(
@@ -35,6 +41,12 @@ pub(crate) fn check(input: &Input) -> syn::Result<()> {
                 Some(_) => {}
             },
             Role::Striped(set) => {
+                if !input
+                    .field(set)
+                    .is_some_and(|s| is_named(s.ty, "GenLockSet"))
+                {
+                    bad_marker = true;
+                }
                 match input.field(set) {
                     None => cx.error(
                         set,
@@ -85,7 +97,8 @@ pub(crate) fn check(input: &Input) -> syn::Result<()> {
             Role::Guarded(n) | Role::Striped(n) => n == l.ident,
             Role::Plain => false,
         });
-        if !used && l.standalone.is_none() {
+        // A lock whose marker had a typo would be reported twice; the typo is the news.
+        if !used && l.standalone.is_none() && !bad_marker {
             cx.error(
                 l.ident,
                 format!(

@@ -15,6 +15,12 @@ use crate::{GenLock, GenLockSet, ShmBox, ShmLockSet, ShmMutex};
 /// # Safety
 /// `chain_release` may only be called by the thread whose `chain_acquire` (or successful
 /// `chain_try_acquire`) it matches; implementations rely on that.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a lockkit lock",
+    label = "not a lock",
+    note = "locked!(a, b, ..) and chain_lock take GenLock, ShmMutex, GrpLock, a lock-set \
+            entry (`set[i]`, or SetEntry to chain it), or a ShmBox of one"
+)]
 pub unsafe trait ChainLock: Send + Sync {
     /// Takes the lock, waiting as long as needed.
     fn chain_acquire(&self);

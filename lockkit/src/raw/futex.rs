@@ -160,6 +160,10 @@ impl RawFutex {
                 continue;
             }
             if w & TID_MASK == tid {
+                if deadline.is_some() {
+                    // A timed wait for a lock this thread holds can only time out.
+                    return false;
+                }
                 panic!(
                     "GenLock::lock: thread {tid} already holds this lock; GenLock is not \
                      recursive, so waiting for it would never end"

@@ -1,0 +1,268 @@
+//! The macros at run time: a #[shared_locked] table shared by forked processes, locked!
+//! releasing on every way out of its block, the multi-lock form in opposite orders, and
+//! group members destroyed by their group.
+
+mod common;
+
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering::*};
+use std::sync::Arc;
+
+use common::{run_children, serial};
+use lockkit::grp::{GrpLock, WeakGrpLock};
+use lockkit::{grp_member, locked, shared_locked, GenLock, GenLockSet, ShmMutex, ShmRegion};
+
+#[shared_locked]
+pub struct CallTable {
+    calls: GenLock,
+    #[guarded_by(calls)]
+    active: u64,
+    #[guarded_by(calls)]
+    total: u64,
+    stripes: GenLockSet<8>,
+    #[striped_by(stripes)]
+    per_user: [u64; 32],
+    max_active: AtomicU32,
+}
+
+const WORKERS: usize = 4;
+const ROUNDS: u64 = 50_000;
+
+#[test]
+fn a_shared_locked_table_counts_exactly_across_forked_processes() {
+    let _s = serial();
+    let region = ShmRegion::anonymous(1 << 20).unwrap();
+    let table = region.alloc_zeroed::<CallTable>().unwrap();
+    table.max_active.store(WORKERS as u32, Relaxed);
+    run_children(WORKERS, |w| {
+        for k in 0..ROUNDS {
+            {
+                let mut calls = table.lock_calls();
+                calls.active += 1;
+                // Read-modify-writes on plain u64s: only the lock keeps them exact.
+                calls.total += 1;
+                calls.active -= 1;
+            }
+            let user = (k as usize * 7 + w) % 32;
+            *table.lock_per_user(user) += 1;
+        }
+        0
+    });
+    let calls = table.lock_calls();
+    assert_eq!(calls.total, WORKERS as u64 * ROUNDS);
+    assert_eq!(calls.active, 0);
+    drop(calls);
+    let per_user: u64 = (0..32).map(|u| *table.lock_per_user(u)).sum();
+    assert_eq!(per_user, WORKERS as u64 * ROUNDS);
+}
+
+#[test]
+fn the_generated_constructor_and_try_accessors_work() {
+    let table = CallTable::new(5, 6, [1; 32], AtomicU32::new(9));
+    assert_eq!(table.lock_calls().total, 6);
+    let held = table.lock_calls();
+    assert!(table.try_lock_calls().is_none());
+    assert!(table
+        .try_lock_calls_for(std::time::Duration::from_millis(10))
+        .is_none());
+    drop(held);
+    let stripe = table.lock_per_user(3);
+    assert!(table.try_lock_per_user(3 + 8).is_none(), "same stripe");
+    assert_eq!(*table.try_lock_per_user(4).unwrap(), 1);
+    drop(stripe);
+}
+
+#[test]
+#[should_panic(expected = "per_user: index out of range: the index is 32 but the field has 32")]
+fn a_striped_index_out_of_range_panics_naming_both() {
+    let table = CallTable::new(0, 0, [0; 32], AtomicU32::new(0));
+    let _g = table.lock_per_user(32);
+}
+
+fn early_return(lock: &GenLock, bail: bool) -> u32 {
+    locked!(lock => {
+        if bail {
+            return 1;
+        }
+    });
+    2
+}
+
+fn question_mark(m: &ShmMutex<u32>, input: &str) -> Result<u32, std::num::ParseIntError> {
+    locked!(g = m => {
+        *g += input.parse::<u32>()?;
+        Ok(*g)
+    })
+}
+
+#[test]
+fn locked_releases_on_every_way_out_of_its_block() {
+    let lock = GenLock::new();
+    assert_eq!(early_return(&lock, true), 1);
+    assert!(!lock.is_locked(), "after return");
+    assert_eq!(early_return(&lock, false), 2);
+    assert!(!lock.is_locked(), "after fallthrough");
+
+    let m = ShmMutex::new(0u32);
+    assert!(question_mark(&m, "x").is_err());
+    assert!(!m.is_locked(), "after ?");
+    assert_eq!(question_mark(&m, "5"), Ok(5));
+
+    for i in 0..10 {
+        locked!(lock => {
+            if i == 3 {
+                break;
+            }
+            if i % 2 == 0 {
+                continue;
+            }
+        });
+    }
+    assert!(!lock.is_locked(), "after break and continue");
+
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        locked!(g = m => {
+            *g = 99;
+            panic!("inside the block");
+        })
+    }));
+    assert!(r.is_err());
+    assert!(!m.is_locked(), "after a panic");
+    assert_eq!(locked!(g = m => { *g }), 99);
+}
+
+#[test]
+fn locked_try_runs_the_else_block_while_the_lock_is_busy() {
+    let m = ShmMutex::new(1u32);
+    let held = m.lock();
+    let v = std::thread::scope(|s| {
+        s.spawn(|| locked!(try g = m => { *g } else { 0 }))
+            .join()
+            .unwrap()
+    });
+    assert_eq!(v, 0);
+    drop(held);
+    assert_eq!(locked!(try g = m => { *g + 1 } else { 0 }), 2);
+    assert!(!m.is_locked());
+}
+
+#[test]
+fn locked_takes_lock_set_entries_by_index() {
+    let set = GenLockSet::<4>::new();
+    locked!(set[2] => {
+        assert!(set[2].is_locked());
+        assert!(!set[1].is_locked());
+    });
+    assert!(!set[2].is_locked());
+}
+
+#[test]
+fn many_locks_named_in_opposite_orders_do_not_deadlock() {
+    let a = GenLock::new();
+    let b = GenLock::new();
+    let m = ShmMutex::new(0u64);
+    let n = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for _ in 0..10_000 {
+                locked!(a, b, m => {
+                    n.store(n.load(Relaxed) + 1, Relaxed);
+                });
+            }
+        });
+        s.spawn(|| {
+            for _ in 0..10_000 {
+                locked!(m, b, a => {
+                    assert!(a.is_locked() && b.is_locked() && m.is_locked());
+                    n.store(n.load(Relaxed) + 1, Relaxed);
+                });
+            }
+        });
+    });
+    assert_eq!(n.load(Relaxed), 20_000);
+    assert!(!a.is_locked() && !b.is_locked() && !m.is_locked());
+}
+
+#[test]
+#[should_panic(expected = "is named twice")]
+fn naming_one_lock_twice_panics_instead_of_deadlocking() {
+    let a = GenLock::new();
+    locked!(a, a => {});
+}
+
+#[grp_member(on_destroy = finish)]
+struct Transaction {
+    #[grp]
+    dialog: WeakGrpLock,
+    retries: u32,
+    finished: Arc<AtomicUsize>,
+}
+
+impl Transaction {
+    fn finish(&mut self) {
+        // The group is gone by now: the weak reference no longer upgrades.
+        assert!(self.dialog.upgrade().is_none());
+        self.finished.fetch_add(1, SeqCst);
+    }
+}
+
+#[test]
+fn a_member_is_destroyed_by_its_group_exactly_once_and_not_before() {
+    let finished = Arc::new(AtomicUsize::new(0));
+    let dialog = GrpLock::new();
+    let tsx = Transaction {
+        dialog: WeakGrpLock::new(),
+        retries: 0,
+        finished: finished.clone(),
+    }
+    .join(&dialog);
+    assert_eq!(dialog.get_ref(), 2, "the member's handle holds a reference");
+    locked!(t = tsx => { t.retries += 1 });
+    assert_eq!(tsx.lock().retries, 1);
+    assert!(
+        tsx.lock().dialog.upgrade().is_some(),
+        "join filled in the #[grp] field"
+    );
+    drop(tsx);
+    assert_eq!(finished.load(SeqCst), 0, "the dialog still holds it");
+    drop(dialog);
+    assert_eq!(finished.load(SeqCst), 1);
+}
+
+#[test]
+fn a_member_that_leaves_early_is_not_destroyed_by_the_group() {
+    let finished = Arc::new(AtomicUsize::new(0));
+    let dialog = GrpLock::new();
+    let tsx = Transaction {
+        dialog: WeakGrpLock::new(),
+        retries: 7,
+        finished: finished.clone(),
+    }
+    .join(&dialog);
+    let back = tsx.leave();
+    assert_eq!(back.retries, 7);
+    assert_eq!(dialog.get_ref(), 1, "its reference was given back");
+    assert_eq!(dialog.handler_count(), 0, "its handler was removed");
+    drop(dialog);
+    assert_eq!(finished.load(SeqCst), 0);
+}
+
+#[test]
+fn member_state_is_reached_under_the_group_lock() {
+    let dialog = GrpLock::new();
+    let tsx = Transaction {
+        dialog: WeakGrpLock::new(),
+        retries: 0,
+        finished: Arc::new(AtomicUsize::new(0)),
+    }
+    .join(&dialog);
+    let g = tsx.lock();
+    assert!(dialog.is_held_by_current_thread());
+    let other = std::thread::scope(|s| s.spawn(|| tsx.try_lock().is_none()).join().unwrap());
+    assert!(other, "another thread waits for the group");
+    drop(g);
+    locked!(dialog => {
+        // The group lock is recursive; the member's guard nests inside it.
+        tsx.lock().retries += 1;
+    });
+    assert_eq!(tsx.lock().retries, 1);
+}

@@ -1,0 +1,6 @@
+use lockkit::locked;
+
+fn main() {
+    let count = 5u32;
+    locked!(count => {});
+}
