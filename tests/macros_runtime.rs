@@ -266,3 +266,14 @@ fn member_state_is_reached_under_the_group_lock() {
     });
     assert_eq!(tsx.lock().retries, 1);
 }
+
+#[test]
+fn locked_accepts_a_lock_returned_by_a_call() {
+    let locks = [ShmMutex::new(1u32), ShmMutex::new(2u32)];
+    let pick = |i: usize| &locks[i];
+    assert_eq!(locked!(g = pick(1) => { *g }), 2);
+    assert_eq!(locked!(try g = pick(0) => { *g } else { 0 }), 1);
+    locked!(pick(0), pick(1) => {
+        assert!(locks[0].is_locked() && locks[1].is_locked());
+    });
+}

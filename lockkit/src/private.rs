@@ -27,13 +27,6 @@ pub fn try_lock<L: Lockable + ?Sized>(l: &L) -> Option<L::Guard<'_>> {
     l.try_lock_guard()
 }
 
-/// One lock of a multi-lock `locked!`, as a trait object so locks of different kinds can be
-/// sorted together.
-#[inline(always)]
-pub fn as_chain<L: ChainLock>(l: &L) -> &dyn ChainLock {
-    l
-}
-
 /// Holds several locks, taken in one global order; releases them in reverse.
 #[must_use]
 pub struct MultiGuard<'a, const N: usize> {

@@ -35,6 +35,16 @@ fn body(b: &Block) -> TokenStream {
     quote!(#(#stmts)*)
 }
 
+/// A macro-private binding for the lock expression's value. Binding `&(expr)` with `let`
+/// extends the life of a temporary the expression returns (`locked!(g = table.get(k) => ..)`)
+/// to the end of the macro's block, so the guard may borrow from it.
+fn lock_binding(i: usize, at: Span) -> Ident {
+    Ident::new(
+        &format!("__lockkit_lock{i}"),
+        Span::mixed_site().located_at(at),
+    )
+}
+
 pub(crate) fn expand(l: &Locked) -> TokenStream {
     let at = match l {
         Locked::One { lock, .. } | Locked::Try { lock, .. } => lock.span(),
@@ -47,12 +57,14 @@ pub(crate) fn expand(l: &Locked) -> TokenStream {
             lock,
             body: b,
         } => {
-            let take = take(lock, quote!(lock));
+            let bound = lock_binding(0, lock.span());
+            let take = take(&bound, lock, quote!(lock));
             let lend = lend(name, &guard);
             let b = body(b);
             // Spanned at the lock (the user's block keeps its own spans), so "not a lock"
             // points at it. rustc still repeats that error once at the invocation.
             quote_spanned! {lock.span()=> {
+                let #bound = &(#lock);
                 let #guard = #take;
                 #lend
                 #b
@@ -64,26 +76,40 @@ pub(crate) fn expand(l: &Locked) -> TokenStream {
             body: b,
             otherwise,
         } => {
-            let take = take(lock, quote!(try_lock));
+            let bound = lock_binding(0, lock.span());
+            let take = take(&bound, lock, quote!(try_lock));
             let lend = lend(name, &guard);
             let b = body(b);
-            quote! {
-                match #take {
+            let opt = Ident::new("__lockkit_try", Span::mixed_site().located_at(lock.span()));
+            // The Option is bound to a local, not matched as a temporary: a temporary in the
+            // tail of a block outlives the block's locals (edition 2021), which would outlive
+            // `bound` as well.
+            quote_spanned! {lock.span()=> {
+                let #bound = &(#lock);
+                let #opt = #take;
+                match #opt {
                     ::core::option::Option::Some(#guard) => {
                         #lend
                         #b
                     }
                     ::core::option::Option::None => #otherwise,
                 }
-            }
+            }}
         }
         Locked::Many { locks, body: b } => {
-            let each = locks.iter().map(|lock| {
-                quote_spanned! {lock.span()=> ::lockkit::__private::as_chain(&(#lock))}
+            let bound: Vec<Ident> = locks
+                .iter()
+                .enumerate()
+                .map(|(i, l)| lock_binding(i, l.span()))
+                .collect();
+            let exprs = locks.iter().map(|l| quote_spanned! {l.span()=> &(#l)});
+            let dyns = locks.iter().map(|l| {
+                quote_spanned! {l.span()=> &dyn ::lockkit::__private::ChainLock}
             });
             let b = body(b);
             quote! {{
-                let #guard = ::lockkit::__private::lock_all([#(#each),*]);
+                let (#(#bound,)*): (#(#dyns,)*) = (#(#exprs,)*);
+                let #guard = ::lockkit::__private::lock_all([#(#bound),*]);
                 #b
             }}
         }
@@ -92,6 +118,6 @@ pub(crate) fn expand(l: &Locked) -> TokenStream {
 
 /// The call that takes the lock, spanned at the user's expression so that "not a lock"
 /// errors point at it.
-fn take(lock: &Expr, f: TokenStream) -> TokenStream {
-    quote_spanned! {lock.span()=> ::lockkit::__private::#f(&(#lock))}
+fn take(bound: &Ident, lock: &Expr, f: TokenStream) -> TokenStream {
+    quote_spanned! {lock.span()=> ::lockkit::__private::#f(#bound)}
 }

@@ -123,6 +123,31 @@ impl<T: AsLockSet + ?Sized> AsLockSet for &T {
     }
 }
 
+macro_rules! forward_chain_lock {
+    ($($ty:ty),*) => {
+        $(
+            // SAFETY: forwards to the lock behind the handle.
+            unsafe impl<T: ChainLock + ?Sized> ChainLock for $ty {
+                fn chain_acquire(&self) {
+                    (**self).chain_acquire()
+                }
+                fn chain_try_acquire(&self) -> bool {
+                    (**self).chain_try_acquire()
+                }
+                unsafe fn chain_release(&self) {
+                    // SAFETY: forwarded contract.
+                    unsafe { (**self).chain_release() }
+                }
+                fn chain_id(&self) -> usize {
+                    (**self).chain_id()
+                }
+            }
+        )*
+    };
+}
+
+forward_chain_lock!(&T, Arc<T>, Box<T>);
+
 /// One lock of a lock set, held together with the set (see [`AsLockSet`]), so it can be
 /// chained to a group.
 ///

@@ -53,7 +53,7 @@ use std::cell::UnsafeCell;
 use std::fmt;
 use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::*};
+use std::sync::atomic::{AtomicU32, AtomicU8, Ordering::*};
 use std::sync::{Arc, Mutex, Weak};
 
 pub use chain::{AsLockSet, ChainLock, SetEntry};
@@ -130,6 +130,9 @@ impl fmt::Display for ReplaceError {
 }
 impl std::error::Error for ReplaceError {}
 
+const CHAINED: u8 = 1;
+const DESTROYED: u8 = 2;
+
 /// What the holding thread has taken, so that release undoes exactly that: `links` in the
 /// order taken, the first `before` of them before the group's own lock. Without chained
 /// locks `links` stays empty and never allocates.
@@ -156,9 +159,9 @@ struct Inner {
     hold: UnsafeCell<Hold>,
     /// Replaced as a whole, only while `own` is held; read by acquirers before they take it.
     chain: Mutex<Arc<Chain>>,
-    /// Whether the chain has links: lets the common case skip the chain entirely.
-    chained: AtomicBool,
-    destroyed: AtomicBool,
+    /// `CHAINED | DESTROYED`, changed only while holding `own`, so a holder reads them with
+    /// one relaxed load; `CHAINED` lets the common case skip the chain entirely.
+    flags: AtomicU8,
     life: Life,
     refs: debug::Refs,
 }
@@ -172,7 +175,7 @@ unsafe impl Send for Inner {}
 impl Drop for Inner {
     fn drop(&mut self) {
         // The last reference is gone: nobody holds the group (a guard is a reference).
-        self.destroyed.store(true, Relaxed);
+        self.flags.fetch_or(DESTROYED, Relaxed);
         self.life.destroy();
     }
 }
@@ -208,7 +211,7 @@ impl WeakGrpLock {
     #[track_caller]
     pub fn upgrade(&self) -> Option<GrpLock> {
         let inner = self.inner.upgrade()?;
-        if inner.destroyed.load(Acquire) {
+        if inner.is_destroyed() {
             return None;
         }
         Some(GrpLock::from_arc(inner))
@@ -251,8 +254,7 @@ impl GrpLock {
                 links: Vec::new(),
             }),
             chain: Mutex::new(Arc::new(Chain::empty())),
-            chained: AtomicBool::new(false),
-            destroyed: AtomicBool::new(false),
+            flags: AtomicU8::new(0),
             life: Life::new(),
             refs: debug::Refs::new(),
         }))
@@ -312,7 +314,7 @@ impl GrpLock {
     /// Whether the group was destroyed by [`force_destroy`](GrpLock::force_destroy) or
     /// [`replace`](GrpLock::replace) while this handle still exists.
     pub fn is_destroyed(&self) -> bool {
-        self.inner.destroyed.load(Acquire)
+        self.inner.is_destroyed()
     }
 
     /// Takes the group: the chained locks with `pos <= 0`, the group's own lock, then the
@@ -322,6 +324,7 @@ impl GrpLock {
     /// # Panics
     /// If the group was destroyed by `force_destroy` or `replace` (a handle used after that
     /// is a bug in the caller).
+    #[inline]
     pub fn lock(&self) -> GrpGuard<'_> {
         self.inner.acquire_or_panic();
         GrpGuard::new(Hand::Borrowed(self))
@@ -345,6 +348,7 @@ impl GrpLock {
     }
 
     /// Whether the calling thread holds the group.
+    #[inline]
     pub fn is_held_by_current_thread(&self) -> bool {
         self.inner.owner.load(Relaxed) == sys::tid()
     }
@@ -467,7 +471,7 @@ impl GrpLock {
         if inner.owner.load(Relaxed) == sys::tid() || !inner.own.try_lock() {
             return Err(ReplaceError::OldGroupHeld);
         }
-        let result = if inner.destroyed.load(Relaxed) {
+        let result = if inner.is_destroyed() {
             Err(ReplaceError::OldGroupGone)
         } else {
             match inner.life.end() {
@@ -476,7 +480,7 @@ impl GrpLock {
                     Ok(()) => Ok(()),
                     Err(handlers) => {
                         // `new` died meanwhile: the handlers must still run once.
-                        inner.destroyed.store(true, Release);
+                        inner.flags.fetch_or(DESTROYED, Release);
                         handlers.into_iter().for_each(|h| h());
                         Err(ReplaceError::NewGroupGone)
                     }
@@ -484,7 +488,7 @@ impl GrpLock {
             }
         };
         if result.is_ok() {
-            inner.destroyed.store(true, Release);
+            inner.flags.fetch_or(DESTROYED, Release);
             inner.set_chain(inner.chain_snapshot().cleared());
         }
         // SAFETY: taken by try_lock above, on this thread.
@@ -500,13 +504,13 @@ impl GrpLock {
     /// group was already destroyed.
     pub fn force_destroy(&self) -> bool {
         let inner = &*self.inner;
-        if inner.destroyed.load(Acquire) {
+        if inner.is_destroyed() {
             return false;
         }
         if inner.enter(false) == Got::Dead {
             return false;
         }
-        inner.destroyed.store(true, Release);
+        inner.flags.fetch_or(DESTROYED, Release);
         // SAFETY: we hold the group.
         unsafe { inner.hold_mut().depth = 1 };
         // SAFETY: we hold it, at depth 1 now, so this releases everything we took.
@@ -561,7 +565,15 @@ impl Inner {
     fn set_chain(&self, chain: Chain) {
         let nonempty = !chain.links.is_empty();
         *self.chain.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(chain);
-        self.chained.store(nonempty, Release);
+        if nonempty {
+            self.flags.fetch_or(CHAINED, Release);
+        } else {
+            self.flags.fetch_and(!CHAINED, Release);
+        }
+    }
+
+    fn is_destroyed(&self) -> bool {
+        self.flags.load(Acquire) & DESTROYED != 0
     }
 
     #[cold]
@@ -572,6 +584,7 @@ impl Inner {
         )
     }
 
+    #[inline]
     fn acquire_or_panic(&self) {
         if self.enter(false) == Got::Dead {
             Self::dead();
@@ -580,6 +593,7 @@ impl Inner {
 
     /// Takes the group (recursively if this thread holds it), or with `only_try` gives up
     /// at the first busy lock.
+    #[inline]
     fn enter(&self, only_try: bool) -> Got {
         let me = sys::tid();
         if self.owner.load(Relaxed) == me {
@@ -587,7 +601,7 @@ impl Inner {
             unsafe { self.hold_mut().depth += 1 };
             return Got::Yes;
         }
-        if !self.chained.load(Acquire) {
+        if self.flags.load(Relaxed) & CHAINED == 0 {
             // The common case: no chain, only the own lock.
             if only_try {
                 if !self.own.try_lock() {
@@ -596,7 +610,8 @@ impl Inner {
             } else {
                 self.own.lock();
             }
-            if !self.chained.load(Acquire) && !self.destroyed.load(Acquire) {
+            // Flags change only under `own`, which we hold: a relaxed load sees the latest.
+            if self.flags.load(Relaxed) == 0 {
                 self.owner.store(me, Relaxed);
                 // SAFETY: we hold `own` and have set `owner`.
                 let hold = unsafe { self.hold_mut() };
@@ -685,7 +700,7 @@ impl Inner {
                     Some(l) => links.push((Arc::clone(&l.lock), l.pos)),
                     None => {
                         own = true;
-                        if self.destroyed.load(Acquire) {
+                        if self.is_destroyed() {
                             undo(&mut links, &mut own);
                             return Got::Dead;
                         }
@@ -712,11 +727,18 @@ impl Inner {
     ///
     /// # Safety
     /// The calling thread holds the group.
+    #[inline]
     unsafe fn release(&self) {
         // SAFETY: per the contract.
         let hold = unsafe { self.hold_mut() };
         hold.depth -= 1;
         if hold.depth > 0 {
+            return;
+        }
+        if hold.links.is_empty() {
+            self.owner.store(0, Relaxed);
+            // SAFETY: this thread took it in `enter`.
+            unsafe { self.own.unlock() };
             return;
         }
         // Move what we took out of `hold` before giving up the own lock: after that, the
@@ -789,6 +811,7 @@ impl<'a> GrpGuard<'a> {
         }
     }
 
+    #[inline]
     fn unlock_level(&self) {
         let g = self.group();
         // A forced destroy released everything this thread held; then there is nothing left.
@@ -818,6 +841,7 @@ impl<'a> GrpGuard<'a> {
 }
 
 impl Drop for GrpGuard<'_> {
+    #[inline]
     fn drop(&mut self) {
         self.unlock_level();
         // SAFETY: dropped once, here.

@@ -1,0 +1,146 @@
+//! What a lock costs when nobody else wants it, measured against real peers in the same run.
+//!
+//! `cargo bench --bench lock_overhead`; the figures live in BENCHMARKS.md.
+//!
+//! - `uncontended`: one lock+unlock pair on a word in shared memory: GenLock against the
+//!   floor a sleeping lock must pay (compare-exchange then swap), glibc's process-shared
+//!   `pthread_mutex_t` (plain and robust, which GenLock replaces), and `std::sync::Mutex`.
+//! - `guard_forms`: lock, increment, unlock through a hand-written `ShmMutex` guard, through
+//!   `locked!`, and through a `#[shared_locked]` accessor: these must cost the same.
+//! - `group`: a group lock with no chained locks against a bare GenLock.
+
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use lockkit::grp::GrpLock;
+use lockkit::{locked, shared_locked, GenLock, ShmMutex, ShmRegion};
+
+#[shared_locked]
+struct Counter {
+    lock: GenLock,
+    #[guarded_by(lock)]
+    n: u64,
+}
+
+/// A process-shared glibc mutex placed in a region.
+struct PthreadMutex(*mut libc::pthread_mutex_t);
+
+impl PthreadMutex {
+    fn new(region: &ShmRegion, robust: bool) -> (Self, lockkit::ShmBox<[u64; 8]>) {
+        assert!(std::mem::size_of::<libc::pthread_mutex_t>() <= 64);
+        let storage = region.alloc_zeroed::<[u64; 8]>().unwrap();
+        let m = &*storage as *const [u64; 8] as *mut libc::pthread_mutex_t;
+        // SAFETY: `m` points at 64 zeroed, 8-aligned bytes in the region that live as long
+        // as `storage`; the attribute object is initialised before use and destroyed after.
+        unsafe {
+            let mut attr: libc::pthread_mutexattr_t = std::mem::zeroed();
+            assert_eq!(libc::pthread_mutexattr_init(&mut attr), 0);
+            assert_eq!(
+                libc::pthread_mutexattr_setpshared(&mut attr, libc::PTHREAD_PROCESS_SHARED),
+                0
+            );
+            if robust {
+                assert_eq!(
+                    libc::pthread_mutexattr_setrobust(&mut attr, libc::PTHREAD_MUTEX_ROBUST),
+                    0
+                );
+            }
+            assert_eq!(libc::pthread_mutex_init(m, &attr), 0);
+            libc::pthread_mutexattr_destroy(&mut attr);
+        }
+        (PthreadMutex(m), storage)
+    }
+
+    #[inline]
+    fn lock_unlock(&self) {
+        // SAFETY: initialised in `new`; locked and unlocked by this thread.
+        unsafe {
+            libc::pthread_mutex_lock(self.0);
+            libc::pthread_mutex_unlock(self.0);
+        }
+    }
+}
+
+/// The least a lock that can sleep pays: take the word with a compare-exchange, release it
+/// with a swap that tells whether anyone waits.
+#[inline]
+fn cas_swap(word: &AtomicU32) {
+    if word
+        .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
+        .is_ok()
+        && word.swap(0, Ordering::Release) & 0x8000_0000 != 0
+    {
+        unreachable!("nobody waits in this benchmark");
+    }
+}
+
+fn uncontended(c: &mut Criterion) {
+    // glibc takes a single-thread fast path until the process has created a thread.
+    std::thread::spawn(|| {}).join().unwrap();
+    let region = ShmRegion::anonymous(1 << 20).unwrap();
+    let raw_word = region.alloc_zeroed::<[AtomicU32; 16]>().unwrap();
+    let lock = region.alloc_zeroed::<lockkit::GenLockSet<1>>().unwrap();
+    let (pthread, _p) = PthreadMutex::new(&region, false);
+    let (robust, _r) = PthreadMutex::new(&region, true);
+    let std_mutex = std::sync::Mutex::new(());
+
+    let mut g = c.benchmark_group("uncontended");
+    g.bench_function("cas_swap_floor", |b| {
+        b.iter(|| cas_swap(black_box(&raw_word[0])))
+    });
+    g.bench_function("GenLock", |b| b.iter(|| drop(black_box(&lock[0]).lock())));
+    g.bench_function("pthread_pshared", |b| {
+        b.iter(|| black_box(&pthread).lock_unlock())
+    });
+    g.bench_function("pthread_pshared_robust", |b| {
+        b.iter(|| black_box(&robust).lock_unlock())
+    });
+    g.bench_function("std_mutex", |b| {
+        b.iter(|| drop(black_box(&std_mutex).lock()))
+    });
+    g.finish();
+}
+
+fn guard_forms(c: &mut Criterion) {
+    let region = ShmRegion::anonymous(1 << 20).unwrap();
+    let m = region.alloc(ShmMutex::new(0u64)).unwrap();
+    let counter = region.alloc_zeroed::<Counter>().unwrap();
+
+    let mut g = c.benchmark_group("guard_forms");
+    g.bench_function("hand_written_guard", |b| {
+        b.iter(|| {
+            let mut guard = black_box(&*m).lock();
+            *guard += 1;
+        })
+    });
+    g.bench_function("locked_macro", |b| {
+        b.iter(|| locked!(guard = black_box(&*m) => { *guard += 1 }))
+    });
+    g.bench_function("shared_locked_accessor", |b| {
+        b.iter(|| black_box(&*counter).lock_lock().n += 1)
+    });
+    g.finish();
+}
+
+fn group(c: &mut Criterion) {
+    let lock = GenLock::new();
+    let grp = GrpLock::new();
+    let mut g = c.benchmark_group("group");
+    g.bench_function("GenLock", |b| b.iter(|| drop(black_box(&lock).lock())));
+    g.bench_function("GrpLock_no_chain", |b| {
+        b.iter(|| drop(black_box(&grp).lock()))
+    });
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(50);
+    targets = uncontended, guard_forms, group
+}
+criterion_main!(benches);
