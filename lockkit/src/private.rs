@@ -173,27 +173,21 @@ pub trait Lend {
     fn lend(&mut self) -> Self::Lent<'_>;
 }
 
-impl<'a> Lend for GenLockGuard<'a> {
-    type Lent<'b>
-        = &'b GenLockGuard<'a>
-    where
-        Self: 'b;
-    #[inline(always)]
-    fn lend(&mut self) -> Self::Lent<'_> {
-        self
-    }
+macro_rules! lend_guard {
+    ($($guard:ty),*) => {
+        $(
+            impl<'a> Lend for $guard {
+                type Lent<'b> = &'b $guard where Self: 'b;
+                #[inline(always)]
+                fn lend(&mut self) -> Self::Lent<'_> {
+                    self
+                }
+            }
+        )*
+    };
 }
 
-impl<'a> Lend for crate::grp::GrpGuard<'a> {
-    type Lent<'b>
-        = &'b crate::grp::GrpGuard<'a>
-    where
-        Self: 'b;
-    #[inline(always)]
-    fn lend(&mut self) -> Self::Lent<'_> {
-        self
-    }
-}
+lend_guard!(GenLockGuard<'a>, crate::grp::GrpGuard<'a>);
 
 macro_rules! lend_data {
     ($($guard:ident),*) => {

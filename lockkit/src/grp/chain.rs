@@ -68,23 +68,6 @@ unsafe impl<T: crate::ShmSafe> ChainLock for ShmMutex<T> {
     }
 }
 
-// SAFETY: forwards to the object in the region, which the box keeps mapped.
-unsafe impl<T: ChainLock> ChainLock for ShmBox<T> {
-    fn chain_acquire(&self) {
-        (**self).chain_acquire()
-    }
-    fn chain_try_acquire(&self) -> bool {
-        (**self).chain_try_acquire()
-    }
-    unsafe fn chain_release(&self) {
-        // SAFETY: forwarded contract.
-        unsafe { (**self).chain_release() }
-    }
-    fn chain_id(&self) -> usize {
-        (**self).chain_id()
-    }
-}
-
 /// Something that holds a lock set: a [`ShmLockSet`], a [`GenLockSet`], a `ShmBox` of one,
 /// or an `Arc` or `'static` reference to any of them.
 pub trait AsLockSet {
@@ -124,10 +107,11 @@ impl<T: AsLockSet + ?Sized> AsLockSet for &T {
 }
 
 macro_rules! forward_chain_lock {
-    ($($ty:ty),*) => {
+    ($([$($bound:tt)*] $ty:ty),*) => {
         $(
-            // SAFETY: forwards to the lock behind the handle.
-            unsafe impl<T: ChainLock + ?Sized> ChainLock for $ty {
+            // SAFETY: forwards to the lock behind the handle (a ShmBox keeps its region
+            // mapped while it lives).
+            unsafe impl<T: ChainLock + $($bound)*> ChainLock for $ty {
                 fn chain_acquire(&self) {
                     (**self).chain_acquire()
                 }
@@ -146,7 +130,7 @@ macro_rules! forward_chain_lock {
     };
 }
 
-forward_chain_lock!(&T, Arc<T>, Box<T>);
+forward_chain_lock!([?Sized] &T, [?Sized] Arc<T>, [?Sized] Box<T>, [Sized] ShmBox<T>);
 
 /// One lock of a lock set, held together with the set (see [`AsLockSet`]), so it can be
 /// chained to a group.
