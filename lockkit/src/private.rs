@@ -128,8 +128,12 @@ fn element<'a, T, const M: usize>(
 
 /// `lock_<field>(index)` of a striped field: locks stripe `index % N` and lends element
 /// `index`.
+///
+/// # Safety
+/// `set` is the lock set that guards `cells` (the field's `#[striped_by]` set), and every
+/// access to `cells` goes through this function or `try_lock_stripe` with that same set.
 #[track_caller]
-pub fn lock_stripe<'a, T, const M: usize>(
+pub unsafe fn lock_stripe<'a, T, const M: usize>(
     set: &'a LockSet,
     cells: &'a Striped<[T; M]>,
     index: usize,
@@ -143,8 +147,11 @@ pub fn lock_stripe<'a, T, const M: usize>(
 }
 
 /// `try_lock_<field>(index)`: `None` if the stripe is busy.
+///
+/// # Safety
+/// As for [`lock_stripe`].
 #[track_caller]
-pub fn try_lock_stripe<'a, T, const M: usize>(
+pub unsafe fn try_lock_stripe<'a, T, const M: usize>(
     set: &'a LockSet,
     cells: &'a Striped<[T; M]>,
     index: usize,

@@ -100,7 +100,11 @@ pub(crate) fn expand(input: &Input) -> TokenStream {
                     #[inline]
                     #[track_caller]
                     #fvis fn #lock_fn(&self, index: usize) -> ::lockkit::StripeGuard<'_, #elem> {
-                        ::lockkit::__private::lock_stripe(&self.#set, &self.#id, index, #field_name)
+                        // SAFETY: `#set` is the set this field is #[striped_by], and a Striped
+                        // field is reachable only through these two accessors.
+                        unsafe {
+                            ::lockkit::__private::lock_stripe(&self.#set, &self.#id, index, #field_name)
+                        }
                     }
                     #[doc = #try_doc]
                     #[inline]
@@ -108,7 +112,10 @@ pub(crate) fn expand(input: &Input) -> TokenStream {
                     #fvis fn #try_fn(&self, index: usize)
                         -> ::core::option::Option<::lockkit::StripeGuard<'_, #elem>>
                     {
-                        ::lockkit::__private::try_lock_stripe(&self.#set, &self.#id, index, #field_name)
+                        // SAFETY: as in the method above.
+                        unsafe {
+                            ::lockkit::__private::try_lock_stripe(&self.#set, &self.#id, index, #field_name)
+                        }
                     }
                 });
             }
