@@ -277,3 +277,23 @@ fn locked_accepts_a_lock_returned_by_a_call() {
         assert!(locks[0].is_locked() && locks[1].is_locked());
     });
 }
+
+#[shared_locked]
+struct SpinTable {
+    lock: GenLock<lockkit::raw::Spin>,
+    #[guarded_by(lock)]
+    n: u64,
+    stripes: GenLockSet<2, lockkit::raw::PosixSem>,
+    #[striped_by(stripes)]
+    cells: [u32; 4],
+}
+
+#[test]
+fn shared_locked_keeps_the_backend_its_locks_were_declared_with() {
+    let t = SpinTable::new(1, [0; 4]);
+    t.lock_lock().n += 1;
+    *t.lock_cells(3) += 2;
+    assert_eq!(t.lock_lock().n, 2);
+    assert_eq!(*t.lock_cells(3), 2);
+    let _: &lockkit::ShmMutex<SpinTableLockFields, lockkit::raw::Spin> = &t.lock;
+}

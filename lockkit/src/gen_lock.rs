@@ -4,7 +4,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::time::Duration;
 
-use crate::raw::RawFutex;
+use crate::raw::{Acquired, Futex, RawLock};
 
 /// A lock that works across processes: put it in shared memory and every process that maps
 /// the memory excludes the others.
@@ -36,10 +36,18 @@ use crate::raw::RawFutex;
 /// After `fork`, a lock held by some thread of the parent stays held in the child by a thread
 /// that does not exist there; fork only from a thread that holds no lockkit lock, or let the
 /// child leave those locks alone.
+///
+/// The algorithm is a type parameter, the futex by default: `GenLock<Spin>`,
+/// `GenLock<PthreadMutex>` and `GenLock<PosixSem>` work the same way (see [`crate::raw`]).
 #[repr(C)]
-#[derive(Default)]
-pub struct GenLock {
-    raw: RawFutex,
+pub struct GenLock<R: RawLock = Futex> {
+    raw: R,
+}
+
+impl<R: RawLock> Default for GenLock<R> {
+    fn default() -> Self {
+        Self::with_backend()
+    }
 }
 
 /// The process and thread holding a lock.
@@ -59,11 +67,22 @@ impl fmt::Display for Owner {
 }
 
 impl GenLock {
-    /// An unlocked lock (the same as zeroed memory).
+    /// An unlocked futex lock (the same as zeroed memory). For another backend, use
+    /// [`with_backend`](GenLock::with_backend): `GenLock::<Spin>::with_backend()`.
     pub const fn new() -> Self {
-        GenLock {
-            raw: RawFutex::new(),
-        }
+        Self::with_backend()
+    }
+}
+
+impl<R: RawLock> GenLock<R> {
+    /// An unlocked lock of backend `R` (the same as zeroed memory).
+    pub const fn with_backend() -> Self {
+        GenLock { raw: R::INIT }
+    }
+
+    /// The algorithm underneath.
+    pub fn raw(&self) -> &R {
+        &self.raw
     }
 
     /// Takes the lock, waiting for as long as another thread or process holds it.
@@ -71,23 +90,23 @@ impl GenLock {
     /// # Panics
     /// If the calling thread already holds this lock.
     #[inline]
-    pub fn lock(&self) -> GenLockGuard<'_> {
-        self.raw.lock();
-        GenLockGuard::new(self)
+    pub fn lock(&self) -> GenLockGuard<'_, R> {
+        let how = self.raw.lock();
+        GenLockGuard::new(self, how)
     }
 
     /// Takes the lock if it is free (Kamailio's `lock_try`).
     #[inline]
-    pub fn try_lock(&self) -> Option<GenLockGuard<'_>> {
-        self.raw.try_lock().then(|| GenLockGuard::new(self))
+    pub fn try_lock(&self) -> Option<GenLockGuard<'_, R>> {
+        self.raw.try_lock().map(|how| GenLockGuard::new(self, how))
     }
 
     /// Takes the lock, waiting at most `timeout`. Returns `None` at once if the calling
     /// thread holds it (waiting could only time out).
-    pub fn try_lock_for(&self, timeout: Duration) -> Option<GenLockGuard<'_>> {
+    pub fn try_lock_for(&self, timeout: Duration) -> Option<GenLockGuard<'_, R>> {
         self.raw
             .try_lock_for(timeout)
-            .then(|| GenLockGuard::new(self))
+            .map(|how| GenLockGuard::new(self, how))
     }
 
     /// Whether anyone holds the lock at this instant (a snapshot, for diagnostics).
@@ -111,7 +130,7 @@ impl GenLock {
     }
 }
 
-impl fmt::Debug for GenLock {
+impl<R: RawLock> fmt::Debug for GenLock<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.owner() {
             Some(o) => write!(f, "GenLock {{ held by {o} }}"),
@@ -124,19 +143,38 @@ impl fmt::Debug for GenLock {
 ///
 /// Guards are `!Send`: the thread that took the lock releases it.
 #[must_use = "the lock is released as soon as the guard is dropped"]
-pub struct GenLockGuard<'a> {
-    lock: &'a GenLock,
+pub struct GenLockGuard<'a, R: RawLock = Futex> {
+    lock: &'a GenLock<R>,
+    acquired: Acquired,
     _not_send: PhantomData<*const ()>,
 }
 
 // SAFETY: a shared reference to a guard only exposes `&GenLock`, which is Sync.
-unsafe impl Sync for GenLockGuard<'_> {}
+unsafe impl<R: RawLock> Sync for GenLockGuard<'_, R> {}
 
-impl<'a> GenLockGuard<'a> {
-    fn new(lock: &'a GenLock) -> Self {
+impl<'a, R: RawLock> GenLockGuard<'a, R> {
+    fn new(lock: &'a GenLock<R>, acquired: Acquired) -> Self {
         GenLockGuard {
             lock,
+            acquired,
             _not_send: PhantomData,
+        }
+    }
+
+    /// Whether the previous owner died holding the lock ([`Acquired::OwnerDied`], from
+    /// backends that detect it): the guarded data may be half-updated. Repair it, then call
+    /// [`mark_consistent`](GenLockGuard::mark_consistent).
+    pub fn owner_died(guard: &Self) -> bool {
+        guard.acquired == Acquired::OwnerDied
+    }
+
+    /// Declares the data repaired after an owner death, so the lock can be used again (a
+    /// robust backend refuses to be taken again otherwise). Does nothing if no owner died.
+    pub fn mark_consistent(guard: &mut Self) {
+        if guard.acquired == Acquired::OwnerDied {
+            // SAFETY: the guard holds the lock.
+            unsafe { guard.lock.raw.mark_consistent() };
+            guard.acquired = Acquired::Clean;
         }
     }
 
@@ -146,12 +184,12 @@ impl<'a> GenLockGuard<'a> {
     }
 
     /// The lock this guard holds.
-    pub fn lock(guard: &Self) -> &'a GenLock {
+    pub fn lock(guard: &Self) -> &'a GenLock<R> {
         guard.lock
     }
 }
 
-impl Drop for GenLockGuard<'_> {
+impl<R: RawLock> Drop for GenLockGuard<'_, R> {
     #[inline]
     fn drop(&mut self) {
         // SAFETY: a guard exists only while its thread holds the lock (it is created right
@@ -160,7 +198,7 @@ impl Drop for GenLockGuard<'_> {
     }
 }
 
-impl fmt::Debug for GenLockGuard<'_> {
+impl<R: RawLock> fmt::Debug for GenLockGuard<'_, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GenLockGuard").finish_non_exhaustive()
     }

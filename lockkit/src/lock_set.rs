@@ -8,24 +8,30 @@ use std::hash::{Hash, Hasher};
 use std::ops::Deref;
 use std::time::Duration;
 
+use crate::raw::{Futex, RawLock};
 use crate::{GenLock, GenLockGuard, ShmSafe, ShmZeroable};
 
 /// One lock of a set, alone on its cache line.
 #[repr(C, align(64))]
-#[derive(Default)]
-pub struct PaddedLock(GenLock);
+pub struct PaddedLock<R: RawLock = Futex>(GenLock<R>);
 
-impl PaddedLock {
+impl<R: RawLock> PaddedLock<R> {
     /// An unlocked entry.
-    pub const fn new() -> Self {
-        PaddedLock(GenLock::new())
+    pub const fn with_backend() -> Self {
+        PaddedLock(GenLock::with_backend())
+    }
+}
+
+impl<R: RawLock> Default for PaddedLock<R> {
+    fn default() -> Self {
+        Self::with_backend()
     }
 }
 
 // SAFETY: a GenLock plus padding.
-unsafe impl ShmSafe for PaddedLock {}
+unsafe impl<R: RawLock> ShmSafe for PaddedLock<R> {}
 // SAFETY: zero bytes are an unlocked GenLock.
-unsafe impl ShmZeroable for PaddedLock {}
+unsafe impl<R: RawLock> ShmZeroable for PaddedLock<R> {}
 
 /// The operations shared by every lock set, fixed-size ([`GenLockSet`]) or sized at run time
 /// ([`ShmLockSet`](crate::ShmLockSet)); both dereference to it.
@@ -33,15 +39,15 @@ unsafe impl ShmZeroable for PaddedLock {}
 /// Indexing follows slice indexing: [`lock`](LockSet::lock) and the other index methods
 /// panic when the index is out of range, [`get`](LockSet::get) returns `None`.
 #[repr(transparent)]
-pub struct LockSet {
-    locks: [PaddedLock],
+pub struct LockSet<R: RawLock = Futex> {
+    locks: [PaddedLock<R>],
 }
 
-impl LockSet {
-    pub(crate) fn from_slice(locks: &[PaddedLock]) -> &LockSet {
+impl<R: RawLock> LockSet<R> {
+    pub(crate) fn from_slice(locks: &[PaddedLock<R>]) -> &LockSet<R> {
         // SAFETY: LockSet is repr(transparent) over [PaddedLock], so the fat pointer's layout
         // and metadata (the length) carry over unchanged.
-        unsafe { &*(locks as *const [PaddedLock] as *const LockSet) }
+        unsafe { &*(locks as *const [PaddedLock<R>] as *const LockSet<R>) }
     }
 
     /// The number of locks in the set.
@@ -55,7 +61,7 @@ impl LockSet {
     }
 
     /// Lock `i`, or `None` if `i >= len()` (the checked form of indexing).
-    pub fn get(&self, i: usize) -> Option<&GenLock> {
+    pub fn get(&self, i: usize) -> Option<&GenLock<R>> {
         self.locks.get(i).map(|p| &p.0)
     }
 
@@ -64,7 +70,7 @@ impl LockSet {
     /// # Panics
     /// If `i >= len()`, naming both.
     #[track_caller]
-    pub fn at(&self, i: usize) -> &GenLock {
+    pub fn at(&self, i: usize) -> &GenLock<R> {
         match self.get(i) {
             Some(l) => l,
             None => out_of_range(i, self.len()),
@@ -76,7 +82,7 @@ impl LockSet {
     /// # Panics
     /// If `i >= len()`, or if this thread already holds lock `i`.
     #[track_caller]
-    pub fn lock(&self, i: usize) -> GenLockGuard<'_> {
+    pub fn lock(&self, i: usize) -> GenLockGuard<'_, R> {
         self.at(i).lock()
     }
 
@@ -85,7 +91,7 @@ impl LockSet {
     /// # Panics
     /// If `i >= len()`.
     #[track_caller]
-    pub fn try_lock(&self, i: usize) -> Option<GenLockGuard<'_>> {
+    pub fn try_lock(&self, i: usize) -> Option<GenLockGuard<'_, R>> {
         self.at(i).try_lock()
     }
 
@@ -94,7 +100,7 @@ impl LockSet {
     /// # Panics
     /// If `i >= len()`.
     #[track_caller]
-    pub fn try_lock_for(&self, i: usize, timeout: Duration) -> Option<GenLockGuard<'_>> {
+    pub fn try_lock_for(&self, i: usize, timeout: Duration) -> Option<GenLockGuard<'_, R>> {
         self.at(i).try_lock_for(timeout)
     }
 
@@ -107,12 +113,12 @@ impl LockSet {
     }
 
     /// Takes the lock that `key` maps to (striping by key hash).
-    pub fn lock_for<K: Hash + ?Sized>(&self, key: &K) -> GenLockGuard<'_> {
+    pub fn lock_for<K: Hash + ?Sized>(&self, key: &K) -> GenLockGuard<'_, R> {
         self.lock(self.index_for(key))
     }
 
     /// The locks, in index order.
-    pub fn iter(&self) -> impl Iterator<Item = &GenLock> {
+    pub fn iter(&self) -> impl Iterator<Item = &GenLock<R>> {
         self.locks.iter().map(|p| &p.0)
     }
 }
@@ -121,10 +127,10 @@ impl LockSet {
 ///
 /// # Panics
 /// If `i >= len()`, naming both.
-impl std::ops::Index<usize> for LockSet {
-    type Output = GenLock;
+impl<R: RawLock> std::ops::Index<usize> for LockSet<R> {
+    type Output = GenLock<R>;
     #[track_caller]
-    fn index(&self, i: usize) -> &GenLock {
+    fn index(&self, i: usize) -> &GenLock<R> {
         self.at(i)
     }
 }
@@ -135,7 +141,7 @@ fn out_of_range(i: usize, len: usize) -> ! {
     panic!("lock set index out of range: the index is {i} but the set has {len} locks")
 }
 
-impl fmt::Debug for LockSet {
+impl<R: RawLock> fmt::Debug for LockSet<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_list().entries(self.iter()).finish()
     }
@@ -156,43 +162,51 @@ impl fmt::Debug for LockSet {
 /// # Ok::<(), lockkit::Error>(())
 /// ```
 #[repr(C)]
-pub struct GenLockSet<const N: usize> {
-    locks: [PaddedLock; N],
+pub struct GenLockSet<const N: usize, R: RawLock = Futex> {
+    locks: [PaddedLock<R>; N],
 }
 
 impl<const N: usize> GenLockSet<N> {
-    /// A set of `N` unlocked locks. `N` must be at least 1 (checked at compile time).
+    /// A set of `N` unlocked futex locks. `N` must be at least 1 (checked at compile time).
     pub const fn new() -> Self {
+        Self::with_backend()
+    }
+}
+
+impl<const N: usize, R: RawLock> GenLockSet<N, R> {
+    /// A set of `N` unlocked locks of backend `R`. `N` must be at least 1 (checked at
+    /// compile time).
+    pub const fn with_backend() -> Self {
         const { assert!(N > 0, "a lock set needs at least one lock") };
         GenLockSet {
-            locks: [const { PaddedLock::new() }; N],
+            locks: [const { PaddedLock::with_backend() }; N],
         }
     }
 }
 
-impl<const N: usize> Default for GenLockSet<N> {
+impl<const N: usize, R: RawLock> Default for GenLockSet<N, R> {
     fn default() -> Self {
-        Self::new()
+        Self::with_backend()
     }
 }
 
-impl<const N: usize> Deref for GenLockSet<N> {
-    type Target = LockSet;
-    fn deref(&self) -> &LockSet {
+impl<const N: usize, R: RawLock> Deref for GenLockSet<N, R> {
+    type Target = LockSet<R>;
+    fn deref(&self) -> &LockSet<R> {
         LockSet::from_slice(&self.locks)
     }
 }
 
-impl<const N: usize> fmt::Debug for GenLockSet<N> {
+impl<const N: usize, R: RawLock> fmt::Debug for GenLockSet<N, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(&**self, f)
     }
 }
 
 // SAFETY: an array of GenLocks.
-unsafe impl<const N: usize> ShmSafe for GenLockSet<N> {}
+unsafe impl<const N: usize, R: RawLock> ShmSafe for GenLockSet<N, R> {}
 // SAFETY: zero bytes are N unlocked locks.
-unsafe impl<const N: usize> ShmZeroable for GenLockSet<N> {}
+unsafe impl<const N: usize, R: RawLock> ShmZeroable for GenLockSet<N, R> {}
 
 /// 64-bit FNV-1a: fixed constants, no per-process seed.
 pub(crate) struct StableHasher(u64);

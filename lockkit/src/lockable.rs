@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use crate::grp::{GrpGuard, GrpLock};
+use crate::raw::RawLock;
 use crate::{GenLock, GenLockGuard, ShmBox, ShmMutex, ShmMutexGuard};
 
 /// A lock that hands out a guard: [`GenLock`], [`ShmMutex`], [`GrpLock`], and a
@@ -28,29 +29,33 @@ pub trait Lockable {
     fn try_lock_guard(&self) -> Option<Self::Guard<'_>>;
 }
 
-impl Lockable for GenLock {
-    type Guard<'a> = GenLockGuard<'a>;
+impl<R: RawLock> Lockable for GenLock<R> {
+    type Guard<'a>
+        = GenLockGuard<'a, R>
+    where
+        R: 'a;
     #[inline]
-    fn lock_guard(&self) -> GenLockGuard<'_> {
+    fn lock_guard(&self) -> GenLockGuard<'_, R> {
         self.lock()
     }
     #[inline]
-    fn try_lock_guard(&self) -> Option<GenLockGuard<'_>> {
+    fn try_lock_guard(&self) -> Option<GenLockGuard<'_, R>> {
         self.try_lock()
     }
 }
 
-impl<T> Lockable for ShmMutex<T> {
+impl<T, R: RawLock> Lockable for ShmMutex<T, R> {
     type Guard<'a>
-        = ShmMutexGuard<'a, T>
+        = ShmMutexGuard<'a, T, R>
     where
-        T: 'a;
+        T: 'a,
+        R: 'a;
     #[inline]
-    fn lock_guard(&self) -> ShmMutexGuard<'_, T> {
+    fn lock_guard(&self) -> ShmMutexGuard<'_, T, R> {
         self.lock()
     }
     #[inline]
-    fn try_lock_guard(&self) -> Option<ShmMutexGuard<'_, T>> {
+    fn try_lock_guard(&self) -> Option<ShmMutexGuard<'_, T, R>> {
         self.try_lock()
     }
 }

@@ -15,6 +15,19 @@ pub use crate::{GenLock, GenLockGuard, GenLockSet, ShmMutex, ShmMutexGuard, ShmS
 
 use crate::lock_set::LockSet;
 
+/// The backend of a lock field's type, so generated code can name `ShmMutex<_, R>` for a
+/// field declared `GenLock<R>`.
+pub trait LockKind {
+    /// The lock's algorithm.
+    type Raw: crate::raw::RawLock;
+}
+impl<R: crate::raw::RawLock> LockKind for GenLock<R> {
+    type Raw = R;
+}
+impl<const N: usize, R: crate::raw::RawLock> LockKind for GenLockSet<N, R> {
+    type Raw = R;
+}
+
 /// `locked!(l => ..)`: takes `l`.
 #[inline(always)]
 pub fn lock<L: Lockable + ?Sized>(l: &L) -> L::Guard<'_> {
@@ -91,12 +104,12 @@ unsafe impl<T: ShmZeroable> ShmZeroable for Striped<T> {}
 
 /// A guard for one element of a striped field: holds the element's stripe lock.
 #[must_use = "the stripe is released as soon as the guard is dropped"]
-pub struct StripeGuard<'a, T> {
-    _stripe: GenLockGuard<'a>,
+pub struct StripeGuard<'a, T, R: crate::raw::RawLock = crate::raw::Futex> {
+    _stripe: GenLockGuard<'a, R>,
     element: &'a UnsafeCell<T>,
 }
 
-impl<T> Deref for StripeGuard<'_, T> {
+impl<T, R: crate::raw::RawLock> Deref for StripeGuard<'_, T, R> {
     type Target = T;
     fn deref(&self) -> &T {
         // SAFETY: the stripe lock guarding this element is held while the guard lives.
@@ -104,7 +117,7 @@ impl<T> Deref for StripeGuard<'_, T> {
     }
 }
 
-impl<T> DerefMut for StripeGuard<'_, T> {
+impl<T, R: crate::raw::RawLock> DerefMut for StripeGuard<'_, T, R> {
     fn deref_mut(&mut self) -> &mut T {
         // SAFETY: as in `deref`; `&mut self` makes this the only access through the guard.
         unsafe { &mut *self.element.get() }
@@ -133,12 +146,12 @@ fn element<'a, T, const M: usize>(
 /// `set` is the lock set that guards `cells` (the field's `#[striped_by]` set), and every
 /// access to `cells` goes through this function or `try_lock_stripe` with that same set.
 #[track_caller]
-pub unsafe fn lock_stripe<'a, T, const M: usize>(
-    set: &'a LockSet,
+pub unsafe fn lock_stripe<'a, T, R: crate::raw::RawLock, const M: usize>(
+    set: &'a LockSet<R>,
     cells: &'a Striped<[T; M]>,
     index: usize,
     field: &str,
-) -> StripeGuard<'a, T> {
+) -> StripeGuard<'a, T, R> {
     let element = element(cells, index, field);
     StripeGuard {
         _stripe: set.lock(index % set.len()),
@@ -151,12 +164,12 @@ pub unsafe fn lock_stripe<'a, T, const M: usize>(
 /// # Safety
 /// As for [`lock_stripe`].
 #[track_caller]
-pub unsafe fn try_lock_stripe<'a, T, const M: usize>(
-    set: &'a LockSet,
+pub unsafe fn try_lock_stripe<'a, T, R: crate::raw::RawLock, const M: usize>(
+    set: &'a LockSet<R>,
     cells: &'a Striped<[T; M]>,
     index: usize,
     field: &str,
-) -> Option<StripeGuard<'a, T>> {
+) -> Option<StripeGuard<'a, T, R>> {
     let element = element(cells, index, field);
     Some(StripeGuard {
         _stripe: set.try_lock(index % set.len())?,
@@ -194,7 +207,18 @@ macro_rules! lend_guard {
     };
 }
 
-lend_guard!(GenLockGuard<'a>, crate::grp::GrpGuard<'a>);
+impl<'a, R: crate::raw::RawLock> Lend for GenLockGuard<'a, R> {
+    type Lent<'b>
+        = &'b GenLockGuard<'a, R>
+    where
+        Self: 'b;
+    #[inline(always)]
+    fn lend(&mut self) -> Self::Lent<'_> {
+        self
+    }
+}
+
+lend_guard!(crate::grp::GrpGuard<'a>);
 
 macro_rules! lend_data {
     ($($guard:ident),*) => {
@@ -211,4 +235,26 @@ macro_rules! lend_data {
 }
 
 use crate::grp::MemberGuard;
-lend_data!(ShmMutexGuard, StripeGuard, MemberGuard);
+lend_data!(MemberGuard);
+
+impl<'a, T, R: crate::raw::RawLock> Lend for StripeGuard<'a, T, R> {
+    type Lent<'b>
+        = &'b mut T
+    where
+        Self: 'b;
+    #[inline(always)]
+    fn lend(&mut self) -> &mut T {
+        self
+    }
+}
+
+impl<'a, T, R: crate::raw::RawLock> Lend for ShmMutexGuard<'a, T, R> {
+    type Lent<'b>
+        = &'b mut T
+    where
+        Self: 'b;
+    #[inline(always)]
+    fn lend(&mut self) -> &mut T {
+        self
+    }
+}

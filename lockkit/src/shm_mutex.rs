@@ -5,6 +5,7 @@ use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
+use crate::raw::{Futex, RawLock};
 use crate::{GenLock, GenLockGuard, Owner, ShmSafe, ShmZeroable};
 
 /// A lock together with the data it guards; the data is reachable only through a guard.
@@ -22,43 +23,56 @@ use crate::{GenLock, GenLockGuard, Owner, ShmSafe, ShmZeroable};
 /// # Ok::<(), lockkit::Error>(())
 /// ```
 #[repr(C)]
-#[derive(Default)]
-pub struct ShmMutex<T> {
-    lock: GenLock,
+pub struct ShmMutex<T, R: RawLock = Futex> {
+    lock: GenLock<R>,
     data: UnsafeCell<T>,
+}
+
+impl<T: Default, R: RawLock> Default for ShmMutex<T, R> {
+    fn default() -> Self {
+        Self::with_backend(T::default())
+    }
 }
 
 // SAFETY: the data is reached only through a guard, which exists only while its thread holds
 // the lock, so at most one thread (in any process) touches it at a time.
-unsafe impl<T: ShmSafe> Sync for ShmMutex<T> {}
+unsafe impl<T: ShmSafe, R: RawLock> Sync for ShmMutex<T, R> {}
 // SAFETY: moving the mutex moves the data; `T: ShmSafe` carries no process-local state.
-unsafe impl<T: ShmSafe> Send for ShmMutex<T> {}
+unsafe impl<T: ShmSafe, R: RawLock> Send for ShmMutex<T, R> {}
 // SAFETY: a GenLock and a ShmSafe value, laid out with repr(C): no process-local pointers.
-unsafe impl<T: ShmSafe> ShmSafe for ShmMutex<T> {}
+unsafe impl<T: ShmSafe, R: RawLock> ShmSafe for ShmMutex<T, R> {}
 // SAFETY: zero bytes are an unlocked GenLock and, by `T: ShmZeroable`, a valid T.
-unsafe impl<T: ShmZeroable> ShmZeroable for ShmMutex<T> {}
+unsafe impl<T: ShmZeroable, R: RawLock> ShmZeroable for ShmMutex<T, R> {}
 
 impl<T> ShmMutex<T> {
-    /// An unlocked mutex holding `value`.
+    /// An unlocked futex mutex holding `value`. For another backend, use
+    /// [`with_backend`](ShmMutex::with_backend).
     pub const fn new(value: T) -> Self {
+        Self::with_backend(value)
+    }
+}
+
+impl<T, R: RawLock> ShmMutex<T, R> {
+    /// An unlocked mutex of backend `R` holding `value`.
+    pub const fn with_backend(value: T) -> Self {
         ShmMutex {
-            lock: GenLock::new(),
+            lock: GenLock::with_backend(),
             data: UnsafeCell::new(value),
         }
     }
 
     /// Takes the lock and returns a guard to the data.
-    pub fn lock(&self) -> ShmMutexGuard<'_, T> {
+    pub fn lock(&self) -> ShmMutexGuard<'_, T, R> {
         self.guard(self.lock.lock())
     }
 
     /// Takes the lock if it is free.
-    pub fn try_lock(&self) -> Option<ShmMutexGuard<'_, T>> {
+    pub fn try_lock(&self) -> Option<ShmMutexGuard<'_, T, R>> {
         self.lock.try_lock().map(|g| self.guard(g))
     }
 
     /// Takes the lock, waiting at most `timeout`.
-    pub fn try_lock_for(&self, timeout: Duration) -> Option<ShmMutexGuard<'_, T>> {
+    pub fn try_lock_for(&self, timeout: Duration) -> Option<ShmMutexGuard<'_, T, R>> {
         self.lock.try_lock_for(timeout).map(|g| self.guard(g))
     }
 
@@ -84,16 +98,16 @@ impl<T> ShmMutex<T> {
     }
 
     /// The lock alone, for chaining it to a group lock.
-    pub(crate) fn raw_lock(&self) -> &GenLock {
+    pub(crate) fn raw_lock(&self) -> &GenLock<R> {
         &self.lock
     }
 
-    fn guard<'a>(&'a self, lock: GenLockGuard<'a>) -> ShmMutexGuard<'a, T> {
+    fn guard<'a>(&'a self, lock: GenLockGuard<'a, R>) -> ShmMutexGuard<'a, T, R> {
         ShmMutexGuard { mutex: self, lock }
     }
 }
 
-impl<T> fmt::Debug for ShmMutex<T> {
+impl<T, R: RawLock> fmt::Debug for ShmMutex<T, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ShmMutex")
             .field("lock", &self.lock)
@@ -103,19 +117,31 @@ impl<T> fmt::Debug for ShmMutex<T> {
 
 /// Access to the data of a locked [`ShmMutex`]; dropping it releases the lock.
 #[must_use = "the lock is released as soon as the guard is dropped"]
-pub struct ShmMutexGuard<'a, T> {
-    mutex: &'a ShmMutex<T>,
-    lock: GenLockGuard<'a>,
+pub struct ShmMutexGuard<'a, T, R: RawLock = Futex> {
+    mutex: &'a ShmMutex<T, R>,
+    lock: GenLockGuard<'a, R>,
 }
 
-impl<T> ShmMutexGuard<'_, T> {
+impl<T, R: RawLock> ShmMutexGuard<'_, T, R> {
     /// Releases the lock now, the same as dropping the guard.
     pub fn unlock(guard: Self) {
         drop(guard);
     }
+
+    /// Whether the previous owner died holding the lock (see
+    /// [`GenLockGuard::owner_died`]).
+    pub fn owner_died(guard: &Self) -> bool {
+        GenLockGuard::owner_died(&guard.lock)
+    }
+
+    /// Declares the data repaired after an owner death (see
+    /// [`GenLockGuard::mark_consistent`]).
+    pub fn mark_consistent(guard: &mut Self) {
+        GenLockGuard::mark_consistent(&mut guard.lock)
+    }
 }
 
-impl<T> Deref for ShmMutexGuard<'_, T> {
+impl<T, R: RawLock> Deref for ShmMutexGuard<'_, T, R> {
     type Target = T;
     fn deref(&self) -> &T {
         // SAFETY: the guard holds the lock, so no other thread or process accesses the data.
@@ -123,14 +149,14 @@ impl<T> Deref for ShmMutexGuard<'_, T> {
     }
 }
 
-impl<T> DerefMut for ShmMutexGuard<'_, T> {
+impl<T, R: RawLock> DerefMut for ShmMutexGuard<'_, T, R> {
     fn deref_mut(&mut self) -> &mut T {
         // SAFETY: as in `deref`, and `&mut self` makes this the only reference via the guard.
         unsafe { &mut *self.mutex.data.get() }
     }
 }
 
-impl<T: fmt::Debug> fmt::Debug for ShmMutexGuard<'_, T> {
+impl<T: fmt::Debug, R: RawLock> fmt::Debug for ShmMutexGuard<'_, T, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let _ = &self.lock;
         fmt::Debug::fmt(&**self, f)

@@ -80,6 +80,8 @@ pub(crate) fn expand(input: &Input) -> TokenStream {
                     Type::Array(a) => &*a.elem,
                     _ => ty,
                 };
+                let set_ty = input.field(set).expect("checked").ty;
+                let raw = quote!(<#set_ty as ::lockkit::__private::LockKind>::Raw);
                 struct_fields.push(quote! {
                     #(#fattrs)* #fvis #id: ::lockkit::__private::Striped<#ty>
                 });
@@ -99,7 +101,7 @@ pub(crate) fn expand(input: &Input) -> TokenStream {
                     #[doc = #doc]
                     #[inline]
                     #[track_caller]
-                    #fvis fn #lock_fn(&self, index: usize) -> ::lockkit::StripeGuard<'_, #elem> {
+                    #fvis fn #lock_fn(&self, index: usize) -> ::lockkit::StripeGuard<'_, #elem, #raw> {
                         // SAFETY: `#set` is the set this field is #[striped_by], and a Striped
                         // field is reachable only through these two accessors.
                         unsafe {
@@ -110,7 +112,7 @@ pub(crate) fn expand(input: &Input) -> TokenStream {
                     #[inline]
                     #[track_caller]
                     #fvis fn #try_fn(&self, index: usize)
-                        -> ::core::option::Option<::lockkit::StripeGuard<'_, #elem>>
+                        -> ::core::option::Option<::lockkit::StripeGuard<'_, #elem, #raw>>
                     {
                         // SAFETY: as in the method above.
                         unsafe {
@@ -121,6 +123,7 @@ pub(crate) fn expand(input: &Input) -> TokenStream {
             }
             Role::Plain if is_guarding_lock(input, f) => {
                 let data = fields_struct(input, id);
+                let raw = quote!(<#ty as ::lockkit::__private::LockKind>::Raw);
                 let guarded = guarded_by(input, id);
                 let g_fields = guarded.iter().map(|g| {
                     let (a, v, i, t) = (&g.attrs, g.vis, g.ident, g.ty);
@@ -143,10 +146,10 @@ pub(crate) fn expand(input: &Input) -> TokenStream {
                     unsafe impl ::lockkit::ShmZeroable for #data #bounds {}
                 });
                 struct_fields.push(quote! {
-                    #(#fattrs)* #fvis #id: ::lockkit::ShmMutex<#data>
+                    #(#fattrs)* #fvis #id: ::lockkit::ShmMutex<#data, #raw>
                 });
                 new_inits.push(quote! {
-                    #id: ::lockkit::ShmMutex::new(#data { #(#g_names,)* })
+                    #id: ::lockkit::ShmMutex::<#data, #raw>::with_backend(#data { #(#g_names,)* })
                 });
                 let lock_fn = format_ident!("lock_{}", id);
                 let try_fn = format_ident!("try_lock_{}", id);
@@ -162,18 +165,18 @@ pub(crate) fn expand(input: &Input) -> TokenStream {
                 methods.push(quote! {
                     #[doc = #doc]
                     #[inline]
-                    #fvis fn #lock_fn(&self) -> ::lockkit::ShmMutexGuard<'_, #data> {
+                    #fvis fn #lock_fn(&self) -> ::lockkit::ShmMutexGuard<'_, #data, #raw> {
                         self.#id.lock()
                     }
                     #[doc = #try_doc]
                     #[inline]
-                    #fvis fn #try_fn(&self) -> ::core::option::Option<::lockkit::ShmMutexGuard<'_, #data>> {
+                    #fvis fn #try_fn(&self) -> ::core::option::Option<::lockkit::ShmMutexGuard<'_, #data, #raw>> {
                         self.#id.try_lock()
                     }
                     #[doc = #try_for_doc]
                     #[inline]
                     #fvis fn #try_for_fn(&self, timeout: ::core::time::Duration)
-                        -> ::core::option::Option<::lockkit::ShmMutexGuard<'_, #data>>
+                        -> ::core::option::Option<::lockkit::ShmMutexGuard<'_, #data, #raw>>
                     {
                         self.#id.try_lock_for(timeout)
                     }
@@ -185,7 +188,7 @@ pub(crate) fn expand(input: &Input) -> TokenStream {
                     || crate::types::is_named(ty, "GenLock")
                     || crate::types::is_named(ty, "GenLockSet")
                 {
-                    new_inits.push(quote!(#id: <#ty>::new()));
+                    new_inits.push(quote!(#id: <#ty>::with_backend()));
                 } else {
                     new_params.push(quote!(#id: #ty));
                     new_inits.push(quote!(#id));

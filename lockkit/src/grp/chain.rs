@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use crate::lock_set::LockSet;
+use crate::raw::RawLock;
 use crate::{GenLock, GenLockSet, ShmBox, ShmLockSet, ShmMutex};
 
 /// A lock a group can take and release on its holder's behalf: any lockkit lock.
@@ -38,7 +39,7 @@ pub unsafe trait ChainLock: Send + Sync {
 }
 
 // SAFETY: forwards to the GenLock's raw futex, which the acquiring thread releases.
-unsafe impl ChainLock for GenLock {
+unsafe impl<R: RawLock> ChainLock for GenLock<R> {
     fn chain_acquire(&self) {
         std::mem::forget(self.lock());
     }
@@ -52,7 +53,7 @@ unsafe impl ChainLock for GenLock {
 }
 
 // SAFETY: the mutex's data is never touched; only its lock is taken and released.
-unsafe impl<T: crate::ShmSafe> ChainLock for ShmMutex<T> {
+unsafe impl<T: crate::ShmSafe, R: RawLock> ChainLock for ShmMutex<T, R> {
     fn chain_acquire(&self) {
         self.raw_lock().chain_acquire()
     }

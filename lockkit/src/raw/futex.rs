@@ -31,6 +31,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use super::{Acquired, RawLock};
 use crate::sys::{self, Wake};
 
 /// Set while some thread may be asleep on the word.
@@ -44,15 +45,15 @@ const SPIN_LIMIT: u32 = 40;
 /// A process-shared futex mutex with owner tracking. Zero bytes are an unlocked lock.
 #[repr(C)]
 #[derive(Debug, Default)]
-pub struct RawFutex {
+pub struct Futex {
     word: AtomicU32,
     owner_pid: AtomicU32,
 }
 
-impl RawFutex {
+impl Futex {
     /// An unlocked lock.
     pub const fn new() -> Self {
-        RawFutex {
+        Futex {
             word: AtomicU32::new(0),
             owner_pid: AtomicU32::new(0),
         }
@@ -201,6 +202,37 @@ impl RawFutex {
     }
 }
 
+// SAFETY: a futex mutex over two atomics; zero bytes are unlocked; the shared (not private)
+// futex calls work between processes; mutual exclusion per the state machine above.
+unsafe impl RawLock for Futex {
+    const INIT: Self = Futex::new();
+    const NAME: &'static str = "futex";
+
+    #[inline]
+    fn lock(&self) -> Acquired {
+        Futex::lock(self);
+        Acquired::Clean
+    }
+    #[inline]
+    fn try_lock(&self) -> Option<Acquired> {
+        Futex::try_lock(self).then_some(Acquired::Clean)
+    }
+    fn try_lock_for(&self, timeout: Duration) -> Option<Acquired> {
+        Futex::try_lock_for(self, timeout).then_some(Acquired::Clean)
+    }
+    #[inline]
+    unsafe fn unlock(&self) {
+        // SAFETY: forwarded contract.
+        unsafe { Futex::unlock(self) }
+    }
+    fn is_locked(&self) -> bool {
+        Futex::is_locked(self)
+    }
+    fn owner(&self) -> Option<(u32, u32)> {
+        Futex::owner(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,8 +240,8 @@ mod tests {
 
     #[test]
     fn zeroed_memory_is_an_unlocked_lock() {
-        // SAFETY: RawFutex is two AtomicU32, for which all-zero bytes are valid.
-        let l: RawFutex = unsafe { std::mem::zeroed() };
+        // SAFETY: Futex is two AtomicU32, for which all-zero bytes are valid.
+        let l: Futex = unsafe { std::mem::zeroed() };
         assert!(!l.is_locked());
         assert!(l.try_lock());
         assert!(l.is_locked());
@@ -217,7 +249,7 @@ mod tests {
 
     #[test]
     fn the_word_names_the_holding_thread() {
-        let l = RawFutex::new();
+        let l = Futex::new();
         l.lock();
         assert_eq!(l.owner(), Some((sys::pid(), sys::tid())));
         // SAFETY: locked just above by this thread.
@@ -228,14 +260,14 @@ mod tests {
     #[test]
     #[should_panic(expected = "not recursive")]
     fn locking_twice_from_one_thread_panics_instead_of_hanging() {
-        let l = RawFutex::new();
+        let l = Futex::new();
         l.lock();
         l.lock();
     }
 
     #[test]
     fn try_lock_for_gives_up_near_the_deadline() {
-        let l = Arc::new(RawFutex::new());
+        let l = Arc::new(Futex::new());
         l.lock();
         let l2 = Arc::clone(&l);
         let t0 = Instant::now();
@@ -250,7 +282,7 @@ mod tests {
 
     #[test]
     fn threads_exclude_each_other() {
-        let l = Arc::new(RawFutex::new());
+        let l = Arc::new(Futex::new());
         let n = Arc::new(AtomicU32::new(0));
         let hs: Vec<_> = (0..4)
             .map(|_| {

@@ -1,8 +1,82 @@
-//! Lock algorithms: process-shared lock words and the code that takes and releases them.
+//! Lock algorithms: process-shared lock words and the code that takes and releases them,
+//! one backend per file, behind one trait.
 //!
-//! These are the building blocks behind [`GenLock`](crate::GenLock) and the other user-facing
-//! locks, which add guards and data; use them directly only to build new lock types.
+//! Kamailio picks its lock implementation at build time; lockkit picks it by type
+//! parameter, with the futex as the default: `GenLock` is `GenLock<Futex>`, and
+//! `GenLock<Spin>`, `GenLock<PthreadMutex>` or `GenLock<PosixSem>` are the same API over
+//! another algorithm.
+//!
+//! | backend | zero bytes | init / destroy | owner dies holding it | notes |
+//! |---|---|---|---|---|
+//! | [`Futex`] | unlocked | none | lock stays held (detection planned; the word names the owner's TID) | the default: one CAS to take, one swap to release, sleeps in the kernel |
+//! | [`Spin`] | unlocked | none | lock stays held | Kamailio's fast lock: spins, then `sched_yield`; wrong when more processes are runnable than there are cores |
+//! | [`PthreadMutex`] | uninitialised, set up in place on first use | `pthread_mutex_init` (process-shared, robust) on first use | the next acquirer is told ([`Acquired::OwnerDied`]) and must mark it consistent | glibc's robust mutex |
+//! | [`PosixSem`] | uninitialised, set up in place on first use | `sem_init(.., 1, 1)` on first use | lock stays held | a process-shared `sem_t` |
 
 mod futex;
+mod init_once;
+mod posix_sem;
+mod pthread;
+mod spin;
 
-pub use futex::RawFutex;
+use std::time::Duration;
+
+pub use futex::Futex;
+pub use posix_sem::PosixSem;
+pub use pthread::PthreadMutex;
+pub use spin::Spin;
+
+/// The futex lock under the name `lock_api` users expect.
+pub type RawFutex = Futex;
+
+/// How an acquisition went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Acquired {
+    /// The lock was free or released normally.
+    Clean,
+    /// The previous owner died holding the lock: the data it guards may be half-updated.
+    /// Repair it, then mark the lock consistent; a robust backend refuses to be taken again
+    /// otherwise.
+    OwnerDied,
+}
+
+/// A process-shared lock algorithm.
+///
+/// # Safety
+/// Implementations promise that:
+/// - `lock`/`try_lock`/`try_lock_for` returning success means the calling thread holds the
+///   lock, and no other thread of any process that maps it holds it until `unlock`;
+/// - all-zero bytes are the value `INIT`, an unlocked lock, and the lock works wherever it
+///   is placed in memory shared between processes, provided it is not moved after first use;
+/// - the type holds no process-local pointer.
+pub unsafe trait RawLock: Send + Sync + Sized {
+    /// An unlocked lock: all-zero bytes.
+    const INIT: Self;
+    /// The backend's name, for messages and benchmarks.
+    const NAME: &'static str;
+
+    /// Takes the lock, waiting as long as needed; signals (`EINTR`) never end the wait.
+    fn lock(&self) -> Acquired;
+    /// Takes the lock if it is free.
+    fn try_lock(&self) -> Option<Acquired>;
+    /// Takes the lock, waiting at most `timeout`.
+    fn try_lock_for(&self, timeout: Duration) -> Option<Acquired>;
+    /// Releases the lock.
+    ///
+    /// # Safety
+    /// The calling thread holds the lock.
+    unsafe fn unlock(&self);
+    /// Whether some thread holds the lock at this instant (a snapshot, for diagnostics).
+    fn is_locked(&self) -> bool;
+    /// `(pid, tid)` of the holder, where the backend records it.
+    fn owner(&self) -> Option<(u32, u32)> {
+        None
+    }
+    /// After [`Acquired::OwnerDied`]: declares the guarded data repaired, so the lock can be
+    /// used again.
+    ///
+    /// # Safety
+    /// The calling thread holds the lock.
+    unsafe fn mark_consistent(&self) {}
+}

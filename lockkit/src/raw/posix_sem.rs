@@ -1,0 +1,126 @@
+//! [`PosixSem`]: a process-shared POSIX semaphore (`sem_init(.., 1, 1)`) used as a lock,
+//! set up in place on first use.
+//!
+//! A semaphore has no owner: if a process dies holding it, it stays taken. `sem_wait` and
+//! `sem_timedwait` return `EINTR` when a signal handler runs (without `SA_RESTART` they are
+//! not restarted); lockkit retries.
+//!
+//! Invariants kept here: the `sem_t` is initialised in place exactly once, by `InitOnce`,
+//! before any other call touches it, and is never moved after that.
+
+use std::cell::UnsafeCell;
+use std::time::Duration;
+
+use super::init_once::InitOnce;
+use super::pthread::realtime_deadline;
+use super::{Acquired, RawLock};
+
+/// A process-shared semaphore with one token. Zero bytes are a not-yet-initialised
+/// semaphore, set up on first use.
+#[repr(C)]
+pub struct PosixSem {
+    init: InitOnce,
+    sem: UnsafeCell<libc::sem_t>,
+}
+
+// SAFETY: a process-shared semaphore is made for concurrent use by threads and processes.
+unsafe impl Sync for PosixSem {}
+// SAFETY: moving an unused (zero) semaphore between threads is moving bytes.
+unsafe impl Send for PosixSem {}
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+impl PosixSem {
+    #[inline]
+    fn ptr(&self) -> *mut libc::sem_t {
+        self.init.ensure(|| {
+            // SAFETY: we are the one initialiser (InitOnce); the memory is valid and unused.
+            let r = unsafe { libc::sem_init(self.sem.get(), 1, 1) };
+            assert!(
+                r == 0,
+                "sem_init failed: {}",
+                std::io::Error::last_os_error()
+            );
+        });
+        self.sem.get()
+    }
+}
+
+// SAFETY: a semaphore with one token admits one holder at a time across processes
+// (pshared = 1); zero bytes are INIT (set up in place on first use).
+unsafe impl RawLock for PosixSem {
+    // SAFETY (of the zeroed value): zero bytes are a valid bit pattern for sem_t (integers);
+    // InitOnce zero means "not initialised yet".
+    const INIT: Self = PosixSem {
+        init: InitOnce::new(),
+        sem: UnsafeCell::new(unsafe { std::mem::zeroed() }),
+    };
+    const NAME: &'static str = "posix-sem";
+
+    fn lock(&self) -> Acquired {
+        let sem = self.ptr();
+        // SAFETY: an initialised semaphore.
+        while unsafe { libc::sem_wait(sem) } != 0 {
+            let e = errno();
+            assert_eq!(
+                e,
+                libc::EINTR,
+                "sem_wait failed: {}",
+                std::io::Error::from_raw_os_error(e)
+            );
+        }
+        Acquired::Clean
+    }
+    fn try_lock(&self) -> Option<Acquired> {
+        let sem = self.ptr();
+        loop {
+            // SAFETY: an initialised semaphore.
+            if unsafe { libc::sem_trywait(sem) } == 0 {
+                return Some(Acquired::Clean);
+            }
+            match errno() {
+                libc::EINTR => continue,
+                libc::EAGAIN => return None,
+                e => panic!(
+                    "sem_trywait failed: {}",
+                    std::io::Error::from_raw_os_error(e)
+                ),
+            }
+        }
+    }
+    fn try_lock_for(&self, timeout: Duration) -> Option<Acquired> {
+        let sem = self.ptr();
+        let deadline = realtime_deadline(timeout);
+        loop {
+            // SAFETY: an initialised semaphore; `deadline` is a valid timespec.
+            if unsafe { libc::sem_timedwait(sem, &deadline) } == 0 {
+                return Some(Acquired::Clean);
+            }
+            match errno() {
+                libc::EINTR => continue,
+                libc::ETIMEDOUT => return None,
+                e => panic!(
+                    "sem_timedwait failed: {}",
+                    std::io::Error::from_raw_os_error(e)
+                ),
+            }
+        }
+    }
+    unsafe fn unlock(&self) {
+        // SAFETY: the caller holds it, so it is initialised.
+        let r = unsafe { libc::sem_post(self.sem.get()) };
+        assert!(
+            r == 0,
+            "sem_post failed: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    fn is_locked(&self) -> bool {
+        let mut v = 0;
+        // SAFETY: an initialised semaphore and a valid out pointer.
+        unsafe { libc::sem_getvalue(self.ptr(), &mut v) };
+        v <= 0
+    }
+}
