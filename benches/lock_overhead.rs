@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use lockkit::grp::GrpLock;
+use lockkit::raw::{PosixSem, PthreadMutex, Spin};
 use lockkit::{locked, shared_locked, GenLock, ShmMutex, ShmRegion};
 
 #[shared_locked]
@@ -25,9 +26,9 @@ struct Counter {
 }
 
 /// A process-shared glibc mutex placed in a region.
-struct PthreadMutex(*mut libc::pthread_mutex_t);
+struct GlibcMutex(*mut libc::pthread_mutex_t);
 
-impl PthreadMutex {
+impl GlibcMutex {
     fn new(region: &ShmRegion, robust: bool) -> (Self, lockkit::ShmBox<[u64; 8]>) {
         assert!(std::mem::size_of::<libc::pthread_mutex_t>() <= 64);
         let storage = region.alloc_zeroed::<[u64; 8]>().unwrap();
@@ -50,7 +51,7 @@ impl PthreadMutex {
             assert_eq!(libc::pthread_mutex_init(m, &attr), 0);
             libc::pthread_mutexattr_destroy(&mut attr);
         }
-        (PthreadMutex(m), storage)
+        (GlibcMutex(m), storage)
     }
 
     #[inline]
@@ -82,8 +83,8 @@ fn uncontended(c: &mut Criterion) {
     let region = ShmRegion::anonymous(1 << 20).unwrap();
     let raw_word = region.alloc_zeroed::<[AtomicU32; 16]>().unwrap();
     let lock = region.alloc_zeroed::<lockkit::GenLockSet<1>>().unwrap();
-    let (pthread, _p) = PthreadMutex::new(&region, false);
-    let (robust, _r) = PthreadMutex::new(&region, true);
+    let (pthread, _p) = GlibcMutex::new(&region, false);
+    let (robust, _r) = GlibcMutex::new(&region, true);
     let std_mutex = std::sync::Mutex::new(());
 
     let mut g = c.benchmark_group("uncontended");
@@ -99,6 +100,18 @@ fn uncontended(c: &mut Criterion) {
     });
     g.bench_function("std_mutex", |b| {
         b.iter(|| drop(black_box(&std_mutex).lock()))
+    });
+    let spin = region.alloc_zeroed::<GenLock<Spin>>().unwrap();
+    let pthread_backend = region.alloc_zeroed::<GenLock<PthreadMutex>>().unwrap();
+    let sem = region.alloc_zeroed::<GenLock<PosixSem>>().unwrap();
+    g.bench_function("GenLock_Spin", |b| {
+        b.iter(|| drop(black_box(&*spin).lock()))
+    });
+    g.bench_function("GenLock_PthreadMutex", |b| {
+        b.iter(|| drop(black_box(&*pthread_backend).lock()))
+    });
+    g.bench_function("GenLock_PosixSem", |b| {
+        b.iter(|| drop(black_box(&*sem).lock()))
     });
     g.finish();
 }

@@ -64,6 +64,11 @@ pub use shm_safe::{ShmSafe, ShmZeroable};
 
 pub use lockkit_macros::{grp_member, locked, shared_locked};
 
+/// `lock_api`, re-exported for `lock_api::Mutex<lockkit::raw::Futex, T>` (feature
+/// `lock-api`).
+#[cfg(feature = "lock-api")]
+pub use lock_api;
+
 /// Runtime items for the code the macros generate; not part of the API.
 #[doc(hidden)]
 #[path = "private.rs"]

@@ -233,6 +233,46 @@ unsafe impl RawLock for Futex {
     }
 }
 
+// SAFETY: the same algorithm as RawLock above; `lock_api`'s guards are !Send, matching the
+// rule that the locking thread unlocks.
+#[cfg(feature = "lock-api")]
+unsafe impl lock_api::RawMutex for Futex {
+    #[allow(clippy::declare_interior_mutable_const)]
+    const INIT: Self = Futex::new();
+    type GuardMarker = lock_api::GuardNoSend;
+
+    #[inline]
+    fn lock(&self) {
+        Futex::lock(self)
+    }
+    #[inline]
+    fn try_lock(&self) -> bool {
+        Futex::try_lock(self)
+    }
+    #[inline]
+    unsafe fn unlock(&self) {
+        // SAFETY: forwarded contract.
+        unsafe { Futex::unlock(self) }
+    }
+    fn is_locked(&self) -> bool {
+        Futex::is_locked(self)
+    }
+}
+
+// SAFETY: as above; the timed waits give up at the deadline.
+#[cfg(feature = "lock-api")]
+unsafe impl lock_api::RawMutexTimed for Futex {
+    type Duration = Duration;
+    type Instant = Instant;
+
+    fn try_lock_for(&self, timeout: Duration) -> bool {
+        Futex::try_lock_for(self, timeout)
+    }
+    fn try_lock_until(&self, deadline: Instant) -> bool {
+        Futex::try_lock_for(self, deadline.saturating_duration_since(Instant::now()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

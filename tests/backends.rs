@@ -1,0 +1,268 @@
+//! One conformance suite, run for every lock backend: the backends are interchangeable.
+//!
+//! Each check is a generic function over the backend; `conformance!` instantiates the set
+//! for one backend as a module of tests.
+
+mod common;
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::*};
+use std::time::{Duration, Instant};
+
+use common::{fork, run_children, serial, Child};
+use lockkit::raw::{Futex, PosixSem, PthreadMutex, RawLock, Spin};
+use lockkit::{GenLock, GenLockSet, ShmMutex, ShmRegion};
+
+const WORKERS: usize = 4;
+const ROUNDS: u64 = 40_000;
+const SIGNAL_ROUNDS: u64 = 3_000;
+
+fn mutual_exclusion_across_forked_processes<R: RawLock + 'static>() {
+    let _s = serial();
+    let region = ShmRegion::anonymous(1 << 20).unwrap();
+    let counter = region.alloc_zeroed::<ShmMutex<u64, R>>().unwrap();
+    run_children(WORKERS, |_| {
+        for _ in 0..ROUNDS {
+            *counter.lock() += 1;
+        }
+        0
+    });
+    assert_eq!(
+        *counter.lock(),
+        WORKERS as u64 * ROUNDS,
+        "backend {}",
+        R::NAME
+    );
+    assert!(!counter.is_locked());
+}
+
+/// The lock and a step counter two processes use to take turns.
+type Handshake<R> = (GenLock<R>, AtomicU32);
+
+fn wait_for(step: &AtomicU32, at_least: u32) {
+    let t0 = Instant::now();
+    while step.load(Acquire) < at_least {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "the other process stalled"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// A child that takes the lock, says so, and holds it until told to let go.
+fn holder<R: RawLock>(hs: &Handshake<R>) -> Child {
+    fork(|| {
+        let g = hs.0.lock();
+        hs.1.store(1, Release);
+        wait_for(&hs.1, 2);
+        drop(g);
+        hs.1.store(3, Release);
+        0
+    })
+}
+
+fn try_lock_fails_while_another_process_holds_it<R: RawLock + 'static>() {
+    let _s = serial();
+    let region = ShmRegion::anonymous(1 << 16).unwrap();
+    let hs = region.alloc_zeroed::<Handshake<R>>().unwrap();
+    let child = holder(&hs);
+    wait_for(&hs.1, 1);
+    assert!(hs.0.try_lock().is_none(), "backend {}", R::NAME);
+    assert!(hs.0.is_locked());
+    hs.1.store(2, Release);
+    wait_for(&hs.1, 3);
+    assert!(hs.0.try_lock().is_some(), "backend {}", R::NAME);
+    assert_eq!(child.join(), 0);
+}
+
+fn try_lock_for_gives_up_near_the_deadline<R: RawLock + 'static>() {
+    let _s = serial();
+    let region = ShmRegion::anonymous(1 << 16).unwrap();
+    let hs = region.alloc_zeroed::<Handshake<R>>().unwrap();
+    let child = holder(&hs);
+    wait_for(&hs.1, 1);
+    let asked = Duration::from_millis(120);
+    let t0 = Instant::now();
+    let got = hs.0.try_lock_for(asked);
+    let waited = t0.elapsed();
+    assert!(got.is_none(), "backend {}", R::NAME);
+    assert!(waited >= asked, "{}: gave up early: {waited:?}", R::NAME);
+    assert!(
+        waited < asked + Duration::from_secs(1),
+        "{}: overslept: {waited:?}",
+        R::NAME
+    );
+    hs.1.store(2, Release);
+    assert!(hs.0.try_lock_for(Duration::from_secs(10)).is_some());
+    assert_eq!(child.join(), 0);
+}
+
+fn a_lock_set_excludes_per_index_across_processes<R: RawLock + 'static>() {
+    let _s = serial();
+    let region = ShmRegion::anonymous(1 << 20).unwrap();
+    let table = region
+        .alloc_zeroed::<(GenLockSet<4, R>, [AtomicU64; 4])>()
+        .unwrap();
+    run_children(WORKERS, |w| {
+        for k in 0..ROUNDS / 2 {
+            let i = (k as usize + w) % 4;
+            let _g = table.0.lock(i);
+            // Load, then store: only the lock keeps this exact.
+            table.1[i].store(table.1[i].load(Relaxed) + 1, Relaxed);
+        }
+        0
+    });
+    let total: u64 = table.1.iter().map(|c| c.load(Relaxed)).sum();
+    assert_eq!(total, WORKERS as u64 * ROUNDS / 2, "backend {}", R::NAME);
+}
+
+static SIGNALS: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn count_signal(_: libc::c_int) {
+    SIGNALS.fetch_add(1, Relaxed);
+}
+
+/// Installs a SIGUSR1 handler without `SA_RESTART`, so blocking calls return `EINTR`.
+fn interruptible_handler() {
+    // SAFETY: a zeroed sigaction with a plain handler that only bumps an atomic (which is
+    // async-signal-safe); the pointers are valid for the call.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = count_signal as extern "C" fn(libc::c_int) as usize;
+        sa.sa_flags = 0;
+        libc::sigemptyset(&mut sa.sa_mask);
+        assert_eq!(libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut()), 0);
+    }
+}
+
+fn waiters_bombarded_with_signals_keep_mutual_exclusion<R: RawLock + 'static>() {
+    let _s = serial();
+    let region = ShmRegion::anonymous(1 << 20).unwrap();
+    let shared = region
+        .alloc_zeroed::<(ShmMutex<u64, R>, AtomicU32, AtomicU64, AtomicU32)>()
+        .unwrap();
+    let (counter, done, received, ready) = (&shared.0, &shared.1, &shared.2, &shared.3);
+    let workers: Vec<Child> = (0..3)
+        .map(|_| {
+            fork(|| {
+                interruptible_handler();
+                ready.fetch_add(1, Release);
+                wait_for(ready, 3);
+                for _ in 0..SIGNAL_ROUNDS {
+                    let mut g = counter.lock();
+                    let v = *g;
+                    // Hold the lock a while, so the others wait in the kernel, where the
+                    // signals land, rather than in the fast path.
+                    std::thread::sleep(Duration::from_micros(20));
+                    *g = v + 1;
+                }
+                received.fetch_add(SIGNALS.load(Relaxed), Relaxed);
+                done.fetch_add(1, Release);
+                0
+            })
+        })
+        .collect();
+    let pids: Vec<libc::pid_t> = workers.iter().map(|c| c.pid() as libc::pid_t).collect();
+    let bombarder = fork(|| {
+        // Bounded in time, so it cannot outlive a failed test.
+        let t0 = Instant::now();
+        // No signal before every worker has its handler: the default action kills.
+        wait_for(ready, 3);
+        while done.load(Acquire) < 3 && t0.elapsed() < Duration::from_secs(60) {
+            for &p in &pids {
+                // SAFETY: signalling our sibling workers, which handle SIGUSR1.
+                unsafe { libc::kill(p, libc::SIGUSR1) };
+            }
+            std::thread::sleep(Duration::from_micros(100));
+        }
+        0
+    });
+    for w in workers {
+        assert_eq!(w.join(), 0);
+    }
+    assert_eq!(bombarder.join(), 0);
+    assert_eq!(*counter.lock(), 3 * SIGNAL_ROUNDS, "backend {}", R::NAME);
+    assert!(
+        received.load(Relaxed) > 0,
+        "the workers were interrupted at all"
+    );
+}
+
+fn zeroed_memory_is_an_unlocked_lock_of_every_backend<R: RawLock + 'static>() {
+    let region = ShmRegion::anonymous(1 << 16).unwrap();
+    let lock = region.alloc_zeroed::<GenLock<R>>().unwrap();
+    assert!(!lock.is_locked(), "backend {}", R::NAME);
+    let g = lock.lock();
+    assert!(lock.is_locked());
+    assert!(lock.try_lock().is_none());
+    drop(g);
+    assert!(lock.try_lock().is_some());
+}
+
+macro_rules! conformance {
+    ($name:ident, $backend:ty) => {
+        mod $name {
+            use super::*;
+
+            #[test]
+            fn mutual_exclusion_across_four_forked_processes() {
+                mutual_exclusion_across_forked_processes::<$backend>();
+            }
+            #[test]
+            fn try_lock_fails_while_another_process_holds_it() {
+                super::try_lock_fails_while_another_process_holds_it::<$backend>();
+            }
+            #[test]
+            fn try_lock_for_gives_up_near_the_deadline() {
+                super::try_lock_for_gives_up_near_the_deadline::<$backend>();
+            }
+            #[test]
+            fn a_lock_set_excludes_per_index_across_processes() {
+                super::a_lock_set_excludes_per_index_across_processes::<$backend>();
+            }
+            #[test]
+            fn waiters_bombarded_with_signals_keep_mutual_exclusion() {
+                super::waiters_bombarded_with_signals_keep_mutual_exclusion::<$backend>();
+            }
+            #[test]
+            fn zeroed_memory_is_an_unlocked_lock() {
+                zeroed_memory_is_an_unlocked_lock_of_every_backend::<$backend>();
+            }
+        }
+    };
+}
+
+conformance!(futex, Futex);
+conformance!(spin, Spin);
+conformance!(pthread_mutex, PthreadMutex);
+conformance!(posix_sem, PosixSem);
+
+#[test]
+fn a_robust_pthread_mutex_tells_the_next_owner_that_the_last_one_died() {
+    let _s = serial();
+    let region = ShmRegion::anonymous(1 << 16).unwrap();
+    let m = region
+        .alloc_zeroed::<ShmMutex<u64, PthreadMutex>>()
+        .unwrap();
+    *m.lock() = 1;
+    let child = fork(|| {
+        let mut g = m.lock();
+        *g = 2; // half-way through an update...
+        std::mem::forget(g);
+        // SAFETY: exits at once, still holding the lock, as a crashing worker would.
+        unsafe { libc::_exit(0) }
+    });
+    assert_eq!(child.join(), 0);
+    let mut g = m.lock();
+    assert!(
+        lockkit::ShmMutexGuard::owner_died(&g),
+        "EOWNERDEAD was passed on"
+    );
+    assert_eq!(*g, 2, "the half-done update is visible for repair");
+    *g = 1;
+    lockkit::ShmMutexGuard::mark_consistent(&mut g);
+    drop(g);
+    let g = m.lock();
+    assert!(!lockkit::ShmMutexGuard::owner_died(&g));
+    assert_eq!(*g, 1);
+}

@@ -1,0 +1,42 @@
+//! With the `lock-api` feature, the futex lock drives `lock_api`'s generic mutex, so
+//! ecosystem types built on `lock_api` work on lockkit's lock word.
+#![cfg(feature = "lock-api")]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lockkit::lock_api::Mutex;
+use lockkit::raw::RawFutex;
+
+#[test]
+fn a_lock_api_mutex_over_the_futex_counts_exactly_from_several_threads() {
+    let m: Arc<Mutex<RawFutex, u64>> = Arc::new(Mutex::new(0));
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let m = Arc::clone(&m);
+            std::thread::spawn(move || {
+                for _ in 0..50_000 {
+                    *m.lock() += 1;
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(*m.lock(), 200_000);
+    assert!(!m.is_locked());
+}
+
+#[test]
+fn lock_api_timed_locking_gives_up_while_another_thread_holds_it() {
+    let m: Arc<Mutex<RawFutex, ()>> = Arc::new(Mutex::new(()));
+    let g = m.lock();
+    let m2 = Arc::clone(&m);
+    let got = std::thread::spawn(move || m2.try_lock_for(Duration::from_millis(50)).is_some())
+        .join()
+        .unwrap();
+    assert!(!got);
+    drop(g);
+    assert!(m.try_lock_for(Duration::from_millis(50)).is_some());
+}
