@@ -117,6 +117,11 @@ impl Futex {
         }
     }
 
+    /// Whether the calling thread holds the lock.
+    pub fn is_held_by_current_thread(&self) -> bool {
+        self.word.load(Ordering::Relaxed) & TID_MASK == sys::tid()
+    }
+
     /// Whether some thread holds the lock at this instant.
     pub fn is_locked(&self) -> bool {
         self.word.load(Ordering::Relaxed) & TID_MASK != 0
