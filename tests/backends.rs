@@ -8,7 +8,7 @@ mod common;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::*};
 use std::time::{Duration, Instant};
 
-use common::{fork, run_children, serial, Child};
+use common::{fork, run_children, serial, wait_for, Child};
 use lockkit::raw::{Futex, PosixSem, PthreadMutex, RawLock, Spin};
 use lockkit::{GenLock, GenLockSet, ShmMutex, ShmRegion};
 
@@ -37,17 +37,6 @@ fn mutual_exclusion_across_forked_processes<R: RawLock + 'static>() {
 
 /// The lock and a step counter two processes use to take turns.
 type Handshake<R> = (GenLock<R>, AtomicU32);
-
-fn wait_for(step: &AtomicU32, at_least: u32) {
-    let t0 = Instant::now();
-    while step.load(Acquire) < at_least {
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "the other process stalled"
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
 
 /// A child that takes the lock, says so, and holds it until told to let go.
 fn holder<R: RawLock>(hs: &Handshake<R>) -> Child {

@@ -6,7 +6,7 @@ mod common;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::*};
 use std::time::{Duration, Instant};
 
-use common::{fork, run_children, serial};
+use common::{fork, run_children, serial, wait_for};
 use lockkit::{GenLock, GenLockSet, ShmMutex, ShmRegion};
 
 const WORKERS: usize = 4;
@@ -86,17 +86,6 @@ fn an_inline_lock_set_excludes_across_processes_too() {
 /// Shared state for the try_lock tests: the lock, and a step counter the two processes use
 /// to take turns.
 type Handshake = (GenLock, AtomicU32);
-
-fn wait_for(step: &AtomicU32, at_least: u32) {
-    let t0 = Instant::now();
-    while step.load(Acquire) < at_least {
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "the other process stalled"
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
 
 #[test]
 fn try_lock_fails_while_another_process_holds_it_and_succeeds_after() {

@@ -5,19 +5,8 @@ mod common;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::*};
 use std::time::{Duration, Instant};
 
-use common::{fork, run_children, serial};
+use common::{fork, run_children, serial, wait_for};
 use lockkit::{RecLock, RwLock, ShmRegion, ShmSemaphore};
-
-fn wait_for(step: &AtomicU32, at_least: u32) {
-    let t0 = Instant::now();
-    while step.load(Acquire) < at_least {
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "the other process stalled"
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
 
 #[test]
 fn a_recursive_lock_counts_depth_and_excludes_other_processes() {

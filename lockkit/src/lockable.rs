@@ -73,9 +73,9 @@ impl Lockable for GrpLock {
 }
 
 macro_rules! forward_lockable {
-    ($($ty:ty),*) => {
+    ($([$($bound:tt)*] $ty:ty),*) => {
         $(
-            impl<L: Lockable + ?Sized> Lockable for $ty {
+            impl<L: Lockable + $($bound)*> Lockable for $ty {
                 type Guard<'a> = L::Guard<'a> where Self: 'a;
                 #[inline]
                 fn lock_guard(&self) -> L::Guard<'_> {
@@ -90,22 +90,7 @@ macro_rules! forward_lockable {
     };
 }
 
-forward_lockable!(&L, Arc<L>, Box<L>);
-
-impl<L: Lockable> Lockable for ShmBox<L> {
-    type Guard<'a>
-        = L::Guard<'a>
-    where
-        Self: 'a;
-    #[inline]
-    fn lock_guard(&self) -> L::Guard<'_> {
-        (**self).lock_guard()
-    }
-    #[inline]
-    fn try_lock_guard(&self) -> Option<L::Guard<'_>> {
-        (**self).try_lock_guard()
-    }
-}
+forward_lockable!([?Sized] &L, [?Sized] Arc<L>, [?Sized] Box<L>, [Sized] ShmBox<L>);
 
 impl<T: crate::grp::GrpMember> Lockable for crate::grp::Member<T> {
     type Guard<'a>

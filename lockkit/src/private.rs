@@ -223,7 +223,7 @@ lend_guard!(crate::grp::GrpGuard<'a>);
 macro_rules! lend_data {
     ($($guard:ident),*) => {
         $(
-            impl<'a, T> Lend for $guard<'a, T> {
+            impl<'a, T, R: crate::raw::RawLock> Lend for $guard<'a, T, R> {
                 type Lent<'b> = &'b mut T where Self: 'b;
                 #[inline(always)]
                 fn lend(&mut self) -> &mut T {
@@ -234,21 +234,9 @@ macro_rules! lend_data {
     };
 }
 
-use crate::grp::MemberGuard;
-lend_data!(MemberGuard);
+lend_data!(ShmMutexGuard, StripeGuard);
 
-impl<'a, T, R: crate::raw::RawLock> Lend for StripeGuard<'a, T, R> {
-    type Lent<'b>
-        = &'b mut T
-    where
-        Self: 'b;
-    #[inline(always)]
-    fn lend(&mut self) -> &mut T {
-        self
-    }
-}
-
-impl<'a, T, R: crate::raw::RawLock> Lend for ShmMutexGuard<'a, T, R> {
+impl<'a, T> Lend for crate::grp::MemberGuard<'a, T> {
     type Lent<'b>
         = &'b mut T
     where

@@ -82,3 +82,18 @@ pub fn unique_name(tag: &str) -> String {
 pub fn shm_path(name: &str) -> std::path::PathBuf {
     std::path::Path::new("/dev/shm").join(name.trim_start_matches('/'))
 }
+
+/// Waits until `step` reaches `at_least`: how a test and its child processes take turns.
+///
+/// # Panics
+/// After 20 seconds, naming the stall, rather than hanging the test run.
+pub fn wait_for(step: &std::sync::atomic::AtomicU32, at_least: u32) {
+    let t0 = std::time::Instant::now();
+    while step.load(std::sync::atomic::Ordering::Acquire) < at_least {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(20),
+            "the other process stalled"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
