@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::*};
 use std::time::{Duration, Instant};
 
 use common::{fork, run_children, serial, wait_for, Child};
-use lockkit::raw::{Futex, PosixSem, PthreadMutex, RawLock, Spin};
+use lockkit::raw::{Futex, PosixSem, PthreadMutex, RawLock, Spin, SysvSem};
 use lockkit::{GenLock, GenLockSet, ShmMutex, ShmRegion};
 
 const WORKERS: usize = 4;
@@ -33,6 +33,8 @@ fn mutual_exclusion_across_forked_processes<R: RawLock + 'static>() {
         R::NAME
     );
     assert!(!counter.is_locked());
+    // SAFETY: every process that used it has exited.
+    unsafe { counter.destroy() };
 }
 
 /// The lock and a step counter two processes use to take turns.
@@ -62,6 +64,8 @@ fn try_lock_fails_while_another_process_holds_it<R: RawLock + 'static>() {
     wait_for(&hs.1, 3);
     assert!(hs.0.try_lock().is_some(), "backend {}", R::NAME);
     assert_eq!(child.join(), 0);
+    // SAFETY: the child has exited and the guards above are gone.
+    unsafe { hs.0.destroy() };
 }
 
 fn try_lock_for_gives_up_near_the_deadline<R: RawLock + 'static>() {
@@ -84,6 +88,8 @@ fn try_lock_for_gives_up_near_the_deadline<R: RawLock + 'static>() {
     hs.1.store(2, Release);
     assert!(hs.0.try_lock_for(Duration::from_secs(10)).is_some());
     assert_eq!(child.join(), 0);
+    // SAFETY: the child has exited and the guards above are gone.
+    unsafe { hs.0.destroy() };
 }
 
 fn a_lock_set_excludes_per_index_across_processes<R: RawLock + 'static>() {
@@ -103,6 +109,8 @@ fn a_lock_set_excludes_per_index_across_processes<R: RawLock + 'static>() {
     });
     let total: u64 = table.1.iter().map(|c| c.load(Relaxed)).sum();
     assert_eq!(total, WORKERS as u64 * ROUNDS / 2, "backend {}", R::NAME);
+    // SAFETY: every process that used it has exited.
+    unsafe { table.0.destroy() };
 }
 
 static SIGNALS: AtomicU64 = AtomicU64::new(0);
@@ -175,6 +183,8 @@ fn waiters_bombarded_with_signals_keep_mutual_exclusion<R: RawLock + 'static>() 
         received.load(Relaxed) > 0,
         "the workers were interrupted at all"
     );
+    // SAFETY: every process that used it has exited.
+    unsafe { counter.destroy() };
 }
 
 fn zeroed_memory_is_an_unlocked_lock_of_every_backend<R: RawLock + 'static>() {
@@ -186,6 +196,8 @@ fn zeroed_memory_is_an_unlocked_lock_of_every_backend<R: RawLock + 'static>() {
     assert!(lock.try_lock().is_none());
     drop(g);
     assert!(lock.try_lock().is_some());
+    // SAFETY: the guards above are gone and nothing else knows the lock.
+    unsafe { lock.destroy() };
 }
 
 macro_rules! conformance {
@@ -225,6 +237,49 @@ conformance!(futex, Futex);
 conformance!(spin, Spin);
 conformance!(pthread_mutex, PthreadMutex);
 conformance!(posix_sem, PosixSem);
+conformance!(sysv_sem, SysvSem);
+
+/// Whether a SysV semaphore set with this id exists.
+fn sysv_id_exists(id: i32) -> bool {
+    // SAFETY: GETVAL passes no pointer; on a removed id it fails with EINVAL.
+    unsafe { libc::semctl(id, 0, libc::GETVAL) >= 0 }
+}
+
+#[test]
+fn a_destroyed_sysv_lock_leaves_no_ipc_id_behind() {
+    let lock = GenLock::<SysvSem>::with_backend();
+    assert_eq!(lock.raw().semid(), None, "created on first use, not before");
+    drop(lock.lock());
+    let id = lock.raw().semid().expect("created by the first lock");
+    assert!(sysv_id_exists(id));
+    // SAFETY: nothing uses the lock afterwards.
+    unsafe { lock.destroy() };
+    assert!(!sysv_id_exists(id), "semctl still finds id {id}");
+}
+
+#[test]
+fn a_process_killed_holding_a_sysv_lock_leaves_nothing_once_the_owner_cleans_up() {
+    let _s = serial();
+    let region = ShmRegion::anonymous(1 << 16).unwrap();
+    let hs = region.alloc_zeroed::<Handshake<SysvSem>>().unwrap();
+    let child = fork(|| {
+        let _g = hs.0.lock();
+        hs.1.store(1, Release);
+        std::thread::sleep(Duration::from_secs(30));
+        0
+    });
+    wait_for(&hs.1, 1);
+    assert!(hs.0.try_lock().is_none(), "the child holds it");
+    // SAFETY: killing our own child.
+    unsafe { libc::kill(child.pid() as libc::pid_t, libc::SIGKILL) };
+    assert_eq!(child.join(), 128 + libc::SIGKILL);
+    // SEM_UNDO: the kernel gave the dead holder's lock back.
+    assert!(hs.0.try_lock_for(Duration::from_secs(5)).is_some());
+    let id = hs.0.raw().semid().unwrap();
+    // SAFETY: the only other user is dead.
+    unsafe { hs.0.destroy() };
+    assert!(!sysv_id_exists(id), "the owner's cleanup removed the set");
+}
 
 #[test]
 fn a_robust_pthread_mutex_tells_the_next_owner_that_the_last_one_died() {

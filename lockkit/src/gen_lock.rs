@@ -109,6 +109,17 @@ impl<R: RawLock> GenLock<R> {
             .map(|how| GenLockGuard::new(self, how))
     }
 
+    /// Releases the backend's kernel object (Kamailio's `lock_destroy`): needed only for
+    /// [`SysvSem`](crate::raw::SysvSem), whose semaphore outlives every process otherwise; a
+    /// no-op for the others.
+    ///
+    /// # Safety
+    /// Nobody, in any process, uses the lock afterwards.
+    pub unsafe fn destroy(&self) {
+        // SAFETY: forwarded contract.
+        unsafe { self.raw.destroy() }
+    }
+
     /// Whether anyone holds the lock at this instant (a snapshot, for diagnostics).
     pub fn is_locked(&self) -> bool {
         self.raw.is_locked()

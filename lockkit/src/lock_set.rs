@@ -117,6 +117,18 @@ impl<R: RawLock> LockSet<R> {
         self.lock(self.index_for(key))
     }
 
+    /// Releases every lock's kernel object (Kamailio's `lock_set_destroy`; see
+    /// [`GenLock::destroy`]).
+    ///
+    /// # Safety
+    /// Nobody, in any process, uses the set afterwards.
+    pub unsafe fn destroy(&self) {
+        for l in self.iter() {
+            // SAFETY: forwarded contract.
+            unsafe { l.destroy() };
+        }
+    }
+
     /// The locks, in index order.
     pub fn iter(&self) -> impl Iterator<Item = &GenLock<R>> {
         self.locks.iter().map(|p| &p.0)

@@ -76,6 +76,15 @@ impl<T, R: RawLock> ShmMutex<T, R> {
         self.lock.try_lock_for(timeout).map(|g| self.guard(g))
     }
 
+    /// Releases the lock's kernel object (see [`GenLock::destroy`]).
+    ///
+    /// # Safety
+    /// Nobody, in any process, uses the mutex afterwards.
+    pub unsafe fn destroy(&self) {
+        // SAFETY: forwarded contract.
+        unsafe { self.lock.destroy() }
+    }
+
     /// Whether anyone holds the lock at this instant.
     pub fn is_locked(&self) -> bool {
         self.lock.is_locked()

@@ -12,12 +12,14 @@
 //! | [`Spin`] | unlocked | none | lock stays held | Kamailio's fast lock: spins, then `sched_yield`; wrong when more processes are runnable than there are cores |
 //! | [`PthreadMutex`] | uninitialised, set up in place on first use | `pthread_mutex_init` (process-shared, robust) on first use | the next acquirer is told ([`Acquired::OwnerDied`]) and must mark it consistent | glibc's robust mutex |
 //! | [`PosixSem`] | uninitialised, set up in place on first use | `sem_init(.., 1, 1)` on first use | lock stays held | a process-shared `sem_t` |
+//! | [`SysvSem`] | semaphore not created yet | `semget` on first use; **`destroy` required** (`IPC_RMID`) | the kernel releases it (`SEM_UNDO`); the next acquirer is not told | the portable fallback Kamailio names |
 
 mod futex;
 mod init_once;
 mod posix_sem;
 mod pthread;
 mod spin;
+mod sysv_sem;
 
 use std::time::Duration;
 
@@ -25,6 +27,7 @@ pub use futex::Futex;
 pub use posix_sem::PosixSem;
 pub use pthread::PthreadMutex;
 pub use spin::Spin;
+pub use sysv_sem::SysvSem;
 
 /// The futex lock under the name `lock_api` users expect.
 pub type RawFutex = Futex;
@@ -79,4 +82,10 @@ pub unsafe trait RawLock: Send + Sync + Sized {
     /// # Safety
     /// The calling thread holds the lock.
     unsafe fn mark_consistent(&self) {}
+    /// Releases the backend's kernel object, if it has one (Kamailio's `lock_destroy`; only
+    /// [`SysvSem`] has one: its semaphore set outlives every process otherwise).
+    ///
+    /// # Safety
+    /// Nobody, in any process, uses the lock afterwards.
+    unsafe fn destroy(&self) {}
 }

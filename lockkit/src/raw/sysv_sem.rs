@@ -1,0 +1,151 @@
+//! [`SysvSem`]: a System V semaphore used as a lock, the portable fallback Kamailio uses on
+//! machines it has no fast lock for.
+//!
+//! Each lock gets a semaphore set of one semaphore, created (`semget(IPC_PRIVATE)`, mode
+//! 0600, value 1) on first use and removed by [`GenLock::destroy`](crate::GenLock::destroy).
+//! SysV semaphores are kernel objects that outlive every process: a lock that is never
+//! destroyed leaks its id until reboot (`ipcs -s` lists them). Operations use `SEM_UNDO`, so
+//! the kernel gives the lock back when a process dies holding it (the next acquirer is not
+//! told). Waits interrupted by signals (`EINTR`) are retried.
+//!
+//! Kamailio allocates one semaphore set for a whole lock set; here each lock of a set has its
+//! own set of one, which costs more kernel ids (the limit is `SEMMNI`, 32000 by default).
+//!
+//! Invariants kept here: the id is created once (`InitOnce`) before any operation uses it.
+
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::{Duration, Instant};
+
+use super::init_once::InitOnce;
+use super::{Acquired, RawLock};
+
+/// A lock backed by a SysV semaphore. Zero bytes are a lock whose semaphore is created on
+/// first use.
+#[repr(C)]
+#[derive(Debug, Default)]
+pub struct SysvSem {
+    init: InitOnce,
+    /// The semaphore set's id plus one (ids start at 0; 0 here means "not created").
+    semid: AtomicI32,
+}
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+#[cold]
+fn fail(what: &str, e: i32) -> ! {
+    if e == libc::EINVAL || e == libc::EIDRM {
+        panic!("SysvSem::{what}: the semaphore was destroyed (GenLock::destroy) while in use");
+    }
+    panic!(
+        "SysvSem::{what} failed: {}",
+        std::io::Error::from_raw_os_error(e)
+    )
+}
+
+impl SysvSem {
+    fn id(&self) -> i32 {
+        self.init.ensure(|| {
+            // SAFETY: plain syscalls on a new private set; no pointers are passed.
+            let id = unsafe { libc::semget(libc::IPC_PRIVATE, 1, libc::IPC_CREAT | 0o600) };
+            if id < 0 {
+                panic!(
+                    "SysvSem: semget failed ({}); the system's SysV semaphore limits \
+                     (/proc/sys/kernel/sem) may be exhausted",
+                    std::io::Error::last_os_error()
+                );
+            }
+            // SAFETY: SETVAL takes an int as its variadic argument.
+            if unsafe { libc::semctl(id, 0, libc::SETVAL, 1 as libc::c_int) } != 0 {
+                let e = errno();
+                // SAFETY: removing the set we just created.
+                unsafe { libc::semctl(id, 0, libc::IPC_RMID) };
+                fail("init", e);
+            }
+            self.semid.store(id + 1, Ordering::Release);
+        });
+        self.semid.load(Ordering::Acquire) - 1
+    }
+
+    /// The semaphore set's id once it was created (for diagnostics and `ipcs -s`).
+    pub fn semid(&self) -> Option<i32> {
+        match self.semid.load(Ordering::Acquire) {
+            0 => None,
+            id => Some(id - 1),
+        }
+    }
+
+    /// One semaphore operation; `Ok(false)` when it would block (`IPC_NOWAIT`) or timed out.
+    fn op(&self, delta: i16, flags: i32, timeout: Option<Duration>, what: &str) -> bool {
+        let id = self.id();
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        loop {
+            let mut sop = libc::sembuf {
+                sem_num: 0,
+                sem_op: delta,
+                sem_flg: (libc::SEM_UNDO | flags) as libc::c_short,
+            };
+            let r = match deadline {
+                None => {
+                    // SAFETY: one valid sembuf on this stack.
+                    unsafe { libc::semop(id, &mut sop, 1) }
+                }
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    let ts = libc::timespec {
+                        tv_sec: left.as_secs() as libc::time_t,
+                        tv_nsec: left.subsec_nanos() as libc::c_long,
+                    };
+                    // SAFETY: semtimedop with one valid sembuf and a timespec on this stack.
+                    unsafe { libc::syscall(libc::SYS_semtimedop, id, &mut sop, 1usize, &ts) as i32 }
+                }
+            };
+            if r == 0 {
+                return true;
+            }
+            match errno() {
+                libc::EINTR => continue,
+                libc::EAGAIN => return false,
+                e => fail(what, e),
+            }
+        }
+    }
+}
+
+// SAFETY: a semaphore of value 1 admits one holder at a time across processes; zero bytes are
+// INIT (the set is created on first use); the id is meaningful in every process.
+unsafe impl RawLock for SysvSem {
+    const INIT: Self = SysvSem {
+        init: InitOnce::new(),
+        semid: AtomicI32::new(0),
+    };
+    const NAME: &'static str = "sysv-sem";
+
+    fn lock(&self) -> Acquired {
+        self.op(-1, 0, None, "lock");
+        Acquired::Clean
+    }
+    fn try_lock(&self) -> Option<Acquired> {
+        self.op(-1, libc::IPC_NOWAIT, None, "try_lock")
+            .then_some(Acquired::Clean)
+    }
+    fn try_lock_for(&self, timeout: Duration) -> Option<Acquired> {
+        self.op(-1, 0, Some(timeout), "try_lock_for")
+            .then_some(Acquired::Clean)
+    }
+    unsafe fn unlock(&self) {
+        self.op(1, 0, None, "unlock");
+    }
+    fn is_locked(&self) -> bool {
+        // SAFETY: GETVAL takes no pointer.
+        let v = unsafe { libc::semctl(self.id(), 0, libc::GETVAL) };
+        v == 0
+    }
+    unsafe fn destroy(&self) {
+        if let Some(id) = self.semid() {
+            // SAFETY: removing our own set; the caller promises nobody uses it any more.
+            unsafe { libc::semctl(id, 0, libc::IPC_RMID) };
+        }
+    }
+}
