@@ -310,3 +310,19 @@ fn a_robust_pthread_mutex_tells_the_next_owner_that_the_last_one_died() {
     assert!(!lockkit::ShmMutexGuard::owner_died(&g));
     assert_eq!(*g, 1);
 }
+
+#[test]
+fn a_sysv_lock_set_uses_one_semaphore_set_for_all_its_locks() {
+    let set = GenLockSet::<8, SysvSem>::with_backend();
+    drop(set.lock(5));
+    let ids: Vec<_> = set.iter().map(|l| l.raw().semid()).collect();
+    let first = ids[0].expect("the set was created when the set was first used");
+    assert!(ids.iter().all(|&id| id == Some(first)), "{ids:?}");
+    // Different semaphores of the one set: two locks are held at once.
+    let a = set.lock(0);
+    assert!(set.try_lock(1).is_some());
+    drop(a);
+    // SAFETY: nothing uses the set afterwards.
+    unsafe { set.destroy() };
+    assert!(!sysv_id_exists(first));
+}

@@ -62,6 +62,8 @@ impl<R: RawLock> LockSet<R> {
 
     /// Lock `i`, or `None` if `i >= len()` (the checked form of indexing).
     pub fn get(&self, i: usize) -> Option<&GenLock<R>> {
+        // Backends that set up a whole set at once do it before the first lock is used.
+        R::init_set(self.locks.iter().map(|p| p.0.raw()));
         self.locks.get(i).map(|p| &p.0)
     }
 

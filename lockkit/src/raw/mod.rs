@@ -88,4 +88,14 @@ pub unsafe trait RawLock: Send + Sync + Sized {
     /// # Safety
     /// Nobody, in any process, uses the lock afterwards.
     unsafe fn destroy(&self) {}
+    /// Called by a lock set before it uses one of its locks, with every lock of the set, for
+    /// backends that set up a whole set at once (Kamailio's one SysV semaphore set per lock
+    /// set). The default does nothing and costs nothing.
+    #[inline(always)]
+    fn init_set<'a>(locks: impl ExactSizeIterator<Item = &'a Self>)
+    where
+        Self: 'a,
+    {
+        let _ = locks;
+    }
 }

@@ -1,19 +1,23 @@
 //! [`SysvSem`]: a System V semaphore used as a lock, the portable fallback Kamailio uses on
 //! machines it has no fast lock for.
 //!
-//! Each lock gets a semaphore set of one semaphore, created (`semget(IPC_PRIVATE)`, mode
-//! 0600, value 1) on first use and removed by [`GenLock::destroy`](crate::GenLock::destroy).
+//! A lock set gets one semaphore set with a semaphore per lock, as Kamailio does; a lock on
+//! its own gets a set of one. Sets are created on first use (`semget(IPC_PRIVATE)`, mode
+//! 0600, every semaphore at one) and removed by [`GenLock::destroy`](crate::GenLock::destroy)
+//! or [`LockSet::destroy`](crate::LockSet::destroy).
 //! SysV semaphores are kernel objects that outlive every process: a lock that is never
 //! destroyed leaks its id until reboot (`ipcs -s` lists them). Operations use `SEM_UNDO`, so
 //! the kernel gives the lock back when a process dies holding it (the next acquirer is not
 //! told). Waits interrupted by signals (`EINTR`) are retried.
 //!
-//! Kamailio allocates one semaphore set for a whole lock set; here each lock of a set has its
-//! own set of one, which costs more kernel ids (the limit is `SEMMNI`, 32000 by default).
+//! A lock of a set used on its own (`set.get(i)`) before the set was used through its
+//! index methods gets a set of its own; the set's later semaphore for it stays unused.
 //!
-//! Invariants kept here: the id is created once (`InitOnce`) before any operation uses it.
+//! Invariants kept here: a lock's id and semaphore number are written once (`InitOnce`),
+//! before any operation uses them; the set-wide set is created once (`set_init` of the first
+//! lock).
 
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use super::init_once::InitOnce;
@@ -27,6 +31,10 @@ pub struct SysvSem {
     init: InitOnce,
     /// The semaphore set's id plus one (ids start at 0; 0 here means "not created").
     semid: AtomicI32,
+    /// This lock's semaphore in the set.
+    num: AtomicU32,
+    /// On the first lock of a lock set: the set-wide semaphore set was created.
+    set_init: InitOnce,
 }
 
 fn errno() -> i32 {
@@ -44,28 +52,43 @@ fn fail(what: &str, e: i32) -> ! {
     )
 }
 
+/// A new private semaphore set of `n` semaphores, every one at 1.
+fn new_set(n: usize) -> i32 {
+    let n = libc::c_int::try_from(n).unwrap_or(libc::c_int::MAX);
+    // SAFETY: plain syscalls on a new private set; no pointers are passed.
+    let id = unsafe { libc::semget(libc::IPC_PRIVATE, n, libc::IPC_CREAT | 0o600) };
+    if id < 0 {
+        panic!(
+            "SysvSem: semget of {n} semaphores failed ({}); the system's SysV semaphore \
+             limits (/proc/sys/kernel/sem) may be exhausted",
+            std::io::Error::last_os_error()
+        );
+    }
+    for num in 0..n {
+        // SAFETY: SETVAL takes an int as its variadic argument.
+        if unsafe { libc::semctl(id, num, libc::SETVAL, 1 as libc::c_int) } != 0 {
+            let e = errno();
+            // SAFETY: removing the set we just created.
+            unsafe { libc::semctl(id, 0, libc::IPC_RMID) };
+            fail("init", e);
+        }
+    }
+    id
+}
+
 impl SysvSem {
-    fn id(&self) -> i32 {
-        self.init.ensure(|| {
-            // SAFETY: plain syscalls on a new private set; no pointers are passed.
-            let id = unsafe { libc::semget(libc::IPC_PRIVATE, 1, libc::IPC_CREAT | 0o600) };
-            if id < 0 {
-                panic!(
-                    "SysvSem: semget failed ({}); the system's SysV semaphore limits \
-                     (/proc/sys/kernel/sem) may be exhausted",
-                    std::io::Error::last_os_error()
-                );
-            }
-            // SAFETY: SETVAL takes an int as its variadic argument.
-            if unsafe { libc::semctl(id, 0, libc::SETVAL, 1 as libc::c_int) } != 0 {
-                let e = errno();
-                // SAFETY: removing the set we just created.
-                unsafe { libc::semctl(id, 0, libc::IPC_RMID) };
-                fail("init", e);
-            }
-            self.semid.store(id + 1, Ordering::Release);
-        });
-        self.semid.load(Ordering::Acquire) - 1
+    fn assign(&self, id: i32, num: u32) {
+        self.num.store(num, Ordering::Relaxed);
+        self.semid.store(id + 1, Ordering::Release);
+    }
+
+    /// The set id and this lock's semaphore number, creating a set of one if needed.
+    fn id(&self) -> (i32, u16) {
+        self.init.ensure(|| self.assign(new_set(1), 0));
+        (
+            self.semid.load(Ordering::Acquire) - 1,
+            self.num.load(Ordering::Relaxed) as u16,
+        )
     }
 
     /// The semaphore set's id once it was created (for diagnostics and `ipcs -s`).
@@ -78,11 +101,11 @@ impl SysvSem {
 
     /// One semaphore operation; `Ok(false)` when it would block (`IPC_NOWAIT`) or timed out.
     fn op(&self, delta: i16, flags: i32, timeout: Option<Duration>, what: &str) -> bool {
-        let id = self.id();
+        let (id, num) = self.id();
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         loop {
             let mut sop = libc::sembuf {
-                sem_num: 0,
+                sem_num: num,
                 sem_op: delta,
                 sem_flg: (libc::SEM_UNDO | flags) as libc::c_short,
             };
@@ -119,6 +142,8 @@ unsafe impl RawLock for SysvSem {
     const INIT: Self = SysvSem {
         init: InitOnce::new(),
         semid: AtomicI32::new(0),
+        num: AtomicU32::new(0),
+        set_init: InitOnce::new(),
     };
     const NAME: &'static str = "sysv-sem";
 
@@ -139,13 +164,30 @@ unsafe impl RawLock for SysvSem {
     }
     fn is_locked(&self) -> bool {
         // SAFETY: GETVAL takes no pointer.
-        let v = unsafe { libc::semctl(self.id(), 0, libc::GETVAL) };
+        let (id, num) = self.id();
+        // SAFETY: GETVAL takes no pointer.
+        let v = unsafe { libc::semctl(id, libc::c_int::from(num), libc::GETVAL) };
         v == 0
     }
     unsafe fn destroy(&self) {
         if let Some(id) = self.semid() {
             // SAFETY: removing our own set; the caller promises nobody uses it any more.
+            // The other locks of a set share the id: for them this fails (EINVAL), harmlessly.
             unsafe { libc::semctl(id, 0, libc::IPC_RMID) };
         }
+    }
+
+    fn init_set<'a>(locks: impl ExactSizeIterator<Item = &'a Self>) {
+        let mut locks = locks.peekable();
+        let Some(first) = locks.peek().copied() else {
+            return;
+        };
+        let n = locks.len();
+        first.set_init.ensure(|| {
+            let id = new_set(n);
+            for (num, l) in locks.enumerate() {
+                l.init.ensure(|| l.assign(id, num as u32));
+            }
+        });
     }
 }
