@@ -326,3 +326,27 @@ fn a_sysv_lock_set_uses_one_semaphore_set_for_all_its_locks() {
     unsafe { set.destroy() };
     assert!(!sysv_id_exists(first));
 }
+
+#[test]
+fn a_runtime_sized_lock_set_of_another_backend_is_found_only_as_that_backend() {
+    let region = ShmRegion::anonymous(1 << 16).unwrap();
+    let set = region.alloc_lock_set_with::<SysvSem>(6).unwrap();
+    region.publish_lock_set("sysv-stripes", &set).unwrap();
+    let found = region
+        .lookup_lock_set_with::<SysvSem>("sysv-stripes")
+        .unwrap();
+    assert_eq!(found.len(), 6);
+    let g = set.lock(2);
+    assert!(found.try_lock(2).is_none(), "the same locks");
+    drop(g);
+    let e = region.lookup_lock_set("sysv-stripes").unwrap_err();
+    assert!(matches!(e, lockkit::Error::TypeMismatch { .. }), "{e}");
+    assert!(e.to_string().contains("sysv-sem"), "{e}");
+    let id = set.get(0).unwrap().raw().semid().unwrap();
+    // SAFETY: nothing uses the set afterwards.
+    unsafe {
+        set.destroy();
+        region.free_lock_set(set).unwrap();
+    }
+    assert!(!sysv_id_exists(id));
+}

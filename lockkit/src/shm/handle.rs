@@ -11,6 +11,7 @@ use std::ops::Deref;
 use super::heap::Layout;
 use super::ShmRegion;
 use crate::lock_set::{LockSet, PaddedLock, StableHasher};
+use crate::raw::{Futex, RawLock};
 use crate::{ShmSafe, ShmZeroable};
 
 /// The layout and type tag recorded for `T` in its block: the tag hashes the type's name,
@@ -158,21 +159,27 @@ impl<T: fmt::Debug> fmt::Debug for ShmBox<T> {
 /// The header of a runtime-sized lock set in its block: the number of locks, on a line of
 /// its own so the locks after it stay cache-line aligned.
 #[repr(C, align(64))]
-pub(crate) struct LockSetHead {
+pub(crate) struct LockSetHead<R> {
     pub(crate) len: std::sync::atomic::AtomicU64,
+    /// The backend is part of the block's type tag: a set of one backend is not found as a
+    /// set of another.
+    _backend: PhantomData<R>,
 }
 
 /// A lock set whose size is chosen at run time, allocated in a region
 /// ([`ShmRegion::alloc_lock_set`]). It dereferences to [`LockSet`] for `lock(i)`, `try_lock(i)`,
 /// `lock_for(&key)` and the rest. Like [`ShmBox`], dropping it frees nothing.
-pub struct ShmLockSet {
-    pub(super) inner: ShmBox<LockSetHead>,
+///
+/// `ShmLockSet` holds futex locks; `ShmLockSet<R>` from
+/// [`ShmRegion::alloc_lock_set_with`] holds locks of backend `R`.
+pub struct ShmLockSet<R: RawLock = Futex> {
+    pub(super) inner: ShmBox<LockSetHead<R>>,
     pub(super) len: usize,
 }
 
-impl Deref for ShmLockSet {
-    type Target = LockSet;
-    fn deref(&self) -> &LockSet {
+impl<R: RawLock> Deref for ShmLockSet<R> {
+    type Target = LockSet<R>;
+    fn deref(&self) -> &LockSet<R> {
         // SAFETY: `alloc_lock_set` placed `len` zeroed (unlocked) PaddedLocks right after the
         // head in the same block, and the block stays allocated (see ShmBox::deref).
         let locks = unsafe { self.inner.region.lock_slice(self.inner.offset, self.len) };
@@ -180,10 +187,13 @@ impl Deref for ShmLockSet {
     }
 }
 
-impl fmt::Debug for ShmLockSet {
+impl<R: RawLock> fmt::Debug for ShmLockSet<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(&**self, f)
     }
 }
 
-pub(crate) const LOCK_SIZE: u64 = size_of::<PaddedLock>() as u64;
+/// The bytes each lock of a runtime-sized set takes (one cache line for every backend).
+pub(crate) const fn lock_size<R: RawLock>() -> u64 {
+    size_of::<PaddedLock<R>>() as u64
+}

@@ -21,12 +21,13 @@ use std::time::Duration;
 pub use handle::{ShmBox, ShmLockSet, ShmPtr};
 pub use heap::HeapStats;
 
-use handle::{layout_of, LockSetHead, LOCK_SIZE};
+use handle::{layout_of, lock_size, LockSetHead};
 use header::{Header, Identity, Verdict, HEADER_SIZE, NROOTS, ROOT_NAME_LEN, ROOT_TYPE_LEN};
 use heap::{Heap, Layout};
 use map::{Mapping, OpenedObject, ShmName};
 
 use crate::lock_set::{LockSet, PaddedLock};
+use crate::raw::{Futex, RawLock};
 use crate::{Error, GenLockGuard, Result, ShmSafe, ShmZeroable};
 
 /// The mode of a named region when the creator does not choose one: owner read/write.
@@ -240,11 +241,14 @@ impl ShmRegion {
 
     /// # Safety
     /// `offset` is the payload of a live lock-set block with at least `len` locks.
-    unsafe fn lock_slice(&self, offset: u64, len: usize) -> &[PaddedLock] {
-        let first = offset as usize + size_of::<LockSetHead>();
+    unsafe fn lock_slice<R: RawLock>(&self, offset: u64, len: usize) -> &[PaddedLock<R>] {
+        let first = offset as usize + size_of::<LockSetHead<R>>();
         // SAFETY: per the contract, `len` initialised, 64-aligned PaddedLocks follow the head.
         unsafe {
-            std::slice::from_raw_parts(self.inner.map.base().add(first) as *const PaddedLock, len)
+            std::slice::from_raw_parts(
+                self.inner.map.base().add(first) as *const PaddedLock<R>,
+                len,
+            )
         }
     }
 
@@ -335,12 +339,18 @@ impl ShmRegion {
     /// Allocates a lock set of `n` locks, each on its own cache line, all unlocked
     /// (Kamailio's `lock_set_alloc` + `lock_set_init`). `n == 0` is [`Error::EmptyLockSet`].
     pub fn alloc_lock_set(&self, n: usize) -> Result<ShmLockSet> {
+        self.alloc_lock_set_with::<Futex>(n)
+    }
+
+    /// [`alloc_lock_set`](ShmRegion::alloc_lock_set) for locks of backend `R`
+    /// (`region.alloc_lock_set_with::<SysvSem>(16)`).
+    pub fn alloc_lock_set_with<R: RawLock>(&self, n: usize) -> Result<ShmLockSet<R>> {
         if n == 0 {
             return Err(Error::EmptyLockSet);
         }
-        let mut layout = layout_of::<LockSetHead>();
+        let mut layout = layout_of::<LockSetHead<R>>();
         layout.size = (n as u64)
-            .checked_mul(LOCK_SIZE)
+            .checked_mul(lock_size::<R>())
             .and_then(|b| b.checked_add(layout.size))
             .ok_or(Error::OutOfMemory {
                 requested: usize::MAX,
@@ -356,7 +366,7 @@ impl ShmRegion {
                 layout.size as usize,
             )
         };
-        let inner: ShmBox<LockSetHead> = self.boxed(block);
+        let inner: ShmBox<LockSetHead<R>> = self.boxed(block);
         inner.len.store(n as u64, Relaxed);
         Ok(ShmLockSet { inner, len: n })
     }
@@ -365,7 +375,7 @@ impl ShmRegion {
     ///
     /// # Safety
     /// As for [`free`](ShmRegion::free): nobody may use the set afterwards.
-    pub unsafe fn free_lock_set(&self, set: ShmLockSet) -> Result<()> {
+    pub unsafe fn free_lock_set<R: RawLock>(&self, set: ShmLockSet<R>) -> Result<()> {
         self.free_block(&set.inner.region, set.inner.offset, set.inner.gen)
     }
 
@@ -394,14 +404,14 @@ impl ShmRegion {
 
     /// Publishes a runtime-sized lock set under `name`; find it with
     /// [`lookup_lock_set`](ShmRegion::lookup_lock_set).
-    pub fn publish_lock_set(&self, name: &str, set: &ShmLockSet) -> Result<()> {
+    pub fn publish_lock_set<R: RawLock>(&self, name: &str, set: &ShmLockSet<R>) -> Result<()> {
         let b = &set.inner;
         self.publish_raw(
             name,
             &b.region,
             b.offset,
-            layout_of::<LockSetHead>().tag,
-            "lockkit::LockSet",
+            layout_of::<LockSetHead<R>>().tag,
+            &format!("lockkit::LockSet<{}>", R::NAME),
         )
     }
 
@@ -480,16 +490,23 @@ impl ShmRegion {
         self.get(ShmPtr::from_offset(offset))
     }
 
-    /// Finds the lock set published as `name`.
+    /// Finds the (futex) lock set published as `name`.
     pub fn lookup_lock_set(&self, name: &str) -> Result<&LockSet> {
-        let layout = layout_of::<LockSetHead>();
-        let offset = self.root_offset(name, layout.tag, "lockkit::LockSet")?;
+        self.lookup_lock_set_with::<Futex>(name)
+    }
+
+    /// Finds the lock set of backend `R` published as `name`; a set of another backend is
+    /// [`Error::TypeMismatch`].
+    pub fn lookup_lock_set_with<R: RawLock>(&self, name: &str) -> Result<&LockSet<R>> {
+        let layout = layout_of::<LockSetHead<R>>();
+        let expected = format!("lockkit::LockSet<{}>", R::NAME);
+        let offset = self.root_offset(name, layout.tag, &expected)?;
         let heap = self.heap();
         heap.check_live(offset, layout)?;
-        // SAFETY: a live block tagged as a lock-set head.
-        let head: &LockSetHead = unsafe { self.object(offset) };
+        // SAFETY: a live block tagged as a lock-set head of this backend.
+        let head: &LockSetHead<R> = unsafe { self.object(offset) };
         let len = head.len.load(Relaxed);
-        let room = (heap.capacity(offset)? - layout.size) / LOCK_SIZE;
+        let room = (heap.capacity(offset)? - layout.size) / lock_size::<R>();
         if len == 0 || len > room {
             return Err(Error::CorruptRegion {
                 detail: format!("lock set {name:?} claims {len} locks but has room for {room}"),
