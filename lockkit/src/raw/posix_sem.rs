@@ -59,6 +59,7 @@ unsafe impl RawLock for PosixSem {
     };
     const NAME: &'static str = "posix-sem";
 
+    #[inline]
     fn lock(&self) -> Acquired {
         let sem = self.ptr();
         // SAFETY: an initialised semaphore.
@@ -73,6 +74,7 @@ unsafe impl RawLock for PosixSem {
         }
         Acquired::Clean
     }
+    #[inline]
     fn try_lock(&self) -> Option<Acquired> {
         let sem = self.ptr();
         loop {
@@ -90,6 +92,7 @@ unsafe impl RawLock for PosixSem {
             }
         }
     }
+    #[inline]
     fn try_lock_for(&self, timeout: Duration) -> Option<Acquired> {
         let sem = self.ptr();
         let deadline = realtime_deadline(timeout);
@@ -108,6 +111,7 @@ unsafe impl RawLock for PosixSem {
             }
         }
     }
+    #[inline]
     unsafe fn unlock(&self) {
         // SAFETY: the caller holds it, so it is initialised.
         let r = unsafe { libc::sem_post(self.sem.get()) };
@@ -117,6 +121,7 @@ unsafe impl RawLock for PosixSem {
             std::io::Error::last_os_error()
         );
     }
+    #[inline]
     fn is_locked(&self) -> bool {
         let mut v = 0;
         // SAFETY: an initialised semaphore and a valid out pointer.

@@ -68,7 +68,16 @@ impl PthreadMutex {
         self.mutex.get()
     }
 
+    #[inline]
     fn outcome(r: libc::c_int, what: &str) -> Option<Acquired> {
+        if r == 0 {
+            return Some(Acquired::Clean);
+        }
+        Self::slow_outcome(r, what)
+    }
+
+    #[cold]
+    fn slow_outcome(r: libc::c_int, what: &str) -> Option<Acquired> {
         match r {
             0 => Some(Acquired::Clean),
             libc::EOWNERDEAD => Some(Acquired::OwnerDied),
@@ -117,11 +126,13 @@ unsafe impl RawLock for PthreadMutex {
     };
     const NAME: &'static str = "pthread-robust";
 
+    #[inline]
     fn lock(&self) -> Acquired {
         // SAFETY: an initialised process-shared mutex (ptr() ensures it).
         let r = unsafe { libc::pthread_mutex_lock(self.ptr()) };
         Self::outcome(r, "lock").expect("pthread_mutex_lock does not return EBUSY")
     }
+    #[inline]
     fn try_lock(&self) -> Option<Acquired> {
         // SAFETY: as in `lock`.
         Self::outcome(
@@ -129,6 +140,7 @@ unsafe impl RawLock for PthreadMutex {
             "try_lock",
         )
     }
+    #[inline]
     fn try_lock_for(&self, timeout: Duration) -> Option<Acquired> {
         let deadline = realtime_deadline(timeout);
         // SAFETY: as in `lock`; `deadline` is a valid timespec on this stack.
@@ -137,12 +149,14 @@ unsafe impl RawLock for PthreadMutex {
             "try_lock_for",
         )
     }
+    #[inline]
     unsafe fn unlock(&self) {
         // SAFETY: the caller holds the mutex (contract), so it is initialised.
         check("pthread_mutex_unlock", unsafe {
             libc::pthread_mutex_unlock(self.mutex.get())
         });
     }
+    #[inline]
     fn is_locked(&self) -> bool {
         // A probe: take it if free and give it straight back.
         match self.try_lock() {
@@ -155,6 +169,7 @@ unsafe impl RawLock for PthreadMutex {
             }
         }
     }
+    #[inline]
     unsafe fn mark_consistent(&self) {
         // SAFETY: the caller holds the mutex (contract).
         check("pthread_mutex_consistent", unsafe {
