@@ -18,50 +18,14 @@ use lockkit::grp::GrpLock;
 use lockkit::raw::{PosixSem, PthreadMutex, Spin};
 use lockkit::{locked, shared_locked, GenLock, ShmMutex, ShmRegion};
 
+mod common;
+use common::GlibcMutex;
+
 #[shared_locked]
 struct Counter {
     lock: GenLock,
     #[guarded_by(lock)]
     n: u64,
-}
-
-/// A process-shared glibc mutex placed in a region.
-struct GlibcMutex(*mut libc::pthread_mutex_t);
-
-impl GlibcMutex {
-    fn new(region: &ShmRegion, robust: bool) -> (Self, lockkit::ShmBox<[u64; 8]>) {
-        assert!(std::mem::size_of::<libc::pthread_mutex_t>() <= 64);
-        let storage = region.alloc_zeroed::<[u64; 8]>().unwrap();
-        let m = &*storage as *const [u64; 8] as *mut libc::pthread_mutex_t;
-        // SAFETY: `m` points at 64 zeroed, 8-aligned bytes in the region that live as long
-        // as `storage`; the attribute object is initialised before use and destroyed after.
-        unsafe {
-            let mut attr: libc::pthread_mutexattr_t = std::mem::zeroed();
-            assert_eq!(libc::pthread_mutexattr_init(&mut attr), 0);
-            assert_eq!(
-                libc::pthread_mutexattr_setpshared(&mut attr, libc::PTHREAD_PROCESS_SHARED),
-                0
-            );
-            if robust {
-                assert_eq!(
-                    libc::pthread_mutexattr_setrobust(&mut attr, libc::PTHREAD_MUTEX_ROBUST),
-                    0
-                );
-            }
-            assert_eq!(libc::pthread_mutex_init(m, &attr), 0);
-            libc::pthread_mutexattr_destroy(&mut attr);
-        }
-        (GlibcMutex(m), storage)
-    }
-
-    #[inline]
-    fn lock_unlock(&self) {
-        // SAFETY: initialised in `new`; locked and unlocked by this thread.
-        unsafe {
-            libc::pthread_mutex_lock(self.0);
-            libc::pthread_mutex_unlock(self.0);
-        }
-    }
 }
 
 /// The least a lock that can sleep pays: take the word with a compare-exchange, release it

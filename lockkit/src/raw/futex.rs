@@ -38,9 +38,10 @@ use crate::sys::{self, Wake};
 const WAITERS: u32 = 1 << 31;
 /// The owner's thread id. Linux limits thread ids to 2^22, well inside these 30 bits.
 const TID_MASK: u32 = (1 << 30) - 1;
-/// Compare-exchange attempts before sleeping. Short: on two cores with many workers, a
-/// spinner mostly burns the time slice the owner needs to finish.
-const SPIN_LIMIT: u32 = 40;
+/// Looks at the word this many times before sleeping. Short: with 40, contended processes
+/// handed the lock to each other on every operation and ran at 40 Mops/s; with 5, at 68
+/// (`cargo bench --bench contended`, BENCHMARKS.md).
+const SPIN_LIMIT: u32 = 5;
 
 /// A process-shared futex mutex with owner tracking. Zero bytes are an unlocked lock.
 #[repr(C)]
