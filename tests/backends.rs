@@ -8,7 +8,7 @@ mod common;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::*};
 use std::time::{Duration, Instant};
 
-use common::{fork, run_children, serial, wait_for, Child};
+use common::{fork, holder, run_children, serial, wait_for, Child, Handshake};
 use lockkit::raw::{Futex, PosixSem, PthreadMutex, RawLock, Spin, SysvSem};
 use lockkit::{GenLock, GenLockSet, ShmMutex, ShmRegion};
 
@@ -35,21 +35,6 @@ fn mutual_exclusion_across_forked_processes<R: RawLock + 'static>() {
     assert!(!counter.is_locked());
     // SAFETY: every process that used it has exited.
     unsafe { counter.destroy() };
-}
-
-/// The lock and a step counter two processes use to take turns.
-type Handshake<R> = (GenLock<R>, AtomicU32);
-
-/// A child that takes the lock, says so, and holds it until told to let go.
-fn holder<R: RawLock>(hs: &Handshake<R>) -> Child {
-    fork(|| {
-        let g = hs.0.lock();
-        hs.1.store(1, Release);
-        wait_for(&hs.1, 2);
-        drop(g);
-        hs.1.store(3, Release);
-        0
-    })
 }
 
 fn try_lock_fails_while_another_process_holds_it<R: RawLock + 'static>() {

@@ -3,11 +3,11 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::*};
+use std::sync::atomic::{AtomicU64, Ordering::*};
 use std::time::{Duration, Instant};
 
-use common::{fork, run_children, serial, wait_for};
-use lockkit::{GenLock, GenLockSet, ShmMutex, ShmRegion};
+use common::{fork, holder, run_children, serial, wait_for, Handshake};
+use lockkit::{GenLockSet, ShmMutex, ShmRegion};
 
 const WORKERS: usize = 4;
 const ROUNDS: u64 = 200_000;
@@ -83,23 +83,12 @@ fn an_inline_lock_set_excludes_across_processes_too() {
     assert_eq!(total, WORKERS as u64 * ROUNDS / 4);
 }
 
-/// Shared state for the try_lock tests: the lock, and a step counter the two processes use
-/// to take turns.
-type Handshake = (GenLock, AtomicU32);
-
 #[test]
 fn try_lock_fails_while_another_process_holds_it_and_succeeds_after() {
     let _s = serial();
     let region = ShmRegion::anonymous(1 << 16).unwrap();
     let hs = region.alloc_zeroed::<Handshake>().unwrap();
-    let child = fork(|| {
-        let g = hs.0.lock();
-        hs.1.store(1, Release);
-        wait_for(&hs.1, 2);
-        drop(g);
-        hs.1.store(3, Release);
-        0
-    });
+    let child = holder(&hs);
     wait_for(&hs.1, 1);
     assert!(hs.0.try_lock().is_none());
     let owner = hs.0.owner().expect("held by the child");
@@ -108,36 +97,6 @@ fn try_lock_fails_while_another_process_holds_it_and_succeeds_after() {
     wait_for(&hs.1, 3);
     assert!(hs.0.try_lock().is_some());
     assert_eq!(child.join(), 0);
-}
-
-#[test]
-fn try_lock_for_times_out_close_to_the_asked_duration() {
-    let _s = serial();
-    let region = ShmRegion::anonymous(1 << 16).unwrap();
-    let hs = region.alloc_zeroed::<Handshake>().unwrap();
-    let child = fork(|| {
-        let _g = hs.0.lock();
-        hs.1.store(1, Release);
-        wait_for(&hs.1, 2);
-        0
-    });
-    wait_for(&hs.1, 1);
-    let asked = Duration::from_millis(150);
-    let t0 = Instant::now();
-    let got = hs.0.try_lock_for(asked);
-    let waited = t0.elapsed();
-    hs.1.store(2, Release);
-    assert!(got.is_none());
-    assert!(waited >= asked, "gave up early: {waited:?}");
-    assert!(
-        waited < asked + Duration::from_secs(1),
-        "overslept: {waited:?}"
-    );
-    assert_eq!(child.join(), 0);
-    assert!(
-        hs.0.try_lock_for(asked).is_some(),
-        "free once the child is gone"
-    );
 }
 
 #[test]

@@ -97,3 +97,20 @@ pub fn wait_for(step: &std::sync::atomic::AtomicU32, at_least: u32) {
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
 }
+
+/// A lock and a step counter that a test and one child process use to take turns.
+pub type Handshake<R = lockkit::raw::Futex> = (lockkit::GenLock<R>, std::sync::atomic::AtomicU32);
+
+/// Forks a child that takes `hs`'s lock, sets the step to 1, holds the lock until the step
+/// reaches 2, then releases it and sets the step to 3.
+pub fn holder<R: lockkit::raw::RawLock>(hs: &Handshake<R>) -> Child {
+    use std::sync::atomic::Ordering::Release;
+    fork(|| {
+        let g = hs.0.lock();
+        hs.1.store(1, Release);
+        wait_for(&hs.1, 2);
+        drop(g);
+        hs.1.store(3, Release);
+        0
+    })
+}
