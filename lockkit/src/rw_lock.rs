@@ -9,6 +9,10 @@
 //! - `writer_seq`: bumped whenever the lock may have become free for a writer; writers sleep
 //!   on it (they read it before checking `state`, so a release in between is not missed).
 //!
+//! The store to `state` and load of `writers` on one side, and the increment of `writers` and
+//! compare-exchange of `state` on the other, are sequentially consistent: each side must see
+//! the other's write, or a writer sleeps with nobody left to wake it.
+//!
 //! Zero bytes are an unlocked lock.
 
 use std::cell::UnsafeCell;
@@ -132,7 +136,7 @@ impl<T> RwLock<T> {
             let seq = self.writer_seq.load(SeqCst);
             if self
                 .state
-                .compare_exchange(0, WRITER, Acquire, Relaxed)
+                .compare_exchange(0, WRITER, SeqCst, SeqCst)
                 .is_ok()
             {
                 return true;
@@ -159,7 +163,7 @@ impl<T> RwLock<T> {
         self.writers.fetch_add(1, SeqCst);
         let ok = self
             .state
-            .compare_exchange(0, WRITER, Acquire, Relaxed)
+            .compare_exchange(0, WRITER, SeqCst, SeqCst)
             .is_ok();
         if !ok {
             self.writers.fetch_sub(1, SeqCst);
@@ -180,7 +184,7 @@ impl<T> RwLock<T> {
     }
 
     fn read_unlock(&self) {
-        let before = self.state.fetch_sub(1, Release);
+        let before = self.state.fetch_sub(1, SeqCst);
         if before == 1 && self.writers.load(SeqCst) > 0 {
             self.wake_a_writer();
         }
@@ -188,7 +192,13 @@ impl<T> RwLock<T> {
 
     fn write_unlock(&self) {
         self.writers.fetch_sub(1, SeqCst);
-        self.state.store(0, Release);
+        // SeqCst, not Release: this store and the load of `writers` below pair with a
+        // writer's increment of `writers` and its compare-exchange of `state`. With a
+        // release store the load could be satisfied before the store is visible (x86 store
+        // buffer): the writer then sees the lock taken and sleeps, and this unlock sees no
+        // writer and wakes none. That hung the mixed reader/writer test about once in a
+        // hundred runs.
+        self.state.store(0, SeqCst);
         if self.writers.load(SeqCst) > 0 {
             self.wake_a_writer();
         }
