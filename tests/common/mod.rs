@@ -4,21 +4,36 @@
 //! thread, so it must not touch locks that another test thread might hold at fork time (the
 //! stdout lock, for one): children here only do their work and `_exit`, and the tests of one
 //! binary that fork take `SERIAL` so that their children never overlap.
+//!
+//! No wait here is unbounded. A child that does not exit by its deadline is a failure: the
+//! test panics with what every stalled thread of the child was doing (its system call with
+//! arguments, which for a futex wait names the word's address, and its kernel wait channel),
+//! after killing it, so that a lost wake-up fails one test instead of hanging the run.
 
 #![allow(dead_code)]
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 pub static SERIAL: Mutex<()> = Mutex::new(());
+
+/// How long a child may take unless the test says otherwise: long enough for a loaded
+/// 2-core machine running a debug build, far shorter than a hung CI job.
+pub const CHILD_DEADLINE: Duration = Duration::from_secs(60);
 
 /// Takes `SERIAL`, ignoring poisoning from a test that failed.
 pub fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// A forked child process, waited for by `join`.
-pub struct Child(libc::pid_t);
+/// A forked child process. Joined with a deadline; killed and reaped if dropped unjoined (a
+/// failed assertion in the parent must not leave children behind).
+pub struct Child {
+    pid: libc::pid_t,
+    reaped: bool,
+}
 
 /// Forks a child that runs `work` and exits with its code (101 if it panicked).
 pub fn fork(work: impl FnOnce() -> i32) -> Child {
@@ -31,45 +46,181 @@ pub fn fork(work: impl FnOnce() -> i32) -> Child {
         // SAFETY: _exit ends the child at once; nothing of the parent's is released twice.
         unsafe { libc::_exit(code) };
     }
-    Child(pid)
+    Child { pid, reaped: false }
+}
+
+fn exit_code(status: libc::c_int) -> i32 {
+    if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        128 + libc::WTERMSIG(status)
+    }
+}
+
+/// What every thread of `pid` is doing: its state, system call and kernel wait channel.
+pub fn describe_process(pid: u32) -> String {
+    let read = |p: &std::path::Path| {
+        std::fs::read_to_string(p)
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_else(|e| format!("<{e}>"))
+    };
+    let mut out = format!("process {pid}:");
+    let tasks = std::path::PathBuf::from(format!("/proc/{pid}/task"));
+    match std::fs::read_dir(&tasks) {
+        Err(e) => out.push_str(&format!(" <{e}>")),
+        Ok(entries) => {
+            for t in entries.flatten() {
+                let dir = t.path();
+                let stat = read(&dir.join("stat"));
+                // The state letter follows the parenthesised command name.
+                let state = stat
+                    .rsplit_once(") ")
+                    .and_then(|(_, rest)| rest.split(' ').next())
+                    .unwrap_or("?")
+                    .to_owned();
+                out.push_str(&format!(
+                    "\n  tid {}: state {state}, syscall [{}] (202 = futex: nr, word address, op, \
+                     expected value ...), wchan {}",
+                    t.file_name().to_string_lossy(),
+                    read(&dir.join("syscall")),
+                    read(&dir.join("wchan")),
+                ));
+            }
+        }
+    }
+    out
 }
 
 impl Child {
     pub fn pid(&self) -> u32 {
-        self.0 as u32
+        self.pid as u32
     }
 
-    /// Waits for the child and returns its exit code (or 128 + signal).
-    pub fn join(self) -> i32 {
+    /// The exit code if the child has exited (reaping it), `None` if it still runs.
+    pub fn try_join(&mut self) -> Option<i32> {
+        if self.reaped {
+            return None;
+        }
         let mut status = 0;
-        loop {
-            // SAFETY: waiting for our own child with a valid status pointer.
-            let r = unsafe { libc::waitpid(self.0, &mut status, 0) };
-            if r == self.0 {
-                break;
-            }
+        // SAFETY: polling our own child with a valid status pointer.
+        let r = unsafe { libc::waitpid(self.pid, &mut status, libc::WNOHANG) };
+        if r == self.pid {
+            self.reaped = true;
+            return Some(exit_code(status));
+        }
+        if r < 0 {
             let e = std::io::Error::last_os_error();
             assert_eq!(e.raw_os_error(), Some(libc::EINTR), "waitpid: {e}");
         }
-        if libc::WIFEXITED(status) {
-            libc::WEXITSTATUS(status)
-        } else {
-            128 + libc::WTERMSIG(status)
+        None
+    }
+
+    /// Kills the child with SIGKILL and reaps it; returns its exit code (or 128 + signal).
+    pub fn kill(mut self) -> i32 {
+        self.kill_and_reap()
+    }
+
+    fn kill_and_reap(&mut self) -> i32 {
+        // SAFETY: signalling our own, not yet reaped, child.
+        unsafe { libc::kill(self.pid, libc::SIGKILL) };
+        let mut status = 0;
+        loop {
+            // SAFETY: waiting for our own child with a valid status pointer.
+            let r = unsafe { libc::waitpid(self.pid, &mut status, 0) };
+            if r == self.pid {
+                self.reaped = true;
+                return exit_code(status);
+            }
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EINTR) {
+                self.reaped = true;
+                return -1;
+            }
+        }
+    }
+
+    /// Waits for the child, at most [`CHILD_DEADLINE`], and returns its exit code (or 128 +
+    /// signal).
+    ///
+    /// # Panics
+    /// At the deadline, after killing the child, with what its threads were blocked in.
+    pub fn join(self) -> i32 {
+        self.join_within(CHILD_DEADLINE, String::new)
+    }
+
+    /// Waits at most `limit`; on expiry the panic message also carries `context()` (the lock
+    /// words involved, say).
+    pub fn join_within(mut self, limit: Duration, context: impl FnOnce() -> String) -> i32 {
+        let t0 = Instant::now();
+        loop {
+            if let Some(code) = self.try_join() {
+                return code;
+            }
+            if t0.elapsed() >= limit {
+                let seen = describe_process(self.pid());
+                let ctx = context();
+                self.kill_and_reap();
+                panic!("child did not exit within {limit:?} (killed); it was stuck here:\n{seen}\n{ctx}");
+            }
+            std::thread::sleep(Duration::from_millis(2));
         }
     }
 }
 
-/// Forks `n` children running `work(i)` and asserts that each exits with 0.
+impl Drop for Child {
+    fn drop(&mut self) {
+        if !self.reaped {
+            self.kill_and_reap();
+        }
+    }
+}
+
+/// Joins every child within one shared `limit`, asserting that each exits with 0. If any is
+/// still running at the deadline, all survivors are described, killed, and the test fails
+/// with their state and `context()`.
+pub fn join_all(children: Vec<Child>, limit: Duration, context: impl FnOnce() -> String) {
+    let t0 = Instant::now();
+    let mut pending: Vec<(usize, Child)> = children.into_iter().enumerate().collect();
+    let mut failed = Vec::new();
+    while !pending.is_empty() {
+        pending.retain_mut(|(i, c)| match c.try_join() {
+            Some(0) => false,
+            Some(code) => {
+                failed.push(format!("child {i} (pid {}) exited with {code}", c.pid()));
+                false
+            }
+            None => true,
+        });
+        if pending.is_empty() {
+            break;
+        }
+        if t0.elapsed() >= limit {
+            let seen: Vec<String> = pending
+                .iter()
+                .map(|(i, c)| format!("child {i}: {}", describe_process(c.pid())))
+                .collect();
+            let ctx = context();
+            drop(pending); // kills and reaps
+            panic!(
+                "{} children did not exit within {limit:?} (killed); {failed:?}\n{}\n{ctx}",
+                seen.len(),
+                seen.join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert!(failed.is_empty(), "{}", failed.join("; "));
+}
+
+/// Forks `n` children running `work(i)` and asserts that each exits with 0 within
+/// [`CHILD_DEADLINE`].
 pub fn run_children(n: usize, work: impl Fn(usize) -> i32) {
     let children: Vec<Child> = (0..n).map(|i| fork(|| work(i))).collect();
-    for (i, c) in children.into_iter().enumerate() {
-        assert_eq!(c.join(), 0, "child {i} failed");
-    }
+    join_all(children, CHILD_DEADLINE, String::new);
 }
 
 /// A region name no other test or run uses.
 pub fn unique_name(tag: &str) -> String {
-    use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
     format!(
         "/lockkit-test-{tag}-{}-{}",
@@ -87,19 +238,20 @@ pub fn shm_path(name: &str) -> std::path::PathBuf {
 ///
 /// # Panics
 /// After 20 seconds, naming the stall, rather than hanging the test run.
-pub fn wait_for(step: &std::sync::atomic::AtomicU32, at_least: u32) {
-    let t0 = std::time::Instant::now();
-    while step.load(std::sync::atomic::Ordering::Acquire) < at_least {
+pub fn wait_for(step: &AtomicU32, at_least: u32) {
+    let t0 = Instant::now();
+    while step.load(Ordering::Acquire) < at_least {
+        let seen = step.load(Ordering::Acquire);
         assert!(
-            t0.elapsed() < std::time::Duration::from_secs(20),
-            "the other process stalled"
+            t0.elapsed() < Duration::from_secs(20),
+            "the other process stalled: step is {seen}, waited for {at_least}"
         );
-        std::thread::sleep(std::time::Duration::from_millis(1));
+        std::thread::sleep(Duration::from_millis(1));
     }
 }
 
 /// A lock and a step counter that a test and one child process use to take turns.
-pub type Handshake<R = lockkit::raw::Futex> = (lockkit::GenLock<R>, std::sync::atomic::AtomicU32);
+pub type Handshake<R = lockkit::raw::Futex> = (lockkit::GenLock<R>, AtomicU32);
 
 /// Forks a child that takes `hs`'s lock, sets the step to 1, holds the lock until the step
 /// reaches 2, then releases it and sets the step to 3.
