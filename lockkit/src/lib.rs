@@ -41,11 +41,13 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+mod deadline;
 mod error;
 mod gen_lock;
 pub mod grp;
 mod lock_set;
 mod lockable;
+mod model;
 pub mod raw;
 mod rec_lock;
 mod rw_lock;
@@ -67,6 +69,7 @@ pub use semaphore::ShmSemaphore;
 pub use shm::{RegionStats, ShmBox, ShmLockSet, ShmPtr, ShmRegion};
 pub use shm_mutex::{ShmMutex, ShmMutexGuard};
 pub use shm_safe::{ShmSafe, ShmZeroable};
+pub use sys::refresh_thread_ids;
 
 pub use lockkit_macros::{grp_member, locked, shared_locked};
 

@@ -15,6 +15,10 @@ use crate::{Owner, ShmSafe, ShmZeroable};
 /// tid): it may lock again, a depth counts how often, and every other thread, in this process
 /// or another, waits. Zero bytes are an unlocked lock.
 ///
+/// The holder is recognised by its kernel thread id, which lockkit caches per thread and
+/// confirms with the kernel before it counts a thread as the holder, so a process made by a
+/// raw `clone(2)` (which keeps its parent's cache) is never taken for its parent.
+///
 /// ```
 /// use lockkit::RecLock;
 ///
@@ -48,13 +52,22 @@ impl RecLock {
         }
     }
 
-    fn enter_again(&self) -> Option<RecLockGuard<'_>> {
-        if self.raw.is_held_by_current_thread() {
-            self.depth.fetch_add(1, Relaxed);
-            Some(RecLockGuard::new(self))
-        } else {
-            None
+    /// Another level for the thread that holds the lock: `None` if it does not hold it,
+    /// `Some(Err(()))` if the depth is at its limit.
+    fn enter_again(&self) -> Option<Result<RecLockGuard<'_>, ()>> {
+        if !self.raw.is_held_by_current_thread() {
+            return None;
         }
+        // Only the holder writes the depth, so a load and a store cannot race; checked so
+        // that 2^32 leaked guards cannot wrap it to 0 and release the lock under a live one.
+        let d = self.depth.load(Relaxed);
+        Some(match d.checked_add(1) {
+            Some(next) => {
+                self.depth.store(next, Relaxed);
+                Ok(RecLockGuard::new(self))
+            }
+            None => Err(()),
+        })
     }
 
     fn entered(&self) -> RecLockGuard<'_> {
@@ -63,24 +76,38 @@ impl RecLock {
     }
 
     /// Takes the lock, or takes it once more if this thread holds it.
+    ///
+    /// # Panics
+    /// If this thread already holds `u32::MAX` levels (leaked guards, in practice).
+    #[track_caller]
     pub fn lock(&self) -> RecLockGuard<'_> {
-        if let Some(g) = self.enter_again() {
-            return g;
+        match self.enter_again() {
+            Some(Ok(g)) => g,
+            Some(Err(())) => panic!(
+                "RecLock::lock: this thread holds u32::MAX levels already (are guards being \
+                 leaked?); the lock stays held at that depth"
+            ),
+            None => {
+                self.raw.lock();
+                self.entered()
+            }
         }
-        self.raw.lock();
-        self.entered()
     }
 
-    /// Takes the lock if it is free or this thread holds it.
+    /// Takes the lock if it is free or this thread holds it (below the depth limit).
     pub fn try_lock(&self) -> Option<RecLockGuard<'_>> {
-        self.enter_again()
-            .or_else(|| self.raw.try_lock().then(|| self.entered()))
+        match self.enter_again() {
+            Some(level) => level.ok(),
+            None => self.raw.try_lock().then(|| self.entered()),
+        }
     }
 
     /// Takes the lock, waiting at most `timeout` for another holder.
     pub fn try_lock_for(&self, timeout: Duration) -> Option<RecLockGuard<'_>> {
-        self.enter_again()
-            .or_else(|| self.raw.try_lock_for(timeout).then(|| self.entered()))
+        match self.enter_again() {
+            Some(level) => level.ok(),
+            None => self.raw.try_lock_for(timeout).then(|| self.entered()),
+        }
     }
 
     /// How many guards the calling thread holds (0 if it does not hold the lock).

@@ -23,6 +23,11 @@ pub(crate) enum Wake {
 }
 
 /// Sleeps while `*word == expected`, at most `timeout` (forever when `None`).
+///
+/// # Panics
+/// If the kernel refuses the call for any reason other than a wake-up, a signal, a changed
+/// word or a timeout (`ENOSYS` or `EPERM` under a seccomp filter, say). Retrying would be a
+/// busy loop that looks like a hang; the panic names the error instead.
 pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> Wake {
     let ts = timeout.map(|d| libc::timespec {
         tv_sec: d.as_secs().min(i64::MAX as u64) as libc::time_t,
@@ -44,23 +49,49 @@ pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Durati
             0u32,
         )
     };
-    if r == -1 && errno() == libc::ETIMEDOUT {
-        Wake::TimedOut
-    } else {
-        Wake::Retry
+    if r == 0 {
+        return Wake::Retry;
+    }
+    match errno() {
+        libc::EAGAIN | libc::EINTR => Wake::Retry,
+        libc::ETIMEDOUT => Wake::TimedOut,
+        e => futex_failed("FUTEX_WAIT", e),
     }
 }
 
-/// Wakes at most `n` threads (in any process) sleeping on `word`.
-pub(crate) fn futex_wake(word: &AtomicU32, n: i32) {
+/// Wakes at most `n` threads (in any process) sleeping on `word`; returns how many it woke.
+///
+/// # Panics
+/// If the kernel refuses the call (see [`futex_wait`]).
+pub(crate) fn futex_wake(word: &AtomicU32, n: i32) -> usize {
     // SAFETY: `word` is a live, aligned atomic; FUTEX_WAKE does not access user memory beyond
     // using the address as a key.
-    unsafe {
-        libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, n);
+    let r = unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, n) };
+    if r < 0 {
+        futex_failed("FUTEX_WAKE", errno());
     }
+    r as usize
 }
 
-fn errno() -> i32 {
+#[cold]
+#[inline(never)]
+fn futex_failed(op: &str, e: i32) -> ! {
+    let name = match e {
+        libc::ENOSYS => "ENOSYS",
+        libc::EPERM => "EPERM",
+        libc::EFAULT => "EFAULT",
+        libc::EINVAL => "EINVAL",
+        libc::EACCES => "EACCES",
+        _ => "errno",
+    };
+    panic!(
+        "lockkit: the futex system call ({op}) failed with {name} ({}); a lock cannot wait \
+         without it (a seccomp sandbox that forbids futex causes this)",
+        std::io::Error::from_raw_os_error(e)
+    )
+}
+
+pub(crate) fn errno() -> i32 {
     std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
 }
 
@@ -102,16 +133,42 @@ fn ids() -> u64 {
     }
 }
 
+/// Forgets the cached ids of the calling thread, so the next lock asks the kernel again.
+///
+/// `fork` (glibc's, and so `libc::fork` and `std::process::Command`) resets the cache in the
+/// child by itself. A child made by a raw `clone(2)` system call or by glibc's `_Fork` does
+/// not run fork handlers: until it calls this, it would take locks under its parent's thread
+/// id (and a recursive lock would count it as its parent).
+pub fn refresh_thread_ids() {
+    let _ = IDS.try_with(|c| c.set(0));
+}
+
+/// Whether the cached thread id is still the kernel's, refreshing it if not. A system call:
+/// for the rare paths where believing a stale id would be wrong (a lock that names this
+/// thread as its holder).
+pub(crate) fn tid_confirmed(cached: u32) -> bool {
+    // SAFETY: gettid takes no arguments and cannot fail.
+    let real = unsafe { libc::gettid() } as u32;
+    if real != cached {
+        refresh_thread_ids();
+    }
+    real == cached
+}
+
 /// The calling thread's kernel thread id (unique across processes of one pid namespace).
 #[inline]
 pub(crate) fn tid() -> u32 {
     ids() as u32
 }
 
-/// The calling process's id.
-#[inline]
-pub(crate) fn pid() -> u32 {
-    (ids() >> 32) as u32
+/// The process (thread group) that thread `tid` belongs to, from `/proc/<tid>/status`;
+/// `None` if no such thread exists (in this pid namespace).
+pub(crate) fn pid_of_tid(tid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Tgid:"))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 #[cfg(test)]
@@ -122,10 +179,18 @@ mod tests {
     fn ids_match_the_kernel() {
         // SAFETY: see fill_ids.
         let (p, t) = unsafe { (libc::getpid() as u32, libc::gettid() as u32) };
-        assert_eq!(pid(), p);
+        assert_eq!((ids() >> 32) as u32, p);
         assert_eq!(tid(), t);
         let other = std::thread::spawn(tid).join().unwrap();
         assert_ne!(other, t);
+    }
+
+    #[test]
+    fn a_threads_process_is_found_from_its_tid() {
+        let me = std::process::id();
+        let other = std::thread::spawn(tid).join().unwrap();
+        assert_eq!(pid_of_tid(tid()), Some(me));
+        assert_eq!(pid_of_tid(other), None, "that thread has exited");
     }
 
     #[test]

@@ -22,16 +22,29 @@
 //! read-modify-write, the least a sleeping lock can pay.
 //!
 //! The layout (TID in the low 30 bits, bit 31 for waiters, bit 30 kept clear) is the kernel's
-//! robust-futex layout, so owner-death detection can build on it. A second word holds the
-//! owner's pid, written after acquiring; it is only read for diagnostics.
+//! robust-futex layout, so owner-death detection can build on it. The word is the only
+//! record of the owner: [`Futex::owner`] reads the tid from it and asks the kernel which
+//! process that thread belongs to, so it can never pair one holder's tid with another's pid.
+//!
+//! `unlock` releases only a word that names the calling thread: a guard that `fork` copied
+//! into a child (whose thread has another tid) does not release its parent's lock.
+//!
+//! Who wakes a sleeper: a waiter sleeps only on a word with `WAITERS` set and a holder's tid
+//! in it; the holder's `unlock` changes the word to 0 and, seeing `WAITERS`, wakes one. A
+//! woken thread that takes the lock sets `WAITERS` again (others may still sleep), so each
+//! release wakes the next sleeper; a timed waiter that gives up leaves `WAITERS` set, which
+//! costs at most one spurious wake-up later, never a lost one.
 //!
 //! The word lives in memory that other processes can write, so every loop here tolerates any
 //! value in it: a garbage word can make a waiter wait, never make it misbehave.
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+#[cfg(feature = "lock-api")]
+use std::time::Instant;
 
 use super::{Acquired, RawLock};
+use crate::deadline::Deadline;
 use crate::sys::{self, Wake};
 
 /// Set while some thread may be asleep on the word.
@@ -48,7 +61,6 @@ const SPIN_LIMIT: u32 = 5;
 #[derive(Debug, Default)]
 pub struct Futex {
     word: AtomicU32,
-    owner_pid: AtomicU32,
 }
 
 impl Futex {
@@ -56,7 +68,6 @@ impl Futex {
     pub const fn new() -> Self {
         Futex {
             word: AtomicU32::new(0),
-            owner_pid: AtomicU32::new(0),
         }
     }
 
@@ -66,6 +77,7 @@ impl Futex {
     /// If the calling thread already holds the lock: the lock is not recursive, and waiting
     /// would never end.
     #[inline]
+    #[track_caller]
     pub fn lock(&self) {
         let tid = sys::tid();
         if self
@@ -75,52 +87,68 @@ impl Futex {
         {
             self.lock_contended(tid, None);
         }
-        self.owner_pid.store(sys::pid(), Ordering::Relaxed);
     }
 
     /// Takes the lock if nobody holds it.
     #[inline]
     pub fn try_lock(&self) -> bool {
-        let tid = sys::tid();
-        let ok = self
-            .word
-            .compare_exchange(0, tid, Ordering::Acquire, Ordering::Relaxed)
-            .is_ok();
-        if ok {
-            self.owner_pid.store(sys::pid(), Ordering::Relaxed);
-        }
-        ok
+        self.word
+            .compare_exchange(0, sys::tid(), Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
     }
 
-    /// Takes the lock, giving up after `timeout`.
+    /// Takes the lock, giving up after `timeout` (at once if the calling thread holds it).
     pub fn try_lock_for(&self, timeout: Duration) -> bool {
         let tid = sys::tid();
-        let deadline = Instant::now().checked_add(timeout);
-        let ok = self
-            .word
+        self.word
             .compare_exchange(0, tid, Ordering::Acquire, Ordering::Relaxed)
             .is_ok()
-            || self.lock_contended(tid, Some(deadline));
-        if ok {
-            self.owner_pid.store(sys::pid(), Ordering::Relaxed);
-        }
-        ok
+            || self.lock_contended(tid, Some(Deadline::after(timeout)))
     }
 
-    /// Releases the lock.
+    /// Releases the lock, if the calling thread holds it. A word naming another thread is
+    /// left alone: that is a guard `fork` copied into a child, whose thread did not take the
+    /// lock and must not release the parent's.
     ///
     /// # Safety
-    /// The calling thread holds the lock (took it with `lock` or a successful `try_*`).
+    /// The calling thread holds the lock (took it with `lock` or a successful `try_*`), or
+    /// is a `fork` child holding a copy of the guard of the thread that does.
     #[inline]
     pub unsafe fn unlock(&self) {
-        if self.word.swap(0, Ordering::Release) & WAITERS != 0 {
-            sys::futex_wake(&self.word, 1);
+        let tid = sys::tid();
+        if self
+            .word
+            .compare_exchange(tid, 0, Ordering::Release, Ordering::Relaxed)
+            .is_err()
+        {
+            self.unlock_slow(tid);
         }
     }
 
-    /// Whether the calling thread holds the lock.
+    #[cold]
+    fn unlock_slow(&self, tid: u32) {
+        let mut w = self.word.load(Ordering::Relaxed);
+        while w & TID_MASK == tid {
+            match self
+                .word
+                .compare_exchange_weak(w, 0, Ordering::Release, Ordering::Relaxed)
+            {
+                Ok(_) => {
+                    if w & WAITERS != 0 {
+                        sys::futex_wake(&self.word, 1);
+                    }
+                    return;
+                }
+                Err(now) => w = now,
+            }
+        }
+    }
+
+    /// Whether the calling thread holds the lock. Confirms the thread id with the kernel
+    /// when the word names it, so a raw `clone(2)` child is never taken for its parent.
     pub fn is_held_by_current_thread(&self) -> bool {
-        self.word.load(Ordering::Relaxed) & TID_MASK == sys::tid()
+        let tid = sys::tid();
+        self.word.load(Ordering::Relaxed) & TID_MASK == tid && sys::tid_confirmed(tid)
     }
 
     /// Whether some thread holds the lock at this instant.
@@ -130,26 +158,23 @@ impl Futex {
 
     /// `(pid, tid)` of the holder at this instant, or `None` when unlocked.
     ///
-    /// The pid is written just after the lock is taken, so a reader racing with a new
-    /// acquisition may see 0 (unknown) as the pid; the tid is always the holder's.
+    /// The tid is read from the lock word; the pid is the process the kernel says that
+    /// thread belongs to (`/proc/<tid>/status`, in the caller's pid namespace), or 0 when
+    /// no such thread exists any more (the holder died, or released the lock meanwhile).
+    /// Reads a file: for diagnostics, not for hot paths.
     pub fn owner(&self) -> Option<(u32, u32)> {
-        loop {
-            let w = self.word.load(Ordering::Acquire);
-            let tid = w & TID_MASK;
-            if tid == 0 {
-                return None;
-            }
-            let pid = self.owner_pid.load(Ordering::Acquire);
-            if self.word.load(Ordering::Acquire) == w {
-                return Some((pid, tid));
-            }
+        let tid = self.word.load(Ordering::Acquire) & TID_MASK;
+        if tid == 0 {
+            return None;
         }
+        Some((sys::pid_of_tid(tid).unwrap_or(0), tid))
     }
 
-    /// The slow path: spin, then sleep. Returns false only when `deadline` passed.
-    /// `deadline: Some(None)` means a timeout too large to represent: wait forever.
+    /// The slow path: spin, then sleep. Returns false only when a timed attempt
+    /// (`deadline` is `Some`) gave up.
     #[cold]
-    fn lock_contended(&self, tid: u32, deadline: Option<Option<Instant>>) -> bool {
+    #[track_caller]
+    fn lock_contended(&self, mut tid: u32, deadline: Option<Deadline>) -> bool {
         let mut spins = 0;
         loop {
             let w = self.word.load(Ordering::Relaxed);
@@ -167,6 +192,11 @@ impl Futex {
                 continue;
             }
             if w & TID_MASK == tid {
+                if !sys::tid_confirmed(tid) {
+                    // A stale cached id (a raw clone child): the word names another thread.
+                    tid = sys::tid();
+                    continue;
+                }
                 if deadline.is_some() {
                     // A timed wait for a lock this thread holds can only time out.
                     return false;
@@ -190,19 +220,15 @@ impl Futex {
             {
                 continue;
             }
-            let timeout = match deadline {
-                None | Some(None) => None,
-                Some(Some(d)) => match d.checked_duration_since(Instant::now()) {
-                    Some(left) if !left.is_zero() => Some(left),
-                    _ => return false,
-                },
+            let timeout = match deadline.map(|d| d.left()) {
+                None => None,
+                Some(Ok(left)) => left,
+                Some(Err(_)) => return false,
             };
-            if sys::futex_wait(&self.word, w | WAITERS, timeout) == Wake::TimedOut {
-                if let Some(Some(d)) = deadline {
-                    if Instant::now() >= d {
-                        return false;
-                    }
-                }
+            if sys::futex_wait(&self.word, w | WAITERS, timeout) == Wake::TimedOut
+                && deadline.is_some_and(|d| d.expired())
+            {
+                return false;
             }
         }
     }
@@ -283,6 +309,7 @@ unsafe impl lock_api::RawMutexTimed for Futex {
 mod tests {
     use super::*;
     use std::sync::Arc;
+    use std::time::Instant;
 
     #[test]
     fn zeroed_memory_is_an_unlocked_lock() {
@@ -294,10 +321,26 @@ mod tests {
     }
 
     #[test]
+    fn unlock_leaves_a_lock_another_thread_holds_alone() {
+        let l = Arc::new(Futex::new());
+        l.lock();
+        let l2 = Arc::clone(&l);
+        // SAFETY: deliberately breaks the contract to show the owner check: another thread
+        // "releases" (as a fork child's copied guard would).
+        std::thread::spawn(move || unsafe { l2.unlock() })
+            .join()
+            .unwrap();
+        assert!(l.is_held_by_current_thread(), "still held by its owner");
+        // SAFETY: locked above by this thread.
+        unsafe { l.unlock() };
+        assert!(!l.is_locked());
+    }
+
+    #[test]
     fn the_word_names_the_holding_thread() {
         let l = Futex::new();
         l.lock();
-        assert_eq!(l.owner(), Some((sys::pid(), sys::tid())));
+        assert_eq!(l.owner(), Some((std::process::id(), sys::tid())));
         // SAFETY: locked just above by this thread.
         unsafe { l.unlock() };
         assert_eq!(l.owner(), None);

@@ -1,25 +1,43 @@
 //! Setting up a backend's OS object in place, on first use, so that zero bytes are still a
 //! usable (not yet initialised) lock wherever they are: in a zeroed region, in a struct
 //! allocated with `alloc_zeroed`, in a lock set.
+//!
+//! The state word is 0 (not set up), `READY`, or the pid of the process setting it up. The
+//! set-up can fail (a panic: the system refused the semaphore, say) or its process can die
+//! half-way; neither may leave the others waiting for ever:
+//! - a panicking initialiser puts the word back to 0 as it unwinds, so the next user tries
+//!   again (and, if the cause persists, fails with the same clear message);
+//! - a waiter checks now and then whether the initialising process still exists and, if it
+//!   does not, takes the set-up over.
 
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
 
 const UNINIT: u32 = 0;
-const BUSY: u32 = 1;
-const READY: u32 = 2;
+const READY: u32 = u32::MAX;
 
 /// The state word in front of an in-place OS object. Zero: not initialised yet.
 #[repr(C)]
 #[derive(Debug, Default)]
 pub(crate) struct InitOnce(AtomicU32);
 
+/// Whether process `pid` exists (a pid that was reused counts as alive: we only wait longer).
+fn process_exists(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: signal 0 only checks that the process exists and may be signalled.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || crate::sys::errno() != libc::ESRCH
+}
+
 impl InitOnce {
     pub(crate) const fn new() -> Self {
         InitOnce(AtomicU32::new(UNINIT))
     }
 
-    /// Runs `init` exactly once across all processes that map this word; everybody else
-    /// waits until it has finished.
+    /// Runs `init` once across all processes that map this word; everybody else waits
+    /// until it has finished. If `init` panics, the word is reset and the panic goes on.
     #[inline]
     pub(crate) fn ensure(&self, init: impl FnOnce()) {
         if self.0.load(Ordering::Acquire) != READY {
@@ -29,21 +47,72 @@ impl InitOnce {
 
     #[cold]
     fn slow(&self, init: impl FnOnce()) {
-        match self
-            .0
-            .compare_exchange(UNINIT, BUSY, Ordering::Acquire, Ordering::Acquire)
-        {
-            Ok(_) => {
-                init();
-                self.0.store(READY, Ordering::Release);
+        let me = std::process::id();
+        let mut seen = self.0.load(Ordering::Acquire);
+        let mut waited = 0u32;
+        loop {
+            if seen == READY {
+                return;
             }
-            Err(_) => {
-                // Another process is initialising: it takes microseconds. (If it died in
-                // that window the lock can never be used; a fresh region is the remedy.)
-                while self.0.load(Ordering::Acquire) != READY {
-                    std::thread::yield_now();
+            let dead_initialiser = seen != UNINIT && waited % 64 == 63 && !process_exists(seen);
+            if seen == UNINIT || dead_initialiser {
+                match self
+                    .0
+                    .compare_exchange(seen, me, Ordering::Acquire, Ordering::Acquire)
+                {
+                    Ok(_) => {
+                        let undo =
+                            scopeguard::guard((), |()| self.0.store(UNINIT, Ordering::Release));
+                        init();
+                        scopeguard::ScopeGuard::into_inner(undo);
+                        self.0.store(READY, Ordering::Release);
+                        return;
+                    }
+                    Err(now) => {
+                        seen = now;
+                        continue;
+                    }
                 }
             }
+            // Another process is initialising: it takes microseconds. Yield first, then
+            // sleep, so a slow initialiser is not starved of the core.
+            if waited < 64 {
+                std::thread::yield_now();
+            } else {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            waited = waited.wrapping_add(1);
+            seen = self.0.load(Ordering::Acquire);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+
+    #[test]
+    fn a_failed_initialisation_is_tried_again_by_the_next_user() {
+        let once = InitOnce::new();
+        let r = catch_unwind(AssertUnwindSafe(|| once.ensure(|| panic!("no semaphores"))));
+        assert!(r.is_err());
+        let mut ran = false;
+        once.ensure(|| ran = true);
+        assert!(
+            ran,
+            "the second user ran the set-up instead of waiting for ever"
+        );
+    }
+
+    #[test]
+    fn a_set_up_left_half_done_by_a_dead_process_is_taken_over() {
+        let once = InitOnce::new();
+        // A pid that does not exist: above the kernel's limit of 2^22.
+        once.0.store((1 << 22) + 5, Ordering::Relaxed);
+        let mut ran = false;
+        once.ensure(|| ran = true);
+        assert!(ran);
+        once.ensure(|| unreachable!("ready now"));
     }
 }

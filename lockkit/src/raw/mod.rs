@@ -15,6 +15,7 @@
 //! | [`SysvSem`] | semaphore not created yet | `semget` on first use; **`destroy` required** (`IPC_RMID`) | the kernel releases it (`SEM_UNDO`); the next acquirer is not told | the portable fallback Kamailio names |
 
 mod futex;
+mod holder;
 mod init_once;
 mod posix_sem;
 mod pthread;

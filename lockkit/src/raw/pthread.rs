@@ -6,21 +6,40 @@
 //! without doing so, the mutex becomes permanently unusable (`ENOTRECOVERABLE`), and lockkit
 //! panics on the next lock with a message that says so, instead of hanging.
 //!
-//! Invariants kept here: the `pthread_mutex_t` is initialised (process-shared, robust) in
-//! place exactly once, by `InitOnce`, before any other call touches it; it is never moved
-//! after that (the lock's contract).
+//! The mutex is of the error-checking kind, so a relock by its holder is `EDEADLK` (a panic
+//! from `lock`, `None` from the `try_*` forms) rather than a hang. Timed waits measure
+//! `CLOCK_MONOTONIC` (`pthread_mutex_clocklock`), so setting the wall clock neither
+//! stretches nor cuts them. A [`Holder`] word beside the mutex answers `is_locked` without
+//! probing (a probe would consume an `EOWNERDEAD`) and refuses a release by a thread that
+//! does not hold the mutex (a guard copied into a `fork` child).
+//!
+//! Invariants kept here: the `pthread_mutex_t` is initialised (process-shared, robust,
+//! error-checking) in place exactly once, by `InitOnce`, before any other call touches it;
+//! it is never moved after that (the lock's contract).
 
 use std::cell::UnsafeCell;
 use std::time::Duration;
 
+use super::holder::Holder;
 use super::init_once::InitOnce;
 use super::{Acquired, RawLock};
+use crate::deadline::Deadline;
+
+extern "C" {
+    // glibc 2.30 and later; not bound by the libc crate.
+    fn pthread_mutex_clocklock(
+        mutex: *mut libc::pthread_mutex_t,
+        clock: libc::clockid_t,
+        abstime: *const libc::timespec,
+    ) -> libc::c_int;
+}
 
 /// A process-shared robust glibc mutex. Zero bytes are a not-yet-initialised mutex, set up
 /// on first use.
 #[repr(C)]
 pub struct PthreadMutex {
     init: InitOnce,
+    holder: Holder,
     mutex: UnsafeCell<libc::pthread_mutex_t>,
 }
 
@@ -59,6 +78,10 @@ impl PthreadMutex {
                     libc::pthread_mutexattr_setrobust(&mut attr, libc::PTHREAD_MUTEX_ROBUST),
                 );
                 check(
+                    "settype",
+                    libc::pthread_mutexattr_settype(&mut attr, libc::PTHREAD_MUTEX_ERRORCHECK),
+                );
+                check(
                     "pthread_mutex_init",
                     libc::pthread_mutex_init(self.mutex.get(), &attr),
                 );
@@ -68,50 +91,40 @@ impl PthreadMutex {
         self.mutex.get()
     }
 
+    /// Maps a lock call's result; `timed` says whether `EDEADLK` (a relock) means "no"
+    /// rather than a panic.
     #[inline]
-    fn outcome(r: libc::c_int, what: &str) -> Option<Acquired> {
-        if r == 0 {
-            return Some(Acquired::Clean);
+    #[track_caller]
+    fn outcome(&self, r: libc::c_int, what: &str, timed: bool) -> Option<Acquired> {
+        let how = if r == 0 {
+            Some(Acquired::Clean)
+        } else {
+            Self::slow_outcome(r, what, timed)
+        };
+        if how.is_some() {
+            self.holder.set();
         }
-        Self::slow_outcome(r, what)
+        how
     }
 
     #[cold]
-    fn slow_outcome(r: libc::c_int, what: &str) -> Option<Acquired> {
+    #[track_caller]
+    fn slow_outcome(r: libc::c_int, what: &str, timed: bool) -> Option<Acquired> {
         match r {
             0 => Some(Acquired::Clean),
             libc::EOWNERDEAD => Some(Acquired::OwnerDied),
             libc::EBUSY | libc::ETIMEDOUT => None,
+            libc::EDEADLK if timed => None,
             libc::ENOTRECOVERABLE => panic!(
                 "PthreadMutex: the lock is not recoverable: an owner died holding it and the \
                  next holder released it without calling mark_consistent"
             ),
-            libc::EDEADLK => panic!("PthreadMutex::{what}: this thread already holds the lock"),
+            libc::EDEADLK => super::holder::relock("PthreadMutex::lock"),
             e => panic!(
                 "PthreadMutex::{what} failed: {}",
                 std::io::Error::from_raw_os_error(e)
             ),
         }
-    }
-}
-
-/// `now + timeout` on CLOCK_REALTIME, the clock `pthread_mutex_timedlock` and
-/// `sem_timedwait` measure against.
-pub(super) fn realtime_deadline(timeout: Duration) -> libc::timespec {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid clock id and a valid out pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut now) };
-    let nanos = now.tv_nsec as u64 + u64::from(timeout.subsec_nanos());
-    let secs = (now.tv_sec as u64)
-        .saturating_add(timeout.as_secs())
-        .saturating_add(nanos / 1_000_000_000)
-        .min(i64::MAX as u64);
-    libc::timespec {
-        tv_sec: secs as libc::time_t,
-        tv_nsec: (nanos % 1_000_000_000) as libc::c_long,
     }
 }
 
@@ -122,35 +135,47 @@ unsafe impl RawLock for PthreadMutex {
     // valid bit pattern for pthread_mutex_t (it is plain integers).
     const INIT: Self = PthreadMutex {
         init: InitOnce::new(),
+        holder: Holder::new(),
         mutex: UnsafeCell::new(unsafe { std::mem::zeroed() }),
     };
     const NAME: &'static str = "pthread-robust";
 
     #[inline]
+    #[track_caller]
     fn lock(&self) -> Acquired {
         // SAFETY: an initialised process-shared mutex (ptr() ensures it).
         let r = unsafe { libc::pthread_mutex_lock(self.ptr()) };
-        Self::outcome(r, "lock").expect("pthread_mutex_lock does not return EBUSY")
+        self.outcome(r, "lock", false)
+            .expect("pthread_mutex_lock does not return EBUSY")
     }
     #[inline]
     fn try_lock(&self) -> Option<Acquired> {
         // SAFETY: as in `lock`.
-        Self::outcome(
-            unsafe { libc::pthread_mutex_trylock(self.ptr()) },
-            "try_lock",
-        )
+        let r = unsafe { libc::pthread_mutex_trylock(self.ptr()) };
+        self.outcome(r, "try_lock", true)
     }
     #[inline]
     fn try_lock_for(&self, timeout: Duration) -> Option<Acquired> {
-        let deadline = realtime_deadline(timeout);
-        // SAFETY: as in `lock`; `deadline` is a valid timespec on this stack.
-        Self::outcome(
-            unsafe { libc::pthread_mutex_timedlock(self.ptr(), &deadline) },
-            "try_lock_for",
-        )
+        let mutex = self.ptr();
+        let Some(at) = Deadline::after(timeout).monotonic_timespec() else {
+            // No representable deadline: wait as long as it takes, but a relock still
+            // answers "no" at once.
+            // SAFETY: as in `lock`.
+            let r = unsafe { libc::pthread_mutex_lock(mutex) };
+            return self.outcome(r, "try_lock_for", true);
+        };
+        // SAFETY: as in `lock`; `at` is a valid timespec on this stack and CLOCK_MONOTONIC a
+        // clock glibc accepts here.
+        let r = unsafe { pthread_mutex_clocklock(mutex, libc::CLOCK_MONOTONIC, &at) };
+        self.outcome(r, "try_lock_for", true)
     }
     #[inline]
     unsafe fn unlock(&self) {
+        if !self.holder.is_me_cached() {
+            // A guard copied into a fork child: the parent's thread holds the mutex.
+            return;
+        }
+        self.holder.clear();
         // SAFETY: the caller holds the mutex (contract), so it is initialised.
         check("pthread_mutex_unlock", unsafe {
             libc::pthread_mutex_unlock(self.mutex.get())
@@ -158,16 +183,13 @@ unsafe impl RawLock for PthreadMutex {
     }
     #[inline]
     fn is_locked(&self) -> bool {
-        // A probe: take it if free and give it straight back.
-        match self.try_lock() {
-            None => true,
-            Some(_) => {
-                // SAFETY: taken just above by this thread. (An OwnerDied probe is released
-                // unrepaired, as a lock() caller that ignored it would.)
-                unsafe { self.unlock() };
-                false
-            }
-        }
+        // Never a probe: taking the mutex would consume an EOWNERDEAD, and releasing it
+        // unrepaired would make it unrecoverable for everyone.
+        self.holder.get().is_some()
+    }
+    fn owner(&self) -> Option<(u32, u32)> {
+        let tid = self.holder.get()?;
+        Some((crate::sys::pid_of_tid(tid).unwrap_or(0), tid))
     }
     #[inline]
     unsafe fn mark_consistent(&self) {

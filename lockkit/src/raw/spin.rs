@@ -8,9 +8,11 @@
 //! needs (the 100%-CPU symptom Kamailio's documentation describes has this shape too).
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use super::holder::relock;
 use super::{Acquired, RawLock};
+use crate::deadline::Deadline;
 use crate::sys;
 
 /// Spins before each `sched_yield`.
@@ -31,8 +33,11 @@ impl Spin {
             .is_ok()
     }
 
+    /// Spins and yields until the lock is taken; `false` only when a timed attempt
+    /// (`deadline` is `Some`) gave up.
     #[cold]
-    fn wait(&self, tid: u32, deadline: Option<Instant>) -> bool {
+    #[track_caller]
+    fn wait(&self, mut tid: u32, deadline: Option<Deadline>) -> bool {
         loop {
             for _ in 0..SPINS {
                 // Test before test-and-set: spinning on a read keeps the line shared.
@@ -42,12 +47,16 @@ impl Spin {
                 std::hint::spin_loop();
             }
             if self.word.load(Ordering::Relaxed) == tid {
+                if !sys::tid_confirmed(tid) {
+                    tid = sys::tid();
+                    continue;
+                }
                 if deadline.is_some() {
                     return false;
                 }
-                panic!("Spin::lock: thread {tid} already holds this lock; waiting would never end");
+                relock("Spin::lock");
             }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
+            if deadline.is_some_and(|d| d.expired()) {
                 return false;
             }
             std::thread::yield_now();
@@ -77,15 +86,16 @@ unsafe impl RawLock for Spin {
     }
     fn try_lock_for(&self, timeout: Duration) -> Option<Acquired> {
         let tid = sys::tid();
-        // A deadline too far to represent waits "forever", checked once a day.
-        let deadline = Instant::now()
-            .checked_add(timeout)
-            .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400));
-        (self.try_take(tid) || self.wait(tid, Some(deadline))).then_some(Acquired::Clean)
+        (self.try_take(tid) || self.wait(tid, Some(Deadline::after(timeout))))
+            .then_some(Acquired::Clean)
     }
     #[inline]
     unsafe fn unlock(&self) {
-        self.word.store(0, Ordering::Release);
+        // Only the holder's word goes back to 0: a guard `fork` copied into a child (another
+        // tid) leaves its parent's lock alone.
+        let _ = self
+            .word
+            .compare_exchange(sys::tid(), 0, Ordering::Release, Ordering::Relaxed);
     }
     fn is_locked(&self) -> bool {
         self.word.load(Ordering::Relaxed) != 0

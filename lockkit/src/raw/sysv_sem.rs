@@ -18,10 +18,13 @@
 //! lock).
 
 use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use super::holder::{relock, Holder};
 use super::init_once::InitOnce;
 use super::{Acquired, RawLock};
+use crate::deadline::Deadline;
+use crate::sys::errno;
 
 /// A lock backed by a SysV semaphore. Zero bytes are a lock whose semaphore is created on
 /// first use.
@@ -35,10 +38,8 @@ pub struct SysvSem {
     num: AtomicU32,
     /// On the first lock of a lock set: the set-wide semaphore set was created.
     set_init: InitOnce,
-}
-
-fn errno() -> i32 {
-    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+    /// The holding thread (a semaphore has no owner of its own).
+    holder: Holder,
 }
 
 #[cold]
@@ -99,23 +100,22 @@ impl SysvSem {
         }
     }
 
-    /// One semaphore operation; `Ok(false)` when it would block (`IPC_NOWAIT`) or timed out.
-    fn op(&self, delta: i16, flags: i32, timeout: Option<Duration>, what: &str) -> bool {
+    /// One semaphore operation; `false` when it would block (`IPC_NOWAIT`) or timed out.
+    fn op(&self, delta: i16, flags: i32, deadline: Deadline, what: &str) -> bool {
         let (id, num) = self.id();
-        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         loop {
             let mut sop = libc::sembuf {
                 sem_num: num,
                 sem_op: delta,
                 sem_flg: (libc::SEM_UNDO | flags) as libc::c_short,
             };
-            let r = match deadline {
-                None => {
+            let r = match deadline.left() {
+                Err(_) => return false,
+                Ok(None) => {
                     // SAFETY: one valid sembuf on this stack.
                     unsafe { libc::semop(id, &mut sop, 1) }
                 }
-                Some(d) => {
-                    let left = d.saturating_duration_since(Instant::now());
+                Ok(Some(left)) => {
                     let ts = libc::timespec {
                         tv_sec: left.as_secs() as libc::time_t,
                         tv_nsec: left.subsec_nanos() as libc::c_long,
@@ -144,23 +144,47 @@ unsafe impl RawLock for SysvSem {
         semid: AtomicI32::new(0),
         num: AtomicU32::new(0),
         set_init: InitOnce::new(),
+        holder: Holder::new(),
     };
     const NAME: &'static str = "sysv-sem";
 
+    #[track_caller]
     fn lock(&self) -> Acquired {
-        self.op(-1, 0, None, "lock");
+        if self.holder.is_me() {
+            relock("SysvSem::lock");
+        }
+        self.op(-1, 0, Deadline::NEVER, "lock");
+        self.holder.set();
         Acquired::Clean
     }
     fn try_lock(&self) -> Option<Acquired> {
-        self.op(-1, libc::IPC_NOWAIT, None, "try_lock")
-            .then_some(Acquired::Clean)
+        let got = self.op(-1, libc::IPC_NOWAIT, Deadline::NEVER, "try_lock");
+        got.then(|| {
+            self.holder.set();
+            Acquired::Clean
+        })
     }
     fn try_lock_for(&self, timeout: Duration) -> Option<Acquired> {
-        self.op(-1, 0, Some(timeout), "try_lock_for")
-            .then_some(Acquired::Clean)
+        if self.holder.is_me() {
+            return None;
+        }
+        let got = self.op(-1, 0, Deadline::after(timeout), "try_lock_for");
+        got.then(|| {
+            self.holder.set();
+            Acquired::Clean
+        })
     }
     unsafe fn unlock(&self) {
-        self.op(1, 0, None, "unlock");
+        if !self.holder.is_me_cached() {
+            // A guard copied into a fork child: the parent's thread holds the semaphore.
+            return;
+        }
+        self.holder.clear();
+        self.op(1, 0, Deadline::NEVER, "unlock");
+    }
+    fn owner(&self) -> Option<(u32, u32)> {
+        let tid = self.holder.get()?;
+        Some((crate::sys::pid_of_tid(tid).unwrap_or(0), tid))
     }
     fn is_locked(&self) -> bool {
         // SAFETY: GETVAL takes no pointer.

@@ -1,0 +1,135 @@
+//! One notion of "how long may this wait": every timed acquisition in lockkit goes through
+//! [`Deadline`], so they all behave alike.
+//!
+//! - A timeout is turned into a deadline on the monotonic clock once, at the start, so a
+//!   wait that is interrupted and resumed (signals, spurious wake-ups, lost races) never
+//!   waits longer in total than asked.
+//! - A timeout too large to represent as an instant (`Duration::MAX`, say) means "no
+//!   deadline": the wait behaves like the untimed one, for ever if need be.
+//! - Under `--cfg loom` time does not pass in the model, so a finite deadline counts as
+//!   already passed at its first check: a timed acquisition makes one attempt, registers as a
+//!   waiter, and then gives up, which is exactly the give-up path the models must cover.
+
+use std::time::Duration;
+#[cfg(not(loom))]
+use std::time::Instant;
+
+/// The time a timed acquisition had was used up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Expired;
+
+/// When a wait must give up, if ever.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Deadline {
+    #[cfg(not(loom))]
+    at: Option<Instant>,
+    #[cfg(loom)]
+    finite: bool,
+}
+
+impl Deadline {
+    /// No deadline: wait as long as it takes.
+    pub(crate) const NEVER: Deadline = Deadline {
+        #[cfg(not(loom))]
+        at: None,
+        #[cfg(loom)]
+        finite: false,
+    };
+
+    /// `timeout` from now; unrepresentably far means never.
+    pub(crate) fn after(timeout: Duration) -> Deadline {
+        #[cfg(not(loom))]
+        {
+            Deadline {
+                at: Instant::now().checked_add(timeout),
+            }
+        }
+        #[cfg(loom)]
+        {
+            let _ = timeout;
+            Deadline { finite: true }
+        }
+    }
+
+    /// How long a wait may still sleep: `Ok(None)` for no limit, `Ok(Some(left))` with
+    /// `left > 0`, or `Err(Expired)` once the deadline has passed.
+    pub(crate) fn left(&self) -> Result<Option<Duration>, Expired> {
+        #[cfg(not(loom))]
+        match self.at {
+            None => Ok(None),
+            Some(at) => match at.checked_duration_since(Instant::now()) {
+                Some(left) if !left.is_zero() => Ok(Some(left)),
+                _ => Err(Expired),
+            },
+        }
+        #[cfg(loom)]
+        if self.finite {
+            Err(Expired)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Whether the deadline has passed.
+    pub(crate) fn expired(&self) -> bool {
+        self.left().is_err()
+    }
+
+    /// The deadline as an absolute `CLOCK_MONOTONIC` time, for the C calls that take one
+    /// (`pthread_mutex_clocklock`, `sem_clockwait`); `None` for no deadline.
+    #[cfg(not(loom))]
+    pub(crate) fn monotonic_timespec(&self) -> Option<libc::timespec> {
+        let left = self.left().unwrap_or(Some(Duration::ZERO))?;
+        let mut now = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: a valid clock id and a valid out pointer.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+        let nanos = now.tv_nsec as u64 + u64::from(left.subsec_nanos());
+        let secs = (now.tv_sec as u64)
+            .saturating_add(left.as_secs())
+            .saturating_add(nanos / 1_000_000_000)
+            .min(i64::MAX as u64);
+        Some(libc::timespec {
+            tv_sec: secs as libc::time_t,
+            tv_nsec: (nanos % 1_000_000_000) as libc::c_long,
+        })
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unrepresentable_timeout_is_no_deadline() {
+        let d = Deadline::after(Duration::MAX);
+        assert_eq!(d.left(), Ok(None));
+    }
+
+    #[test]
+    fn a_deadline_counts_down_and_then_expires() {
+        let d = Deadline::after(Duration::from_millis(30));
+        let left = d.left().unwrap().unwrap();
+        assert!(left <= Duration::from_millis(30) && !left.is_zero());
+        std::thread::sleep(Duration::from_millis(35));
+        assert_eq!(d.left(), Err(Expired));
+        assert!(d.expired());
+    }
+
+    #[test]
+    fn a_monotonic_timespec_lies_ahead_of_the_clock_by_the_time_left() {
+        let d = Deadline::after(Duration::from_secs(3));
+        let ts = d.monotonic_timespec().unwrap();
+        let mut now = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: a valid clock id and out pointer.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+        let ahead = (ts.tv_sec - now.tv_sec) as f64 + (ts.tv_nsec - now.tv_nsec) as f64 * 1e-9;
+        assert!((2.5..=3.0).contains(&ahead), "{ahead}");
+        assert!(Deadline::NEVER.monotonic_timespec().is_none());
+    }
+}

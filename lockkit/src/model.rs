@@ -1,0 +1,90 @@
+//! The atomic word and the futex calls that the reader-writer lock and the semaphore
+//! protocols are written against: the real ones, or under `--cfg loom` a model of them, so
+//! that `loom` runs the unchanged state machines and searches their interleavings.
+//!
+//! The model futex keeps the kernel's contract: `futex_wait` checks the word and queues the
+//! caller as one step that no `futex_wake` can come between (the kernel does it under the
+//! hash-bucket lock, the model under a mutex); `futex_wake(n)` wakes at most `n` queued
+//! waiters of that word and returns how many. A timed wait is modelled as a wait whose time
+//! runs out at once (see `crate::deadline`): it never sleeps, so give-up paths run without
+//! modelling time.
+
+#[cfg(not(loom))]
+pub(crate) use crate::sys::{futex_wait, futex_wake};
+#[cfg(not(loom))]
+pub(crate) use std::sync::atomic::AtomicU32;
+
+#[cfg(loom)]
+pub(crate) use loom::sync::atomic::AtomicU32;
+#[cfg(loom)]
+pub(crate) use loom_futex::{futex_wait, futex_wake};
+
+#[cfg(loom)]
+mod loom_futex {
+    use std::sync::atomic::Ordering::SeqCst;
+    use std::time::Duration;
+
+    use loom::sync::{Condvar, Mutex};
+
+    use super::AtomicU32;
+    use crate::sys::Wake;
+
+    #[derive(Default)]
+    struct Queue {
+        /// `(word address, ticket)` of every sleeper, in arrival order.
+        sleeping: Vec<(usize, u64)>,
+        /// Tickets woken and not yet collected by their sleepers.
+        woken: Vec<u64>,
+        next_ticket: u64,
+    }
+
+    loom::lazy_static! {
+        static ref QUEUE: (Mutex<Queue>, Condvar) = (Mutex::new(Queue::default()), Condvar::new());
+    }
+
+    fn addr(word: &AtomicU32) -> usize {
+        word as *const AtomicU32 as usize
+    }
+
+    pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> Wake {
+        let (lock, cv) = &*QUEUE;
+        let mut q = lock.lock().unwrap();
+        if word.load(SeqCst) != expected {
+            return Wake::Retry;
+        }
+        if timeout.is_some() {
+            return Wake::TimedOut;
+        }
+        let ticket = q.next_ticket;
+        q.next_ticket += 1;
+        q.sleeping.push((addr(word), ticket));
+        loop {
+            q = cv.wait(q).unwrap();
+            if let Some(i) = q.woken.iter().position(|&t| t == ticket) {
+                q.woken.swap_remove(i);
+                return Wake::Retry;
+            }
+        }
+    }
+
+    pub(crate) fn futex_wake(word: &AtomicU32, n: i32) -> usize {
+        let (lock, cv) = &*QUEUE;
+        let mut q = lock.lock().unwrap();
+        let a = addr(word);
+        let mut woke = 0;
+        let mut i = 0;
+        while i < q.sleeping.len() && woke < n.max(0) as usize {
+            if q.sleeping[i].0 == a {
+                let (_, ticket) = q.sleeping.remove(i);
+                q.woken.push(ticket);
+                woke += 1;
+            } else {
+                i += 1;
+            }
+        }
+        if woke > 0 {
+            cv.notify_all();
+        }
+        woke
+    }
+}

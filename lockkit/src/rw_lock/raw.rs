@@ -1,0 +1,560 @@
+//! The reader-writer protocol behind [`RwLock`](super::RwLock): two words in shared memory.
+//!
+//! # The words
+//!
+//! ```text
+//! state:   31               30               29 .. 0
+//!          [WRITERS_WAITING] [READERS_WAITING] [count]
+//! ```
+//! - `count`: the number of readers inside (`0 ..= MAX_READERS`), or `WRITE_LOCKED` (all
+//!   ones) while a writer is inside.
+//! - `READERS_WAITING`: some reader may be asleep on `state`.
+//! - `WRITERS_WAITING`: some writer may be asleep on `writer_notify`. While it is set, new
+//!   readers wait, so a stream of readers cannot keep a writer out.
+//! - `writer_notify`: a counter bumped by every wake-up meant for a writer; writers sleep on
+//!   it, having read it before they last looked at `state`.
+//! - `writer_waiters`: how many writers are registered as waiting. The last one to give up
+//!   clears `WRITERS_WAITING`, so a writer that tried and left does not hold new readers
+//!   back behind the readers already inside.
+//! - `writer`: the thread id of the writer inside, written after it got in and cleared before
+//!   it leaves; only read to refuse a relock by that thread.
+//!
+//! Zero bytes are an unlocked lock with nobody waiting.
+//!
+//! # Who wakes each sleeper (the liveness argument)
+//! - A **reader** sleeps on `state` only after setting `READERS_WAITING`, and only with that
+//!   bit in the value it expects. Whoever clears the bit wakes every sleeper on `state`, and
+//!   only a transition that makes the lock free of writers clears it: `write_unlock` and the
+//!   last `read_unlock` (through `wake_writer_or_readers`), or a writer that gives up while
+//!   the lock is free. So a reader can never sleep on a value that no one will change: if the
+//!   bit was cleared and set again (by another reader) between its look and its sleep, the
+//!   bit is still set when it sleeps, and the next clearing wakes it too. Readers held back
+//!   only by the reader limit are woken by the `read_unlock` that leaves the limit.
+//! - A **writer** sleeps on `writer_notify` only while `WRITERS_WAITING` is set and the lock
+//!   is taken; it read `writer_notify` before it looked, so any wake-up after that look
+//!   changes the word and the sleep returns at once. Every release that leaves the lock free
+//!   with `WRITERS_WAITING` set clears the bit and wakes one writer.
+//! - A writer that does not take the lock (its deadline passed) may have swallowed the
+//!   wake-up another writer needed, and may have left readers behind a bit it set: when it
+//!   gives up (`writer_gave_up`) it clears `WRITERS_WAITING` if it was the last writer
+//!   registered (waking the readers that slept behind it), then passes one writer wake-up on
+//!   (so a writer that read `writer_notify` before the bit was cleared does not sleep), and,
+//!   if the lock is free, wakes whoever waits. If `wake_writer_or_readers` woke no writer at all (the last one gave
+//!   up, or was killed, before sleeping), it wakes the readers instead.
+//! - A waiting writer killed while asleep leaves `WRITERS_WAITING` set (and stays counted in
+//!   `writer_waiters`); the next release finds no writer to wake and lets the readers in, so
+//!   the dead writer holds nobody out for longer than the readers already inside. (A *holder* killed inside is the
+//!   owner-death problem, not handled here.)
+//!
+//! The protocol is model-checked with loom (`RUSTFLAGS="--cfg loom" cargo test -p lockkit
+//! --lib --release rw_lock`), over the model futex in `crate::model`.
+
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
+
+use crate::deadline::{Deadline, Expired};
+use crate::model::{futex_wait, futex_wake, AtomicU32};
+use crate::sys;
+
+const COUNT_MASK: u32 = (1 << 30) - 1;
+const WRITE_LOCKED: u32 = COUNT_MASK;
+/// The most readers inside at once; one less than `WRITE_LOCKED`.
+pub(crate) const MAX_READERS: u32 = COUNT_MASK - 1;
+const READERS_WAITING: u32 = 1 << 30;
+const WRITERS_WAITING: u32 = 1 << 31;
+/// Looks at a taken lock this many times before sleeping.
+const SPIN_LIMIT: u32 = 20;
+
+fn count(s: u32) -> u32 {
+    s & COUNT_MASK
+}
+fn is_unlocked(s: u32) -> bool {
+    count(s) == 0
+}
+fn is_write_locked(s: u32) -> bool {
+    count(s) == WRITE_LOCKED
+}
+/// A new reader may enter: no writer inside or waiting, and room under the limit.
+/// (`READERS_WAITING` does not hold a reader back: it only tells releasers to wake.)
+fn is_read_lockable(s: u32) -> bool {
+    count(s) < MAX_READERS && s & WRITERS_WAITING == 0
+}
+
+/// How a lock attempt ended for the calling thread, when it did not get the lock.
+pub(crate) enum Refused {
+    /// The deadline passed.
+    TimedOut,
+    /// The calling thread holds the write lock itself: waiting could never end.
+    OwnWriteLock,
+}
+
+/// The two words of the protocol, plus the writer's id.
+#[repr(C)]
+#[derive(Debug, Default)]
+pub(crate) struct RawRwLock {
+    state: AtomicU32,
+    writer_notify: AtomicU32,
+    writer_waiters: AtomicU32,
+    writer: AtomicU32,
+}
+
+impl RawRwLock {
+    #[cfg(not(loom))]
+    pub(crate) const fn new() -> Self {
+        RawRwLock {
+            state: AtomicU32::new(0),
+            writer_notify: AtomicU32::new(0),
+            writer_waiters: AtomicU32::new(0),
+            writer: AtomicU32::new(0),
+        }
+    }
+    #[cfg(loom)]
+    pub(crate) fn new() -> Self {
+        RawRwLock {
+            state: AtomicU32::new(0),
+            writer_notify: AtomicU32::new(0),
+            writer_waiters: AtomicU32::new(0),
+            writer: AtomicU32::new(0),
+        }
+    }
+
+    /// Whether the calling thread is the writer inside.
+    fn own_write_lock(&self, s: u32) -> bool {
+        if !is_write_locked(s) {
+            return false;
+        }
+        let me = sys::tid();
+        self.writer.load(Relaxed) == me && sys::tid_confirmed(me)
+    }
+
+    // ----- readers -----
+
+    /// One attempt at shared access; never waits.
+    pub(crate) fn try_read(&self) -> bool {
+        let mut s = self.state.load(Relaxed);
+        while is_read_lockable(s) {
+            match self.state.compare_exchange_weak(s, s + 1, Acquire, Relaxed) {
+                Ok(_) => return true,
+                Err(now) => s = now,
+            }
+        }
+        false
+    }
+
+    /// Shared access, waiting until `deadline`.
+    pub(crate) fn read(&self, deadline: Deadline) -> Result<(), Refused> {
+        if self.try_read() {
+            return Ok(());
+        }
+        self.read_contended(deadline)
+    }
+
+    #[cold]
+    fn read_contended(&self, deadline: Deadline) -> Result<(), Refused> {
+        let mut s = self.spin(|s| is_read_lockable(s) || s & READERS_WAITING != 0);
+        loop {
+            if is_read_lockable(s) {
+                match self.state.compare_exchange_weak(s, s + 1, Acquire, Relaxed) {
+                    Ok(_) => return Ok(()),
+                    Err(now) => {
+                        s = now;
+                        continue;
+                    }
+                }
+            }
+            if self.own_write_lock(s) {
+                return Err(Refused::OwnWriteLock);
+            }
+            // Make sure whoever lets readers in will know to wake us.
+            if s & READERS_WAITING == 0 {
+                if let Err(now) =
+                    self.state
+                        .compare_exchange(s, s | READERS_WAITING, Relaxed, Relaxed)
+                {
+                    s = now;
+                    continue;
+                }
+                s |= READERS_WAITING;
+            }
+            let left = deadline.left().map_err(|Expired| Refused::TimedOut)?;
+            futex_wait(&self.state, s, left);
+            s = self.state.load(Relaxed);
+        }
+    }
+
+    /// Leaves shared access.
+    ///
+    /// # Safety
+    /// The calling thread counted itself in with `try_read`/`read`.
+    pub(crate) unsafe fn read_unlock(&self) {
+        let s = self.state.fetch_sub(1, Release) - 1;
+        if is_unlocked(s) && s & (READERS_WAITING | WRITERS_WAITING) != 0 {
+            // The last reader out: a writer waits (readers wait only behind one).
+            self.wake_writer_or_readers(s);
+        } else if count(s) == MAX_READERS - 1 && s & READERS_WAITING != 0 {
+            // Readers may be waiting for room under the limit. The bit stays: the next
+            // release that frees the lock clears it.
+            futex_wake(&self.state, i32::MAX);
+        }
+    }
+
+    // ----- writers -----
+
+    /// One attempt at exclusive access; never waits and never registers as a waiter.
+    pub(crate) fn try_write(&self) -> bool {
+        let mut s = self.state.load(Relaxed);
+        while is_unlocked(s) {
+            match self
+                .state
+                .compare_exchange_weak(s, s | WRITE_LOCKED, Acquire, Relaxed)
+            {
+                Ok(_) => {
+                    self.writer.store(sys::tid(), Relaxed);
+                    return true;
+                }
+                Err(now) => s = now,
+            }
+        }
+        false
+    }
+
+    /// Exclusive access, waiting until `deadline`.
+    pub(crate) fn write(&self, deadline: Deadline) -> Result<(), Refused> {
+        if self
+            .state
+            .compare_exchange(0, WRITE_LOCKED, Acquire, Relaxed)
+            .is_ok()
+        {
+            self.writer.store(sys::tid(), Relaxed);
+            return Ok(());
+        }
+        self.write_contended(deadline)
+    }
+
+    #[cold]
+    fn write_contended(&self, deadline: Deadline) -> Result<(), Refused> {
+        // Once this writer has set WRITERS_WAITING, others may be sleeping behind the same
+        // bit: keep it set when taking the lock, so our release wakes them.
+        let mut keep = 0;
+        let mut s = self.spin(|s| is_unlocked(s) || s & WRITERS_WAITING != 0);
+        loop {
+            if is_unlocked(s) {
+                match self
+                    .state
+                    .compare_exchange_weak(s, s | WRITE_LOCKED | keep, Acquire, Relaxed)
+                {
+                    Ok(_) => {
+                        if keep != 0 {
+                            self.writer_waiters.fetch_sub(1, SeqCst);
+                        }
+                        self.writer.store(sys::tid(), Relaxed);
+                        return Ok(());
+                    }
+                    Err(now) => {
+                        s = now;
+                        continue;
+                    }
+                }
+            }
+            if self.own_write_lock(s) {
+                if keep != 0 {
+                    self.writer_gave_up();
+                }
+                return Err(Refused::OwnWriteLock);
+            }
+            if keep == 0 {
+                // Registered before the bit is set, so whoever sees the bit and counts 0
+                // knows no writer is behind it.
+                self.writer_waiters.fetch_add(1, SeqCst);
+                keep = WRITERS_WAITING;
+            }
+            if s & WRITERS_WAITING == 0 {
+                if let Err(now) =
+                    self.state
+                        .compare_exchange(s, s | WRITERS_WAITING, Relaxed, Relaxed)
+                {
+                    s = now;
+                    continue;
+                }
+            }
+            // Read the counter before the last look at `state`: a wake-up after that look
+            // changes the counter, and the sleep below returns at once.
+            let seq = self.writer_notify.load(Acquire);
+            s = self.state.load(Relaxed);
+            if is_unlocked(s) || s & WRITERS_WAITING == 0 {
+                continue;
+            }
+            let Ok(left) = deadline.left() else {
+                self.writer_gave_up();
+                return Err(Refused::TimedOut);
+            };
+            futex_wait(&self.writer_notify, seq, left);
+            s = self.spin(|s| is_unlocked(s) || s & WRITERS_WAITING != 0);
+        }
+    }
+
+    /// A writer that registered as waiting is leaving without the lock.
+    #[cold]
+    fn writer_gave_up(&self) {
+        if self.writer_waiters.fetch_sub(1, SeqCst) == 1 {
+            // The last writer registered: readers must not go on waiting behind our bit.
+            let mut s = self.state.load(SeqCst);
+            while s & WRITERS_WAITING != 0 && !is_unlocked(s) {
+                let clear = s & !(WRITERS_WAITING | READERS_WAITING);
+                match self.state.compare_exchange(s, clear, SeqCst, SeqCst) {
+                    Ok(_) => {
+                        if s & READERS_WAITING != 0 {
+                            futex_wake(&self.state, i32::MAX);
+                        }
+                        break;
+                    }
+                    Err(now) => s = now,
+                }
+            }
+        }
+        // A release may have spent its one writer wake-up on us, and a writer that read
+        // `writer_notify` before the bit was cleared must not sleep: pass one on.
+        self.wake_writer();
+        // And if the lock is free, nobody else may be left to wake the others.
+        let s = self.state.load(Relaxed);
+        if is_unlocked(s) && s & (READERS_WAITING | WRITERS_WAITING) != 0 {
+            self.wake_writer_or_readers(s);
+        }
+    }
+
+    /// Leaves exclusive access.
+    ///
+    /// # Safety
+    /// The calling thread holds the write lock.
+    pub(crate) unsafe fn write_unlock(&self) {
+        self.writer.store(0, Relaxed);
+        let s = self.state.fetch_sub(WRITE_LOCKED, Release) - WRITE_LOCKED;
+        if s & (READERS_WAITING | WRITERS_WAITING) != 0 {
+            self.wake_writer_or_readers(s);
+        }
+    }
+
+    // ----- waking -----
+
+    /// Bumps `writer_notify` and wakes one writer; whether a sleeping writer was woken.
+    fn wake_writer(&self) -> bool {
+        self.writer_notify.fetch_add(1, Release);
+        futex_wake(&self.writer_notify, 1) > 0
+    }
+
+    /// The lock was seen free with waiters flagged in `s`: wake one writer, or, if none is
+    /// waiting (or none was asleep to be woken), every reader.
+    fn wake_writer_or_readers(&self, mut s: u32) {
+        debug_assert!(is_unlocked(s));
+        if s == WRITERS_WAITING {
+            match self.state.compare_exchange(s, 0, Relaxed, Relaxed) {
+                Ok(_) => {
+                    self.wake_writer();
+                    return;
+                }
+                // Readers flagged themselves meanwhile, or the lock was taken.
+                Err(now) => s = now,
+            }
+        }
+        if s == READERS_WAITING | WRITERS_WAITING {
+            if self
+                .state
+                .compare_exchange(s, READERS_WAITING, Relaxed, Relaxed)
+                .is_err()
+            {
+                // Taken meanwhile: its holder's release will wake the waiters.
+                return;
+            }
+            if self.wake_writer() {
+                return;
+            }
+            // No writer was asleep (it gave up, or died, before sleeping): let the readers
+            // in rather than leave them waiting for a writer that will never come.
+            s = READERS_WAITING;
+        }
+        if s == READERS_WAITING && self.state.compare_exchange(s, 0, Relaxed, Relaxed).is_ok() {
+            futex_wake(&self.state, i32::MAX);
+        }
+    }
+
+    /// Spins briefly while the lock is taken and nobody sleeps, returning the last state.
+    fn spin(&self, done: impl Fn(u32) -> bool) -> u32 {
+        let mut s = self.state.load(Relaxed);
+        for _ in 0..SPIN_LIMIT {
+            if done(s) {
+                break;
+            }
+            std::hint::spin_loop();
+            s = self.state.load(Relaxed);
+        }
+        s
+    }
+
+    /// The number of readers inside, or `None` while a writer is.
+    pub(crate) fn readers(&self) -> Option<u32> {
+        let s = self.state.load(Relaxed);
+        (!is_write_locked(s)).then_some(count(s))
+    }
+
+    /// Whether a writer waits (a snapshot).
+    pub(crate) fn writers_waiting(&self) -> bool {
+        self.state.load(Relaxed) & WRITERS_WAITING != 0
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    //! `RUSTFLAGS="--cfg loom" cargo test -p lockkit --lib --release rw_lock`
+    //!
+    //! Each model runs the real protocol above over the model futex; loom explores every
+    //! interleaving (bounded by preemptions) and fails on a thread left asleep for good
+    //! ("deadlock") or a broken exclusion.
+
+    use super::*;
+    use loom::cell::UnsafeCell;
+    use loom::sync::Arc;
+    use loom::thread;
+
+    struct Shared {
+        lock: RawRwLock,
+        data: UnsafeCell<u32>,
+    }
+
+    fn shared() -> Arc<Shared> {
+        Arc::new(Shared {
+            lock: RawRwLock::new(),
+            data: UnsafeCell::new(0),
+        })
+    }
+
+    fn write_once(s: &Shared) {
+        s.lock.write(Deadline::NEVER).ok().unwrap();
+        s.data.with_mut(|d| unsafe { *d += 1 });
+        // SAFETY: taken just above.
+        unsafe { s.lock.write_unlock() };
+    }
+
+    fn read_once(s: &Shared) -> u32 {
+        s.lock.read(Deadline::NEVER).ok().unwrap();
+        let v = s.data.with(|d| unsafe { *d });
+        // SAFETY: taken just above.
+        unsafe { s.lock.read_unlock() };
+        v
+    }
+
+    fn model(f: impl Fn() + Sync + Send + 'static) {
+        let mut b = loom::model::Builder::new();
+        b.preemption_bound = Some(3);
+        b.check(f);
+    }
+
+    #[test]
+    fn a_reader_and_two_writers_all_finish() {
+        model(|| {
+            let s = shared();
+            let (a, b) = (Arc::clone(&s), Arc::clone(&s));
+            let w1 = thread::spawn(move || write_once(&a));
+            let w2 = thread::spawn(move || write_once(&b));
+            let seen = read_once(&s);
+            assert!(seen <= 2);
+            w1.join().unwrap();
+            w2.join().unwrap();
+            assert_eq!(read_once(&s), 2);
+        });
+    }
+
+    #[test]
+    fn two_readers_and_a_writer_all_finish() {
+        model(|| {
+            let s = shared();
+            let (a, b) = (Arc::clone(&s), Arc::clone(&s));
+            let r1 = thread::spawn(move || read_once(&a));
+            let r2 = thread::spawn(move || read_once(&b));
+            write_once(&s);
+            r1.join().unwrap();
+            r2.join().unwrap();
+            assert_eq!(read_once(&s), 1);
+        });
+    }
+
+    #[test]
+    fn a_writer_that_gives_up_strands_nobody() {
+        model(|| {
+            let s = shared();
+            // A reader inside for a while, a writer that registers and gives up, and a
+            // reader arriving meanwhile.
+            s.lock.read(Deadline::NEVER).ok().unwrap();
+            let (a, b) = (Arc::clone(&s), Arc::clone(&s));
+            let giver = thread::spawn(move || {
+                let got = a.lock.write(Deadline::after(Default::default())).is_ok();
+                if got {
+                    // SAFETY: taken just above.
+                    unsafe { a.lock.write_unlock() };
+                }
+            });
+            let reader = thread::spawn(move || read_once(&b));
+            // SAFETY: counted in above.
+            unsafe { s.lock.read_unlock() };
+            giver.join().unwrap();
+            reader.join().unwrap();
+            assert!(s.lock.try_write());
+        });
+    }
+
+    #[test]
+    fn a_reader_gets_in_beside_a_reader_once_the_only_writer_gave_up() {
+        model(|| {
+            let s = shared();
+            s.lock.read(Deadline::NEVER).ok().unwrap();
+            let (a, b) = (Arc::clone(&s), Arc::clone(&s));
+            let giver = thread::spawn(move || {
+                assert!(a.lock.write(Deadline::after(Default::default())).is_err());
+            });
+            let reader = thread::spawn(move || read_once(&b));
+            // The arriving reader finishes while the first is still inside.
+            giver.join().unwrap();
+            reader.join().unwrap();
+            // SAFETY: counted in above.
+            unsafe { s.lock.read_unlock() };
+        });
+    }
+
+    #[test]
+    fn a_woken_writer_that_gives_up_passes_the_wake_up_on() {
+        model(|| {
+            let s = shared();
+            s.lock.write(Deadline::NEVER).ok().unwrap();
+            let (a, b) = (Arc::clone(&s), Arc::clone(&s));
+            let giver = thread::spawn(move || {
+                if a.lock.write(Deadline::after(Default::default())).is_ok() {
+                    // SAFETY: taken just above.
+                    unsafe { a.lock.write_unlock() };
+                }
+            });
+            let waiter = thread::spawn(move || write_once(&b));
+            // SAFETY: taken above.
+            unsafe { s.lock.write_unlock() };
+            giver.join().unwrap();
+            waiter.join().unwrap();
+        });
+    }
+
+    #[test]
+    fn try_write_failing_beside_readers_strands_nobody() {
+        model(|| {
+            let s = shared();
+            s.lock.read(Deadline::NEVER).ok().unwrap();
+            let (a, b) = (Arc::clone(&s), Arc::clone(&s));
+            let trier = thread::spawn(move || {
+                if a.lock.try_write() {
+                    // SAFETY: taken just above.
+                    unsafe { a.lock.write_unlock() };
+                }
+            });
+            let reader = thread::spawn(move || read_once(&b));
+            // SAFETY: counted in above.
+            unsafe { s.lock.read_unlock() };
+            trier.join().unwrap();
+            reader.join().unwrap();
+        });
+    }
+}
