@@ -100,6 +100,15 @@ fn a_lock_set_excludes_per_index_across_processes<R: RawLock + 'static>() {
 
 static SIGNALS: AtomicU64 = AtomicU64::new(0);
 
+/// Whether `pid` is blocked in the kernel in a lock's wait at this instant: a futex (202 on
+/// x86_64: the futex, pthread and POSIX semaphore backends) or a SysV semaphore operation
+/// (65 semop, 220 semtimedop).
+fn blocked_in_a_wait(pid: libc::pid_t) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/syscall"))
+        .map(|s| matches!(s.split(' ').next(), Some("202" | "65" | "220")))
+        .unwrap_or(false)
+}
+
 extern "C" fn count_signal(_: libc::c_int) {
     SIGNALS.fetch_add(1, Relaxed);
 }
@@ -121,9 +130,10 @@ fn waiters_bombarded_with_signals_keep_mutual_exclusion<R: RawLock + 'static>() 
     let _s = serial();
     let region = ShmRegion::anonymous(1 << 20).unwrap();
     let shared = region
-        .alloc_zeroed::<(ShmMutex<u64, R>, AtomicU32, AtomicU64, AtomicU32)>()
+        .alloc_zeroed::<(ShmMutex<u64, R>, AtomicU32, AtomicU64, AtomicU32, AtomicU64)>()
         .unwrap();
-    let (counter, done, received, ready) = (&shared.0, &shared.1, &shared.2, &shared.3);
+    let (counter, done, received, ready, in_wait) =
+        (&shared.0, &shared.1, &shared.2, &shared.3, &shared.4);
     let workers: Vec<Child> = (0..3)
         .map(|_| {
             fork(|| {
@@ -152,6 +162,9 @@ fn waiters_bombarded_with_signals_keep_mutual_exclusion<R: RawLock + 'static>() 
         wait_for(ready, 3);
         while done.load(Acquire) < 3 && t0.elapsed() < Duration::from_secs(60) {
             for &p in &pids {
+                if blocked_in_a_wait(p) {
+                    in_wait.fetch_add(1, Relaxed);
+                }
                 // SAFETY: signalling our sibling workers, which handle SIGUSR1.
                 unsafe { libc::kill(p, libc::SIGUSR1) };
             }
@@ -167,6 +180,12 @@ fn waiters_bombarded_with_signals_keep_mutual_exclusion<R: RawLock + 'static>() 
     assert!(
         received.load(Relaxed) > 0,
         "the workers were interrupted at all"
+    );
+    // The spin backend never sleeps in the kernel: nothing of it to interrupt.
+    assert!(
+        in_wait.load(Relaxed) > 0 || R::NAME == "spin",
+        "backend {}: no signal was sent while a worker was blocked in the lock's wait",
+        R::NAME
     );
     // SAFETY: every process that used it has exited.
     unsafe { counter.destroy() };

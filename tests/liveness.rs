@@ -178,13 +178,14 @@ fn a_reader_waiting_at_the_reader_limit_gets_in_when_one_leaves() {
 
 #[test]
 fn a_semaphore_post_at_the_limit_panics_and_keeps_every_token() {
-    let sem = ShmSemaphore::new(u32::MAX);
+    let full = ShmSemaphore::MAX_TOKENS;
+    let sem = ShmSemaphore::new(full);
     let r = catch_unwind(AssertUnwindSafe(|| sem.post()));
-    let msg = panic_message(r.expect_err("posting past u32::MAX must panic"));
+    let msg = panic_message(r.expect_err("posting past the limit must panic"));
     assert!(msg.contains("overflow"), "{msg}");
-    assert_eq!(sem.value(), u32::MAX, "no token was lost");
+    assert_eq!(sem.value(), full, "no token was lost");
     assert!(sem.try_wait());
-    assert_eq!(sem.value(), u32::MAX - 1);
+    assert_eq!(sem.value(), full - 1);
 }
 
 #[test]

@@ -6,13 +6,10 @@
 //!   waits longer in total than asked.
 //! - A timeout too large to represent as an instant (`Duration::MAX`, say) means "no
 //!   deadline": the wait behaves like the untimed one, for ever if need be.
-//! - Under `--cfg loom` time does not pass in the model, so a finite deadline counts as
-//!   already passed at its first check: a timed acquisition makes one attempt, registers as a
-//!   waiter, and then gives up, which is exactly the give-up path the models must cover.
+//! - The protocols model-checked with loom take their deadline from `crate::model`, which
+//!   under `--cfg loom` swaps in a model where time does not pass.
 
-use std::time::Duration;
-#[cfg(not(loom))]
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The time a timed acquisition had was used up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,52 +18,29 @@ pub(crate) struct Expired;
 /// When a wait must give up, if ever.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Deadline {
-    #[cfg(not(loom))]
     at: Option<Instant>,
-    #[cfg(loom)]
-    finite: bool,
 }
 
 impl Deadline {
     /// No deadline: wait as long as it takes.
-    pub(crate) const NEVER: Deadline = Deadline {
-        #[cfg(not(loom))]
-        at: None,
-        #[cfg(loom)]
-        finite: false,
-    };
+    pub(crate) const NEVER: Deadline = Deadline { at: None };
 
     /// `timeout` from now; unrepresentably far means never.
     pub(crate) fn after(timeout: Duration) -> Deadline {
-        #[cfg(not(loom))]
-        {
-            Deadline {
-                at: Instant::now().checked_add(timeout),
-            }
-        }
-        #[cfg(loom)]
-        {
-            let _ = timeout;
-            Deadline { finite: true }
+        Deadline {
+            at: Instant::now().checked_add(timeout),
         }
     }
 
     /// How long a wait may still sleep: `Ok(None)` for no limit, `Ok(Some(left))` with
     /// `left > 0`, or `Err(Expired)` once the deadline has passed.
     pub(crate) fn left(&self) -> Result<Option<Duration>, Expired> {
-        #[cfg(not(loom))]
         match self.at {
             None => Ok(None),
             Some(at) => match at.checked_duration_since(Instant::now()) {
                 Some(left) if !left.is_zero() => Ok(Some(left)),
                 _ => Err(Expired),
             },
-        }
-        #[cfg(loom)]
-        if self.finite {
-            Err(Expired)
-        } else {
-            Ok(None)
         }
     }
 
@@ -77,7 +51,6 @@ impl Deadline {
 
     /// The deadline as an absolute `CLOCK_MONOTONIC` time, for the C calls that take one
     /// (`pthread_mutex_clocklock`, `sem_clockwait`); `None` for no deadline.
-    #[cfg(not(loom))]
     pub(crate) fn monotonic_timespec(&self) -> Option<libc::timespec> {
         let left = self.left().unwrap_or(Some(Duration::ZERO))?;
         let mut now = libc::timespec {
@@ -98,7 +71,7 @@ impl Deadline {
     }
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(test)]
 mod tests {
     use super::*;
 

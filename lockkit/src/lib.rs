@@ -36,7 +36,12 @@
 //! Handles are plain values: `fork` copies them into the child, and the child uses the same
 //! shared objects. Dropping handles never frees shared memory (freeing is explicit), and only
 //! the creator of a named region unlinks its name, so a child can drop what it inherited or
-//! exit at any time.
+//! exit at any time. A guard the child inherited does not release its parent's lock when the
+//! child drops it: only the thread that took a lock releases it.
+//!
+//! lockkit caches each thread's kernel id; glibc's `fork` resets the cache in the child. A
+//! process made by a raw `clone(2)` or by glibc's `_Fork` runs no fork handlers and must call
+//! [`refresh_thread_ids`] before it takes a lock.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]

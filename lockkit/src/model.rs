@@ -1,6 +1,6 @@
-//! The atomic word and the futex calls that the reader-writer lock and the semaphore
-//! protocols are written against: the real ones, or under `--cfg loom` a model of them, so
-//! that `loom` runs the unchanged state machines and searches their interleavings.
+//! The atomic word, the futex calls and the deadline that the reader-writer lock and the
+//! semaphore protocols are written against: the real ones, or under `--cfg loom` a model of
+//! them, so that `loom` runs the unchanged state machines and searches their interleavings.
 //!
 //! The model futex keeps the kernel's contract: `futex_wait` checks the word and queues the
 //! caller as one step that no `futex_wake` can come between (the kernel does it under the
@@ -10,7 +10,11 @@
 //! modelling time.
 
 #[cfg(not(loom))]
+pub(crate) use crate::deadline::Deadline;
+#[cfg(not(loom))]
 pub(crate) use crate::sys::{futex_wait, futex_wake};
+#[cfg(not(loom))]
+pub(crate) use crate::sys::{tid, tid_confirmed};
 #[cfg(not(loom))]
 pub(crate) use std::sync::atomic::AtomicU32;
 
@@ -18,6 +22,71 @@ pub(crate) use std::sync::atomic::AtomicU32;
 pub(crate) use loom::sync::atomic::AtomicU32;
 #[cfg(loom)]
 pub(crate) use loom_futex::{futex_wait, futex_wake};
+#[cfg(loom)]
+pub(crate) use loom_ids::{tid, tid_confirmed};
+#[cfg(loom)]
+pub(crate) use loom_time::Deadline;
+
+#[cfg(loom)]
+mod loom_ids {
+    //! Loom runs every model thread on one OS thread, so the kernel's thread id cannot tell
+    //! them apart: each model thread gets its own small id instead.
+
+    use std::cell::Cell;
+    use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+
+    loom::lazy_static! {
+        static ref NEXT: AtomicU32 = AtomicU32::new(1);
+    }
+    loom::thread_local! {
+        static ID: Cell<u32> = Cell::new(0);
+    }
+
+    pub(crate) fn tid() -> u32 {
+        ID.with(|id| {
+            if id.get() == 0 {
+                id.set(NEXT.fetch_add(1, Relaxed));
+            }
+            id.get()
+        })
+    }
+
+    pub(crate) fn tid_confirmed(cached: u32) -> bool {
+        cached == tid()
+    }
+}
+
+#[cfg(loom)]
+mod loom_time {
+    //! Time does not pass in a loom model, so a finite deadline counts as already passed at
+    //! its first check: a timed acquisition makes one attempt, registers as a waiter, and
+    //! gives up, which is the give-up path the models must cover.
+
+    use std::time::Duration;
+
+    pub(crate) use crate::deadline::Expired;
+
+    #[derive(Debug, Clone, Copy)]
+    pub(crate) struct Deadline {
+        finite: bool,
+    }
+
+    impl Deadline {
+        pub(crate) const NEVER: Deadline = Deadline { finite: false };
+
+        pub(crate) fn after(_timeout: Duration) -> Deadline {
+            Deadline { finite: true }
+        }
+
+        pub(crate) fn left(&self) -> Result<Option<Duration>, Expired> {
+            if self.finite {
+                Err(Expired)
+            } else {
+                Ok(None)
+            }
+        }
+    }
+}
 
 #[cfg(loom)]
 mod loom_futex {

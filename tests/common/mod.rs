@@ -96,6 +96,26 @@ impl Child {
         self.pid as u32
     }
 
+    /// Whether the child has exited (without reaping it).
+    pub fn has_exited(&self) -> bool {
+        if self.reaped {
+            return true;
+        }
+        // SAFETY: siginfo_t is plain integers, for which zero bytes are valid.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: polling our own child; WNOWAIT leaves it to be reaped by `try_join`.
+        let r = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                self.pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+            )
+        };
+        // SAFETY: waitid filled `info`; si_pid is 0 while the child runs.
+        r == 0 && unsafe { info.si_pid() } != 0
+    }
+
     /// The exit code if the child has exited (reaping it), `None` if it still runs.
     pub fn try_join(&mut self) -> Option<i32> {
         if self.reaped {

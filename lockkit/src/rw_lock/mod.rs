@@ -12,7 +12,7 @@ use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
-use crate::deadline::Deadline;
+use crate::model::Deadline;
 use crate::{ShmSafe, ShmZeroable};
 use raw::{RawRwLock, Refused};
 

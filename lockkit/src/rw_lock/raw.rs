@@ -51,9 +51,8 @@
 
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
 
-use crate::deadline::{Deadline, Expired};
-use crate::model::{futex_wait, futex_wake, AtomicU32};
-use crate::sys;
+use crate::deadline::Expired;
+use crate::model::{self, futex_wait, futex_wake, AtomicU32, Deadline};
 
 const COUNT_MASK: u32 = (1 << 30) - 1;
 const WRITE_LOCKED: u32 = COUNT_MASK;
@@ -122,8 +121,8 @@ impl RawRwLock {
         if !is_write_locked(s) {
             return false;
         }
-        let me = sys::tid();
-        self.writer.load(Relaxed) == me && sys::tid_confirmed(me)
+        let me = model::tid();
+        self.writer.load(Relaxed) == me && model::tid_confirmed(me)
     }
 
     // ----- readers -----
@@ -208,7 +207,7 @@ impl RawRwLock {
                 .compare_exchange_weak(s, s | WRITE_LOCKED, Acquire, Relaxed)
             {
                 Ok(_) => {
-                    self.writer.store(sys::tid(), Relaxed);
+                    self.writer.store(model::tid(), Relaxed);
                     return true;
                 }
                 Err(now) => s = now,
@@ -224,7 +223,7 @@ impl RawRwLock {
             .compare_exchange(0, WRITE_LOCKED, Acquire, Relaxed)
             .is_ok()
         {
-            self.writer.store(sys::tid(), Relaxed);
+            self.writer.store(model::tid(), Relaxed);
             return Ok(());
         }
         self.write_contended(deadline)
@@ -246,7 +245,7 @@ impl RawRwLock {
                         if keep != 0 {
                             self.writer_waiters.fetch_sub(1, SeqCst);
                         }
-                        self.writer.store(sys::tid(), Relaxed);
+                        self.writer.store(model::tid(), Relaxed);
                         return Ok(());
                     }
                     Err(now) => {
@@ -443,7 +442,7 @@ mod loom_tests {
 
     fn model(f: impl Fn() + Sync + Send + 'static) {
         let mut b = loom::model::Builder::new();
-        b.preemption_bound = Some(3);
+        b.preemption_bound = Some(2);
         b.check(f);
     }
 
