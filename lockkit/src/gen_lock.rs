@@ -53,16 +53,41 @@ impl<R: RawLock> Default for GenLock<R> {
 /// The process and thread holding a lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Owner {
-    /// The holder's process id; 0 if the holder was caught between taking the lock and
-    /// recording its pid.
+    /// The holder's process id (in the caller's pid namespace); 0 if it is not known (the
+    /// holder died, or the backend could not find it).
     pub pid: u32,
     /// The holder's kernel thread id (as `gettid` returns it).
     pub tid: u32,
+    /// Whether the holding thread still exists. `false` means it died holding the lock
+    /// (a thread that reused its id does not count); the next waiter takes the lock over.
+    pub alive: bool,
 }
 
 impl fmt::Display for Owner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "pid {} tid {}", self.pid, self.tid)
+        write!(f, "pid {} tid {}", self.pid, self.tid)?;
+        if !self.alive {
+            f.write_str(" (dead)")?;
+        }
+        Ok(())
+    }
+}
+
+impl Owner {
+    /// The owner named by an owner id from a lock word: pid and liveness from the kernel.
+    pub(crate) fn from_owner_id(owner: u32) -> Owner {
+        let tid = crate::sys::owner_tid(owner);
+        let alive = crate::sys::owner_alive(owner);
+        let pid = if alive {
+            crate::sys::pid_of_tid(tid)
+        } else {
+            None
+        };
+        Owner {
+            pid: pid.unwrap_or(0),
+            tid,
+            alive,
+        }
     }
 }
 
@@ -137,7 +162,7 @@ impl<R: RawLock> GenLock<R> {
 
     /// Who holds the lock at this instant, or `None` if nobody does.
     pub fn owner(&self) -> Option<Owner> {
-        self.raw.owner().map(|(pid, tid)| Owner { pid, tid })
+        self.raw.owner()
     }
 }
 

@@ -126,7 +126,7 @@ impl RecLock {
 
     /// Who holds the lock at this instant.
     pub fn owner(&self) -> Option<Owner> {
-        self.raw.owner().map(|(pid, tid)| Owner { pid, tid })
+        self.raw.owner()
     }
 }
 
@@ -151,6 +151,20 @@ impl<'a> RecLockGuard<'a> {
             lock,
             _not_send: PhantomData,
         }
+    }
+
+    /// Whether a previous holder died holding the lock and nobody has marked it consistent
+    /// since: the data it guards may be half-updated. Repair it, then call
+    /// [`mark_consistent`](RecLockGuard::mark_consistent); until then every acquisition is
+    /// told again.
+    pub fn owner_died(guard: &Self) -> bool {
+        guard.lock.raw.is_inconsistent()
+    }
+
+    /// Declares the data repaired after an owner's death.
+    pub fn mark_consistent(guard: &mut Self) {
+        // SAFETY: the guard's thread holds the lock.
+        unsafe { guard.lock.raw.mark_consistent() }
     }
 }
 

@@ -96,8 +96,64 @@ pub(crate) fn errno() -> i32 {
 }
 
 thread_local! {
-    /// `pid << 32 | tid` of this thread, 0 until first asked for (and again after `fork`).
+    /// `owner_id << 32 | tid` of this thread, 0 until first asked for (and again after
+    /// `fork`).
     static IDS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Bits of an owner id that hold the thread id: Linux caps thread ids below 2^22
+/// (`pid_max` is at most 4,194,304).
+pub(crate) const OWNER_TID_BITS: u32 = 22;
+const OWNER_TID_MASK: u32 = (1 << OWNER_TID_BITS) - 1;
+/// An owner id: the tid, and above it 8 bits derived from the thread's start time.
+pub(crate) const OWNER_MASK: u32 = (1 << 30) - 1;
+
+/// 8 bits of a thread's start time (clock ticks since boot), spread by a multiplicative
+/// hash, in `1..=255`. Two threads that share a tid (one dead, one that reused the id)
+/// almost surely started at different ticks, so they differ here with probability 254/255.
+/// Tag 0 means "unknown" (no `/proc` when the thread asked): such an owner is never judged
+/// by its start time.
+fn start_tag(start_ticks: u64) -> u32 {
+    ((start_ticks.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) % 255) as u32 + 1
+}
+
+/// A thread's state letter and start time, from `/proc/<tid>/stat` (`thread-self` for the
+/// caller); `None` if there is no such thread.
+fn thread_stat(tid: Option<u32>) -> Option<(u8, u64)> {
+    let path = match tid {
+        Some(t) => format!("/proc/{t}/stat"),
+        None => "/proc/thread-self/stat".to_owned(),
+    };
+    let stat = std::fs::read_to_string(path).ok()?;
+    // The command name is parenthesised and may hold anything, so parse after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split(' ');
+    let state = fields.next()?.bytes().next()?;
+    // Field 22 of the file, starttime; `rest` starts at field 3.
+    let start = fields.nth(22 - 4)?.parse().ok()?;
+    Some((state, start))
+}
+
+/// Whether the thread that wrote `owner` (an [`owner_id`]) into a lock word still exists.
+/// False when no thread has its tid, when that thread is a zombie (its process exited and
+/// was not yet reaped), or when the thread with that tid started at another time (the
+/// owner died and its tid was reused).
+///
+/// When `/proc` cannot be read at all (not mounted in a sandbox), every owner counts as
+/// alive: without evidence, a lock is never taken from its holder.
+pub(crate) fn owner_alive(owner: u32) -> bool {
+    let tid = owner & OWNER_TID_MASK;
+    let tag = owner >> OWNER_TID_BITS;
+    match thread_stat(Some(tid)) {
+        None => thread_stat(None).is_none(),
+        Some((b'Z' | b'X' | b'x', _)) => false,
+        Some((_, start)) => tag == 0 || start_tag(start) == tag,
+    }
+}
+
+/// The thread id inside an owner id.
+pub(crate) fn owner_tid(owner: u32) -> u32 {
+    owner & OWNER_TID_MASK
 }
 
 static ATFORK: Once = Once::new();
@@ -116,9 +172,13 @@ fn fill_ids() -> u64 {
             libc::pthread_atfork(None, None, Some(reset_ids_in_child));
         }
     });
-    // SAFETY: getpid and gettid take no arguments and cannot fail.
-    let (pid, tid) = unsafe { (libc::getpid() as u32, libc::gettid() as u32) };
-    let ids = (u64::from(pid) << 32) | u64::from(tid);
+    // SAFETY: gettid takes no arguments and cannot fail.
+    let tid = unsafe { libc::gettid() } as u32;
+    // /proc is how lockkit tells a live owner from a dead one; without it (an unusual
+    // sandbox), tag 0 still gives a working lock, only without reuse detection.
+    let tag = thread_stat(None).map_or(0, |(_, start)| start_tag(start));
+    let owner = (tid & OWNER_TID_MASK) | (tag << OWNER_TID_BITS);
+    let ids = (u64::from(owner) << 32) | u64::from(tid);
     IDS.with(|c| c.set(ids));
     ids
 }
@@ -155,6 +215,18 @@ pub(crate) fn tid_confirmed(cached: u32) -> bool {
     real == cached
 }
 
+/// The calling thread's owner id, what the futex, spin and reader-writer locks write into
+/// their words: its tid, and 8 bits of its start time (see [`owner_alive`]).
+#[inline]
+pub(crate) fn owner_id() -> u32 {
+    (ids() >> 32) as u32
+}
+
+/// Whether the cached owner id is still the calling thread's (see [`tid_confirmed`]).
+pub(crate) fn owner_id_confirmed(cached: u32) -> bool {
+    tid_confirmed(cached & OWNER_TID_MASK)
+}
+
 /// The calling thread's kernel thread id (unique across processes of one pid namespace).
 #[inline]
 pub(crate) fn tid() -> u32 {
@@ -178,8 +250,8 @@ mod tests {
     #[test]
     fn ids_match_the_kernel() {
         // SAFETY: see fill_ids.
-        let (p, t) = unsafe { (libc::getpid() as u32, libc::gettid() as u32) };
-        assert_eq!((ids() >> 32) as u32, p);
+        let t = unsafe { libc::gettid() as u32 };
+        assert_eq!(owner_tid(owner_id()), t);
         assert_eq!(tid(), t);
         let other = std::thread::spawn(tid).join().unwrap();
         assert_ne!(other, t);
@@ -191,6 +263,20 @@ mod tests {
         let other = std::thread::spawn(tid).join().unwrap();
         assert_eq!(pid_of_tid(tid()), Some(me));
         assert_eq!(pid_of_tid(other), None, "that thread has exited");
+    }
+
+    #[test]
+    fn a_live_thread_is_alive_and_an_exited_one_or_a_reused_id_is_not() {
+        assert!(owner_alive(owner_id()));
+        let gone = std::thread::spawn(owner_id).join().unwrap();
+        assert!(!owner_alive(gone), "that thread has exited");
+        // This thread's tid with another start time: what a dead owner whose tid this
+        // thread reused looks like.
+        let me = owner_id();
+        let tag = me >> OWNER_TID_BITS;
+        let other = if tag == 255 { 1 } else { tag + 1 };
+        let impostor = owner_tid(me) | (other << OWNER_TID_BITS);
+        assert!(!owner_alive(impostor));
     }
 
     #[test]

@@ -1,42 +1,59 @@
 //! The futex lock behind [`GenLock`](crate::GenLock): a process-shared mutex whose word names
-//! its owner.
+//! its owner, and which hands a dead owner's lock to the next waiter.
 //!
 //! # The lock word
 //!
 //! ```text
-//!  31        30         29 .. 0
-//! [WAITERS] [reserved] [owner TID]
+//!  31        30             29 .. 22        21 .. 0
+//! [WAITERS] [INCONSISTENT] [start tag]     [owner TID]
 //! ```
 //!
-//! - `0`: unlocked. All-zero memory is therefore an unlocked lock, which is what makes a
-//!   zeroed shared-memory allocation ready to use.
-//! - `tid`: locked by thread `tid`, nobody sleeps on it.
-//! - `tid | WAITERS`: locked, and somebody may be sleeping in `FUTEX_WAIT`; the unlocker must
-//!   issue a `FUTEX_WAKE`.
+//! - owner bits `0`: unlocked. All-zero memory is therefore an unlocked lock, which is what
+//!   makes a zeroed shared-memory allocation ready to use.
+//! - owner bits = the holder's owner id: its thread id and 8 bits of its start time (so a
+//!   thread that later reuses a dead holder's tid is not taken for it; `sys::owner_alive`).
+//! - `WAITERS`: somebody may be sleeping in `FUTEX_WAIT`; the unlocker must wake one.
+//! - `INCONSISTENT`: a holder died holding the lock; the data it guards may be half-updated.
+//!   It stays set, through releases, until a holder calls `mark_consistent`: every
+//!   acquisition meanwhile is told [`Acquired::OwnerDied`], so the signal cannot be missed by
+//!   code that ignores it once.
 //!
-//! Transitions: `lock` moves `0 → tid` with one compare-exchange (the fast path). When the
+//! Transitions: `lock` moves `0 → me` with one compare-exchange (the fast path). When the
 //! word is taken, it spins a bounded number of times, then sets `WAITERS` and sleeps. A thread
-//! that acquires after sleeping takes the word as `tid | WAITERS`, because it cannot know
+//! that acquires after sleeping takes the word as `me | WAITERS`, because it cannot know
 //! whether others still sleep (the same reasoning as the "contended" state of a three-state
-//! futex mutex). `unlock` swaps the word to `0` and wakes one sleeper if `WAITERS` was set: one
-//! read-modify-write, the least a sleeping lock can pay.
+//! futex mutex). `unlock` moves `me → 0` with one compare-exchange; if that fails (`WAITERS`
+//! or `INCONSISTENT` set), the slow path clears the owner, keeps `INCONSISTENT`, and wakes
+//! one sleeper if `WAITERS` was set.
 //!
-//! The layout (TID in the low 30 bits, bit 31 for waiters, bit 30 kept clear) is the kernel's
-//! robust-futex layout, so owner-death detection can build on it. The word is the only
-//! record of the owner: [`Futex::owner`] reads the tid from it and asks the kernel which
-//! process that thread belongs to, so it can never pair one holder's tid with another's pid.
+//! # Owner death: a liveness probe after a bounded sleep
+//! A waiter never sleeps longer than a probe interval (1 ms at first, doubling to 10 ms while
+//! the same owner holds on). When it wakes to find the same owner id in the word, it asks the
+//! kernel whether that thread still exists (`/proc/<tid>/stat`: absent, a zombie, or started
+//! at another time means dead) and, if not, takes the word over with one compare-exchange
+//! that expects exactly the dead owner's value: `me | WAITERS | INCONSISTENT`, reporting
+//! [`Acquired::OwnerDied`]. A live holder is never robbed: its word would be found alive,
+//! and the exact-value compare-exchange fails if anything changed. Measured hand-over:
+//! `BENCHMARKS.md`. Chosen over the kernel's robust list (which would be faster, in
+//! microseconds) because glibc owns each thread's list head and an entry must be linked on
+//! every acquisition, which would cost the uncontended path; the probe costs nothing until a
+//! waiter has slept a millisecond. Limits: the probe reads `/proc` of the caller's pid
+//! namespace (processes in different pid namespaces cannot judge each other's owners), and
+//! `try_lock` does not probe (only waits do).
 //!
 //! `unlock` releases only a word that names the calling thread: a guard that `fork` copied
-//! into a child (whose thread has another tid) does not release its parent's lock.
+//! into a child (whose thread has another id) does not release its parent's lock.
 //!
-//! Who wakes a sleeper: a waiter sleeps only on a word with `WAITERS` set and a holder's tid
-//! in it; the holder's `unlock` changes the word to 0 and, seeing `WAITERS`, wakes one. A
-//! woken thread that takes the lock sets `WAITERS` again (others may still sleep), so each
-//! release wakes the next sleeper; a timed waiter that gives up leaves `WAITERS` set, which
-//! costs at most one spurious wake-up later, never a lost one.
+//! Who wakes a sleeper: a waiter sleeps only on a word with `WAITERS` set and a holder in it;
+//! the holder's `unlock` changes the word and, seeing `WAITERS`, wakes one. A woken thread
+//! that takes the lock sets `WAITERS` again (others may still sleep), so each release wakes
+//! the next sleeper; a timed waiter that gives up leaves `WAITERS` set, which costs at most
+//! one spurious wake-up later, never a lost one. A holder that dies wakes nobody: its
+//! waiters' own probes find it dead.
 //!
 //! The word lives in memory that other processes can write, so every loop here tolerates any
-//! value in it: a garbage word can make a waiter wait, never make it misbehave.
+//! value in it: a garbage word can make a waiter wait (or take over a "dead" owner that never
+//! existed), never make it misbehave.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -45,18 +62,23 @@ use std::time::Instant;
 
 use super::{Acquired, RawLock};
 use crate::deadline::Deadline;
-use crate::sys::{self, Wake};
+use crate::sys::{self, Wake, OWNER_MASK};
 
 /// Set while some thread may be asleep on the word.
 const WAITERS: u32 = 1 << 31;
-/// The owner's thread id. Linux limits thread ids to 2^22, well inside these 30 bits.
-const TID_MASK: u32 = (1 << 30) - 1;
+/// Set from an owner's death until `mark_consistent`.
+const INCONSISTENT: u32 = 1 << 30;
 /// Looks at the word this many times before sleeping. Short: with 40, contended processes
 /// handed the lock to each other on every operation and ran at 40 Mops/s; with 5, at 68
 /// (`cargo bench --bench contended`, BENCHMARKS.md).
 const SPIN_LIMIT: u32 = 5;
+/// A waiter's first nap before it checks that the owner is alive.
+const PROBE_FIRST: Duration = Duration::from_millis(1);
+/// The longest nap between two checks of one owner: bounds the hand-over after a death.
+const PROBE_MAX: Duration = Duration::from_millis(10);
 
-/// A process-shared futex mutex with owner tracking. Zero bytes are an unlocked lock.
+/// A process-shared futex mutex with owner tracking and owner-death hand-over. Zero bytes
+/// are an unlocked lock.
 #[repr(C)]
 #[derive(Debug, Default)]
 pub struct Futex {
@@ -71,7 +93,9 @@ impl Futex {
         }
     }
 
-    /// Takes the lock, sleeping while another thread or process holds it.
+    /// Takes the lock, sleeping while another thread or process holds it. If the holder
+    /// died, the lock is taken over and stays marked inconsistent ([`Futex::is_inconsistent`])
+    /// until [`Futex::mark_consistent`].
     ///
     /// # Panics
     /// If the calling thread already holds the lock: the lock is not recursive, and waiting
@@ -79,31 +103,71 @@ impl Futex {
     #[inline]
     #[track_caller]
     pub fn lock(&self) {
-        let tid = sys::tid();
-        if self
-            .word
-            .compare_exchange(0, tid, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
-            self.lock_contended(tid, None);
-        }
+        let _ = self.acquire();
     }
 
     /// Takes the lock if nobody holds it.
     #[inline]
     pub fn try_lock(&self) -> bool {
-        self.word
-            .compare_exchange(0, sys::tid(), Ordering::Acquire, Ordering::Relaxed)
-            .is_ok()
+        self.try_acquire().is_some()
     }
 
     /// Takes the lock, giving up after `timeout` (at once if the calling thread holds it).
     pub fn try_lock_for(&self, timeout: Duration) -> bool {
-        let tid = sys::tid();
-        self.word
-            .compare_exchange(0, tid, Ordering::Acquire, Ordering::Relaxed)
-            .is_ok()
-            || self.lock_contended(tid, Some(Deadline::after(timeout)))
+        self.try_acquire_for(timeout).is_some()
+    }
+
+    /// [`lock`](Futex::lock), telling whether a previous owner died.
+    #[inline]
+    #[track_caller]
+    pub(crate) fn acquire(&self) -> Acquired {
+        let me = sys::owner_id();
+        match self
+            .word
+            .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
+        {
+            Ok(_) => Acquired::Clean,
+            Err(_) => match self.lock_contended(me, None) {
+                Some(how) => how,
+                None => unreachable!("an untimed wait does not give up"),
+            },
+        }
+    }
+
+    /// [`try_lock`](Futex::try_lock), telling whether a previous owner died.
+    #[inline]
+    pub(crate) fn try_acquire(&self) -> Option<Acquired> {
+        let me = sys::owner_id();
+        match self
+            .word
+            .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
+        {
+            Ok(_) => Some(Acquired::Clean),
+            Err(w) => self.try_inconsistent(w, me),
+        }
+    }
+
+    /// A free but inconsistent lock: taken, and reported.
+    #[cold]
+    fn try_inconsistent(&self, w: u32, me: u32) -> Option<Acquired> {
+        (w & OWNER_MASK == 0
+            && self
+                .word
+                .compare_exchange(w, w | me, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok())
+        .then(|| how(w))
+    }
+
+    /// [`try_lock_for`](Futex::try_lock_for), telling whether a previous owner died.
+    pub(crate) fn try_acquire_for(&self, timeout: Duration) -> Option<Acquired> {
+        let me = sys::owner_id();
+        match self
+            .word
+            .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
+        {
+            Ok(_) => Some(Acquired::Clean),
+            Err(_) => self.lock_contended(me, Some(Deadline::after(timeout))),
+        }
     }
 
     /// Releases the lock, if the calling thread holds it. A word naming another thread is
@@ -115,24 +179,26 @@ impl Futex {
     /// is a `fork` child holding a copy of the guard of the thread that does.
     #[inline]
     pub unsafe fn unlock(&self) {
-        let tid = sys::tid();
+        let me = sys::owner_id();
         if self
             .word
-            .compare_exchange(tid, 0, Ordering::Release, Ordering::Relaxed)
+            .compare_exchange(me, 0, Ordering::Release, Ordering::Relaxed)
             .is_err()
         {
-            self.unlock_slow(tid);
+            self.unlock_slow(me);
         }
     }
 
     #[cold]
-    fn unlock_slow(&self, tid: u32) {
+    fn unlock_slow(&self, me: u32) {
         let mut w = self.word.load(Ordering::Relaxed);
-        while w & TID_MASK == tid {
-            match self
-                .word
-                .compare_exchange_weak(w, 0, Ordering::Release, Ordering::Relaxed)
-            {
+        while w & OWNER_MASK == me {
+            match self.word.compare_exchange_weak(
+                w,
+                w & INCONSISTENT,
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
                 Ok(_) => {
                     if w & WAITERS != 0 {
                         sys::futex_wake(&self.word, 1);
@@ -144,67 +210,79 @@ impl Futex {
         }
     }
 
+    /// Declares the data the lock guards repaired after an owner's death: later
+    /// acquisitions are no longer told [`Acquired::OwnerDied`].
+    ///
+    /// # Safety
+    /// The calling thread holds the lock.
+    pub unsafe fn mark_consistent(&self) {
+        self.word.fetch_and(!INCONSISTENT, Ordering::Relaxed);
+    }
+
+    /// Whether a holder died holding the lock and nobody has marked it consistent since.
+    pub fn is_inconsistent(&self) -> bool {
+        self.word.load(Ordering::Relaxed) & INCONSISTENT != 0
+    }
+
     /// Whether the calling thread holds the lock. Confirms the thread id with the kernel
     /// when the word names it, so a raw `clone(2)` child is never taken for its parent.
     pub fn is_held_by_current_thread(&self) -> bool {
-        let tid = sys::tid();
-        self.word.load(Ordering::Relaxed) & TID_MASK == tid && sys::tid_confirmed(tid)
+        let me = sys::owner_id();
+        self.word.load(Ordering::Relaxed) & OWNER_MASK == me && sys::owner_id_confirmed(me)
     }
 
     /// Whether some thread holds the lock at this instant.
     pub fn is_locked(&self) -> bool {
-        self.word.load(Ordering::Relaxed) & TID_MASK != 0
+        self.word.load(Ordering::Relaxed) & OWNER_MASK != 0
     }
 
-    /// `(pid, tid)` of the holder at this instant, or `None` when unlocked.
+    /// The holder at this instant, or `None` when unlocked.
     ///
     /// The tid is read from the lock word; the pid is the process the kernel says that
     /// thread belongs to (`/proc/<tid>/status`, in the caller's pid namespace), or 0 when
-    /// no such thread exists any more (the holder died, or released the lock meanwhile).
-    /// Reads a file: for diagnostics, not for hot paths.
-    pub fn owner(&self) -> Option<(u32, u32)> {
-        let tid = self.word.load(Ordering::Acquire) & TID_MASK;
-        if tid == 0 {
-            return None;
-        }
-        Some((sys::pid_of_tid(tid).unwrap_or(0), tid))
+    /// no such thread exists any more; `alive` says whether the thread that took the lock
+    /// still exists (a thread that reused its tid does not count). Reads files: for
+    /// diagnostics, not for hot paths.
+    pub fn owner(&self) -> Option<crate::Owner> {
+        let owner = self.word.load(Ordering::Acquire) & OWNER_MASK;
+        (owner != 0).then(|| crate::Owner::from_owner_id(owner))
     }
 
-    /// The slow path: spin, then sleep. Returns false only when a timed attempt
-    /// (`deadline` is `Some`) gave up.
+    /// The slow path: spin, then sleep in naps that end with a check of the owner's
+    /// liveness. Returns `None` only when a timed attempt (`deadline` is `Some`) gave up.
     #[cold]
     #[track_caller]
-    fn lock_contended(&self, mut tid: u32, deadline: Option<Deadline>) -> bool {
+    fn lock_contended(&self, mut me: u32, deadline: Option<Deadline>) -> Option<Acquired> {
         let mut spins = 0;
+        let mut nap = PROBE_FIRST;
         loop {
             let w = self.word.load(Ordering::Relaxed);
-            if w & TID_MASK == 0 {
+            let owner = w & OWNER_MASK;
+            if owner == 0 {
                 // Free. Whoever sleeps must still be woken by our unlock, so keep WAITERS if
                 // it was set; after we have slept ourselves we cannot know, so set it.
-                let new = tid | (w & WAITERS) | if spins > SPIN_LIMIT { WAITERS } else { 0 };
+                let waiters = (w & WAITERS) | if spins > SPIN_LIMIT { WAITERS } else { 0 };
+                let new = me | waiters | (w & INCONSISTENT);
                 if self
                     .word
                     .compare_exchange_weak(w, new, Ordering::Acquire, Ordering::Relaxed)
                     .is_ok()
                 {
-                    return true;
+                    return Some(how(w));
                 }
                 continue;
             }
-            if w & TID_MASK == tid {
-                if !sys::tid_confirmed(tid) {
+            if owner == me {
+                if !sys::owner_id_confirmed(me) {
                     // A stale cached id (a raw clone child): the word names another thread.
-                    tid = sys::tid();
+                    me = sys::owner_id();
                     continue;
                 }
                 if deadline.is_some() {
                     // A timed wait for a lock this thread holds can only time out.
-                    return false;
+                    return None;
                 }
-                panic!(
-                    "GenLock::lock: thread {tid} already holds this lock; GenLock is not \
-                     recursive, so waiting for it would never end"
-                );
+                relock(sys::owner_tid(me));
             }
             if spins < SPIN_LIMIT {
                 spins += 1;
@@ -220,37 +298,91 @@ impl Futex {
             {
                 continue;
             }
-            let timeout = match deadline.map(|d| d.left()) {
+            let left = match deadline.map(|d| d.left()) {
                 None => None,
                 Some(Ok(left)) => left,
-                Some(Err(_)) => return false,
+                Some(Err(_)) => return None,
             };
-            if sys::futex_wait(&self.word, w | WAITERS, timeout) == Wake::TimedOut
-                && deadline.is_some_and(|d| d.expired())
-            {
-                return false;
+            let this_nap = left.map_or(nap, |l| l.min(nap));
+            if sys::futex_wait(&self.word, w | WAITERS, Some(this_nap)) != Wake::TimedOut {
+                continue;
+            }
+            if deadline.is_some_and(|d| d.expired()) {
+                return None;
+            }
+            // A whole nap and still taken: by the same owner, who may be dead?
+            if self.word.load(Ordering::Relaxed) & OWNER_MASK != owner {
+                nap = PROBE_FIRST;
+                continue;
+            }
+            if sys::owner_alive(owner) {
+                nap = (nap * 2).min(PROBE_MAX);
+                continue;
+            }
+            if let Some(how) = self.take_over(owner, me) {
+                return Some(how);
             }
         }
     }
+
+    /// Takes the lock from `dead`, who holds it no more (checked by the caller): only while
+    /// the word still names it, whatever its flag bits do meanwhile.
+    #[cold]
+    fn take_over(&self, dead: u32, me: u32) -> Option<Acquired> {
+        let mut w = self.word.load(Ordering::Relaxed);
+        while w & OWNER_MASK == dead {
+            // WAITERS: others may sleep behind the dead owner, and our release must wake
+            // them.
+            match self.word.compare_exchange_weak(
+                w,
+                me | WAITERS | INCONSISTENT,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Some(Acquired::OwnerDied),
+                Err(now) => w = now,
+            }
+        }
+        None
+    }
 }
 
-// SAFETY: a futex mutex over two atomics; zero bytes are unlocked; the shared (not private)
-// futex calls work between processes; mutual exclusion per the state machine above.
+/// How an acquisition went, from the word it replaced.
+fn how(w: u32) -> Acquired {
+    if w & INCONSISTENT != 0 {
+        Acquired::OwnerDied
+    } else {
+        Acquired::Clean
+    }
+}
+
+#[cold]
+#[track_caller]
+fn relock(tid: u32) -> ! {
+    panic!(
+        "GenLock::lock: thread {tid} already holds this lock; GenLock is not recursive, so \
+         waiting for it would never end"
+    )
+}
+
+// SAFETY: a futex mutex over one atomic word; zero bytes are unlocked; the shared (not
+// private) futex calls work between processes; mutual exclusion per the state machine
+// above (a take-over happens only from an owner found dead, by an exact-value CAS).
 unsafe impl RawLock for Futex {
     const INIT: Self = Futex::new();
     const NAME: &'static str = "futex";
 
     #[inline]
+    #[track_caller]
     fn lock(&self) -> Acquired {
-        Futex::lock(self);
-        Acquired::Clean
+        self.acquire()
     }
     #[inline]
     fn try_lock(&self) -> Option<Acquired> {
-        Futex::try_lock(self).then_some(Acquired::Clean)
+        self.try_acquire()
     }
     fn try_lock_for(&self, timeout: Duration) -> Option<Acquired> {
-        Futex::try_lock_for(self, timeout).then_some(Acquired::Clean)
+        self.try_acquire_for(timeout)
     }
     #[inline]
     unsafe fn unlock(&self) {
@@ -260,8 +392,12 @@ unsafe impl RawLock for Futex {
     fn is_locked(&self) -> bool {
         Futex::is_locked(self)
     }
-    fn owner(&self) -> Option<(u32, u32)> {
+    fn owner(&self) -> Option<crate::Owner> {
         Futex::owner(self)
+    }
+    unsafe fn mark_consistent(&self) {
+        // SAFETY: forwarded contract.
+        unsafe { Futex::mark_consistent(self) }
     }
 }
 
@@ -340,7 +476,11 @@ mod tests {
     fn the_word_names_the_holding_thread() {
         let l = Futex::new();
         l.lock();
-        assert_eq!(l.owner(), Some((std::process::id(), sys::tid())));
+        let o = l.owner().unwrap();
+        assert_eq!(
+            (o.pid, o.tid, o.alive),
+            (std::process::id(), sys::tid(), true)
+        );
         // SAFETY: locked just above by this thread.
         unsafe { l.unlock() };
         assert_eq!(l.owner(), None);

@@ -1,44 +1,83 @@
-//! [`Holder`]: the thread id of a lock's holder, kept beside a lock that does not record it
-//! itself (a semaphore has no owner; a pthread mutex keeps its owner where lockkit should not
-//! look). It lets those backends refuse a relock by the holder instead of hanging, refuse a
-//! release by a thread that does not hold the lock (a guard `fork` copied into a child), and
-//! answer `is_locked` without probing the lock.
+//! [`Holder`]: who holds a lock that does not record it itself (a semaphore has no owner; a
+//! pthread mutex keeps its owner where lockkit should not look), and whether a holder died
+//! holding it. It lets those backends refuse a relock by the holder instead of hanging,
+//! refuse a release by a thread that does not hold the lock (a guard `fork` copied into a
+//! child), answer `is_locked` without probing the lock, and tell every acquirer that a
+//! previous holder died until somebody marks the lock consistent.
 //!
-//! Written by the holder right after it acquired the lock and cleared right before it
+//! The owner word holds the holder's owner id (tid and start tag, as the futex word does),
+//! written by the holder right after it acquired the lock and cleared right before it
 //! releases it, so it is exact for the holder's own questions and a snapshot for others'.
+//! A non-zero owner found by a thread that has just acquired the lock therefore means the
+//! previous holder never released it: it died, and the kernel (SysV's `SEM_UNDO`) or a
+//! take-over gave the lock on.
 
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 
+use super::Acquired;
 use crate::sys;
 
-/// The holding thread's id, or 0.
+/// The holding thread's owner id (or 0), and the inconsistent flag.
 #[repr(C)]
 #[derive(Debug, Default)]
-pub(crate) struct Holder(AtomicU32);
+pub(crate) struct Holder {
+    owner: AtomicU32,
+    inconsistent: AtomicU32,
+}
 
 impl Holder {
     pub(crate) const fn new() -> Self {
-        Holder(AtomicU32::new(0))
+        Holder {
+            owner: AtomicU32::new(0),
+            inconsistent: AtomicU32::new(0),
+        }
     }
 
-    /// Records the calling thread as the holder (call right after acquiring).
+    /// Records the calling thread as the holder (call right after acquiring) and says how
+    /// the acquisition went: a previous holder that never cleared the word died holding the
+    /// lock, and the flag stays up until `mark_consistent`.
     #[inline]
-    pub(crate) fn set(&self) {
-        self.0.store(sys::tid(), Relaxed);
+    pub(crate) fn set(&self) -> Acquired {
+        let before = self.owner.swap(sys::owner_id(), Relaxed);
+        if before != 0 {
+            self.mark_died();
+        }
+        self.acquired()
+    }
+
+    /// Records that a holder died holding the lock.
+    #[cold]
+    pub(crate) fn mark_died(&self) {
+        self.inconsistent.store(1, Relaxed);
+    }
+
+    /// How an acquisition goes while the flag is as it is.
+    #[inline]
+    pub(crate) fn acquired(&self) -> Acquired {
+        if self.inconsistent.load(Relaxed) != 0 {
+            Acquired::OwnerDied
+        } else {
+            Acquired::Clean
+        }
+    }
+
+    /// Clears the inconsistent flag (the holder repaired the data).
+    pub(crate) fn mark_consistent(&self) {
+        self.inconsistent.store(0, Relaxed);
     }
 
     /// Forgets the holder (call right before releasing).
     #[inline]
     pub(crate) fn clear(&self) {
-        self.0.store(0, Relaxed);
+        self.owner.store(0, Relaxed);
     }
 
     /// Whether the calling thread holds the lock (its id confirmed with the kernel, so a raw
     /// `clone(2)` child is not taken for its parent).
     #[inline]
     pub(crate) fn is_me(&self) -> bool {
-        let me = sys::tid();
-        self.0.load(Relaxed) == me && sys::tid_confirmed(me)
+        let me = sys::owner_id();
+        self.owner.load(Relaxed) == me && sys::owner_id_confirmed(me)
     }
 
     /// Whether the holder recorded is the calling thread by its cached id, without asking
@@ -46,15 +85,35 @@ impl Holder {
     /// (the same stale id was recorded when this thread took the lock).
     #[inline]
     pub(crate) fn is_me_cached(&self) -> bool {
-        self.0.load(Relaxed) == sys::tid()
+        self.owner.load(Relaxed) == sys::owner_id()
     }
 
-    /// The holder's thread id at this instant.
+    /// The holder's owner id at this instant.
     pub(crate) fn get(&self) -> Option<u32> {
-        match self.0.load(Relaxed) {
+        match self.owner.load(Relaxed) {
             0 => None,
-            tid => Some(tid),
+            id => Some(id),
         }
+    }
+
+    /// If the recorded holder `dead` is found dead, makes the calling thread the holder in
+    /// its place (one thread wins); true for the winner, who now owns the dead holder's
+    /// acquisition.
+    pub(crate) fn take_over_from_dead(&self) -> bool {
+        let Some(dead) = self.get() else {
+            return false;
+        };
+        if sys::owner_alive(dead) {
+            return false;
+        }
+        let won = self
+            .owner
+            .compare_exchange(dead, sys::owner_id(), Relaxed, Relaxed)
+            .is_ok();
+        if won {
+            self.mark_died();
+        }
+        won
     }
 }
 

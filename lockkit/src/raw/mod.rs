@@ -61,6 +61,7 @@ pub unsafe trait RawLock: Send + Sync + Sized {
     const NAME: &'static str;
 
     /// Takes the lock, waiting as long as needed; signals (`EINTR`) never end the wait.
+    #[track_caller]
     fn lock(&self) -> Acquired;
     /// Takes the lock if it is free.
     fn try_lock(&self) -> Option<Acquired>;
@@ -73,8 +74,8 @@ pub unsafe trait RawLock: Send + Sync + Sized {
     unsafe fn unlock(&self);
     /// Whether some thread holds the lock at this instant (a snapshot, for diagnostics).
     fn is_locked(&self) -> bool;
-    /// `(pid, tid)` of the holder, where the backend records it.
-    fn owner(&self) -> Option<(u32, u32)> {
+    /// The holder, where the backend records it.
+    fn owner(&self) -> Option<crate::Owner> {
         None
     }
     /// After [`Acquired::OwnerDied`]: declares the guarded data repaired, so the lock can be

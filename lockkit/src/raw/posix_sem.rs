@@ -1,10 +1,15 @@
 //! [`PosixSem`]: a process-shared POSIX semaphore (`sem_init(.., 1, 1)`) used as a lock,
 //! set up in place on first use.
 //!
-//! A semaphore has no owner: if a process dies holding it, it stays taken. A [`Holder`]
-//! word beside it records the holding thread, so a relock by the holder panics (or returns
-//! `None` from the timed form) instead of hanging, and a thread that does not hold it (a
-//! guard copied into a `fork` child) does not post it. `sem_wait` and `sem_clockwait` return
+//! A semaphore has no owner. A [`Holder`] word beside it records the holding thread, so a
+//! relock by the holder panics (or returns `None` from the timed form) instead of hanging, a
+//! thread that does not hold it (a guard copied into a `fork` child) does not post it, and a
+//! holder's death is noticed: waiters sleep in naps (1 ms, doubling to 10 ms) and after each
+//! checks whether the recorded holder still exists; the first to find it dead takes its place
+//! (the token it consumed is never coming back) and is told [`Acquired::OwnerDied`], as is
+//! every acquirer after it until `mark_consistent`. Not covered: a holder killed between
+//! `sem_wait` returning and recording itself, or between clearing the record and posting
+//! (a few instructions each); its token is lost and waiters wait. `sem_wait` and `sem_clockwait` return
 //! `EINTR` when a signal handler runs (without `SA_RESTART` they are not restarted); lockkit
 //! retries. Timed waits measure `CLOCK_MONOTONIC` (`sem_clockwait`), so setting the wall
 //! clock neither stretches nor cuts them.
@@ -60,6 +65,44 @@ impl PosixSem {
     }
 }
 
+/// A waiter's first nap before it checks that the holder is alive; doubles up to the max.
+const PROBE_FIRST: Duration = Duration::from_millis(1);
+const PROBE_MAX: Duration = Duration::from_millis(10);
+
+impl PosixSem {
+    /// Waits for the token in naps; after each nap checks whether the recorded holder died
+    /// and, if so, takes its place (the token it consumed is never coming back). `None` once
+    /// `deadline` passed.
+    fn wait(&self, deadline: Deadline) -> Option<Acquired> {
+        let sem = self.ptr();
+        let mut nap = PROBE_FIRST;
+        loop {
+            let left = deadline.left().ok()?;
+            let this_nap = left.map_or(nap, |l| l.min(nap));
+            let at = Deadline::after(this_nap)
+                .monotonic_timespec()
+                .expect("a nap of at most 10 ms is representable");
+            // SAFETY: an initialised semaphore; `at` is a valid timespec on this stack.
+            if unsafe { sem_clockwait(sem, libc::CLOCK_MONOTONIC, &at) } == 0 {
+                return Some(self.holder.set());
+            }
+            match errno() {
+                libc::EINTR => continue,
+                libc::ETIMEDOUT => {
+                    if self.holder.take_over_from_dead() {
+                        return Some(Acquired::OwnerDied);
+                    }
+                    nap = (nap * 2).min(PROBE_MAX);
+                }
+                e => panic!(
+                    "sem_clockwait failed: {}",
+                    std::io::Error::from_raw_os_error(e)
+                ),
+            }
+        }
+    }
+}
+
 // SAFETY: a semaphore with one token admits one holder at a time across processes
 // (pshared = 1); zero bytes are INIT (set up in place on first use).
 unsafe impl RawLock for PosixSem {
@@ -78,19 +121,10 @@ unsafe impl RawLock for PosixSem {
         if self.holder.is_me() {
             relock("PosixSem::lock");
         }
-        let sem = self.ptr();
-        // SAFETY: an initialised semaphore.
-        while unsafe { libc::sem_wait(sem) } != 0 {
-            let e = errno();
-            assert_eq!(
-                e,
-                libc::EINTR,
-                "sem_wait failed: {}",
-                std::io::Error::from_raw_os_error(e)
-            );
+        match self.wait(Deadline::NEVER) {
+            Some(how) => how,
+            None => unreachable!("an untimed wait does not give up"),
         }
-        self.holder.set();
-        Acquired::Clean
     }
     #[inline]
     fn try_lock(&self) -> Option<Acquired> {
@@ -98,8 +132,7 @@ unsafe impl RawLock for PosixSem {
         loop {
             // SAFETY: an initialised semaphore.
             if unsafe { libc::sem_trywait(sem) } == 0 {
-                self.holder.set();
-                return Some(Acquired::Clean);
+                return Some(self.holder.set());
             }
             match errno() {
                 libc::EINTR => continue,
@@ -116,25 +149,7 @@ unsafe impl RawLock for PosixSem {
         if self.holder.is_me() {
             return None;
         }
-        let Some(at) = Deadline::after(timeout).monotonic_timespec() else {
-            return Some(self.lock());
-        };
-        let sem = self.ptr();
-        loop {
-            // SAFETY: an initialised semaphore; `at` is a valid timespec on this stack.
-            if unsafe { sem_clockwait(sem, libc::CLOCK_MONOTONIC, &at) } == 0 {
-                self.holder.set();
-                return Some(Acquired::Clean);
-            }
-            match errno() {
-                libc::EINTR => continue,
-                libc::ETIMEDOUT => return None,
-                e => panic!(
-                    "sem_clockwait failed: {}",
-                    std::io::Error::from_raw_os_error(e)
-                ),
-            }
-        }
+        self.wait(Deadline::after(timeout))
     }
     #[inline]
     unsafe fn unlock(&self) {
@@ -158,8 +173,10 @@ unsafe impl RawLock for PosixSem {
         unsafe { libc::sem_getvalue(self.ptr(), &mut v) };
         v <= 0
     }
-    fn owner(&self) -> Option<(u32, u32)> {
-        let tid = self.holder.get()?;
-        Some((crate::sys::pid_of_tid(tid).unwrap_or(0), tid))
+    fn owner(&self) -> Option<crate::Owner> {
+        self.holder.get().map(crate::Owner::from_owner_id)
+    }
+    unsafe fn mark_consistent(&self) {
+        self.holder.mark_consistent();
     }
 }

@@ -2,9 +2,10 @@
 //!
 //! Robust means the kernel and glibc notice when the owner dies holding it: the next
 //! acquirer gets `EOWNERDEAD`, which lockkit passes on as [`Acquired::OwnerDied`] rather than
-//! swallowing it. That acquirer repairs the data and calls `mark_consistent`; if it releases
-//! without doing so, the mutex becomes permanently unusable (`ENOTRECOVERABLE`), and lockkit
-//! panics on the next lock with a message that says so, instead of hanging.
+//! swallowing it. lockkit makes glibc's mutex consistent at once (glibc would make a mutex
+//! released unrepaired unusable for everyone, for ever) and keeps its own flag instead, as
+//! the other backends do: every acquirer is told `OwnerDied` until one calls
+//! `mark_consistent`.
 //!
 //! The mutex is of the error-checking kind, so a relock by its holder is `EDEADLK` (a panic
 //! from `lock`, `None` from the `try_*` forms) rather than a hang. Timed waits measure
@@ -101,10 +102,23 @@ impl PthreadMutex {
         } else {
             Self::slow_outcome(r, what, timed)
         };
-        if how.is_some() {
-            self.holder.set();
+        if how == Some(Acquired::OwnerDied) {
+            self.owner_died();
         }
-        how
+        how.map(|_| self.holder.set())
+    }
+
+    /// After `EOWNERDEAD`: glibc's mutex is made consistent at once (released unrepaired,
+    /// it would become unusable for every process, for ever), and lockkit's own flag
+    /// carries the news to every acquirer until `mark_consistent`, as for the other
+    /// backends.
+    #[cold]
+    fn owner_died(&self) {
+        // SAFETY: this thread holds the mutex (it just got EOWNERDEAD from a lock call).
+        check("pthread_mutex_consistent", unsafe {
+            libc::pthread_mutex_consistent(self.mutex.get())
+        });
+        self.holder.mark_died();
     }
 
     #[cold]
@@ -187,15 +201,11 @@ unsafe impl RawLock for PthreadMutex {
         // unrepaired would make it unrecoverable for everyone.
         self.holder.get().is_some()
     }
-    fn owner(&self) -> Option<(u32, u32)> {
-        let tid = self.holder.get()?;
-        Some((crate::sys::pid_of_tid(tid).unwrap_or(0), tid))
+    fn owner(&self) -> Option<crate::Owner> {
+        self.holder.get().map(crate::Owner::from_owner_id)
     }
     #[inline]
     unsafe fn mark_consistent(&self) {
-        // SAFETY: the caller holds the mutex (contract).
-        check("pthread_mutex_consistent", unsafe {
-            libc::pthread_mutex_consistent(self.mutex.get())
-        });
+        self.holder.mark_consistent();
     }
 }

@@ -1,22 +1,32 @@
 //! [`Spin`]: Kamailio's fast lock. Bounded spinning with `spin_loop` hints, then
 //! `sched_yield`, never sleeping in the kernel.
 //!
-//! The word is `0` when free and the holder's TID when taken. It is the right choice when
-//! critical sections are a few instructions long and there are at least as many cores as
-//! runnable processes. It is the wrong one otherwise: with more runnable processes than
-//! cores, a waiter spins while the holder is descheduled, burning the time slice the holder
-//! needs (the 100%-CPU symptom Kamailio's documentation describes has this shape too).
+//! The word is `0` when free and the holder's owner id when taken (its tid and a tag of its
+//! start time, as the futex's), with bit 30 (`INCONSISTENT`) set from a holder's death until
+//! `mark_consistent`. It is the right choice when critical sections are a few instructions
+//! long and there are at least as many cores as runnable processes. It is the wrong one
+//! otherwise: with more runnable processes than cores, a waiter spins while the holder is
+//! descheduled, burning the time slice the holder needs (the 100%-CPU symptom Kamailio's
+//! documentation describes has this shape too).
+//!
+//! Owner death: a waiter that has been yielding for a probe interval (1 ms, doubling to
+//! 10 ms while one owner holds on) checks whether the owner still exists, and takes a dead
+//! owner's lock over with an exact-value compare-exchange, reporting
+//! [`Acquired::OwnerDied`], as the futex lock does.
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::holder::relock;
 use super::{Acquired, RawLock};
 use crate::deadline::Deadline;
-use crate::sys;
+use crate::sys::{self, OWNER_MASK};
 
 /// Spins before each `sched_yield`.
 const SPINS: u32 = 100;
+const INCONSISTENT: u32 = 1 << 30;
+const PROBE_FIRST: Duration = Duration::from_millis(1);
+const PROBE_MAX: Duration = Duration::from_millis(10);
 
 /// A spin lock whose word names its holder. Zero bytes are unlocked.
 #[repr(C)]
@@ -27,45 +37,85 @@ pub struct Spin {
 
 impl Spin {
     #[inline]
-    fn try_take(&self, tid: u32) -> bool {
+    fn try_take(&self, me: u32) -> bool {
         self.word
-            .compare_exchange(0, tid, Ordering::Acquire, Ordering::Relaxed)
+            .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
             .is_ok()
     }
 
-    /// Spins and yields until the lock is taken; `false` only when a timed attempt
+    /// Takes a free word, keeping `INCONSISTENT`; how the acquisition went.
+    fn take_free(&self, w: u32, me: u32) -> Option<Acquired> {
+        if w & OWNER_MASK != 0 {
+            return None;
+        }
+        self.word
+            .compare_exchange(w, w | me, Ordering::Acquire, Ordering::Relaxed)
+            .ok()
+            .map(|_| {
+                if w & INCONSISTENT != 0 {
+                    Acquired::OwnerDied
+                } else {
+                    Acquired::Clean
+                }
+            })
+    }
+
+    /// Spins and yields until the lock is taken; `None` only when a timed attempt
     /// (`deadline` is `Some`) gave up.
     #[cold]
     #[track_caller]
-    fn wait(&self, mut tid: u32, deadline: Option<Deadline>) -> bool {
+    fn wait(&self, mut me: u32, deadline: Option<Deadline>) -> Option<Acquired> {
+        let (mut probe_at, mut interval, mut owner_seen) = (Instant::now(), PROBE_FIRST, 0);
         loop {
             for _ in 0..SPINS {
                 // Test before test-and-set: spinning on a read keeps the line shared.
-                if self.word.load(Ordering::Relaxed) == 0 && self.try_take(tid) {
-                    return true;
+                let w = self.word.load(Ordering::Relaxed);
+                if let Some(how) = self.take_free(w, me) {
+                    return Some(how);
                 }
                 std::hint::spin_loop();
             }
-            if self.word.load(Ordering::Relaxed) == tid {
-                if !sys::tid_confirmed(tid) {
-                    tid = sys::tid();
+            let w = self.word.load(Ordering::Relaxed);
+            let owner = w & OWNER_MASK;
+            if owner == me {
+                if !sys::owner_id_confirmed(me) {
+                    me = sys::owner_id();
                     continue;
                 }
                 if deadline.is_some() {
-                    return false;
+                    return None;
                 }
                 relock("Spin::lock");
             }
             if deadline.is_some_and(|d| d.expired()) {
-                return false;
+                return None;
+            }
+            if owner != owner_seen {
+                (owner_seen, probe_at, interval) = (owner, Instant::now(), PROBE_FIRST);
+            } else if owner != 0 && probe_at.elapsed() >= interval {
+                if !sys::owner_alive(owner)
+                    && self
+                        .word
+                        .compare_exchange(
+                            w,
+                            me | INCONSISTENT,
+                            Ordering::Acquire,
+                            Ordering::Relaxed,
+                        )
+                        .is_ok()
+                {
+                    return Some(Acquired::OwnerDied);
+                }
+                (probe_at, interval) = (Instant::now(), (interval * 2).min(PROBE_MAX));
             }
             std::thread::yield_now();
         }
     }
 }
 
-// SAFETY: one atomic word; zero is unlocked; a CAS from 0 takes it and only the holder stores
-// 0 back, so at most one thread in any process holds it.
+// SAFETY: one atomic word; zero is unlocked; a CAS from a free word takes it, only the holder
+// clears the owner back, and a take-over happens only from an owner found dead, by an
+// exact-value CAS: at most one thread in any process holds it.
 unsafe impl RawLock for Spin {
     const INIT: Self = Spin {
         word: AtomicU32::new(0),
@@ -73,37 +123,50 @@ unsafe impl RawLock for Spin {
     const NAME: &'static str = "spin";
 
     #[inline]
+    #[track_caller]
     fn lock(&self) -> Acquired {
-        let tid = sys::tid();
-        if !self.try_take(tid) {
-            self.wait(tid, None);
+        let me = sys::owner_id();
+        if self.try_take(me) {
+            return Acquired::Clean;
         }
-        Acquired::Clean
+        match self.wait(me, None) {
+            Some(how) => how,
+            None => unreachable!("an untimed wait does not give up"),
+        }
     }
     #[inline]
     fn try_lock(&self) -> Option<Acquired> {
-        self.try_take(sys::tid()).then_some(Acquired::Clean)
+        let me = sys::owner_id();
+        if self.try_take(me) {
+            return Some(Acquired::Clean);
+        }
+        self.take_free(self.word.load(Ordering::Relaxed), me)
     }
     fn try_lock_for(&self, timeout: Duration) -> Option<Acquired> {
-        let tid = sys::tid();
-        (self.try_take(tid) || self.wait(tid, Some(Deadline::after(timeout))))
-            .then_some(Acquired::Clean)
+        let me = sys::owner_id();
+        if self.try_take(me) {
+            return Some(Acquired::Clean);
+        }
+        self.wait(me, Some(Deadline::after(timeout)))
     }
     #[inline]
     unsafe fn unlock(&self) {
-        // Only the holder's word goes back to 0: a guard `fork` copied into a child (another
-        // tid) leaves its parent's lock alone.
-        let _ = self
-            .word
-            .compare_exchange(sys::tid(), 0, Ordering::Release, Ordering::Relaxed);
+        // Only the holder's word goes back to free (keeping INCONSISTENT): a guard `fork`
+        // copied into a child (another id) leaves its parent's lock alone.
+        let me = sys::owner_id();
+        let w = self.word.load(Ordering::Relaxed);
+        if w & OWNER_MASK == me {
+            self.word.store(w & INCONSISTENT, Ordering::Release);
+        }
     }
     fn is_locked(&self) -> bool {
-        self.word.load(Ordering::Relaxed) != 0
+        self.word.load(Ordering::Relaxed) & OWNER_MASK != 0
     }
-    fn owner(&self) -> Option<(u32, u32)> {
-        match self.word.load(Ordering::Relaxed) {
-            0 => None,
-            tid => Some((0, tid)),
-        }
+    fn owner(&self) -> Option<crate::Owner> {
+        let owner = self.word.load(Ordering::Relaxed) & OWNER_MASK;
+        (owner != 0).then(|| crate::Owner::from_owner_id(owner))
+    }
+    unsafe fn mark_consistent(&self) {
+        self.word.fetch_and(!INCONSISTENT, Ordering::Relaxed);
     }
 }

@@ -7,8 +7,10 @@
 //! or [`LockSet::destroy`](crate::LockSet::destroy).
 //! SysV semaphores are kernel objects that outlive every process: a lock that is never
 //! destroyed leaks its id until reboot (`ipcs -s` lists them). Operations use `SEM_UNDO`, so
-//! the kernel gives the lock back when a process dies holding it (the next acquirer is not
-//! told). Waits interrupted by signals (`EINTR`) are retried.
+//! the kernel gives the lock back when a process dies holding it; the holder word beside the
+//! semaphore, which a live holder clears before it releases, is then still set, so the next
+//! acquirer is told [`Acquired::OwnerDied`] (and every one after it, until
+//! `mark_consistent`). Waits interrupted by signals (`EINTR`) are retried.
 //!
 //! A lock of a set used on its own (`set.get(i)`) before the set was used through its
 //! index methods gets a set of its own; the set's later semaphore for it stays unused.
@@ -154,25 +156,18 @@ unsafe impl RawLock for SysvSem {
             relock("SysvSem::lock");
         }
         self.op(-1, 0, Deadline::NEVER, "lock");
-        self.holder.set();
-        Acquired::Clean
+        self.holder.set()
     }
     fn try_lock(&self) -> Option<Acquired> {
         let got = self.op(-1, libc::IPC_NOWAIT, Deadline::NEVER, "try_lock");
-        got.then(|| {
-            self.holder.set();
-            Acquired::Clean
-        })
+        got.then(|| self.holder.set())
     }
     fn try_lock_for(&self, timeout: Duration) -> Option<Acquired> {
         if self.holder.is_me() {
             return None;
         }
         let got = self.op(-1, 0, Deadline::after(timeout), "try_lock_for");
-        got.then(|| {
-            self.holder.set();
-            Acquired::Clean
-        })
+        got.then(|| self.holder.set())
     }
     unsafe fn unlock(&self) {
         if !self.holder.is_me_cached() {
@@ -182,9 +177,11 @@ unsafe impl RawLock for SysvSem {
         self.holder.clear();
         self.op(1, 0, Deadline::NEVER, "unlock");
     }
-    fn owner(&self) -> Option<(u32, u32)> {
-        let tid = self.holder.get()?;
-        Some((crate::sys::pid_of_tid(tid).unwrap_or(0), tid))
+    fn owner(&self) -> Option<crate::Owner> {
+        self.holder.get().map(crate::Owner::from_owner_id)
+    }
+    unsafe fn mark_consistent(&self) {
+        self.holder.mark_consistent();
     }
     fn is_locked(&self) -> bool {
         // SAFETY: GETVAL takes no pointer.

@@ -1,0 +1,295 @@
+//! A process killed while it holds a lock: the others do not hang, the next acquirer is told
+//! the owner died, and nothing that completed is lost.
+
+mod common;
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::*};
+use std::time::{Duration, Instant};
+
+use common::{fork, join_all, serial, wait_for, Child};
+use lockkit::raw::{Futex, PosixSem, PthreadMutex, RawLock, Spin, SysvSem};
+use lockkit::{GenLock, GenLockGuard, GenLockSet, RecLock, RecLockGuard, ShmRegion};
+
+const CONTENDERS: usize = 3;
+const ROUNDS: u64 = 2_000;
+
+/// What the holder, the contenders and the test share.
+#[repr(C)]
+#[derive(Default)]
+struct Board {
+    /// Increments completed under the lock (load, then store: only exclusion keeps it exact).
+    counter: AtomicU64,
+    /// Increments the contenders completed, each counted after its section.
+    completed: AtomicU64,
+    /// Acquisitions that were told the previous owner died.
+    told: AtomicU32,
+    /// 1 once the doomed holder is inside.
+    step: AtomicU32,
+    /// Nanoseconds (CLOCK_MONOTONIC) of the kill, and of the first acquisition after it.
+    killed_at: AtomicU64,
+    first_after: AtomicU64,
+}
+// SAFETY: atomics only.
+unsafe impl lockkit::ShmSafe for Board {}
+// SAFETY: zero is valid for every field.
+unsafe impl lockkit::ShmZeroable for Board {}
+
+fn now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid clock id and out pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Runs the scenario for one lock: `take` acquires and reports (owner died?, a release
+/// closure is the guard's drop). A doomed child takes the lock, does half an increment and
+/// is killed; three contenders must all finish, and exactly the increments that completed
+/// are in the counter.
+fn killed_holder_is_recovered<G>(
+    name: &str,
+    board: &Board,
+    take: impl Fn() -> (G, bool) + Sync,
+    mark: impl Fn(&mut G) + Sync,
+) {
+    let _s = serial();
+    let doomed = fork(|| {
+        let (g, _) = take();
+        // Half an update: read, and die before the store.
+        let _half = board.counter.load(Relaxed);
+        board.step.store(1, Release);
+        std::thread::sleep(Duration::from_secs(60));
+        drop(g);
+        0
+    });
+    wait_for(&board.step, 1);
+    let contenders: Vec<Child> = (0..CONTENDERS)
+        .map(|_| {
+            fork(|| {
+                for _ in 0..ROUNDS {
+                    let (mut g, died) = take();
+                    if died {
+                        if board.told.fetch_add(1, AcqRel) == 0 {
+                            board.first_after.store(now_ns(), Release);
+                        }
+                        // The repair: nothing to undo here, the doomed store never happened.
+                        mark(&mut g);
+                    }
+                    board
+                        .counter
+                        .store(board.counter.load(Relaxed) + 1, Relaxed);
+                    drop(g);
+                    board.completed.fetch_add(1, Relaxed);
+                }
+                0
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(30));
+    board.killed_at.store(now_ns(), Release);
+    assert_eq!(doomed.kill(), 128 + libc::SIGKILL);
+    join_all(contenders, Duration::from_secs(30), || {
+        format!(
+            "{name}: counter {} completed {} told {}",
+            board.counter.load(Relaxed),
+            board.completed.load(Relaxed),
+            board.told.load(Relaxed)
+        )
+    });
+    assert_eq!(
+        board.counter.load(Relaxed),
+        board.completed.load(Relaxed),
+        "{name}: an increment was lost or doubled"
+    );
+    assert_eq!(board.completed.load(Relaxed), CONTENDERS as u64 * ROUNDS);
+    assert_eq!(
+        board.told.load(Relaxed),
+        1,
+        "{name}: exactly one acquirer is told, and marking it consistent ends the telling"
+    );
+    let handover = board
+        .first_after
+        .load(Relaxed)
+        .saturating_sub(board.killed_at.load(Relaxed));
+    // Liveness, not speed (the figures are in BENCHMARKS.md): well inside a second.
+    assert!(
+        handover < 2_000_000_000,
+        "{name}: hand-over took {handover} ns"
+    );
+}
+
+fn gen_lock_case<R: RawLock + 'static>() {
+    let region = ShmRegion::anonymous(1 << 16).unwrap();
+    let shared = region.alloc_zeroed::<(GenLock<R>, Board)>().unwrap();
+    let (lock, board) = (&shared.0, &shared.1);
+    killed_holder_is_recovered(
+        R::NAME,
+        board,
+        || {
+            let g = lock.lock();
+            let died = GenLockGuard::owner_died(&g);
+            (g, died)
+        },
+        GenLockGuard::mark_consistent,
+    );
+    assert!(!lock.is_locked());
+    // SAFETY: every process that used it has exited.
+    unsafe { lock.destroy() };
+}
+
+#[test]
+fn a_futex_lock_whose_holder_is_killed_goes_to_a_waiter() {
+    gen_lock_case::<Futex>();
+}
+#[test]
+fn a_spin_lock_whose_holder_is_killed_goes_to_a_waiter() {
+    gen_lock_case::<Spin>();
+}
+#[test]
+fn a_posix_semaphore_lock_whose_holder_is_killed_goes_to_a_waiter() {
+    gen_lock_case::<PosixSem>();
+}
+#[test]
+fn a_sysv_semaphore_lock_whose_holder_is_killed_tells_the_next_owner() {
+    gen_lock_case::<SysvSem>();
+}
+#[test]
+fn a_robust_pthread_mutex_whose_holder_is_killed_tells_the_next_owner() {
+    gen_lock_case::<PthreadMutex>();
+}
+
+#[test]
+fn a_lock_set_entry_whose_holder_is_killed_goes_to_a_waiter() {
+    let region = ShmRegion::anonymous(1 << 16).unwrap();
+    let shared = region.alloc_zeroed::<(GenLockSet<4>, Board)>().unwrap();
+    let (set, board) = (&shared.0, &shared.1);
+    killed_holder_is_recovered(
+        "lock set",
+        board,
+        || {
+            let g = set.lock(2);
+            let died = GenLockGuard::owner_died(&g);
+            (g, died)
+        },
+        GenLockGuard::mark_consistent,
+    );
+}
+
+#[test]
+fn a_recursive_lock_whose_holder_is_killed_goes_to_a_waiter() {
+    let region = ShmRegion::anonymous(1 << 16).unwrap();
+    let shared = region.alloc_zeroed::<(RecLock, Board)>().unwrap();
+    let (lock, board) = (&shared.0, &shared.1);
+    killed_holder_is_recovered(
+        "RecLock",
+        board,
+        || {
+            let g = lock.lock();
+            let died = RecLockGuard::owner_died(&g);
+            (g, died)
+        },
+        RecLockGuard::mark_consistent,
+    );
+    assert!(!lock.is_locked());
+}
+
+#[test]
+fn owner_says_whether_the_holder_is_alive() {
+    let _s = serial();
+    let region = ShmRegion::anonymous(1 << 16).unwrap();
+    let hs = region.alloc_zeroed::<(GenLock, AtomicU32)>().unwrap();
+    let child = fork(|| {
+        std::mem::forget(hs.0.lock());
+        hs.1.store(1, Release);
+        std::thread::sleep(Duration::from_secs(60));
+        0
+    });
+    wait_for(&hs.1, 1);
+    let o = hs.0.owner().expect("held");
+    assert_eq!((o.pid, o.tid, o.alive), (child.pid(), child.pid(), true));
+    assert_eq!(child.kill(), 128 + libc::SIGKILL);
+    let o = hs.0.owner().expect("still held by the dead");
+    assert!(!o.alive, "{o}");
+    assert!(o.to_string().contains("dead"), "{o}");
+    let t0 = Instant::now();
+    let g =
+        hs.0.try_lock_for(Duration::from_secs(5))
+            .expect("taken over");
+    assert!(GenLockGuard::owner_died(&g));
+    assert!(t0.elapsed() < Duration::from_secs(2));
+}
+
+/// Makes the kernel hand out `tid` as the next id, as pid reuse would after wrapping.
+fn next_id_will_be(tid: u32) -> bool {
+    std::fs::write("/proc/sys/kernel/ns_last_pid", (tid - 1).to_string()).is_ok()
+}
+
+#[test]
+fn a_thread_that_reuses_a_dead_owners_tid_is_not_taken_for_the_owner() {
+    let _s = serial();
+    let region = ShmRegion::anonymous(1 << 16).unwrap();
+    let hs = region
+        .alloc_zeroed::<(GenLock, RecLock, AtomicU32)>()
+        .unwrap();
+    let (lock, rec, step) = (&hs.0, &hs.1, &hs.2);
+    let child = fork(|| {
+        std::mem::forget(lock.lock());
+        std::mem::forget(rec.lock());
+        step.store(1, Release);
+        std::thread::sleep(Duration::from_secs(60));
+        0
+    });
+    wait_for(step, 1);
+    let dead = child.pid();
+    assert_eq!(child.kill(), 128 + libc::SIGKILL);
+    // Let the start-time clock tick on, then hand the dead owner's tid to a new thread.
+    std::thread::sleep(Duration::from_millis(30));
+    let mut outcome = None;
+    for _ in 0..20 {
+        if !next_id_will_be(dead) {
+            eprintln!("skipped: /proc/sys/kernel/ns_last_pid is not writable here");
+            return;
+        }
+        let r = std::thread::scope(|s| {
+            s.spawn(|| {
+                // SAFETY: gettid has no preconditions.
+                let me = unsafe { libc::gettid() } as u32;
+                if me != dead {
+                    return None;
+                }
+                if lock.owner().is_some_and(|o| o.alive) {
+                    // Our start-time tag matches the dead owner's (1 chance in 255): the
+                    // documented blind spot. Not what this test is about.
+                    return Some(None);
+                }
+                let recursive = rec.try_lock().is_some();
+                let t0 = Instant::now();
+                let g = lock.try_lock_for(Duration::from_secs(5));
+                let died = g.as_ref().map(GenLockGuard::owner_died);
+                Some(Some((recursive, died, t0.elapsed())))
+            })
+            .join()
+            .unwrap()
+        });
+        if r.is_some() {
+            outcome = r;
+            break;
+        }
+    }
+    let Some(Some((recursive, died, took))) = outcome else {
+        eprintln!("skipped: tid {dead} was not handed out again, or its start tag collided");
+        return;
+    };
+    assert!(
+        !recursive,
+        "the new thread entered the dead owner's RecLock as its owner"
+    );
+    assert_eq!(
+        died,
+        Some(true),
+        "the new thread took the lock over as a dead owner's"
+    );
+    assert!(took < Duration::from_secs(2), "{took:?}");
+}
