@@ -297,3 +297,34 @@ fn shared_locked_keeps_the_backend_its_locks_were_declared_with() {
     assert_eq!(*t.lock_cells(3), 2);
     let _: &lockkit::ShmMutex<SpinTableLockFields, lockkit::raw::Spin> = &t.lock;
 }
+
+#[test]
+fn a_panic_taking_the_second_lock_releases_the_first() {
+    let a = GenLock::new();
+    let b = GenLock::new();
+    // The locks are taken in address order: hold the later one, so the earlier one is taken
+    // first and taking the later one panics ("already holds").
+    let (first, second) = if (&a as *const GenLock) < (&b as *const GenLock) {
+        (&a, &b)
+    } else {
+        (&b, &a)
+    };
+    let held = second.lock();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        locked!(a, b => {});
+    }));
+    assert!(r.is_err(), "taking a lock this thread holds panics");
+    drop(held);
+    assert!(!first.is_locked(), "the first lock was left held after the panic");
+    assert!(!second.is_locked());
+}
+
+#[test]
+fn a_tail_temporary_borrowing_the_lent_data_ends_inside_the_block() {
+    // Edition 2021: the temporary guard of `*o.lock()` must be dropped before the outer
+    // guard, or this does not compile (E0716).
+    let outer = ShmMutex::new(ShmMutex::new(7u64));
+    let v = locked!(o = outer => { *o.lock() });
+    assert_eq!(v, 7);
+    assert!(!outer.is_locked());
+}

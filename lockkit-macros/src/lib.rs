@@ -10,6 +10,7 @@
 mod ctxt;
 mod grp_member;
 mod locked;
+mod msg;
 mod shared_locked;
 mod types;
 

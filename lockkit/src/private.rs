@@ -5,18 +5,26 @@
 //! `try_lock_stripe`, which hold the stripe lock `index % N` for as long as the returned
 //! guard lives, so each element is touched by one thread (in any process) at a time.
 
-use std::cell::UnsafeCell;
+use std::cell::{Cell, UnsafeCell};
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
+use std::time::Duration;
 
 pub use crate::grp::{ChainLock, GrpMember, WeakGrpLock};
-pub use crate::lockable::Lockable;
+pub use crate::lockable::{Lockable, RwLockable, TimedLockable};
 pub use crate::{GenLock, GenLockGuard, GenLockSet, ShmMutex, ShmMutexGuard, ShmSafe, ShmZeroable};
 
 use crate::lock_set::LockSet;
+use crate::{ReadGuard, RecLockGuard, WriteGuard};
 
 /// The backend of a lock field's type, so generated code can name `ShmMutex<_, R>` for a
-/// field declared `GenLock<R>`.
+/// field declared `GenLock<R>` (or an alias of it marked `#[lock]`).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a lockkit lock",
+    label = "not a GenLock or GenLockSet",
+    note = "#[shared_locked] treats a field as a lock when its type is GenLock or GenLockSet, \
+            or when it is marked #[lock] / #[lock_set]; remove the marker if this field is data"
+)]
 pub trait LockKind {
     /// The lock's algorithm.
     type Raw: crate::raw::RawLock;
@@ -28,61 +36,280 @@ impl<const N: usize, R: crate::raw::RawLock> LockKind for GenLockSet<N, R> {
     type Raw = R;
 }
 
+/// A fixed-size lock set, for `#[striped_by]`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a lock set",
+    label = "not a GenLockSet",
+    note = "#[lock_set] marks a field whose type is a GenLockSet<N> under another name"
+)]
+pub trait LockSetKind: LockKind {
+    /// The number of locks.
+    const LEN: usize;
+}
+impl<const N: usize, R: crate::raw::RawLock> LockSetKind for GenLockSet<N, R> {
+    const LEN: usize = N;
+}
+
+/// Checks, at compile time, that a field marked or named as a lock is one.
+pub const fn assert_lock<L: LockKind + ?Sized>() {}
+
+/// Checks, at compile time, that a field marked or named as a lock set is one, with at least
+/// one lock (zeroed memory never runs `GenLockSet::new`'s own check).
+pub const fn assert_lock_set<L: LockSetKind + ?Sized>() {
+    assert!(
+        L::LEN > 0,
+        "a GenLockSet needs at least one lock: GenLockSet<0> has no stripe to take"
+    );
+}
+
+/// What the accessors of a `#[shared_locked]` struct return when the macro reported an
+/// error: it derefs to anything the user's code asks of it, so the error the macro reported
+/// is the only one. It has no values: the accessors that return it are `unreachable!()`,
+/// and the program does not compile anyway.
+pub struct Fallback<'a, T: ?Sized>(PhantomData<&'a mut T>, std::convert::Infallible);
+
+impl<T: ?Sized> Deref for Fallback<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        match self.1 {}
+    }
+}
+
+impl<T: ?Sized> DerefMut for Fallback<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        match self.1 {}
+    }
+}
+
 /// `locked!(l => ..)`: takes `l`.
 #[inline(always)]
+#[track_caller]
 pub fn lock<L: Lockable + ?Sized>(l: &L) -> L::Guard<'_> {
     l.lock_guard()
 }
 
 /// `locked!(try l => .. else ..)`.
 #[inline(always)]
+#[track_caller]
 pub fn try_lock<L: Lockable + ?Sized>(l: &L) -> Option<L::Guard<'_>> {
     l.try_lock_guard()
 }
 
+/// `locked!(try_for(timeout) l => .. else ..)`.
+#[inline(always)]
+#[track_caller]
+pub fn try_lock_for<L: TimedLockable + ?Sized>(l: &L, timeout: Duration) -> Option<L::Guard<'_>> {
+    l.try_lock_guard_for(timeout)
+}
+
+/// `locked!(read g = rw => ..)`.
+#[inline(always)]
+#[track_caller]
+pub fn read<L: RwLockable + ?Sized>(l: &L) -> ReadGuard<'_, L::Data> {
+    l.rw().read()
+}
+
+/// `locked!(try read g = rw => .. else ..)`.
+#[inline(always)]
+#[track_caller]
+pub fn try_read<L: RwLockable + ?Sized>(l: &L) -> Option<ReadGuard<'_, L::Data>> {
+    l.rw().try_read()
+}
+
+/// `locked!(try_for(timeout) read g = rw => .. else ..)`.
+#[inline(always)]
+#[track_caller]
+pub fn try_read_for<L: RwLockable + ?Sized>(
+    l: &L,
+    timeout: Duration,
+) -> Option<ReadGuard<'_, L::Data>> {
+    l.rw().try_read_for(timeout)
+}
+
+/// `locked!(write g = rw => ..)`.
+#[inline(always)]
+#[track_caller]
+pub fn write<L: RwLockable + ?Sized>(l: &L) -> WriteGuard<'_, L::Data> {
+    l.rw().write()
+}
+
+/// `locked!(try write g = rw => .. else ..)`.
+#[inline(always)]
+#[track_caller]
+pub fn try_write<L: RwLockable + ?Sized>(l: &L) -> Option<WriteGuard<'_, L::Data>> {
+    l.rw().try_write()
+}
+
+/// `locked!(try_for(timeout) write g = rw => .. else ..)`.
+#[inline(always)]
+#[track_caller]
+pub fn try_write_for<L: RwLockable + ?Sized>(
+    l: &L,
+    timeout: Duration,
+) -> Option<WriteGuard<'_, L::Data>> {
+    l.rw().try_write_for(timeout)
+}
+
 /// Holds several locks, taken in one global order; releases them in reverse.
+///
+/// It exists before the first lock is taken and counts the locks as they are taken, so a
+/// panic while taking lock `k` (this thread already holds it, a destroyed group) releases
+/// locks `0..k` on the way out instead of leaving them held.
 #[must_use]
 pub struct MultiGuard<'a, const N: usize> {
     locks: [&'a dyn ChainLock; N],
+    /// How many of `locks` (in order) this thread holds.
+    taken: usize,
+    /// Which of `locks` have lent their data to the block, so each lends at most once.
+    lent: [Cell<bool>; N],
     _not_send: PhantomData<*const ()>,
 }
 
 /// `locked!(a, b, c => ..)`: takes every lock in ascending address order, whatever order
-/// they were written in, so two sites naming the same locks cannot deadlock each other.
-/// Locks in one shared region have the same relative addresses in every process, so the
-/// order holds across processes too.
+/// they were written in, so two sites naming the same locks in one process cannot deadlock
+/// each other. Across processes the order is the same for locks in one shared region (their
+/// offsets are the same in every process); see the crate documentation of `locked!` for
+/// locks in different regions.
 ///
 /// # Panics
-/// If the same lock is named twice.
+/// If the same lock is named twice, or taking one of the locks panics; the locks already
+/// taken are released first.
+#[track_caller]
 pub fn lock_all<const N: usize>(mut locks: [&dyn ChainLock; N]) -> MultiGuard<'_, N> {
     locks.sort_unstable_by_key(|l| l.chain_id());
     if let Some(w) = locks
         .windows(2)
         .find(|w| w[0].chain_id() == w[1].chain_id())
     {
-        panic!(
-            "locked!: the same lock (at {:#x}) is named twice; it would deadlock",
-            w[0].chain_id()
-        );
+        named_twice(w[0].chain_id());
     }
-    for l in &locks {
-        l.chain_acquire();
-    }
-    MultiGuard {
+    let mut guard = MultiGuard {
         locks,
+        taken: 0,
+        lent: [const { Cell::new(false) }; N],
         _not_send: PhantomData,
+    };
+    while guard.taken < N {
+        guard.locks[guard.taken].chain_acquire();
+        guard.taken += 1;
+    }
+    guard
+}
+
+#[cold]
+#[track_caller]
+fn named_twice(id: usize) -> ! {
+    panic!("locked!: the same lock (at {id:#x}) is named twice; it would deadlock")
+}
+
+impl<'a, const N: usize> MultiGuard<'a, N> {
+    /// What `name = lock` in `locked!(name = lock, .. => ..)` gets: the lock's data
+    /// (`&mut T` for a `ShmMutex`), or the lock itself for locks that guard no data.
+    ///
+    /// # Panics
+    /// If `lock` is not one of the locks this guard holds, or has lent already (generated
+    /// code lends each lock once).
+    #[track_caller]
+    pub fn lend<'g, L: LendHeld + ?Sized>(&'g self, lock: &'g L) -> L::Lent<'g> {
+        let id = lock.chain_id();
+        let Some(i) = self.locks[..self.taken]
+            .iter()
+            .position(|l| l.chain_id() == id)
+        else {
+            panic!("locked!: lending a lock that this guard does not hold")
+        };
+        if self.lent[i].replace(true) {
+            panic!("locked!: a lock lends its data once")
+        }
+        // SAFETY: this thread holds `lock` (it is among the locks taken) for as long as
+        // `self` lives, which outlives 'g; no other lend of this lock is alive (checked
+        // just above), and the guard lends nothing else of it.
+        unsafe { lock.lend_held() }
     }
 }
 
 impl<const N: usize> Drop for MultiGuard<'_, N> {
     fn drop(&mut self) {
-        for l in self.locks.iter().rev() {
-            // SAFETY: `lock_all` took every lock on this thread; the guard is !Send and
+        for l in self.locks[..self.taken].iter().rev() {
+            // SAFETY: `lock_all` took these locks on this thread; the guard is !Send and
             // dropped once.
             unsafe { l.chain_release() };
         }
     }
 }
+
+/// A lock that can lend its data while a [`MultiGuard`] holds it.
+///
+/// # Safety
+/// `lend_held` must return only data that the lock guards (or the lock itself), and
+/// `chain_id` must identify the lock whose data it lends.
+pub unsafe trait LendHeld: ChainLock {
+    /// What the block gets.
+    type Lent<'g>
+    where
+        Self: 'g;
+    /// Lends the data.
+    ///
+    /// # Safety
+    /// The calling thread holds this lock for at least `'g`, and nothing else lent by this
+    /// lock is alive during `'g`.
+    unsafe fn lend_held(&self) -> Self::Lent<'_>;
+}
+
+// SAFETY: lends the lock itself, which guards no data.
+unsafe impl<R: crate::raw::RawLock> LendHeld for GenLock<R> {
+    type Lent<'g>
+        = &'g GenLock<R>
+    where
+        R: 'g;
+    unsafe fn lend_held(&self) -> &GenLock<R> {
+        self
+    }
+}
+
+// SAFETY: lends the mutex's data, which the lock guards.
+unsafe impl<T: ShmSafe, R: crate::raw::RawLock> LendHeld for ShmMutex<T, R> {
+    type Lent<'g>
+        = &'g mut T
+    where
+        Self: 'g;
+    unsafe fn lend_held(&self) -> &mut T {
+        // SAFETY: the caller holds the lock for the borrow's lifetime and nothing else
+        // borrowed from the data is alive (the contract), so this is the only access.
+        unsafe { &mut *self.data_ptr() }
+    }
+}
+
+// SAFETY: lends the group itself (its members are reached through their own handles).
+unsafe impl LendHeld for crate::GrpLock {
+    type Lent<'g> = &'g crate::GrpLock;
+    unsafe fn lend_held(&self) -> &crate::GrpLock {
+        self
+    }
+}
+
+macro_rules! forward_lend_held {
+    ($([$($bound:tt)*] $ty:ty),*) => {
+        $(
+            // SAFETY: forwards to the lock behind the handle, whose chain_id the handle's
+            // ChainLock forwards too.
+            unsafe impl<L: LendHeld + $($bound)*> LendHeld for $ty {
+                type Lent<'g> = L::Lent<'g> where Self: 'g;
+                unsafe fn lend_held(&self) -> L::Lent<'_> {
+                    // SAFETY: forwarded contract.
+                    unsafe { (**self).lend_held() }
+                }
+            }
+        )*
+    };
+}
+
+forward_lend_held!(
+    [?Sized] &L,
+    [?Sized] std::sync::Arc<L>,
+    [?Sized] std::boxed::Box<L>,
+    [Sized] crate::ShmBox<L>
+);
 
 /// Storage for a `#[striped_by(set)]` field: reachable only through a stripe's guard.
 #[repr(transparent)]
@@ -92,6 +319,14 @@ impl<T> Striped<T> {
     /// Wraps the initial value.
     pub const fn new(value: T) -> Self {
         Striped(UnsafeCell::new(value))
+    }
+}
+
+/// Prints no elements: reading one takes its stripe's lock, which `Debug` must not do (the
+/// caller may hold it).
+impl<T> std::fmt::Debug for Striped<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Striped { .. }")
     }
 }
 
@@ -177,9 +412,83 @@ pub unsafe fn try_lock_stripe<'a, T, R: crate::raw::RawLock, const M: usize>(
     })
 }
 
+/// `try_lock_<field>_for(index, timeout)`: `None` if the stripe stays busy for `timeout`.
+///
+/// # Safety
+/// As for [`lock_stripe`].
+#[track_caller]
+pub unsafe fn try_lock_stripe_for<'a, T, R: crate::raw::RawLock, const M: usize>(
+    set: &'a LockSet<R>,
+    cells: &'a Striped<[T; M]>,
+    index: usize,
+    timeout: Duration,
+    field: &str,
+) -> Option<StripeGuard<'a, T, R>> {
+    let element = element(cells, index, field);
+    Some(StripeGuard {
+        _stripe: set.try_lock_for(index % set.len(), timeout)?,
+        element,
+    })
+}
+
 /// Checks, at compile time, that a field can live in shared memory; generated with the
 /// field's span so the error points at the field.
 pub const fn assert_shm_safe<T: ShmSafe + ?Sized>() {}
+
+macro_rules! shm_safe_because {
+    ($($(#[$attr:meta])* $trait:ident $assert:ident;)*) => {
+        $(
+            $(#[$attr])*
+            pub trait $trait {}
+            impl<T: ShmSafe + ?Sized> $trait for T {}
+            /// Checks that a field is `ShmSafe`, with the message for what its name suggests.
+            pub const fn $assert<T: $trait + ?Sized>() {}
+        )*
+    };
+}
+
+// One assertion per reason a field's name suggests, each `ShmSafe` under another message: a
+// std `String` fails with the advice for strings, a user type called `String` that is
+// `ShmSafe` passes.
+shm_safe_because! {
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` cannot live in shared memory: a String's bytes live on this \
+                   process's heap",
+        label = "not `ShmSafe`",
+        note = "use a fixed-size byte array ([u8; N]) with a length"
+    )]
+    ShmSafeNotString assert_shm_safe_not_string;
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` cannot live in shared memory: a collection's elements live on \
+                   this process's heap",
+        label = "not `ShmSafe`",
+        note = "use a fixed-size array, or a table allocated in the region and linked with \
+                ShmPtr"
+    )]
+    ShmSafeNotCollection assert_shm_safe_not_collection;
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` cannot live in shared memory: a Box points into this process's \
+                   heap",
+        label = "not `ShmSafe`",
+        note = "allocate the value in the region (ShmRegion::alloc) and store a ShmPtr to it"
+    )]
+    ShmSafeNotBox assert_shm_safe_not_box;
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` cannot live in shared memory: its reference count and value live \
+                   on this process's heap",
+        label = "not `ShmSafe`",
+        note = "share the value through the region instead: allocate it there and store a \
+                ShmPtr"
+    )]
+    ShmSafeNotRc assert_shm_safe_not_rc;
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` cannot live in shared memory: a cell allows unsynchronised \
+                   mutation",
+        label = "not `ShmSafe`",
+        note = "guard the field with a lock (#[guarded_by]) or use an atomic"
+    )]
+    ShmSafeNotCell assert_shm_safe_not_cell;
+}
 
 /// What a named `locked!` guard lends its block: the data (`&mut T`) for locks that guard
 /// data, a shared reference to the guard for the others. Never the guard itself, so it
@@ -218,7 +527,29 @@ impl<'a, R: crate::raw::RawLock> Lend for GenLockGuard<'a, R> {
     }
 }
 
-lend_guard!(crate::grp::GrpGuard<'a>);
+lend_guard!(crate::grp::GrpGuard<'a>, RecLockGuard<'a>);
+
+impl<'a, T> Lend for ReadGuard<'a, T> {
+    type Lent<'b>
+        = &'b T
+    where
+        Self: 'b;
+    #[inline(always)]
+    fn lend(&mut self) -> &T {
+        self
+    }
+}
+
+impl<'a, T> Lend for WriteGuard<'a, T> {
+    type Lent<'b>
+        = &'b mut T
+    where
+        Self: 'b;
+    #[inline(always)]
+    fn lend(&mut self) -> &mut T {
+        self
+    }
+}
 
 macro_rules! lend_data {
     ($($guard:ident),*) => {

@@ -111,6 +111,11 @@ impl<T, R: RawLock> ShmMutex<T, R> {
         &self.lock
     }
 
+    /// The data, for holders that track the lock themselves (`locked!` over several locks).
+    pub(crate) fn data_ptr(&self) -> *mut T {
+        self.data.get()
+    }
+
     fn guard<'a>(&'a self, lock: GenLockGuard<'a, R>) -> ShmMutexGuard<'a, T, R> {
         ShmMutexGuard { mutex: self, lock }
     }
