@@ -57,12 +57,12 @@ fn lend(krate: &TokenStream, name: &Option<Ident>, guard: &Ident) -> TokenStream
 }
 
 pub(crate) fn expand(l: &Locked) -> TokenStream {
-    let krate = &l.krate;
     if l.items.len() > 1 {
         return many(l);
     }
     let Item { name, lock } = &l.items[0];
     let span = lock.span();
+    let krate = &l.krate;
     let bound = private("__lockkit_lock", span);
     let guard = private("__lockkit_guard", span);
     let lend = lend(krate, name, &guard);

@@ -11,7 +11,7 @@ use crate::types::{non_shm, type_name, NonShm};
 pub(crate) fn check(input: &Input, cx: &mut Ctxt) {
     // A marker that names no lock of its kind: the locks it meant would be reported as
     // guarding nothing, a second error for one typo.
-    let mut bad_marker = false;
+    let mut bad_marker = input.malformed;
     for f in &input.fields {
         let field = f.ident;
         match &f.role {

@@ -98,9 +98,13 @@ fn is_guarding_lock(input: &Input, f: &Field) -> bool {
 
 /// `for<'__lk> T: Trait` keeps a bound on a concrete type from being checked eagerly, so
 /// an impl whose bound fails simply does not apply (rather than being an error).
-fn zeroable_bounds<'a>(krate: &TokenStream, tys: impl Iterator<Item = &'a Type>) -> TokenStream {
+fn zeroable_bounds<'a>(
+    krate: &TokenStream,
+    this: &Ident,
+    tys: impl Iterator<Item = &'a Type>,
+) -> TokenStream {
     let bounds = tys.map(|ty| quote!(for<'__lk> #ty: #krate::ShmZeroable,));
-    quote!(where #(#bounds)*)
+    quote!(where for<'__lk> #this: #krate::ShmSafe, #(#bounds)*)
 }
 
 /// The visibility of the generated `new`: that of the most private field, so code that
@@ -127,8 +131,10 @@ fn new_vis(input: &Input) -> TokenStream {
 
 /// The assertion that a field can live in shared memory, with the message its written type
 /// suggests; nothing for references and pointers, which `check` already rejected.
-fn shm_assert(krate: &TokenStream, f: &Field) -> Option<TokenStream> {
+fn shm_assert(input: &Input, f: &Field) -> Option<TokenStream> {
     let ty = f.ty;
+    // At the field's type: a failed const evaluation points at the call's first token.
+    let krate = &crate::ctxt::respan(input.krate.clone(), ty.span());
     let assertion = match non_shm(ty) {
         Some((_, NonShm::Reference | NonShm::Pointer)) => return None,
         Some((_, kind)) => kind.assertion(),
@@ -137,6 +143,8 @@ fn shm_assert(krate: &TokenStream, f: &Field) -> Option<TokenStream> {
     let assertion = Ident::new(assertion, ty.span());
     let cfgs = &f.cfgs;
     let kind = match f.kind {
+        // A lock that guards fields is checked where its backend is named, at its type.
+        Kind::Lock if is_guarding_lock(input, f) => None,
         Kind::Lock => Some(quote_spanned! {ty.span()=>
             const _: () = #krate::__private::assert_lock::<#ty>();
         }),
@@ -156,11 +164,13 @@ fn shm_assert(krate: &TokenStream, f: &Field) -> Option<TokenStream> {
 /// The trait impls of the struct: `ShmSafe`, and `ShmZeroable` when every field is.
 fn trait_impls(input: &Input) -> Vec<TokenStream> {
     let (krate, name) = (&input.krate, &input.item.ident);
-    let bounds = zeroable_bounds(krate, input.fields.iter().map(|f| f.ty));
+    let bounds = zeroable_bounds(krate, name, input.fields.iter().map(|f| f.ty));
     vec![quote! {
         // SAFETY: every field is asserted ShmSafe above; locks and guarded data are
-        // stored inline (repr(C)), and guarded data is reached only through guards.
-        unsafe impl #krate::ShmSafe for #name {}
+        // stored inline (repr(C)), and guarded data is reached only through guards. (The
+        // bound is ShmSafe's supertrait, written so that a field that is not Sync is
+        // reported once, by its assertion, and not again here.)
+        unsafe impl #krate::ShmSafe for #name where for<'__lk> #name: ::core::marker::Sync {}
         // SAFETY: applies only when every field is ShmZeroable: zero bytes are then
         // unlocked locks around zeroed data.
         unsafe impl #krate::ShmZeroable for #name #bounds {}
@@ -322,7 +332,7 @@ pub(crate) fn expand(input: &Input) -> TokenStream {
     let asserts = input
         .fields
         .iter()
-        .filter_map(|f| shm_assert(krate, f))
+        .filter_map(|f| shm_assert(input, f))
         .collect();
 
     for f in &input.fields {
@@ -354,8 +364,13 @@ pub(crate) fn expand(input: &Input) -> TokenStream {
                 }));
             }
             Role::Plain if is_guarding_lock(input, f) => {
+                // Paths at the lock's type: a `#[lock]` field that is not a lock is reported
+                // there, however many places name its backend.
+                let krate = &crate::ctxt::respan(krate.clone(), ty.span());
                 let data = fields_struct(input, id);
-                let raw = quote!(<#ty as #krate::__private::LockKind>::Raw);
+                // At the lock's type, so a `#[lock]` field that is not a lock is reported
+                // there, once.
+                let raw = quote_spanned!(ty.span()=> <#ty as #krate::__private::LockKind>::Raw);
                 let guarded = guarded_by(input, id);
                 let g_fields = guarded.iter().map(|g| {
                     let (a, v, i, t) = (&g.attrs, g.vis, g.ident, g.ty);
@@ -371,7 +386,7 @@ pub(crate) fn expand(input: &Input) -> TokenStream {
                     name.unraw(),
                     id.unraw()
                 );
-                let bounds = zeroable_bounds(krate, guarded.iter().map(|g| g.ty));
+                let bounds = zeroable_bounds(krate, &data, guarded.iter().map(|g| g.ty));
                 extra_structs.push(quote! {
                     #[doc = #doc]
                     #[repr(C)]
@@ -459,13 +474,19 @@ pub(crate) fn fallback(input: &Input) -> TokenStream {
         // SAFETY: as above.
         unsafe impl #krate::ShmZeroable for #name where for<'__lk> #name: #krate::ShmSafe {}
     };
-    let is_struct = matches!(input.item.data, syn::Data::Struct(_));
+    let plain_struct = matches!(input.item.data, syn::Data::Struct(_))
+        && input.item.generics.params.is_empty();
+    if !plain_struct {
+        // Generic (rejected) items get no impls: naming them without their parameters would
+        // be a second error.
+        return stand_in(input.item);
+    }
     Expansion {
         item: stand_in(input.item),
         extra_structs: Vec::new(),
         asserts: Vec::new(),
         impls: vec![impls],
-        methods: if is_struct { methods } else { Vec::new() },
+        methods,
     }
     .into_tokens(name)
 }

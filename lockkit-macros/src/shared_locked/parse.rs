@@ -26,6 +26,9 @@ pub(crate) struct Input<'a> {
     /// `repr` hints kept beside `repr(C)` (`align(N)`).
     pub(crate) reprs: Vec<TokenStream>,
     pub(crate) fields: Vec<Field<'a>>,
+    /// A marker could not be read: which lock it meant is unknown, so "guards no field" is
+    /// not reported (it would be a second error for one mistake).
+    pub(crate) malformed: bool,
 }
 
 /// What a field is, from its type's name or its marker.
@@ -186,8 +189,9 @@ impl<'a> Input<'a> {
         }
         let (attrs, reprs) = reprs(item, cx);
         let mut fields = Vec::new();
+        let mut malformed = false;
         for f in named.into_iter().flat_map(|n| n.named.iter()) {
-            fields.push(field(f, cx));
+            fields.push(field(f, cx, &mut malformed));
         }
         Input {
             item,
@@ -196,6 +200,7 @@ impl<'a> Input<'a> {
             attrs,
             reprs,
             fields,
+            malformed,
         }
     }
 
@@ -205,7 +210,7 @@ impl<'a> Input<'a> {
     }
 }
 
-fn field<'a>(f: &'a syn::Field, cx: &mut Ctxt) -> Field<'a> {
+fn field<'a>(f: &'a syn::Field, cx: &mut Ctxt, malformed: &mut bool) -> Field<'a> {
     let mut role = Role::Plain;
     let mut standalone = None;
     let mut kind_marker: Option<&Attribute> = None;
@@ -217,6 +222,7 @@ fn field<'a>(f: &'a syn::Field, cx: &mut Ctxt) -> Field<'a> {
         match marker {
             Some(m @ ("guarded_by" | "striped_by")) => {
                 let Some(target) = marker_arg(attr, cx) else {
+                    *malformed = true;
                     continue;
                 };
                 if !matches!(role, Role::Plain) {
@@ -231,8 +237,8 @@ fn field<'a>(f: &'a syn::Field, cx: &mut Ctxt) -> Field<'a> {
             }
             Some(m) => {
                 if attr.meta.require_path_only().is_err() {
+                    // Still taken as given: what it marks is clear, only its form is wrong.
                     cx.error(attr, fill(msg::SL_MARKER_PATH, &[("marker", &m)]));
-                    continue;
                 }
                 let slot = if m == "standalone" {
                     &mut standalone
@@ -247,6 +253,7 @@ fn field<'a>(f: &'a syn::Field, cx: &mut Ctxt) -> Field<'a> {
             None => {
                 if let Some(m) = hidden_marker(attr) {
                     cx.error(attr, fill(msg::SL_CFG_ATTR, &[("marker", &m)]));
+                    *malformed = true;
                     continue;
                 }
                 if p.is_ident("cfg") {
