@@ -328,3 +328,168 @@ fn a_tail_temporary_borrowing_the_lent_data_ends_inside_the_block() {
     assert_eq!(v, 7);
     assert!(!outer.is_locked());
 }
+
+/// The `file:line` a panic inside `f` reports (its `#[track_caller]` location).
+fn panic_location(f: impl FnOnce() + Send + 'static) -> String {
+    use std::sync::Mutex;
+    type Hook = dyn Fn(&std::panic::PanicHookInfo<'_>) + Send + Sync;
+    let prev: Arc<Hook> = Arc::from(std::panic::take_hook());
+    let seen = Arc::new(Mutex::new(None::<String>));
+    let (fwd, out) = (prev.clone(), seen.clone());
+    std::panic::set_hook(Box::new(move |info| {
+        if std::thread::current().name() == Some("panic-location") {
+            *out.lock().unwrap() = info.location().map(|l| format!("{}:{}", l.file(), l.line()));
+        } else {
+            fwd(info);
+        }
+    }));
+    let r = std::thread::Builder::new()
+        .name("panic-location".into())
+        .spawn(f)
+        .unwrap()
+        .join();
+    drop(std::panic::take_hook());
+    std::panic::set_hook(Box::new(move |info| prev(info)));
+    assert!(r.is_err(), "expected a panic");
+    let loc = seen.lock().unwrap().take();
+    loc.expect("the hook saw the panic")
+}
+
+#[test]
+fn a_lock_named_twice_panics_at_the_users_line() {
+    let line = line!() + 3;
+    let loc = panic_location(|| {
+        let a = GenLock::new();
+        locked!(a, a => {});
+    });
+    assert_eq!(loc, format!("tests/macros_runtime.rs:{line}"));
+}
+
+#[test]
+fn a_striped_index_out_of_range_panics_at_the_users_line() {
+    let line = line!() + 3;
+    let loc = panic_location(|| {
+        let table = CallTable::new(0, 0, [0; 32], AtomicU32::new(0));
+        let _g = table.lock_per_user(32);
+    });
+    assert_eq!(loc, format!("tests/macros_runtime.rs:{line}"));
+}
+
+#[test]
+fn several_locks_each_lend_their_data() {
+    let a = ShmMutex::new(0u64);
+    let b = ShmMutex::new(0u64);
+    let table = CallTable::new(0, 0, [0; 32], AtomicU32::new(0));
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for _ in 0..5_000 {
+                locked!(x = a, y = b, c = table.calls => {
+                    *x += 1;
+                    *y += 2;
+                    c.total += 1;
+                });
+            }
+        });
+        s.spawn(|| {
+            for _ in 0..5_000 {
+                // The opposite order: the same global order is used.
+                locked!(c = table.calls, y = b, x = a => {
+                    *x += 1;
+                    *y += 2;
+                    c.total += 1;
+                });
+            }
+        });
+    });
+    assert_eq!(*a.lock(), 10_000);
+    assert_eq!(*b.lock(), 20_000);
+    assert_eq!(table.lock_calls().total, 10_000);
+    assert!(!a.is_locked() && !b.is_locked());
+}
+
+#[test]
+fn read_and_write_forms_take_an_rwlock_as_written() {
+    let rw = lockkit::RwLock::new(1u32);
+    locked!(write w = rw => { *w += 1 });
+    let r = locked!(read r = rw => {
+        // Readers share: another reader gets in, a writer does not.
+        let other_reader = locked!(try read o = rw => { *o } else { 0 });
+        let writer = locked!(try write w = rw => { *w } else { 0 });
+        (*r, other_reader, writer)
+    });
+    assert_eq!(r, (2, 2, 0));
+    assert!(rw.try_write().is_some(), "every guard was released");
+}
+
+#[test]
+fn try_for_runs_the_else_block_when_the_wait_runs_out() {
+    use std::time::{Duration, Instant};
+    let m = ShmMutex::new(5u32);
+    let held = m.lock();
+    let (v, waited) = std::thread::scope(|s| {
+        s.spawn(|| {
+            let t = Instant::now();
+            let v = locked!(try_for(Duration::from_millis(30)) g = m => { *g } else { 0 });
+            (v, t.elapsed())
+        })
+        .join()
+        .unwrap()
+    });
+    assert_eq!(v, 0);
+    assert!(waited >= Duration::from_millis(30), "gave up after {waited:?}");
+    drop(held);
+    assert_eq!(
+        locked!(try_for(Duration::from_millis(30)) g = m => { *g } else { 0 }),
+        5
+    );
+}
+
+#[test]
+fn a_rec_lock_is_taken_again_by_its_holder() {
+    let rec = lockkit::RecLock::new();
+    let depth = locked!(g = rec => {
+        let _ = g;
+        locked!(rec => { rec.depth() })
+    });
+    assert_eq!(depth, 2);
+    assert!(!rec.is_locked());
+}
+
+#[test]
+fn a_striped_timed_accessor_gives_up_while_the_stripe_is_busy() {
+    let table = CallTable::new(0, 0, [4; 32], AtomicU32::new(0));
+    let held = table.lock_per_user(1);
+    let busy = std::thread::scope(|s| {
+        s.spawn(|| {
+            table
+                .try_lock_per_user_for(1 + 8, std::time::Duration::from_millis(10))
+                .is_none()
+        })
+        .join()
+        .unwrap()
+    });
+    assert!(busy, "element 9 shares stripe 1 with element 1");
+    drop(held);
+    assert_eq!(
+        *table
+            .try_lock_per_user_for(9, std::time::Duration::from_millis(10))
+            .unwrap(),
+        4
+    );
+}
+
+#[shared_locked]
+#[derive(Debug)]
+struct Printable {
+    stripes: GenLockSet<2>,
+    #[striped_by(stripes)]
+    cells: [u32; 4],
+}
+
+#[test]
+fn a_struct_with_a_striped_field_derives_debug_without_taking_locks() {
+    let p = Printable::new([1; 4]);
+    let _held = p.lock_cells(0);
+    let text = format!("{p:?}");
+    assert!(text.contains("cells: Striped { .. }"), "{text}");
+}

@@ -115,6 +115,7 @@ impl<R: RawLock> LockSet<R> {
     }
 
     /// Takes the lock that `key` maps to (striping by key hash).
+    #[track_caller]
     pub fn lock_for<K: Hash + ?Sized>(&self, key: &K) -> GenLockGuard<'_, R> {
         self.lock(self.index_for(key))
     }

@@ -62,16 +62,19 @@ impl<T, R: RawLock> ShmMutex<T, R> {
     }
 
     /// Takes the lock and returns a guard to the data.
+    #[track_caller]
     pub fn lock(&self) -> ShmMutexGuard<'_, T, R> {
         self.guard(self.lock.lock())
     }
 
     /// Takes the lock if it is free.
+    #[track_caller]
     pub fn try_lock(&self) -> Option<ShmMutexGuard<'_, T, R>> {
         self.lock.try_lock().map(|g| self.guard(g))
     }
 
     /// Takes the lock, waiting at most `timeout`.
+    #[track_caller]
     pub fn try_lock_for(&self, timeout: Duration) -> Option<ShmMutexGuard<'_, T, R>> {
         self.lock.try_lock_for(timeout).map(|g| self.guard(g))
     }
