@@ -315,7 +315,10 @@ fn a_panic_taking_the_second_lock_releases_the_first() {
     }));
     assert!(r.is_err(), "taking a lock this thread holds panics");
     drop(held);
-    assert!(!first.is_locked(), "the first lock was left held after the panic");
+    assert!(
+        !first.is_locked(),
+        "the first lock was left held after the panic"
+    );
     assert!(!second.is_locked());
 }
 
@@ -338,7 +341,9 @@ fn panic_location(f: impl FnOnce() + Send + 'static) -> String {
     let (fwd, out) = (prev.clone(), seen.clone());
     std::panic::set_hook(Box::new(move |info| {
         if std::thread::current().name() == Some("panic-location") {
-            *out.lock().unwrap() = info.location().map(|l| format!("{}:{}", l.file(), l.line()));
+            *out.lock().unwrap() = info
+                .location()
+                .map(|l| format!("{}:{}", l.file(), l.line()));
         } else {
             fwd(info);
         }
@@ -436,7 +441,10 @@ fn try_for_runs_the_else_block_when_the_wait_runs_out() {
         .unwrap()
     });
     assert_eq!(v, 0);
-    assert!(waited >= Duration::from_millis(30), "gave up after {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(30),
+        "gave up after {waited:?}"
+    );
     drop(held);
     assert_eq!(
         locked!(try_for(Duration::from_millis(30)) g = m => { *g } else { 0 }),

@@ -163,7 +163,11 @@ fn macro_errors_are_written_only_in_msg_rs() {
             }
         }
     }
-    assert!(bad.is_empty(), "error text outside msg.rs:\n{}", bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "error text outside msg.rs:\n{}",
+        bad.join("\n")
+    );
 }
 
 /// "One mistake, one error": a typo in a marker is reported once, and the user's code that

@@ -26,10 +26,7 @@ impl Ctxt {
     }
 
     pub(crate) fn push(&mut self, e: syn::Error) {
-        self.errors
-            .as_mut()
-            .expect("Ctxt used after check")
-            .push(e);
+        self.errors.as_mut().expect("Ctxt used after check").push(e);
     }
 
     /// Every error recorded, combined; consumes the context.

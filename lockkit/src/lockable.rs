@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use crate::grp::{GrpGuard, GrpLock};
 use crate::raw::RawLock;
-use crate::{GenLock, GenLockGuard, RecLock, RecLockGuard, RwLock, ShmBox, ShmMutex, ShmMutexGuard};
+use crate::{
+    GenLock, GenLockGuard, RecLock, RecLockGuard, RwLock, ShmBox, ShmMutex, ShmMutexGuard,
+};
 
 /// A lock that hands out a guard: [`GenLock`], [`ShmMutex`], [`GrpLock`], and a
 /// [`ShmBox`], `Arc`, `Box` or reference leading to one. This is what

@@ -34,7 +34,11 @@ pub(crate) fn expand(m: &Member, fallback: bool) -> TokenStream {
     // After an error the struct may not be Send (the supertrait); a bound that cannot hold
     // makes the stand-in impl not apply rather than add an error.
     let extra_where = if fallback {
-        let w = if where_g.is_some() { quote!(,) } else { quote!(where) };
+        let w = if where_g.is_some() {
+            quote!(,)
+        } else {
+            quote!(where)
+        };
         quote!(#w for<'__lk> #name #ty_g: ::core::marker::Send)
     } else {
         quote!()

@@ -98,10 +98,17 @@ pub(crate) fn check(input: &Input, cx: &mut Ctxt) {
                     cx.error(a, msg::SL_STANDALONE_GUARDED);
                 }
                 if let Some(a) = f.kind_marker {
-                    let marker = if kind == Kind::Lock { "lock" } else { "lock_set" };
+                    let marker = if kind == Kind::Lock {
+                        "lock"
+                    } else {
+                        "lock_set"
+                    };
                     cx.error(
                         a,
-                        fill(msg::SL_KIND_GUARDED, &[("marker", &marker), ("field", field)]),
+                        fill(
+                            msg::SL_KIND_GUARDED,
+                            &[("marker", &marker), ("field", field)],
+                        ),
                     );
                 }
             }

@@ -273,8 +273,7 @@ fn stripe_accessors(
         "Locks stripe `index % N` of `{set}` and lends element `index` of `{field}`.\n\n\
          # Panics\nIf `index` is out of range, naming both."
     );
-    let try_doc =
-        format!("Like [`{lock_fn}`](Self::{lock_fn}), but `None` if the stripe is busy.");
+    let try_doc = format!("Like [`{lock_fn}`](Self::{lock_fn}), but `None` if the stripe is busy.");
     let try_for_doc = format!(
         "Like [`{lock_fn}`](Self::{lock_fn}), but `None` if the stripe stays busy for \
          `timeout`."
@@ -411,9 +410,13 @@ pub(crate) fn expand(input: &Input) -> TokenStream {
                     .collect::<Vec<_>>()
                     .join(", ");
                 let ret = quote!(#krate::ShmMutexGuard<'_, #data, #raw>);
-                methods.push(lock_accessors(id, fvis, &names, &ret, |call| {
-                    quote!(self.#id.#call)
-                }));
+                methods.push(lock_accessors(
+                    id,
+                    fvis,
+                    &names,
+                    &ret,
+                    |call| quote!(self.#id.#call),
+                ));
             }
             Role::Plain => {
                 struct_fields.push(quote!(#(#fattrs)* #fvis #id: #ty));
@@ -452,9 +455,10 @@ pub(crate) fn fallback(input: &Input) -> TokenStream {
     let mut methods = Vec::new();
     let unreachable = |_| quote!(::core::unreachable!());
     for f in &input.fields {
-        let named_by_marker = input.fields.iter().any(|g| {
-            matches!(&g.role, Role::Guarded(l) if same_name(l, f.ident))
-        });
+        let named_by_marker = input
+            .fields
+            .iter()
+            .any(|g| matches!(&g.role, Role::Guarded(l) if same_name(l, f.ident)));
         if (f.kind == Kind::Lock && matches!(f.role, Role::Plain)) || named_by_marker {
             let ret = quote!(#krate::__private::Fallback<'_, Self>);
             methods.push(lock_accessors(f.ident, f.vis, "", &ret, unreachable));
@@ -474,8 +478,8 @@ pub(crate) fn fallback(input: &Input) -> TokenStream {
         // SAFETY: as above.
         unsafe impl #krate::ShmZeroable for #name where for<'__lk> #name: #krate::ShmSafe {}
     };
-    let plain_struct = matches!(input.item.data, syn::Data::Struct(_))
-        && input.item.generics.params.is_empty();
+    let plain_struct =
+        matches!(input.item.data, syn::Data::Struct(_)) && input.item.generics.params.is_empty();
     if !plain_struct {
         // Generic (rejected) items get no impls: naming them without their parameters would
         // be a second error.
