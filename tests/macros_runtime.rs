@@ -501,3 +501,116 @@ fn a_struct_with_a_striped_field_derives_debug_without_taking_locks() {
     let text = format!("{p:?}");
     assert!(text.contains("cells: Striped { .. }"), "{text}");
 }
+
+/// Waits for `children` until `deadline`; kills the ones still running then, and returns
+/// each exit code (`None` for one that had to be killed).
+fn join_by(children: Vec<common::Child>, deadline: std::time::Instant) -> Vec<Option<i32>> {
+    let pids: Vec<libc::pid_t> = children.iter().map(|c| c.pid() as libc::pid_t).collect();
+    // The handles are only pids; waiting is done here, with a deadline.
+    std::mem::forget(children);
+    let mut codes = vec![None; pids.len()];
+    let mut done = vec![false; pids.len()];
+    while done.iter().any(|d| !d) && std::time::Instant::now() < deadline {
+        for (i, &pid) in pids.iter().enumerate() {
+            if done[i] {
+                continue;
+            }
+            let mut status = 0;
+            // SAFETY: polling our own child with a valid status pointer.
+            if unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == pid {
+                done[i] = true;
+                codes[i] = Some(if libc::WIFEXITED(status) {
+                    libc::WEXITSTATUS(status)
+                } else {
+                    128 + libc::WTERMSIG(status)
+                });
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    for (i, &pid) in pids.iter().enumerate() {
+        if !done[i] {
+            // SAFETY: killing and reaping our own child, which is stuck.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, std::ptr::null_mut(), 0);
+            }
+        }
+    }
+    codes
+}
+
+#[test]
+fn processes_that_mapped_two_regions_in_opposite_orders_take_their_locks_in_one_order() {
+    let _s = serial();
+    let pid = std::process::id();
+    let (n1, n2) = (
+        format!("/lockkit-order-1-{pid}"),
+        format!("/lockkit-order-2-{pid}"),
+    );
+    let r1 = ShmRegion::create(&n1, 1 << 16).unwrap();
+    let r2 = ShmRegion::create(&n2, 1 << 16).unwrap();
+    r1.publish("lock", &r1.alloc(GenLock::new()).unwrap())
+        .unwrap();
+    r2.publish("lock", &r2.alloc(GenLock::new()).unwrap())
+        .unwrap();
+    // Both children start together, or one may finish before the other begins.
+    let shared = ShmRegion::anonymous(1 << 16).unwrap();
+    let ready = shared.alloc(AtomicU32::new(0)).unwrap();
+    let ready = &*ready;
+    let work = |first: String, second: String| {
+        move || {
+            // Fresh mappings, in this child's order: mmap places the later one lower, so
+            // the two children see the two locks' addresses in opposite orders.
+            let a = ShmRegion::open(&first).unwrap();
+            let b = ShmRegion::open(&second).unwrap();
+            let la = a.lookup::<GenLock>("lock").unwrap();
+            let lb = b.lookup::<GenLock>("lock").unwrap();
+            ready.fetch_add(1, SeqCst);
+            let t = std::time::Instant::now();
+            while ready.load(SeqCst) < 2 {
+                assert!(
+                    t.elapsed() < std::time::Duration::from_secs(5),
+                    "no partner"
+                );
+                std::hint::spin_loop();
+            }
+            for _ in 0..200_000 {
+                locked!(la, lb => {});
+            }
+            std::mem::forget((a, b));
+            0
+        }
+    };
+    let children = vec![
+        common::fork(work(n1.clone(), n2.clone())),
+        common::fork(work(n2.clone(), n1.clone())),
+    ];
+    let codes = join_by(
+        children,
+        std::time::Instant::now() + std::time::Duration::from_secs(10),
+    );
+    drop((r1, r2));
+    assert_eq!(
+        codes,
+        vec![Some(0), Some(0)],
+        "the two processes deadlocked (None: killed after 10 s) or failed"
+    );
+}
+
+#[test]
+#[should_panic(expected = "is named twice")]
+fn one_lock_reached_through_two_mappings_is_named_twice() {
+    let name = format!("/lockkit-twice-{}", std::process::id());
+    let created = ShmRegion::create(&name, 1 << 16).unwrap();
+    created
+        .publish("lock", &created.alloc(GenLock::new()).unwrap())
+        .unwrap();
+    let again = ShmRegion::open(&name).unwrap();
+    let (a, b) = (
+        created.lookup::<GenLock>("lock").unwrap(),
+        again.lookup::<GenLock>("lock").unwrap(),
+    );
+    assert_ne!(a as *const GenLock, b as *const GenLock, "two mappings");
+    locked!(a, b => {});
+}

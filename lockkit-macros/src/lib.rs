@@ -183,12 +183,13 @@ pub fn grp_member(args: TokenStream, input: TokenStream) -> TokenStream {
 /// or released early, and nothing borrowed from it outlives the block.
 ///
 /// # Several locks
-/// They are taken in ascending address order whatever order they are written in, each held
-/// as soon as it is taken (a panic taking the next one releases those already taken). The
-/// order is the same in every process for locks in one shared region (their offsets are the
-/// same everywhere), and in one process for any locks; for locks in two regions that
-/// processes map in different orders it is not, so take those in an order the program fixes.
-/// A lock named twice panics at the caller's line rather than deadlocking.
+/// They are taken in one global order whatever order they are written in, each held as
+/// soon as it is taken (a panic taking the next one releases those already taken). Locks in
+/// shared regions are ordered by the region's identity (the device and inode of the memfd or
+/// shm object behind it) and their offset in it, which every process agrees on however it
+/// mapped the region; locks in process-local memory come after them, by address. A lock
+/// named twice (even through two mappings) panics at the caller's line rather than
+/// deadlocking.
 ///
 /// # Panics and poisoning
 /// There is no poisoning (as in `parking_lot`, unlike `std::sync::Mutex`): a panic inside the

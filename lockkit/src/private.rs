@@ -165,26 +165,28 @@ pub struct MultiGuard<'a, const N: usize> {
     _not_send: PhantomData<*const ()>,
 }
 
-/// `locked!(a, b, c => ..)`: takes every lock in ascending address order, whatever order
-/// they were written in, so two sites naming the same locks in one process cannot deadlock
-/// each other. Across processes the order is the same for locks in one shared region (their
-/// offsets are the same in every process); see the crate documentation of `locked!` for
-/// locks in different regions.
+/// `locked!(a, b, c => ..)`: takes every lock in one global order, whatever order they were
+/// written in, so two sites naming the same locks cannot deadlock each other.
+///
+/// The order: locks in a shared region by the region's identity (the device and inode of
+/// the memfd or shm object behind it, the same in every process that maps it, however it got
+/// the mapping) and then their offset in it; other locks (in this process's own memory)
+/// after those, by address. So processes that mapped two regions at different addresses, or
+/// in opposite orders, still agree. See [`regions`].
 ///
 /// # Panics
-/// If the same lock is named twice, or taking one of the locks panics; the locks already
-/// taken are released first.
+/// If the same lock is named twice (through one mapping or two), or taking one of the locks
+/// panics; the locks already taken are released first.
 #[track_caller]
-pub fn lock_all<const N: usize>(mut locks: [&dyn ChainLock; N]) -> MultiGuard<'_, N> {
-    locks.sort_unstable_by_key(|l| l.chain_id());
-    if let Some(w) = locks
-        .windows(2)
-        .find(|w| w[0].chain_id() == w[1].chain_id())
-    {
-        named_twice(w[0].chain_id());
+pub fn lock_all<const N: usize>(locks: [&dyn ChainLock; N]) -> MultiGuard<'_, N> {
+    let keys = regions::order_keys(locks.map(|l| l.chain_id()));
+    let mut order: [usize; N] = std::array::from_fn(|i| i);
+    order.sort_unstable_by_key(|&i| keys[i]);
+    if let Some(w) = order.windows(2).find(|w| keys[w[0]] == keys[w[1]]) {
+        named_twice(locks[w[0]].chain_id());
     }
     let mut guard = MultiGuard {
-        locks,
+        locks: order.map(|i| locks[i]),
         taken: 0,
         lent: [const { Cell::new(false) }; N],
         _not_send: PhantomData,
@@ -194,6 +196,64 @@ pub fn lock_all<const N: usize>(mut locks: [&dyn ChainLock; N]) -> MultiGuard<'_
         guard.taken += 1;
     }
     guard
+}
+
+/// The shared regions this process has mapped, so that several locks can be ordered by
+/// where they are in their region rather than by where this process happened to map it.
+///
+/// Invariant: an entry exists exactly while its mapping does (the mapping registers itself
+/// when made and unregisters when dropped). A forked child inherits the table along with the
+/// mappings, at the same addresses. The table is behind a `std` lock held only for a push, a
+/// removal or a lookup; like any lock, it must not be held by another thread at `fork`.
+pub mod regions {
+    use std::sync::RwLock;
+
+    struct Region {
+        base: usize,
+        len: usize,
+        dev: u64,
+        ino: u64,
+    }
+
+    static MAPPED: RwLock<Vec<Region>> = RwLock::new(Vec::new());
+
+    /// Records a mapping of `len` bytes at `base` of `file` (a memfd or a shm object). A
+    /// file whose identity cannot be read is not recorded: its locks are then ordered by
+    /// address, as process-local locks are.
+    pub(crate) fn register(base: *const u8, len: usize, file: &std::fs::File) {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(meta) = file.metadata() else { return };
+        let region = Region {
+            base: base as usize,
+            len,
+            dev: meta.dev(),
+            ino: meta.ino(),
+        };
+        MAPPED
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(region);
+    }
+
+    /// Forgets the mapping at `base`.
+    pub(crate) fn unregister(base: *const u8) {
+        let mut mapped = MAPPED.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = mapped.iter().position(|r| r.base == base as usize) {
+            mapped.swap_remove(i);
+        }
+    }
+
+    /// Where each address is, as every process sees it: `(0, dev, ino, offset)` inside a
+    /// mapped region, `(1, 0, 0, address)` elsewhere.
+    pub(crate) fn order_keys<const N: usize>(addrs: [usize; N]) -> [(u8, u64, u64, usize); N] {
+        let mapped = MAPPED.read().unwrap_or_else(|e| e.into_inner());
+        addrs.map(
+            |a| match mapped.iter().find(|r| a >= r.base && a - r.base < r.len) {
+                Some(r) => (0, r.dev, r.ino, a - r.base),
+                None => (1, 0, 0, a),
+            },
+        )
+    }
 }
 
 #[cold]
