@@ -614,3 +614,21 @@ fn one_lock_reached_through_two_mappings_is_named_twice() {
     assert_ne!(a as *const GenLock, b as *const GenLock, "two mappings");
     locked!(a, b => {});
 }
+
+#[test]
+fn a_destroyed_group_after_a_lock_leaves_that_lock_released() {
+    // Locks in a region are taken before process-local ones (the group), so `a` is taken
+    // first and taking the destroyed group then panics.
+    let region = ShmRegion::anonymous(1 << 16).unwrap();
+    let a = region.alloc(GenLock::new()).unwrap();
+    let group = GrpLock::new();
+    group.force_destroy();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        locked!(a, group => {});
+    }));
+    assert!(r.is_err(), "a destroyed group cannot be taken");
+    assert!(
+        !a.is_locked(),
+        "the lock taken before the group was left held"
+    );
+}

@@ -132,3 +132,34 @@ pub(crate) fn tokens_text(t: &impl ToTokens) -> String {
         .replace("( ", "(")
         .replace(" )", ")")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn types_are_printed_as_written() {
+        let cases = [
+            ("std::cell::Cell<*const u8>", "std::cell::Cell<*const u8>"),
+            ("&'static str", "&'static str"),
+            ("[u32; 16]", "[u32; 16]"),
+            ("Option<Vec<u8>>", "Option<Vec<u8>>"),
+            ("HashMap<u32, *mut u8>", "HashMap<u32, *mut u8>"),
+            ("::lockkit::GenLockSet<4>", "::lockkit::GenLockSet<4>"),
+        ];
+        for (src, want) in cases {
+            let ty: Type = syn::parse_str(src).unwrap();
+            assert_eq!(type_name(&ty), want, "{src}");
+        }
+    }
+
+    #[test]
+    fn the_reason_is_read_from_the_outermost_suspicious_name() {
+        let kind = |s: &str| non_shm(&syn::parse_str::<Type>(s).unwrap()).map(|(_, k)| k);
+        assert_eq!(kind("Option<Vec<u8>>"), Some(NonShm::HeapCollection));
+        assert_eq!(kind("std::cell::Cell<*const u8>"), Some(NonShm::UnsyncCell));
+        assert_eq!(kind("[&'static u8; 2]"), Some(NonShm::Reference));
+        assert_eq!(kind("(u8, *mut u8)"), Some(NonShm::Pointer));
+        assert_eq!(kind("user::Text"), None);
+    }
+}

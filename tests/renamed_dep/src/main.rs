@@ -57,6 +57,7 @@ fn main() {
     let group = GrpLock::new();
     let tsx = Tsx { dialog: WeakGrpLock::new(), retries: 0 }.join(&group);
     locked!(crate = "lk"; g = m => { *g += 1 });
+    locked!(crate = lk; m => {});
     locked!(crate = "lk"; a = reg.admin, c = reg.calls => {
         let _ = a;
         c.active += 1;
