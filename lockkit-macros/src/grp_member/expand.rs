@@ -33,15 +33,11 @@ pub(crate) fn expand(m: &Member, fallback: bool) -> TokenStream {
     };
     // After an error the struct may not be Send (the supertrait); a bound that cannot hold
     // makes the stand-in impl not apply rather than add an error.
-    let extra_where = if fallback {
-        let w = if where_g.is_some() {
-            quote!(,)
-        } else {
-            quote!(where)
-        };
-        quote!(#w for<'__lk> #name #ty_g: ::core::marker::Send)
+    let preds = where_g.map(|w| &w.predicates).into_iter().flatten();
+    let where_all = if fallback {
+        quote!(where #(#preds,)* for<'__lk> #name #ty_g: ::core::marker::Send)
     } else {
-        quote!()
+        quote!(#where_g)
     };
     let join_doc = format!(
         "Adds this `{name}` to `group`: the returned handle holds a reference to the group; \
@@ -51,14 +47,14 @@ pub(crate) fn expand(m: &Member, fallback: bool) -> TokenStream {
             #item
 
             const _: () = {
-                impl #impl_g #krate::grp::GrpMember for #name #ty_g #where_g #extra_where {
+                impl #impl_g #krate::grp::GrpMember for #name #ty_g #where_all {
                     #on_destroy
                     fn set_group(&mut self, group: #krate::grp::WeakGrpLock) {
                         #set_group
                     }
                 }
 
-                impl #impl_g #name #ty_g #where_g #extra_where {
+                impl #impl_g #name #ty_g #where_all {
                     #[doc = #join_doc]
                     #[track_caller]
                     #vis fn join(self, group: &#krate::grp::GrpLock) -> #krate::grp::Member<Self> {
