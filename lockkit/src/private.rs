@@ -178,15 +178,23 @@ pub struct MultiGuard<'a, const N: usize> {
 /// If the same lock is named twice (through one mapping or two), or taking one of the locks
 /// panics; the locks already taken are released first.
 #[track_caller]
-pub fn lock_all<const N: usize>(locks: [&dyn ChainLock; N]) -> MultiGuard<'_, N> {
-    let keys = regions::order_keys(locks.map(|l| l.chain_id()));
-    let mut order: [usize; N] = std::array::from_fn(|i| i);
-    order.sort_unstable_by_key(|&i| keys[i]);
-    if let Some(w) = order.windows(2).find(|w| keys[w[0]] == keys[w[1]]) {
-        named_twice(locks[w[0]].chain_id());
+pub fn lock_all<const N: usize>(mut locks: [&dyn ChainLock; N]) -> MultiGuard<'_, N> {
+    let mut keys = regions::order_keys(locks.map(|l| l.chain_id()));
+    // Insertion sort, keys and locks in step: N is the handful of locks written in one
+    // invocation, and a library sort costs more than the locks themselves at that size.
+    for i in 1..N {
+        let mut j = i;
+        while j > 0 && regions::before(&keys[j], &keys[j - 1]) {
+            keys.swap(j - 1, j);
+            locks.swap(j - 1, j);
+            j -= 1;
+        }
+    }
+    if let Some(i) = (1..N).find(|&i| !regions::before(&keys[i - 1], &keys[i])) {
+        named_twice(locks[i].chain_id());
     }
     let mut guard = MultiGuard {
-        locks: order.map(|i| locks[i]),
+        locks,
         taken: 0,
         lent: [const { Cell::new(false) }; N],
         _not_send: PhantomData,
@@ -201,21 +209,51 @@ pub fn lock_all<const N: usize>(locks: [&dyn ChainLock; N]) -> MultiGuard<'_, N>
 /// The shared regions this process has mapped, so that several locks can be ordered by
 /// where they are in their region rather than by where this process happened to map it.
 ///
-/// Invariant: an entry exists exactly while its mapping does (the mapping registers itself
-/// when made and unregisters when dropped). A forked child inherits the table along with the
-/// mappings, at the same addresses. The table is behind a `std` lock held only for a push, a
-/// removal or a lookup; like any lock, it must not be held by another thread at `fork`.
+/// Invariants: a slot describes a mapping exactly while the mapping exists (the mapping
+/// registers itself when made and unregisters when dropped); only `register` and
+/// `unregister` write slots, one at a time (under `WRITERS`), each write bracketed by the
+/// slot's sequence number going odd then even, so a reader that sees the same even number
+/// before and after reading a slot has read one consistent description. Readers take no
+/// lock (a `locked!` over several locks reads this on every use). A forked child inherits
+/// the table along with the mappings, at the same addresses. At most `SLOTS` regions are
+/// described at once; the locks of any beyond that are ordered by address, as process-local
+/// locks are.
 pub mod regions {
-    use std::sync::RwLock;
+    use std::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicUsize, Ordering::*};
+    use std::sync::Mutex;
 
-    struct Region {
-        base: usize,
-        len: usize,
-        dev: u64,
-        ino: u64,
+    const SLOTS: usize = 64;
+
+    struct Slot {
+        /// Odd while a writer changes the slot.
+        seq: AtomicU32,
+        base: AtomicUsize,
+        /// 0: the slot is free.
+        len: AtomicUsize,
+        dev: AtomicU64,
+        ino: AtomicU64,
     }
 
-    static MAPPED: RwLock<Vec<Region>> = RwLock::new(Vec::new());
+    #[allow(clippy::declare_interior_mutable_const)]
+    const FREE: Slot = Slot {
+        seq: AtomicU32::new(0),
+        base: AtomicUsize::new(0),
+        len: AtomicUsize::new(0),
+        dev: AtomicU64::new(0),
+        ino: AtomicU64::new(0),
+    };
+
+    static TABLE: [Slot; SLOTS] = [FREE; SLOTS];
+    /// One past the highest slot ever used: readers scan only that far.
+    static USED: AtomicUsize = AtomicUsize::new(0);
+    static WRITERS: Mutex<()> = Mutex::new(());
+
+    fn write(slot: &Slot, f: impl FnOnce(&Slot)) {
+        slot.seq.fetch_add(1, Relaxed);
+        fence(Release);
+        f(slot);
+        slot.seq.fetch_add(1, Release);
+    }
 
     /// Records a mapping of `len` bytes at `base` of `file` (a memfd or a shm object). A
     /// file whose identity cannot be read is not recorded: its locks are then ordered by
@@ -223,36 +261,87 @@ pub mod regions {
     pub(crate) fn register(base: *const u8, len: usize, file: &std::fs::File) {
         use std::os::unix::fs::MetadataExt;
         let Ok(meta) = file.metadata() else { return };
-        let region = Region {
-            base: base as usize,
-            len,
-            dev: meta.dev(),
-            ino: meta.ino(),
+        if len == 0 {
+            return;
+        }
+        let _w = WRITERS.lock().unwrap_or_else(|e| e.into_inner());
+        let Some((i, slot)) = TABLE
+            .iter()
+            .enumerate()
+            .find(|(_, s)| s.len.load(Relaxed) == 0)
+        else {
+            return;
         };
-        MAPPED
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(region);
+        write(slot, |s| {
+            s.base.store(base as usize, Relaxed);
+            s.dev.store(meta.dev(), Relaxed);
+            s.ino.store(meta.ino(), Relaxed);
+            s.len.store(len, Relaxed);
+        });
+        USED.fetch_max(i + 1, Release);
     }
 
     /// Forgets the mapping at `base`.
     pub(crate) fn unregister(base: *const u8) {
-        let mut mapped = MAPPED.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(i) = mapped.iter().position(|r| r.base == base as usize) {
-            mapped.swap_remove(i);
+        let _w = WRITERS.lock().unwrap_or_else(|e| e.into_inner());
+        let used = USED.load(Relaxed);
+        if let Some(slot) = TABLE[..used]
+            .iter()
+            .find(|s| s.len.load(Relaxed) != 0 && s.base.load(Relaxed) == base as usize)
+        {
+            write(slot, |s| s.len.store(0, Relaxed));
         }
     }
 
-    /// Where each address is, as every process sees it: `(0, dev, ino, offset)` inside a
-    /// mapped region, `(1, 0, 0, address)` elsewhere.
-    pub(crate) fn order_keys<const N: usize>(addrs: [usize; N]) -> [(u8, u64, u64, usize); N] {
-        let mapped = MAPPED.read().unwrap_or_else(|e| e.into_inner());
-        addrs.map(
-            |a| match mapped.iter().find(|r| a >= r.base && a - r.base < r.len) {
-                Some(r) => (0, r.dev, r.ino, a - r.base),
-                None => (1, 0, 0, a),
-            },
-        )
+    /// Where `addr` is, as every process sees it.
+    #[inline]
+    fn key(addr: usize) -> [u64; 3] {
+        let used = USED.load(Acquire);
+        for slot in &TABLE[..used] {
+            loop {
+                let seq = slot.seq.load(Acquire);
+                let (base, len) = (slot.base.load(Relaxed), slot.len.load(Relaxed));
+                // Most slots do not hold the address: decide that first, then check that the
+                // slot was not being rewritten while it was read.
+                let inside = addr.wrapping_sub(base) < len;
+                let ids = if inside {
+                    (slot.dev.load(Relaxed), slot.ino.load(Relaxed))
+                } else {
+                    (0, 0)
+                };
+                fence(Acquire);
+                if seq % 2 == 1 || slot.seq.load(Relaxed) != seq {
+                    std::hint::spin_loop();
+                    continue;
+                }
+                if inside {
+                    return [ids.0, ids.1, (addr - base) as u64];
+                }
+                break;
+            }
+        }
+        [u64::MAX, u64::MAX, addr as u64]
+    }
+
+    /// Whether key `a` comes strictly before key `b`. (Compared word by word: comparing the
+    /// arrays whole makes vector loads of words just stored one at a time, which stall.)
+    #[inline]
+    pub(crate) fn before(a: &[u64; 3], b: &[u64; 3]) -> bool {
+        if a[0] != b[0] {
+            a[0] < b[0]
+        } else if a[1] != b[1] {
+            a[1] < b[1]
+        } else {
+            a[2] < b[2]
+        }
+    }
+
+    /// Where each address is, as every process sees it: `[dev, ino, offset]` inside a mapped
+    /// region, `[MAX, MAX, address]` elsewhere (after every region: no device is numbered
+    /// `u64::MAX`).
+    #[inline]
+    pub(crate) fn order_keys<const N: usize>(addrs: [usize; N]) -> [[u64; 3]; N] {
+        addrs.map(key)
     }
 }
 
@@ -658,5 +747,39 @@ impl<'a, T> Lend for crate::grp::MemberGuard<'a, T> {
     #[inline(always)]
     fn lend(&mut self) -> &mut T {
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::regions;
+
+    #[test]
+    fn an_address_in_a_registered_region_is_keyed_by_the_region_and_its_offset() {
+        use std::os::unix::fs::MetadataExt;
+        let file = std::fs::File::open("/dev/null").unwrap();
+        let meta = file.metadata().unwrap();
+        // Addresses no mapping can have (below mmap_min_addr), so no real region overlaps.
+        let base = 0x1000 as *const u8;
+        regions::register(base, 0x100, &file);
+        let [inside, outside] = regions::order_keys([0x1010, 0x1100]);
+        assert_eq!(inside, [meta.dev(), meta.ino(), 0x10]);
+        assert_eq!(outside, [u64::MAX, u64::MAX, 0x1100]);
+        regions::unregister(base);
+        assert_eq!(
+            regions::order_keys([0x1010]),
+            [[u64::MAX, u64::MAX, 0x1010]]
+        );
+    }
+
+    #[test]
+    fn region_locks_come_before_process_local_ones_and_equal_keys_are_not_before() {
+        let region = [1, 2, 64];
+        let local = [u64::MAX, u64::MAX, 8];
+        assert!(regions::before(&region, &local));
+        assert!(!regions::before(&local, &region));
+        assert!(!regions::before(&region, &region));
+        assert!(regions::before(&[1, 2, 8], &[1, 2, 64]));
+        assert!(regions::before(&[1, 1, 999], &[1, 2, 0]));
     }
 }
