@@ -297,3 +297,338 @@ fn shared_locked_keeps_the_backend_its_locks_were_declared_with() {
     assert_eq!(*t.lock_cells(3), 2);
     let _: &lockkit::ShmMutex<SpinTableLockFields, lockkit::raw::Spin> = &t.lock;
 }
+
+#[test]
+fn a_panic_taking_the_second_lock_releases_the_first() {
+    let a = GenLock::new();
+    let b = GenLock::new();
+    // The locks are taken in address order: hold the later one, so the earlier one is taken
+    // first and taking the later one panics ("already holds").
+    let (first, second) = if (&a as *const GenLock) < (&b as *const GenLock) {
+        (&a, &b)
+    } else {
+        (&b, &a)
+    };
+    let held = second.lock();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        locked!(a, b => {});
+    }));
+    assert!(r.is_err(), "taking a lock this thread holds panics");
+    drop(held);
+    assert!(
+        !first.is_locked(),
+        "the first lock was left held after the panic"
+    );
+    assert!(!second.is_locked());
+}
+
+#[test]
+fn a_tail_temporary_borrowing_the_lent_data_ends_inside_the_block() {
+    // Edition 2021: the temporary guard of `*o.lock()` must be dropped before the outer
+    // guard, or this does not compile (E0716).
+    let outer = ShmMutex::new(ShmMutex::new(7u64));
+    let v = locked!(o = outer => { *o.lock() });
+    assert_eq!(v, 7);
+    assert!(!outer.is_locked());
+}
+
+/// The `file:line` a panic inside `f` reports (its `#[track_caller]` location).
+fn panic_location(f: impl FnOnce() + Send + 'static) -> String {
+    use std::sync::Mutex;
+    type Hook = dyn Fn(&std::panic::PanicHookInfo<'_>) + Send + Sync;
+    let prev: Arc<Hook> = Arc::from(std::panic::take_hook());
+    let seen = Arc::new(Mutex::new(None::<String>));
+    let (fwd, out) = (prev.clone(), seen.clone());
+    std::panic::set_hook(Box::new(move |info| {
+        if std::thread::current().name() == Some("panic-location") {
+            *out.lock().unwrap() = info
+                .location()
+                .map(|l| format!("{}:{}", l.file(), l.line()));
+        } else {
+            fwd(info);
+        }
+    }));
+    let r = std::thread::Builder::new()
+        .name("panic-location".into())
+        .spawn(f)
+        .unwrap()
+        .join();
+    drop(std::panic::take_hook());
+    std::panic::set_hook(Box::new(move |info| prev(info)));
+    assert!(r.is_err(), "expected a panic");
+    let loc = seen.lock().unwrap().take();
+    loc.expect("the hook saw the panic")
+}
+
+#[test]
+fn a_lock_named_twice_panics_at_the_users_line() {
+    let line = line!() + 3;
+    let loc = panic_location(|| {
+        let a = GenLock::new();
+        locked!(a, a => {});
+    });
+    assert_eq!(loc, format!("tests/macros_runtime.rs:{line}"));
+}
+
+#[test]
+fn a_striped_index_out_of_range_panics_at_the_users_line() {
+    let line = line!() + 3;
+    let loc = panic_location(|| {
+        let table = CallTable::new(0, 0, [0; 32], AtomicU32::new(0));
+        let _g = table.lock_per_user(32);
+    });
+    assert_eq!(loc, format!("tests/macros_runtime.rs:{line}"));
+}
+
+#[test]
+fn several_locks_each_lend_their_data() {
+    let a = ShmMutex::new(0u64);
+    let b = ShmMutex::new(0u64);
+    let table = CallTable::new(0, 0, [0; 32], AtomicU32::new(0));
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for _ in 0..5_000 {
+                locked!(x = a, y = b, c = table.calls => {
+                    *x += 1;
+                    *y += 2;
+                    c.total += 1;
+                });
+            }
+        });
+        s.spawn(|| {
+            for _ in 0..5_000 {
+                // The opposite order: the same global order is used.
+                locked!(c = table.calls, y = b, x = a => {
+                    *x += 1;
+                    *y += 2;
+                    c.total += 1;
+                });
+            }
+        });
+    });
+    assert_eq!(*a.lock(), 10_000);
+    assert_eq!(*b.lock(), 20_000);
+    assert_eq!(table.lock_calls().total, 10_000);
+    assert!(!a.is_locked() && !b.is_locked());
+}
+
+#[test]
+fn read_and_write_forms_take_an_rwlock_as_written() {
+    let rw = lockkit::RwLock::new(1u32);
+    locked!(write w = rw => { *w += 1 });
+    let r = locked!(read r = rw => {
+        // Readers share: another reader gets in, a writer does not.
+        let other_reader = locked!(try read o = rw => { *o } else { 0 });
+        let writer = locked!(try write w = rw => { *w } else { 0 });
+        (*r, other_reader, writer)
+    });
+    assert_eq!(r, (2, 2, 0));
+    assert!(rw.try_write().is_some(), "every guard was released");
+}
+
+#[test]
+fn try_for_runs_the_else_block_when_the_wait_runs_out() {
+    use std::time::{Duration, Instant};
+    let m = ShmMutex::new(5u32);
+    let held = m.lock();
+    let (v, waited) = std::thread::scope(|s| {
+        s.spawn(|| {
+            let t = Instant::now();
+            let v = locked!(try_for(Duration::from_millis(30)) g = m => { *g } else { 0 });
+            (v, t.elapsed())
+        })
+        .join()
+        .unwrap()
+    });
+    assert_eq!(v, 0);
+    assert!(
+        waited >= Duration::from_millis(30),
+        "gave up after {waited:?}"
+    );
+    drop(held);
+    assert_eq!(
+        locked!(try_for(Duration::from_millis(30)) g = m => { *g } else { 0 }),
+        5
+    );
+}
+
+#[test]
+fn a_rec_lock_is_taken_again_by_its_holder() {
+    let rec = lockkit::RecLock::new();
+    let depth = locked!(g = rec => {
+        let _ = g;
+        locked!(rec => { rec.depth() })
+    });
+    assert_eq!(depth, 2);
+    assert!(!rec.is_locked());
+}
+
+#[test]
+fn a_striped_timed_accessor_gives_up_while_the_stripe_is_busy() {
+    let table = CallTable::new(0, 0, [4; 32], AtomicU32::new(0));
+    let held = table.lock_per_user(1);
+    let busy = std::thread::scope(|s| {
+        s.spawn(|| {
+            table
+                .try_lock_per_user_for(1 + 8, std::time::Duration::from_millis(10))
+                .is_none()
+        })
+        .join()
+        .unwrap()
+    });
+    assert!(busy, "element 9 shares stripe 1 with element 1");
+    drop(held);
+    assert_eq!(
+        *table
+            .try_lock_per_user_for(9, std::time::Duration::from_millis(10))
+            .unwrap(),
+        4
+    );
+}
+
+#[shared_locked]
+#[derive(Debug)]
+struct Printable {
+    stripes: GenLockSet<2>,
+    #[striped_by(stripes)]
+    cells: [u32; 4],
+}
+
+#[test]
+fn a_struct_with_a_striped_field_derives_debug_without_taking_locks() {
+    let p = Printable::new([1; 4]);
+    let _held = p.lock_cells(0);
+    let text = format!("{p:?}");
+    assert!(text.contains("cells: Striped { .. }"), "{text}");
+}
+
+/// Waits for `children` until `deadline`; kills the ones still running then, and returns
+/// each exit code (`None` for one that had to be killed).
+fn join_by(children: Vec<common::Child>, deadline: std::time::Instant) -> Vec<Option<i32>> {
+    let pids: Vec<libc::pid_t> = children.iter().map(|c| c.pid() as libc::pid_t).collect();
+    // The handles are only pids; waiting is done here, with a deadline.
+    std::mem::forget(children);
+    let mut codes = vec![None; pids.len()];
+    let mut done = vec![false; pids.len()];
+    while done.iter().any(|d| !d) && std::time::Instant::now() < deadline {
+        for (i, &pid) in pids.iter().enumerate() {
+            if done[i] {
+                continue;
+            }
+            let mut status = 0;
+            // SAFETY: polling our own child with a valid status pointer.
+            if unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == pid {
+                done[i] = true;
+                codes[i] = Some(if libc::WIFEXITED(status) {
+                    libc::WEXITSTATUS(status)
+                } else {
+                    128 + libc::WTERMSIG(status)
+                });
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    for (i, &pid) in pids.iter().enumerate() {
+        if !done[i] {
+            // SAFETY: killing and reaping our own child, which is stuck.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, std::ptr::null_mut(), 0);
+            }
+        }
+    }
+    codes
+}
+
+#[test]
+fn processes_that_mapped_two_regions_in_opposite_orders_take_their_locks_in_one_order() {
+    let _s = serial();
+    let pid = std::process::id();
+    let (n1, n2) = (
+        format!("/lockkit-order-1-{pid}"),
+        format!("/lockkit-order-2-{pid}"),
+    );
+    let r1 = ShmRegion::create(&n1, 1 << 16).unwrap();
+    let r2 = ShmRegion::create(&n2, 1 << 16).unwrap();
+    r1.publish("lock", &r1.alloc(GenLock::new()).unwrap())
+        .unwrap();
+    r2.publish("lock", &r2.alloc(GenLock::new()).unwrap())
+        .unwrap();
+    // Both children start together, or one may finish before the other begins.
+    let shared = ShmRegion::anonymous(1 << 16).unwrap();
+    let ready = shared.alloc(AtomicU32::new(0)).unwrap();
+    let ready = &*ready;
+    let work = |first: String, second: String| {
+        move || {
+            // Fresh mappings, in this child's order: mmap places the later one lower, so
+            // the two children see the two locks' addresses in opposite orders.
+            let a = ShmRegion::open(&first).unwrap();
+            let b = ShmRegion::open(&second).unwrap();
+            let la = a.lookup::<GenLock>("lock").unwrap();
+            let lb = b.lookup::<GenLock>("lock").unwrap();
+            ready.fetch_add(1, SeqCst);
+            let t = std::time::Instant::now();
+            while ready.load(SeqCst) < 2 {
+                assert!(
+                    t.elapsed() < std::time::Duration::from_secs(5),
+                    "no partner"
+                );
+                std::hint::spin_loop();
+            }
+            for _ in 0..200_000 {
+                locked!(la, lb => {});
+            }
+            std::mem::forget((a, b));
+            0
+        }
+    };
+    let children = vec![
+        common::fork(work(n1.clone(), n2.clone())),
+        common::fork(work(n2.clone(), n1.clone())),
+    ];
+    let codes = join_by(
+        children,
+        std::time::Instant::now() + std::time::Duration::from_secs(10),
+    );
+    drop((r1, r2));
+    assert_eq!(
+        codes,
+        vec![Some(0), Some(0)],
+        "the two processes deadlocked (None: killed after 10 s) or failed"
+    );
+}
+
+#[test]
+#[should_panic(expected = "is named twice")]
+fn one_lock_reached_through_two_mappings_is_named_twice() {
+    let name = format!("/lockkit-twice-{}", std::process::id());
+    let created = ShmRegion::create(&name, 1 << 16).unwrap();
+    created
+        .publish("lock", &created.alloc(GenLock::new()).unwrap())
+        .unwrap();
+    let again = ShmRegion::open(&name).unwrap();
+    let (a, b) = (
+        created.lookup::<GenLock>("lock").unwrap(),
+        again.lookup::<GenLock>("lock").unwrap(),
+    );
+    assert_ne!(a as *const GenLock, b as *const GenLock, "two mappings");
+    locked!(a, b => {});
+}
+
+#[test]
+fn a_destroyed_group_after_a_lock_leaves_that_lock_released() {
+    // Locks in a region are taken before process-local ones (the group), so `a` is taken
+    // first and taking the destroyed group then panics.
+    let region = ShmRegion::anonymous(1 << 16).unwrap();
+    let a = region.alloc(GenLock::new()).unwrap();
+    let group = GrpLock::new();
+    group.force_destroy();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        locked!(a, group => {});
+    }));
+    assert!(r.is_err(), "a destroyed group cannot be taken");
+    assert!(
+        !a.is_locked(),
+        "the lock taken before the group was left held"
+    );
+}

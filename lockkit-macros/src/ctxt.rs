@@ -1,35 +1,110 @@
 //! Collects every error found in one pass, so users see all their mistakes at once.
+//!
+//! A [`Ctxt`] must be consumed by [`Ctxt::check`]: dropping one unchecked is a bug in this
+//! crate (its errors would be lost and a broken item expanded as if it were fine), so `Drop`
+//! panics, as serde_derive's `Ctxt` does.
 
 use proc_macro2::TokenStream;
 use quote::ToTokens;
 use std::fmt::Display;
 
-#[derive(Default)]
 pub(crate) struct Ctxt {
-    errors: Option<syn::Error>,
+    /// `None` once checked.
+    errors: Option<Vec<syn::Error>>,
 }
 
 impl Ctxt {
+    pub(crate) fn new() -> Self {
+        Ctxt {
+            errors: Some(Vec::new()),
+        }
+    }
+
+    /// An error at the tokens of `at`.
     pub(crate) fn error(&mut self, at: impl ToTokens, msg: impl Display) {
         self.push(syn::Error::new_spanned(at, msg));
     }
 
     pub(crate) fn push(&mut self, e: syn::Error) {
-        match &mut self.errors {
-            Some(all) => all.combine(e),
-            None => self.errors = Some(e),
-        }
+        self.errors.as_mut().expect("Ctxt used after check").push(e);
     }
 
-    pub(crate) fn check(self) -> Result<(), syn::Error> {
-        self.errors.map_or(Ok(()), Err)
+    /// Every error recorded, combined; consumes the context.
+    pub(crate) fn check(mut self) -> Result<(), syn::Error> {
+        let mut errors = self.errors.take().expect("Ctxt checked twice").into_iter();
+        match errors.next() {
+            None => Ok(()),
+            Some(mut all) => {
+                all.extend(errors);
+                Err(all)
+            }
+        }
     }
 }
 
-/// The errors, followed by a stand-in for the item so the rest of the user's code still
-/// resolves and the user sees these errors, not a cascade.
-pub(crate) fn with_stand_in(e: syn::Error, stand_in: TokenStream) -> TokenStream {
+impl Drop for Ctxt {
+    fn drop(&mut self) {
+        if self.errors.is_some() && !std::thread::panicking() {
+            panic!("lockkit-macros: a Ctxt was dropped without check(); its errors would be lost");
+        }
+    }
+}
+
+/// The errors, followed by `fallback`: stand-in items (the struct, its impls, its accessors
+/// with `unreachable!()` bodies) so the rest of the user's code still resolves and the user
+/// sees these errors, not a cascade of "no method" and "trait not satisfied" after them.
+pub(crate) fn with_fallback(e: syn::Error, fallback: TokenStream) -> TokenStream {
     let mut out = e.to_compile_error();
-    out.extend(stand_in);
+    out.extend(fallback);
     out
+}
+
+/// `crate = "path"`: the path the generated code reaches lockkit through.
+pub(crate) fn crate_path(lit: &syn::LitStr) -> syn::Result<TokenStream> {
+    let path: syn::Path = lit
+        .parse()
+        .map_err(|_| syn::Error::new(lit.span(), crate::msg::CRATE_PATH))?;
+    // Respan so errors about the path point at the user's string.
+    let path = crate::ctxt::respan(path.to_token_stream(), lit.span());
+    Ok(path)
+}
+
+/// `tokens` with every span set to `span`.
+pub(crate) fn respan(tokens: TokenStream, span: proc_macro2::Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut tt| {
+            if let proc_macro2::TokenTree::Group(g) = &tt {
+                let mut ng = proc_macro2::Group::new(g.delimiter(), respan(g.stream(), span));
+                ng.set_span(span);
+                tt = proc_macro2::TokenTree::Group(ng);
+            } else {
+                tt.set_span(span);
+            }
+            tt
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[should_panic(expected = "dropped without check()")]
+    fn an_unchecked_context_panics_when_dropped() {
+        let mut cx = Ctxt::new();
+        cx.error(quote::quote!(x), "lost");
+        drop(cx);
+    }
+
+    #[test]
+    fn a_checked_context_returns_every_error() {
+        let mut cx = Ctxt::new();
+        cx.error(quote::quote!(a), "first");
+        cx.error(quote::quote!(b), "second");
+        let e = cx.check().unwrap_err();
+        assert_eq!(e.into_iter().count(), 2);
+        assert!(Ctxt::new().check().is_ok());
+    }
 }

@@ -10,6 +10,7 @@
 mod ctxt;
 mod grp_member;
 mod locked;
+mod msg;
 mod shared_locked;
 mod types;
 
@@ -51,8 +52,9 @@ use proc_macro::TokenStream;
 /// What it does:
 /// - adds `#[repr(C)]` and implements `ShmSafe` (and `ShmZeroable` when every field can be
 ///   zeroed, so `region.alloc_zeroed::<T>()` works); a field that cannot live in shared
-///   memory (`String`, `Vec`, `Box`, references, `Rc`, `Arc`, raw pointers, any type that is
-///   not `ShmSafe`) is a compile error at that field;
+///   memory (`String`, `Vec`, `Box`, references, `Rc`, `Arc`, cells, raw pointers, any type
+///   that is not `ShmSafe`) is a compile error at that field, whose message says what to use
+///   instead;
 /// - for each `GenLock` field `l`, gathers the fields marked `#[guarded_by(l)]` into a struct
 ///   `<Struct><L>Fields` and stores them with the lock (the field becomes a
 ///   `ShmMutex<<Struct><L>Fields>`); generates `lock_l()`, `try_lock_l()` and
@@ -60,13 +62,27 @@ use proc_macro::TokenStream;
 ///   lock does not compile, because the struct has no such field;
 /// - for each `GenLockSet<N>` field `s`, a field `#[striped_by(s)] f: [T; M]` is reachable
 ///   one element at a time: `lock_f(i)` locks stripe `i % N` and lends element `i`
-///   (`try_lock_f(i)` does not wait); `i >= M` panics naming both;
+///   (`try_lock_f(i)` does not wait, `try_lock_f_for(i, timeout)` waits at most `timeout`);
+///   `i >= M` panics naming both, at the caller's line;
 /// - fields with no marker stay as declared (they must be `ShmSafe`, hence `Sync`);
-/// - generates `const fn new(..)` taking every non-lock field in order.
+/// - generates `const fn new(..)` taking every non-lock field in order, with the visibility
+///   of the most private field (so code that cannot see a field cannot choose its value).
 ///
-/// A lock that guards nothing is an error unless it is marked `#[standalone]` (a lock used
-/// on its own, with `locked!` or chained to a group lock). Generic structs, enums, unions and
-/// tuple structs are rejected with an error saying why.
+/// Markers on fields: `#[guarded_by(lock)]`, `#[striped_by(set)]`, `#[standalone]` (a lock
+/// used on its own, with `locked!` or chained to a group lock; a lock that guards nothing is
+/// an error otherwise), and `#[lock]` / `#[lock_set]` for a lock whose type is written
+/// through an alias (`type Lock = GenLock;`, `use GenLock as Lock`), which the macro cannot
+/// recognise by name. `#[cfg(..)]` works on data fields; markers under `cfg_attr` are an
+/// error (the macro sees them before `cfg_attr` is applied).
+///
+/// Arguments: `crate = "lk"` when lockkit is a renamed dependency
+/// (`lk = { package = "lockkit", .. }`), as serde's `#[serde(crate = "..")]`; `no_new` to
+/// generate no `new` (write your own, or allocate zeroed and fill the fields in through their
+/// accessors, which is what large structs want).
+///
+/// Generic structs, enums, unions, tuple structs and `repr(packed)` are rejected with an
+/// error saying why. After any error the macro still emits the struct, its impls and its
+/// accessors (with `unreachable!()` bodies), so the error is the only one reported.
 #[proc_macro_attribute]
 pub fn shared_locked(args: TokenStream, input: TokenStream) -> TokenStream {
     shared_locked::expand(args.into(), input.into()).into()
@@ -135,12 +151,59 @@ pub fn grp_member(args: TokenStream, input: TokenStream) -> TokenStream {
 /// locked!(group => { /* the group and its chained locks */ });
 /// ```
 ///
+/// More forms:
+///
+/// ```
+/// use lockkit::{locked, GenLock, RecLock, RwLock, ShmMutex};
+/// use std::time::Duration;
+///
+/// let calls = ShmMutex::new(0u64);
+/// let bytes = ShmMutex::new(0u64);
+/// let admin = GenLock::new();
+/// // Several locks, each named one lending its data (`&mut T` for a ShmMutex).
+/// locked!(c = calls, admin, b = bytes => { *c += 1; *b += 512 });
+///
+/// let routes = RwLock::new([0u32; 4]);
+/// locked!(write r = routes => { r[0] = 7 });
+/// let first = locked!(read r = routes => { r[0] });
+/// assert_eq!(first, 7);
+///
+/// let rec = RecLock::new();
+/// locked!(rec => { locked!(rec => { /* its holder takes it again */ }) });
+///
+/// let n = locked!(try_for(Duration::from_millis(5)) c = calls => { *c } else { 0 });
+/// assert_eq!(n, 1);
+/// ```
+///
+/// `locked!(crate = "lk"; ..)` names lockkit when it is a renamed dependency.
+///
 /// The macro owns the guard and lends the block only the data (`&mut T` for a `ShmMutex`, a
-/// striped element or a group member) or a shared reference to the guard (for `GenLock` and
-/// `GrpLock`): the guard cannot be moved out, forgotten or released early, and nothing
-/// borrowed from it outlives the block. With several locks they are taken in ascending
-/// address order whatever order they are written in (the same order in every process for
-/// locks in one region), so two sites naming the same locks cannot deadlock.
+/// striped element or a group member, `&T` for a read lock) or a shared reference to the
+/// guard (for `GenLock`, `RecLock` and `GrpLock`): the guard cannot be moved out, forgotten
+/// or released early, and nothing borrowed from it outlives the block.
+///
+/// # Several locks
+/// They are taken in one global order whatever order they are written in, each held as
+/// soon as it is taken (a panic taking the next one releases those already taken). Locks in
+/// shared regions are ordered by the region's identity (the device and inode of the memfd or
+/// shm object behind it) and their offset in it, which every process agrees on however it
+/// mapped the region; locks in process-local memory come after them, by address. A lock
+/// named twice (even through two mappings) panics at the caller's line rather than
+/// deadlocking.
+///
+/// # Panics and poisoning
+/// There is no poisoning (as in `parking_lot`, unlike `std::sync::Mutex`): a panic inside the
+/// block releases every lock it holds, and whatever the block wrote before the panic stays
+/// written for the next holder. Write multi-step updates so that each step leaves the data
+/// consistent. A process that dies holding a lock is reported to the next holder by the
+/// backends that detect owner death (`GenLockGuard::owner_died`); the futex backend does not
+/// detect it yet, so today the lock stays held.
+///
+/// # Async
+/// `.await` inside the block is a compile error: the task would hold the lock while
+/// suspended, and another task on the same thread that took it would find the thread
+/// already holding it. Finish the locked work, leave the block, then await. (An `async`
+/// block written inside is its own future and may await.)
 #[proc_macro]
 pub fn locked(input: TokenStream) -> TokenStream {
     locked::expand(input.into()).into()

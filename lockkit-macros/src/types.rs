@@ -1,9 +1,12 @@
-//! Reading types as written: which are locks, and which can never live in shared memory.
+//! Reading types as written: which are locks, which can never live in shared memory, and how
+//! to print them in messages.
 //!
 //! These are syntactic checks, made for their error messages; the generated code also
 //! asserts `ShmSafe` on every field, which catches what syntax cannot (type aliases, user
-//! types).
+//! types), and which is the only check for names a user type may share with a std type.
 
+use proc_macro2::TokenStream;
+use quote::ToTokens;
 use syn::{GenericArgument, PathArguments, Type};
 
 /// The last segment's name of a path type (`lockkit::GenLock` → `GenLock`).
@@ -20,48 +23,94 @@ pub(crate) fn is_named(ty: &Type, name: &str) -> bool {
     last_ident(ty).as_deref() == Some(name)
 }
 
-/// The innermost type that cannot live in shared memory, and why, if `ty` contains one.
-pub(crate) fn non_shm(ty: &Type) -> Option<(&Type, &'static str)> {
+/// A type as the user wrote it (`std::cell::Cell<*const u8>`), not as tokens print
+/// (`std :: cell :: Cell < * const u8 >`).
+/// (A type's span is its first token on stable Rust, so its source text cannot be asked
+/// for; the tokens are printed and their spacing tidied instead.)
+pub(crate) fn type_name(ty: &Type) -> String {
+    let s = ty.to_token_stream().to_string();
+    s.replace(" :: ", "::")
+        .replace(":: ", "::")
+        .replace(" < ", "<")
+        .replace("< ", "<")
+        .replace(" >", ">")
+        .replace(" ;", ";")
+        .replace(" ,", ",")
+        .replace("& ", "&")
+        .replace("* const ", "*const ")
+        .replace("* mut ", "*mut ")
+}
+
+/// The value of `crate = "path"`.
+pub(crate) fn crate_arg(value: &syn::Expr) -> syn::Result<TokenStream> {
+    match value {
+        syn::Expr::Lit(syn::ExprLit {
+            lit: syn::Lit::Str(s),
+            ..
+        }) => crate::ctxt::crate_path(s),
+        other => Err(syn::Error::new_spanned(other, crate::msg::CRATE_PATH)),
+    }
+}
+
+/// Why a type cannot live in shared memory, read from its name: each kind has its own
+/// assertion in `lockkit::__private` whose message says what to use instead. The assertion
+/// holds for every `ShmSafe` type, so a user type that happens to be called `String` passes.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum NonShm {
+    /// `&T`: rejected here (never ShmSafe, and no user type can be called `&`).
+    Reference,
+    /// `*const T`, `*mut T`: rejected here.
+    Pointer,
+    /// `String`, `OsString`, `PathBuf`, `CString`.
+    HeapString,
+    /// `Vec`, `HashMap` and the other collections.
+    HeapCollection,
+    /// `Box`.
+    HeapBox,
+    /// `Rc`, `Arc`, `Weak`.
+    RefCounted,
+    /// `Cell`, `RefCell`, `UnsafeCell`.
+    UnsyncCell,
+}
+
+impl NonShm {
+    /// The function of `lockkit::__private` that asserts the field is `ShmSafe` with this
+    /// kind's message.
+    pub(crate) fn assertion(self) -> &'static str {
+        match self {
+            NonShm::Reference | NonShm::Pointer => "assert_shm_safe",
+            NonShm::HeapString => "assert_shm_safe_not_string",
+            NonShm::HeapCollection => "assert_shm_safe_not_collection",
+            NonShm::HeapBox => "assert_shm_safe_not_box",
+            NonShm::RefCounted => "assert_shm_safe_not_rc",
+            NonShm::UnsyncCell => "assert_shm_safe_not_cell",
+        }
+    }
+}
+
+/// The first part of `ty` (outermost first) that looks as if it cannot live in shared
+/// memory, and why.
+pub(crate) fn non_shm(ty: &Type) -> Option<(&Type, NonShm)> {
     match ty {
-        Type::Reference(_) => Some((
-            ty,
-            "a reference points into this process's memory; store a ShmPtr to a shared \
-             object instead",
-        )),
-        Type::Ptr(_) => Some((
-            ty,
-            "a raw pointer means nothing in another process, which maps the region at \
-             another address; store a ShmPtr instead",
-        )),
+        Type::Reference(_) => Some((ty, NonShm::Reference)),
+        Type::Ptr(_) => Some((ty, NonShm::Pointer)),
         Type::Array(a) => non_shm(&a.elem),
         Type::Tuple(t) => t.elems.iter().find_map(non_shm),
         Type::Group(g) => non_shm(&g.elem),
         Type::Paren(p) => non_shm(&p.elem),
         Type::Path(p) => {
             let seg = p.path.segments.last()?;
-            let why = match seg.ident.to_string().as_str() {
-                "String" | "OsString" | "PathBuf" | "CString" => {
-                    "its bytes live on this process's heap; use a fixed-size byte array \
-                     ([u8; N]) with a length"
-                }
+            let kind = match seg.ident.to_string().as_str() {
+                "String" | "OsString" | "PathBuf" | "CString" => Some(NonShm::HeapString),
                 "Vec" | "VecDeque" | "HashMap" | "HashSet" | "BTreeMap" | "BTreeSet"
-                | "LinkedList" | "BinaryHeap" => {
-                    "its elements live on this process's heap; use a fixed-size array, or a \
-                     table allocated in the region and linked with ShmPtr"
-                }
-                "Box" => "it points into this process's heap; allocate in the region (ShmBox) and store a ShmPtr",
-                "Rc" | "Arc" | "Weak" => {
-                    "its reference count and value live in this process's heap; share through \
-                     the region instead"
-                }
-                "Cell" | "RefCell" | "UnsafeCell" => {
-                    "it allows unsynchronised mutation; guard the field with a lock \
-                     (#[guarded_by]) or use an atomic"
-                }
-                _ => "",
+                | "LinkedList" | "BinaryHeap" => Some(NonShm::HeapCollection),
+                "Box" => Some(NonShm::HeapBox),
+                "Rc" | "Arc" | "Weak" => Some(NonShm::RefCounted),
+                "Cell" | "RefCell" | "UnsafeCell" => Some(NonShm::UnsyncCell),
+                _ => None,
             };
-            if !why.is_empty() {
-                return Some((ty, why));
+            if let Some(k) = kind {
+                return Some((ty, k));
             }
             match &seg.arguments {
                 PathArguments::AngleBracketed(args) => args.args.iter().find_map(|a| match a {
@@ -72,5 +121,45 @@ pub(crate) fn non_shm(ty: &Type) -> Option<(&Type, &'static str)> {
             }
         }
         _ => None,
+    }
+}
+
+/// Tokens printed for a message, their spacing tidied as for types.
+pub(crate) fn tokens_text(t: &impl ToTokens) -> String {
+    t.to_token_stream()
+        .to_string()
+        .replace(" (", "(")
+        .replace("( ", "(")
+        .replace(" )", ")")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn types_are_printed_as_written() {
+        let cases = [
+            ("std::cell::Cell<*const u8>", "std::cell::Cell<*const u8>"),
+            ("&'static str", "&'static str"),
+            ("[u32; 16]", "[u32; 16]"),
+            ("Option<Vec<u8>>", "Option<Vec<u8>>"),
+            ("HashMap<u32, *mut u8>", "HashMap<u32, *mut u8>"),
+            ("::lockkit::GenLockSet<4>", "::lockkit::GenLockSet<4>"),
+        ];
+        for (src, want) in cases {
+            let ty: Type = syn::parse_str(src).unwrap();
+            assert_eq!(type_name(&ty), want, "{src}");
+        }
+    }
+
+    #[test]
+    fn the_reason_is_read_from_the_outermost_suspicious_name() {
+        let kind = |s: &str| non_shm(&syn::parse_str::<Type>(s).unwrap()).map(|(_, k)| k);
+        assert_eq!(kind("Option<Vec<u8>>"), Some(NonShm::HeapCollection));
+        assert_eq!(kind("std::cell::Cell<*const u8>"), Some(NonShm::UnsyncCell));
+        assert_eq!(kind("[&'static u8; 2]"), Some(NonShm::Reference));
+        assert_eq!(kind("(u8, *mut u8)"), Some(NonShm::Pointer));
+        assert_eq!(kind("user::Text"), None);
     }
 }

@@ -115,6 +115,7 @@ impl<R: RawLock> GenLock<R> {
     /// # Panics
     /// If the calling thread already holds this lock.
     #[inline]
+    #[track_caller]
     pub fn lock(&self) -> GenLockGuard<'_, R> {
         let how = self.raw.lock();
         GenLockGuard::new(self, how)
@@ -122,12 +123,14 @@ impl<R: RawLock> GenLock<R> {
 
     /// Takes the lock if it is free (Kamailio's `lock_try`).
     #[inline]
+    #[track_caller]
     pub fn try_lock(&self) -> Option<GenLockGuard<'_, R>> {
         self.raw.try_lock().map(|how| GenLockGuard::new(self, how))
     }
 
     /// Takes the lock, waiting at most `timeout`. Returns `None` at once if the calling
     /// thread holds it (waiting could only time out).
+    #[track_caller]
     pub fn try_lock_for(&self, timeout: Duration) -> Option<GenLockGuard<'_, R>> {
         self.raw
             .try_lock_for(timeout)

@@ -108,13 +108,21 @@ impl<R: RawLock> LockSet<R> {
 
     /// The index that `key` maps to. The hash is the same in every process and every run
     /// (unlike `RandomState`), so all processes pick the same lock for the same key.
+    ///
+    /// # Panics
+    /// If the set has no locks (a zeroed `GenLockSet<0>`), at the caller's line.
+    #[track_caller]
     pub fn index_for<K: Hash + ?Sized>(&self, key: &K) -> usize {
+        if self.is_empty() {
+            empty_set();
+        }
         let mut h = StableHasher::new();
         key.hash(&mut h);
         (h.finish() % self.len() as u64) as usize
     }
 
     /// Takes the lock that `key` maps to (striping by key hash).
+    #[track_caller]
     pub fn lock_for<K: Hash + ?Sized>(&self, key: &K) -> GenLockGuard<'_, R> {
         self.lock(self.index_for(key))
     }
@@ -147,6 +155,12 @@ impl<R: RawLock> std::ops::Index<usize> for LockSet<R> {
     fn index(&self, i: usize) -> &GenLock<R> {
         self.at(i)
     }
+}
+
+#[cold]
+#[track_caller]
+fn empty_set() -> ! {
+    panic!("lock set has no locks: a GenLockSet<0> has no lock to map a key to; give it N >= 1")
 }
 
 #[cold]
@@ -258,6 +272,19 @@ mod tests {
     fn an_index_past_the_end_panics_naming_both() {
         let set = GenLockSet::<4>::new();
         let _g = set.lock(4);
+    }
+
+    #[test]
+    fn mapping_a_key_in_a_set_of_no_locks_panics_saying_so() {
+        let set = LockSet::<Futex>::from_slice(&[]);
+        let r = std::panic::catch_unwind(|| set.index_for("alice"));
+        let msg = r.unwrap_err();
+        let msg = msg
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| msg.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("");
+        assert!(msg.contains("GenLockSet<0>"), "{msg}");
     }
 
     #[test]

@@ -2,10 +2,13 @@
 //! lead to one.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::grp::{GrpGuard, GrpLock};
 use crate::raw::RawLock;
-use crate::{GenLock, GenLockGuard, ShmBox, ShmMutex, ShmMutexGuard};
+use crate::{
+    GenLock, GenLockGuard, RecLock, RecLockGuard, RwLock, ShmBox, ShmMutex, ShmMutexGuard,
+};
 
 /// A lock that hands out a guard: [`GenLock`], [`ShmMutex`], [`GrpLock`], and a
 /// [`ShmBox`], `Arc`, `Box` or reference leading to one. This is what
@@ -23,10 +26,82 @@ pub trait Lockable {
         Self: 'a;
 
     /// Takes the lock.
+    #[track_caller]
     fn lock_guard(&self) -> Self::Guard<'_>;
 
     /// Takes the lock if it is free.
+    #[track_caller]
     fn try_lock_guard(&self) -> Option<Self::Guard<'_>>;
+}
+
+/// A [`Lockable`] that can wait for a bounded time: what `locked!(try_for(timeout) ..)`
+/// takes.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be waited for with a timeout",
+    label = "no timed lock",
+    note = "locked!(try_for(timeout) ..) takes a GenLock, a ShmMutex, a RecLock, or a ShmBox, \
+            Arc, Box or reference leading to one; use locked!(try ..) for the others"
+)]
+pub trait TimedLockable: Lockable {
+    /// Takes the lock, waiting at most `timeout`.
+    #[track_caller]
+    fn try_lock_guard_for(&self, timeout: Duration) -> Option<Self::Guard<'_>>;
+}
+
+/// An [`RwLock`], or a handle leading to one: what `locked!(read ..)` and
+/// `locked!(write ..)` take.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a reader-writer lock",
+    label = "not an RwLock",
+    note = "locked!(read ..) and locked!(write ..) take an RwLock, or a ShmBox, Arc, Box or \
+            reference leading to one; for other locks drop `read`/`write`"
+)]
+pub trait RwLockable {
+    /// The data the lock guards.
+    type Data;
+    /// The lock.
+    fn rw(&self) -> &RwLock<Self::Data>;
+}
+
+impl<T> RwLockable for RwLock<T> {
+    type Data = T;
+    #[inline]
+    fn rw(&self) -> &RwLock<T> {
+        self
+    }
+}
+
+impl Lockable for RecLock {
+    type Guard<'a> = RecLockGuard<'a>;
+    #[inline]
+    fn lock_guard(&self) -> RecLockGuard<'_> {
+        self.lock()
+    }
+    #[inline]
+    fn try_lock_guard(&self) -> Option<RecLockGuard<'_>> {
+        self.try_lock()
+    }
+}
+
+impl<R: RawLock> TimedLockable for GenLock<R> {
+    #[inline]
+    fn try_lock_guard_for(&self, timeout: Duration) -> Option<GenLockGuard<'_, R>> {
+        self.try_lock_for(timeout)
+    }
+}
+
+impl<T, R: RawLock> TimedLockable for ShmMutex<T, R> {
+    #[inline]
+    fn try_lock_guard_for(&self, timeout: Duration) -> Option<ShmMutexGuard<'_, T, R>> {
+        self.try_lock_for(timeout)
+    }
+}
+
+impl TimedLockable for RecLock {
+    #[inline]
+    fn try_lock_guard_for(&self, timeout: Duration) -> Option<RecLockGuard<'_>> {
+        self.try_lock_for(timeout)
+    }
 }
 
 impl<R: RawLock> Lockable for GenLock<R> {
@@ -91,6 +166,28 @@ macro_rules! forward_lockable {
 }
 
 forward_lockable!([?Sized] &L, [?Sized] Arc<L>, [?Sized] Box<L>, [Sized] ShmBox<L>);
+
+macro_rules! forward_handles {
+    ($([$($bound:tt)*] $ty:ty),*) => {
+        $(
+            impl<L: TimedLockable + $($bound)*> TimedLockable for $ty {
+                #[inline]
+                fn try_lock_guard_for(&self, timeout: Duration) -> Option<L::Guard<'_>> {
+                    (**self).try_lock_guard_for(timeout)
+                }
+            }
+            impl<L: RwLockable + $($bound)*> RwLockable for $ty {
+                type Data = L::Data;
+                #[inline]
+                fn rw(&self) -> &RwLock<L::Data> {
+                    (**self).rw()
+                }
+            }
+        )*
+    };
+}
+
+forward_handles!([?Sized] &L, [?Sized] Arc<L>, [?Sized] Box<L>, [Sized] ShmBox<L>);
 
 impl<T: crate::grp::GrpMember> Lockable for crate::grp::Member<T> {
     type Guard<'a>

@@ -62,16 +62,19 @@ impl<T, R: RawLock> ShmMutex<T, R> {
     }
 
     /// Takes the lock and returns a guard to the data.
+    #[track_caller]
     pub fn lock(&self) -> ShmMutexGuard<'_, T, R> {
         self.guard(self.lock.lock())
     }
 
     /// Takes the lock if it is free.
+    #[track_caller]
     pub fn try_lock(&self) -> Option<ShmMutexGuard<'_, T, R>> {
         self.lock.try_lock().map(|g| self.guard(g))
     }
 
     /// Takes the lock, waiting at most `timeout`.
+    #[track_caller]
     pub fn try_lock_for(&self, timeout: Duration) -> Option<ShmMutexGuard<'_, T, R>> {
         self.lock.try_lock_for(timeout).map(|g| self.guard(g))
     }
@@ -109,6 +112,11 @@ impl<T, R: RawLock> ShmMutex<T, R> {
     /// The lock alone, for chaining it to a group lock.
     pub(crate) fn raw_lock(&self) -> &GenLock<R> {
         &self.lock
+    }
+
+    /// The data, for holders that track the lock themselves (`locked!` over several locks).
+    pub(crate) fn data_ptr(&self) -> *mut T {
+        self.data.get()
     }
 
     fn guard<'a>(&'a self, lock: GenLockGuard<'a, R>) -> ShmMutexGuard<'a, T, R> {

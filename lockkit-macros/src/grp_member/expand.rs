@@ -1,4 +1,6 @@
-//! Generates the `GrpMember` impl (the hook, the `#[grp]` field) and `join`.
+//! Generates the `GrpMember` impl (the hook, the `#[grp]` field) and `join`; after an error,
+//! the same items with `unreachable!()` bodies, so the user's calls to `join` and `lock` still
+//! resolve and the error is the only one they see.
 
 use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
@@ -6,13 +8,13 @@ use syn::DeriveInput;
 
 use super::parse::Member;
 
-pub(crate) fn expand(m: &Member) -> TokenStream {
+pub(crate) fn expand(m: &Member, fallback: bool) -> TokenStream {
     let item = stand_in(m.item);
+    let krate = &m.krate;
     let name = &m.item.ident;
     let vis = &m.item.vis;
-    let grp = m.grp;
     let (impl_g, ty_g, where_g) = m.item.generics.split_for_impl();
-    let on_destroy = m.hook.as_ref().map(|hook| {
+    let on_destroy = m.hook.as_ref().filter(|_| !fallback).map(|hook| {
         // Spanned at the hook's name: a missing method or a wrong signature is reported
         // there.
         let call = quote_spanned! {hook.span()=>
@@ -25,28 +27,40 @@ pub(crate) fn expand(m: &Member) -> TokenStream {
             }
         }
     });
+    let set_group = match (m.grp, fallback) {
+        (Some(grp), false) => quote!(self.#grp = group;),
+        _ => quote!(let _ = group; ::core::unreachable!()),
+    };
+    // After an error the struct may not be Send (the supertrait); a bound that cannot hold
+    // makes the stand-in impl not apply rather than add an error.
+    let preds = where_g.map(|w| &w.predicates).into_iter().flatten();
+    let where_all = if fallback {
+        quote!(where #(#preds,)* for<'__lk> #name #ty_g: ::core::marker::Send)
+    } else {
+        quote!(#where_g)
+    };
     let join_doc = format!(
         "Adds this `{name}` to `group`: the returned handle holds a reference to the group; \
          the member is destroyed by the group when its last reference goes."
     );
     quote! {
-        #item
+            #item
 
-        const _: () = {
-            impl #impl_g ::lockkit::grp::GrpMember for #name #ty_g #where_g {
-                #on_destroy
-                fn set_group(&mut self, group: ::lockkit::grp::WeakGrpLock) {
-                    self.#grp = group;
+            const _: () = {
+                impl #impl_g #krate::grp::GrpMember for #name #ty_g #where_all {
+                    #on_destroy
+                    fn set_group(&mut self, group: #krate::grp::WeakGrpLock) {
+                        #set_group
+                    }
                 }
-            }
 
-            impl #impl_g #name #ty_g #where_g {
-                #[doc = #join_doc]
-                #[track_caller]
-                #vis fn join(self, group: &::lockkit::grp::GrpLock) -> ::lockkit::grp::Member<Self> {
-                    ::lockkit::grp::Member::join(group, self)
+                impl #impl_g #name #ty_g #where_all {
+                    #[doc = #join_doc]
+                    #[track_caller]
+                    #vis fn join(self, group: &#krate::grp::GrpLock) -> #krate::grp::Member<Self> {
+                        #krate::grp::Member::join(group, self)
+                    }
                 }
-            }
         };
     }
 }
@@ -54,10 +68,18 @@ pub(crate) fn expand(m: &Member) -> TokenStream {
 /// The struct without the `#[grp]` marker.
 pub(crate) fn stand_in(item: &DeriveInput) -> TokenStream {
     let mut item = item.clone();
-    if let syn::Data::Struct(s) = &mut item.data {
-        for f in s.fields.iter_mut() {
-            f.attrs.retain(|a| !a.path().is_ident("grp"));
-        }
+    match &mut item.data {
+        syn::Data::Struct(s) => s.fields.iter_mut().for_each(|f| strip(&mut f.attrs)),
+        syn::Data::Enum(e) => e
+            .variants
+            .iter_mut()
+            .flat_map(|v| v.fields.iter_mut())
+            .for_each(|f| strip(&mut f.attrs)),
+        syn::Data::Union(u) => u.fields.named.iter_mut().for_each(|f| strip(&mut f.attrs)),
     }
     quote!(#item)
+}
+
+fn strip(attrs: &mut Vec<syn::Attribute>) {
+    attrs.retain(|a| !a.path().is_ident("grp"));
 }

@@ -1,72 +1,77 @@
 //! A typed view of a `#[grp_member]` struct, checked as it is read: one `#[grp]` field of
-//! type `WeakGrpLock`, and an optional `on_destroy = method` hook.
+//! type `WeakGrpLock`, an optional `on_destroy = method` hook, an optional `crate = "path"`.
 
 use proc_macro2::TokenStream;
 use syn::parse::Parser;
 use syn::{Data, DeriveInput, Fields, Ident, Meta, Token};
 
 use crate::ctxt::Ctxt;
-use crate::types::{is_named, last_ident};
+use crate::msg::{self, fill};
+use crate::types::{is_named, type_name};
 
 pub(crate) struct Member<'a> {
     pub(crate) item: &'a DeriveInput,
-    /// The `#[grp]` field.
-    pub(crate) grp: &'a Ident,
+    /// The `#[grp]` field, if one was found.
+    pub(crate) grp: Option<&'a Ident>,
     /// `on_destroy = method`; `None` relies on the struct's `Drop`.
     pub(crate) hook: Option<Ident>,
+    /// The path generated code reaches lockkit through.
+    pub(crate) krate: TokenStream,
 }
 
-fn parse_args(args: TokenStream, cx: &mut Ctxt) -> Option<Ident> {
+fn parse_args(args: TokenStream, cx: &mut Ctxt) -> (Option<Ident>, Option<TokenStream>) {
     let metas = match syn::punctuated::Punctuated::<Meta, Token![,]>::parse_terminated.parse2(args)
     {
         Ok(m) => m,
         Err(e) => {
             cx.push(e);
-            return None;
+            return (None, None);
         }
     };
     let mut hook = None;
+    let mut krate = None;
     for meta in metas {
         match &meta {
             Meta::NameValue(nv) if nv.path.is_ident("on_destroy") => match &nv.value {
                 syn::Expr::Path(p) if p.path.get_ident().is_some() && p.qself.is_none() => {
                     if hook.is_some() {
-                        cx.error(&meta, "on_destroy is given twice");
+                        cx.error(&meta, msg::GM_HOOK_TWICE);
                     }
                     hook = p.path.get_ident().cloned();
                 }
-                other => cx.error(
-                    other,
-                    "on_destroy names a method of this struct: #[grp_member(on_destroy = finish)]",
-                ),
+                other => cx.error(other, msg::GM_HOOK_PATH),
             },
-            _ => cx.error(
-                &meta,
-                "unknown argument: #[grp_member] takes `on_destroy = method`, or nothing to rely \
-                 on the struct's Drop",
-            ),
+            Meta::NameValue(nv) if nv.path.is_ident("crate") => {
+                if krate.is_some() {
+                    cx.error(&meta, msg::CRATE_TWICE);
+                }
+                match crate::types::crate_arg(&nv.value) {
+                    Ok(k) => krate = Some(k),
+                    Err(e) => cx.push(e),
+                }
+            }
+            _ => cx.error(&meta, msg::GM_ARG),
         }
     }
-    hook
+    (hook, krate)
 }
 
 impl<'a> Member<'a> {
-    pub(crate) fn from_syn(args: TokenStream, item: &'a DeriveInput) -> syn::Result<Member<'a>> {
-        let mut cx = Ctxt::default();
-        let hook = parse_args(args, &mut cx);
+    /// The member as read, and the errors found (the member is still usable for a fallback
+    /// expansion when there are errors).
+    pub(crate) fn from_syn(args: TokenStream, item: &'a DeriveInput) -> (Member<'a>, Ctxt) {
+        let mut cx = Ctxt::new();
+        let (hook, krate) = parse_args(args, &mut cx);
         let fields = match &item.data {
             Data::Struct(s) => match &s.fields {
                 Fields::Named(n) => Some(n),
                 _ => {
-                    cx.error(
-                        &item.ident,
-                        "#[grp_member] needs a struct with named fields, one of them marked #[grp]",
-                    );
+                    cx.error(&item.ident, msg::GM_NOT_STRUCT);
                     None
                 }
             },
             _ => {
-                cx.error(&item.ident, "#[grp_member] applies to structs");
+                cx.error(&item.ident, msg::GM_NOT_STRUCT);
                 None
             }
         };
@@ -76,52 +81,29 @@ impl<'a> Member<'a> {
                 continue;
             };
             let ident = f.ident.as_ref().expect("named field");
-            if let Err(e) = attr.meta.require_path_only() {
-                cx.push(e);
+            if attr.meta.require_path_only().is_err() {
+                cx.error(attr, msg::GM_GRP_PATH);
             }
             if let Some(first) = grp {
-                cx.error(
-                    attr,
-                    format!(
-                        "a member belongs to one group, and `{first}` is already marked #[grp]: \
-                         remove one of the two"
-                    ),
-                );
+                cx.error(attr, fill(msg::GM_GRP_TWICE, &[("first", first)]));
                 continue;
             }
             if is_named(&f.ty, "GrpLock") {
-                cx.error(
-                    &f.ty,
-                    "a member must not own a GrpLock of its group: the group owns the member \
-                     (through its destroy handler), so the member's reference would keep the \
-                     group alive forever; declare the field as `WeakGrpLock`",
-                );
+                cx.error(&f.ty, msg::GM_OWNS_GROUP);
             } else if !is_named(&f.ty, "WeakGrpLock") {
-                cx.error(
-                    &f.ty,
-                    format!(
-                        "the #[grp] field must be a `WeakGrpLock` (found `{}`); `join` fills it in",
-                        last_ident(&f.ty).unwrap_or_else(|| "another type".into())
-                    ),
-                );
+                cx.error(&f.ty, fill(msg::GM_GRP_TYPE, &[("ty", &type_name(&f.ty))]));
             }
             grp = Some(ident);
         }
         if grp.is_none() && fields.is_some() {
-            cx.error(
-                &item.ident,
-                format!(
-                    "`{}` has no #[grp] field: mark the field that reaches the group, \
-                     `#[grp] group: WeakGrpLock`",
-                    item.ident
-                ),
-            );
+            cx.error(&item.ident, fill(msg::GM_NO_GRP, &[("name", &item.ident)]));
         }
-        cx.check()?;
-        Ok(Member {
+        let member = Member {
             item,
-            grp: grp.expect("checked above"),
+            grp,
             hook,
-        })
+            krate: krate.unwrap_or_else(|| quote::quote!(::lockkit)),
+        };
+        (member, cx)
     }
 }

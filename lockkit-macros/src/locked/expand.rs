@@ -7,84 +7,98 @@ use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Block, Expr, Ident};
 
-use super::parse::Locked;
+use super::parse::{Item, Locked, Mode, Wait};
 
-/// The guard's binding: mixed-site hygiene (user code cannot name it), located at the lock
-/// expression so that diagnostics about the guard's type point there.
-fn guard_ident(at: Span) -> Ident {
-    Ident::new("__lockkit_guard", Span::mixed_site().located_at(at))
+/// A macro-private binding: mixed-site hygiene (user code cannot name it), located at `at`
+/// so that diagnostics about it point at the user's tokens.
+fn private(name: &str, at: Span) -> Ident {
+    Ident::new(name, Span::mixed_site().located_at(at))
+}
+
+/// The user's block, inside the macro's block.
+///
+/// A block that ends in an expression is evaluated into a macro-private binding, whose value
+/// the macro's block returns: the block is then its own scope, so temporaries of its tail
+/// expression (the guard of `*o.lock()`) are dropped at the end of that `let`, before the
+/// macro's guard; in edition 2021 a tail temporary of the macro's block itself would outlive
+/// the guard (E0716). A block that ends in a statement, a macro call (`panic!`) or a jump
+/// is spliced in as it is: it has no such temporaries, and reading the binding after a block
+/// that diverges would draw an "unreachable expression" warning at the user's code.
+fn body(b: &Block) -> TokenStream {
+    let wrap = match b.stmts.last() {
+        Some(syn::Stmt::Expr(e, None)) => !matches!(
+            e,
+            Expr::Macro(_) | Expr::Return(_) | Expr::Break(_) | Expr::Continue(_)
+        ),
+        _ => false,
+    };
+    if !wrap {
+        let stmts = &b.stmts;
+        return quote!(#(#stmts)*);
+    }
+    let value = Ident::new("__lockkit_value", Span::mixed_site());
+    quote! {
+        #[allow(unused_braces, clippy::let_unit_value)]
+        let #value = #b;
+        #value
+    }
 }
 
 /// `let name = lend(&mut guard);`, or nothing for an unnamed guard.
-fn lend(name: &Option<Ident>, guard: &Ident) -> TokenStream {
+fn lend(krate: &TokenStream, name: &Option<Ident>, guard: &Ident) -> TokenStream {
     match name {
         Some(n) => quote! {
             #[allow(unused_mut)]
             let mut #guard = #guard;
-            let #n = ::lockkit::__private::Lend::lend(&mut #guard);
+            let #n = #krate::__private::Lend::lend(&mut #guard);
         },
         None => quote!(),
     }
 }
 
-/// The block's statements, spliced into the macro's own block (a nested block would draw
-/// `unused_braces` warnings at the user's code). Hygiene keeps the guard's binding out of
-/// their reach all the same.
-fn body(b: &Block) -> TokenStream {
-    let stmts = &b.stmts;
-    quote!(#(#stmts)*)
-}
-
-/// A macro-private binding for the lock expression's value. Binding `&(expr)` with `let`
-/// extends the life of a temporary the expression returns (`locked!(g = table.get(k) => ..)`)
-/// to the end of the macro's block, so the guard may borrow from it.
-fn lock_binding(i: usize, at: Span) -> Ident {
-    Ident::new(
-        &format!("__lockkit_lock{i}"),
-        Span::mixed_site().located_at(at),
-    )
-}
-
 pub(crate) fn expand(l: &Locked) -> TokenStream {
-    let at = match l {
-        Locked::One { lock, .. } | Locked::Try { lock, .. } => lock.span(),
-        Locked::Many { locks, .. } => locks.span(),
+    if l.items.len() > 1 {
+        return many(l);
+    }
+    let Item { name, lock } = &l.items[0];
+    let span = lock.span();
+    let krate = &l.krate;
+    let bound = private("__lockkit_lock", span);
+    let guard = private("__lockkit_guard", span);
+    let lend = lend(krate, name, &guard);
+    let b = body(&l.body);
+    let (plain, tried, timed) = match l.mode {
+        Mode::Lock => ("lock", "try_lock", "try_lock_for"),
+        Mode::Read => ("read", "try_read", "try_read_for"),
+        Mode::Write => ("write", "try_write", "try_write_for"),
     };
-    let guard = guard_ident(at);
-    match l {
-        Locked::One {
-            name,
-            lock,
-            body: b,
-        } => {
-            let bound = lock_binding(0, lock.span());
-            let take = take(&bound, lock, quote!(lock));
-            let lend = lend(name, &guard);
-            let b = body(b);
-            // Spanned at the lock (the user's block keeps its own spans), so "not a lock"
-            // points at it. rustc still repeats that error once at the invocation.
-            quote_spanned! {lock.span()=> {
+    // The calls are spanned at the lock expression, so "not a lock" points at it. Binding
+    // `&(expr)` with `let` extends the life of a temporary the expression returns
+    // (`locked!(g = table.get(k) => ..)`) to the end of the macro's block.
+    let take = |f: &str, extra: TokenStream| {
+        let f = Ident::new(f, span);
+        quote_spanned! {span=> #krate::__private::#f(#bound #extra)}
+    };
+    match &l.wait {
+        Wait::Forever => {
+            let take = take(plain, quote!());
+            quote_spanned! {span=> {
                 let #bound = &(#lock);
                 let #guard = #take;
                 #lend
                 #b
             }}
         }
-        Locked::Try {
-            name,
-            lock,
-            body: b,
-            otherwise,
-        } => {
-            let bound = lock_binding(0, lock.span());
-            let take = take(&bound, lock, quote!(try_lock));
-            let lend = lend(name, &guard);
-            let b = body(b);
-            let opt = Ident::new("__lockkit_try", Span::mixed_site().located_at(lock.span()));
+        Wait::Try(otherwise) | Wait::For(_, otherwise) => {
+            let take = match &l.wait {
+                Wait::For(timeout, _) => take(timed, quote!(, #timeout)),
+                _ => take(tried, quote!()),
+            };
+            let opt = private("__lockkit_try", span);
             // The Option is bound to a local, not matched as a temporary: a temporary in the
             // tail of a block outlives the block's locals (edition 2021), which would outlive
             // `bound` as well.
-            quote_spanned! {lock.span()=> {
+            quote_spanned! {span=> {
                 let #bound = &(#lock);
                 let #opt = #take;
                 match #opt {
@@ -96,28 +110,36 @@ pub(crate) fn expand(l: &Locked) -> TokenStream {
                 }
             }}
         }
-        Locked::Many { locks, body: b } => {
-            let bound: Vec<Ident> = locks
-                .iter()
-                .enumerate()
-                .map(|(i, l)| lock_binding(i, l.span()))
-                .collect();
-            let exprs = locks.iter().map(|l| quote_spanned! {l.span()=> &(#l)});
-            let dyns = locks.iter().map(|l| {
-                quote_spanned! {l.span()=> &dyn ::lockkit::__private::ChainLock}
-            });
-            let b = body(b);
-            quote! {{
-                let (#(#bound,)*): (#(#dyns,)*) = (#(#exprs,)*);
-                let #guard = ::lockkit::__private::lock_all([#(#bound),*]);
-                #b
-            }}
-        }
     }
 }
 
-/// The call that takes the lock, spanned at the user's expression so that "not a lock"
-/// errors point at it.
-fn take(bound: &Ident, lock: &Expr, f: TokenStream) -> TokenStream {
-    quote_spanned! {lock.span()=> ::lockkit::__private::#f(#bound)}
+/// `locked!(a, x = b => ..)`: every lock taken by one `MultiGuard` in the global order; each
+/// named lock lends its data, borrowed from the guard so it cannot outlive it.
+fn many(l: &Locked) -> TokenStream {
+    let krate = &l.krate;
+    let bound: Vec<Ident> = l
+        .items
+        .iter()
+        .enumerate()
+        .map(|(i, it)| private(&format!("__lockkit_lock{i}"), it.lock.span()))
+        .collect();
+    let guard = private("__lockkit_guard", Span::call_site());
+    let binds = l.items.iter().zip(&bound).map(|(it, b)| {
+        let e: &Expr = &it.lock;
+        quote_spanned! {e.span()=> let #b = &(#e);}
+    });
+    let dyns = l.items.iter().zip(&bound).map(|(it, b)| {
+        quote_spanned! {it.lock.span()=> #b as &dyn #krate::__private::ChainLock}
+    });
+    let lends = l.items.iter().zip(&bound).filter_map(|(it, b)| {
+        let n = it.name.as_ref()?;
+        Some(quote_spanned! {it.lock.span()=> let #n = #guard.lend(#b);})
+    });
+    let b = body(&l.body);
+    quote! {{
+        #(#binds)*
+        let #guard = #krate::__private::lock_all([#(#dyns),*]);
+        #(#lends)*
+        #b
+    }}
 }

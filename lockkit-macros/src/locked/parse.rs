@@ -3,32 +3,54 @@
 //! ```text
 //! locked!(lock => { .. })
 //! locked!(name = lock => { .. })
-//! locked!(a, b, c => { .. })
-//! locked!(try lock => { .. } else { .. })
-//! locked!(try name = lock => { .. } else { .. })
+//! locked!(a, name = b, c => { .. })         several locks, each may lend its data
+//! locked!(read name = rw => { .. })         an RwLock, shared; `write` for exclusive
+//! locked!(try [read|write] [name =] lock => { .. } else { .. })
+//! locked!(try_for(timeout) [read|write] [name =] lock => { .. } else { .. })
+//! locked!(crate = "path"; ..)               any form, with lockkit renamed
 //! ```
 //! (`set[i]` is an ordinary lock expression: lock sets index to their locks.)
 
+use proc_macro2::{TokenStream, TokenTree};
 use syn::parse::{Parse, ParseStream};
-use syn::punctuated::Punctuated;
 use syn::{Block, Expr, Ident, Token};
 
-pub(crate) enum Locked {
-    One {
-        name: Option<Ident>,
-        lock: Expr,
-        body: Block,
-    },
-    Many {
-        locks: Punctuated<Expr, Token![,]>,
-        body: Block,
-    },
-    Try {
-        name: Option<Ident>,
-        lock: Expr,
-        body: Block,
-        otherwise: Block,
-    },
+use crate::msg;
+
+/// How a single lock is taken.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// `lock()`: exclusive.
+    Lock,
+    /// `read()` of an RwLock.
+    Read,
+    /// `write()` of an RwLock.
+    Write,
+}
+
+/// Whether the block waits for the lock.
+pub(crate) enum Wait {
+    /// Waits as long as needed.
+    Forever,
+    /// `try`: does not wait; the else block runs if the lock is busy.
+    Try(Block),
+    /// `try_for(timeout)`: waits at most `timeout`; the else block runs if it runs out.
+    For(Expr, Block),
+}
+
+/// One lock of the invocation, with the name its data is lent under.
+pub(crate) struct Item {
+    pub(crate) name: Option<Ident>,
+    pub(crate) lock: Expr,
+}
+
+pub(crate) struct Locked {
+    /// `crate = ..`: the path of the lockkit crate (`::lockkit` unless renamed).
+    pub(crate) krate: TokenStream,
+    pub(crate) mode: Mode,
+    pub(crate) wait: Wait,
+    pub(crate) items: Vec<Item>,
+    pub(crate) body: Block,
 }
 
 fn name(input: ParseStream) -> syn::Result<Option<Ident>> {
@@ -46,70 +68,163 @@ fn name(input: ParseStream) -> syn::Result<Option<Ident>> {
 }
 
 fn arrow(input: ParseStream) -> syn::Result<()> {
-    input.parse::<Token![=>]>().map(|_| ()).map_err(|e| {
-        syn::Error::new(
-            e.span(),
-            "expected `=>` and a block: locked!(lock => { .. }) or locked!(g = lock => { .. })",
-        )
-    })
+    input
+        .parse::<Token![=>]>()
+        .map(|_| ())
+        .map_err(|e| syn::Error::new(e.span(), msg::LOCKED_ARROW))
+}
+
+/// `crate = "path";` or `crate = path;` at the start of the invocation.
+fn krate(input: ParseStream) -> syn::Result<TokenStream> {
+    if !(input.peek(Token![crate]) && input.peek2(Token![=])) {
+        return Ok(quote::quote!(::lockkit));
+    }
+    input.parse::<Token![crate]>()?;
+    input.parse::<Token![=]>()?;
+    let path = if input.peek(syn::LitStr) {
+        let lit: syn::LitStr = input.parse()?;
+        crate::ctxt::crate_path(&lit)?
+    } else {
+        // Tokens up to the `;`, so `$crate` from a wrapping macro_rules passes through.
+        let mut path = TokenStream::new();
+        while !input.is_empty() && !input.peek(Token![;]) {
+            path.extend([input.parse::<TokenTree>()?]);
+        }
+        path
+    };
+    input
+        .parse::<Token![;]>()
+        .map_err(|e| syn::Error::new(e.span(), msg::LOCKED_CRATE_SEMI))?;
+    Ok(path)
+}
+
+/// `read` or `write` followed by a name or a lock (an identifier either way), so a lock that
+/// is itself called `read` still works: `locked!(read => ..)`.
+fn mode(input: ParseStream) -> syn::Result<Mode> {
+    let fork = input.fork();
+    if let Ok(id) = fork.parse::<Ident>() {
+        if fork.peek(Ident) || fork.peek(Token![self]) {
+            if id == "read" {
+                input.parse::<Ident>()?;
+                return Ok(Mode::Read);
+            }
+            if id == "write" {
+                input.parse::<Ident>()?;
+                return Ok(Mode::Write);
+            }
+        }
+    }
+    Ok(Mode::Lock)
+}
+
+fn wait_kind(input: ParseStream) -> syn::Result<Option<Option<Expr>>> {
+    if input.peek(Token![try]) {
+        input.parse::<Token![try]>()?;
+        return Ok(Some(None));
+    }
+    let fork = input.fork();
+    if let Ok(id) = fork.parse::<Ident>() {
+        if id == "try_for" && fork.peek(syn::token::Paren) {
+            input.parse::<Ident>()?;
+            let content;
+            syn::parenthesized!(content in input);
+            let timeout: Expr = content.parse()?;
+            return Ok(Some(Some(timeout)));
+        }
+    }
+    Ok(None)
 }
 
 impl Parse for Locked {
     fn parse(input: ParseStream) -> syn::Result<Self> {
-        if input.peek(Token![try]) {
-            input.parse::<Token![try]>()?;
-            let name = name(input)?;
-            let lock = input.parse()?;
-            arrow(input)?;
-            let body = input.parse()?;
-            if !input.peek(Token![else]) {
-                return Err(syn::Error::new(
-                    input.span(),
-                    "locked!(try ..) needs an else block for when the lock is busy: \
-                     locked!(try lock => { .. } else { .. })",
-                ));
-            }
-            input.parse::<Token![else]>()?;
-            let otherwise = input.parse()?;
-            end(input)?;
-            return Ok(Locked::Try {
-                name,
-                lock,
-                body,
-                otherwise,
-            });
-        }
-        let name = name(input)?;
-        let mut locks = Punctuated::new();
+        let krate = krate(input)?;
+        let waits = wait_kind(input)?;
+        let mode = mode(input)?;
+        let mut items = Vec::new();
         loop {
-            locks.push_value(input.parse::<Expr>()?);
+            let at = input.span();
+            let name = name(input)?;
+            let lock: Expr = input.parse()?;
+            items.push((at, Item { name, lock }));
             if input.peek(Token![,]) {
-                locks.push_punct(input.parse()?);
+                input.parse::<Token![,]>()?;
                 continue;
             }
             break;
         }
         arrow(input)?;
-        let body = input.parse()?;
-        end(input)?;
-        if locks.len() == 1 {
-            let lock = locks.into_iter().next().expect("one lock");
-            return Ok(Locked::One { name, lock, body });
+        let body: Block = input.parse()?;
+        check_no_await(&body)?;
+        let wait = match waits {
+            None => Wait::Forever,
+            Some(timeout) => {
+                if !input.peek(Token![else]) {
+                    return Err(syn::Error::new(input.span(), msg::LOCKED_TRY_ELSE));
+                }
+                input.parse::<Token![else]>()?;
+                let otherwise: Block = input.parse()?;
+                check_no_await(&otherwise)?;
+                match timeout {
+                    None => Wait::Try(otherwise),
+                    Some(t) => Wait::For(t, otherwise),
+                }
+            }
+        };
+        if !input.is_empty() {
+            return Err(input.error(msg::LOCKED_TRAILING));
         }
-        if let Some(n) = name {
-            return Err(syn::Error::new(
-                n.span(),
-                "a guard can be named only when locked! takes one lock",
-            ));
+        if items.len() > 1 {
+            let second = &items[1].1.lock;
+            if !matches!(wait, Wait::Forever) {
+                return Err(syn::Error::new_spanned(second, msg::LOCKED_TRY_MANY));
+            }
+            if mode != Mode::Lock {
+                return Err(syn::Error::new_spanned(second, msg::LOCKED_RW_MANY));
+            }
         }
-        Ok(Locked::Many { locks, body })
+        Ok(Locked {
+            krate,
+            mode,
+            wait,
+            items: items.into_iter().map(|(_, i)| i).collect(),
+            body,
+        })
     }
 }
 
-fn end(input: ParseStream) -> syn::Result<()> {
-    if input.is_empty() {
+/// `.await` inside the block would suspend the task while it holds the lock; another task on
+/// the same thread taking the lock would then find "this thread already holds it". An
+/// `async` block or closure inside is its own future and may await.
+fn check_no_await(body: &Block) -> syn::Result<()> {
+    fn scan(tokens: TokenStream) -> syn::Result<()> {
+        let mut prev_dot = false;
+        let mut skip_next_group = false;
+        for tt in tokens {
+            match tt {
+                TokenTree::Ident(id) => {
+                    if prev_dot && id == "await" {
+                        return Err(syn::Error::new(id.span(), msg::LOCKED_AWAIT));
+                    }
+                    if id == "async" {
+                        skip_next_group = true;
+                    }
+                    prev_dot = false;
+                }
+                TokenTree::Punct(p) => {
+                    prev_dot = p.as_char() == '.';
+                }
+                TokenTree::Group(g) => {
+                    if skip_next_group && g.delimiter() == proc_macro2::Delimiter::Brace {
+                        skip_next_group = false;
+                    } else {
+                        scan(g.stream())?;
+                    }
+                    prev_dot = false;
+                }
+                TokenTree::Literal(_) => prev_dot = false,
+            }
+        }
         Ok(())
-    } else {
-        Err(input.error("unexpected tokens after the block of locked!"))
     }
+    scan(quote::quote!(#body))
 }

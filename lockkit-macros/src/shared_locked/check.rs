@@ -1,134 +1,163 @@
-//! Checks the parsed struct: every marker names a lock of the right kind, every lock
-//! guards something, every field can live in shared memory.
+//! Checks the parsed struct: every marker names a lock of the right kind, every lock guards
+//! something, every field can live in shared memory (as far as its written type tells), and
+//! the names the expansion makes do not clash.
 
-use super::parse::{Input, Role};
+use super::expand::fields_struct_name;
+use super::parse::{same_name, Input, Kind, Role};
 use crate::ctxt::Ctxt;
-use crate::types::{is_named, last_ident, non_shm};
+use crate::msg::{self, fill};
+use crate::types::{non_shm, type_name, NonShm};
 
-pub(crate) fn check(input: &Input) -> syn::Result<()> {
-    let mut cx = Ctxt::default();
-    let mut bad_marker = false;
+pub(crate) fn check(input: &Input, cx: &mut Ctxt) {
+    // A marker that names no lock of its kind: the locks it meant would be reported as
+    // guarding nothing, a second error for one typo.
+    let mut bad_marker = input.malformed;
     for f in &input.fields {
+        let field = f.ident;
         match &f.role {
             Role::Plain => {}
-            Role::Guarded(lock) => match input.field(lock) {
-                Some(l) if is_named(l.ty, "GenLock") => {}
-                _ if {
+            Role::Guarded(lock) => {
+                let target = input.field(lock);
+                let err = match target {
+                    _ if same_name(lock, f.ident) => {
+                        Some(fill(msg::SL_GUARD_SELF, &[("field", field)]))
+                    }
+                    None => Some(fill(
+                        msg::SL_GUARD_MISSING,
+                        &[("lock", lock), ("field", field)],
+                    )),
+                    Some(l) if l.kind == Kind::LockSet => {
+                        Some(fill(msg::SL_GUARD_SET, &[("lock", lock)]))
+                    }
+                    Some(l) if l.kind == Kind::Data => Some(fill(
+                        msg::SL_GUARD_NOT_LOCK,
+                        &[("lock", lock), ("ty", &type_name(l.ty))],
+                    )),
+                    Some(l) => match &l.role {
+                        Role::Guarded(outer) | Role::Striped(outer) => Some(fill(
+                            msg::SL_GUARD_GUARDED,
+                            &[("lock", lock), ("outer", outer), ("field", field)],
+                        )),
+                        Role::Plain => None,
+                    },
+                };
+                if let Some(e) = err {
                     bad_marker = true;
-                    false
-                } => {}
-                None => cx.error(
-                    lock,
-                    format!(
-                        "no field named `{lock}` in this struct: #[guarded_by] names the \
-                         GenLock field that guards `{}`",
-                        f.ident
-                    ),
-                ),
-                Some(l) if !is_named(l.ty, "GenLock") => cx.error(
-                    lock,
-                    format!(
-                        "`{lock}` is not a lock (its type is `{}`): #[guarded_by] must name a \
-                         field of type GenLock{}",
-                        type_name(l.ty),
-                        if is_named(l.ty, "GenLockSet") {
-                            "; for a lock set use #[striped_by]"
-                        } else {
-                            ""
-                        }
-                    ),
-                ),
-                Some(_) => {}
-            },
-            Role::Striped(set) => {
-                if !input
-                    .field(set)
-                    .is_some_and(|s| is_named(s.ty, "GenLockSet"))
-                {
-                    bad_marker = true;
+                    cx.error(lock, e);
                 }
-                match input.field(set) {
-                    None => cx.error(
-                        set,
-                        format!(
-                            "no field named `{set}` in this struct: #[striped_by] names the \
-                             GenLockSet field whose stripes guard `{}`",
-                            f.ident
-                        ),
-                    ),
-                    Some(s) if !is_named(s.ty, "GenLockSet") => cx.error(
-                        set,
-                        format!(
-                            "`{set}` is not a lock set (its type is `{}`): #[striped_by] must \
-                             name a field of type GenLockSet<N>",
-                            type_name(s.ty)
-                        ),
-                    ),
-                    Some(_) => {}
+            }
+            Role::Striped(set) => {
+                let err = match input.field(set) {
+                    None => Some(fill(
+                        msg::SL_STRIPE_MISSING,
+                        &[("set", set), ("field", field)],
+                    )),
+                    Some(s) if s.kind == Kind::Lock => {
+                        Some(fill(msg::SL_STRIPE_LOCK, &[("set", set)]))
+                    }
+                    Some(s) if s.kind == Kind::Data => Some(fill(
+                        msg::SL_STRIPE_NOT_SET,
+                        &[("set", set), ("ty", &type_name(s.ty))],
+                    )),
+                    Some(s) => match &s.role {
+                        Role::Guarded(outer) | Role::Striped(outer) => Some(fill(
+                            msg::SL_GUARD_GUARDED,
+                            &[("lock", set), ("outer", outer), ("field", field)],
+                        )),
+                        Role::Plain => None,
+                    },
+                };
+                if let Some(e) = err {
+                    bad_marker = true;
+                    cx.error(set, e);
                 }
                 if !matches!(f.ty, syn::Type::Array(_)) {
+                    cx.error(f.ty, msg::SL_STRIPE_ARRAY);
+                }
+            }
+        }
+        match (&f.role, f.kind) {
+            (Role::Plain, Kind::Data) => {
+                if let Some(a) = f.standalone {
                     cx.error(
-                        f.ty,
-                        "a #[striped_by] field must be an array `[T; M]`: element i is \
-                         guarded by stripe i % N",
+                        a,
+                        fill(
+                            msg::SL_STANDALONE_NOT_LOCK,
+                            &[("field", field), ("ty", &type_name(f.ty))],
+                        ),
+                    );
+                }
+            }
+            (Role::Plain, _) => {
+                if let Some(c) = f.cfgs.first() {
+                    cx.error(c, msg::SL_CFG_LOCK);
+                }
+            }
+            (_, kind) => {
+                if let Some(a) = f.standalone {
+                    cx.error(a, msg::SL_STANDALONE_GUARDED);
+                }
+                if let Some(a) = f.kind_marker {
+                    let marker = if kind == Kind::Lock {
+                        "lock"
+                    } else {
+                        "lock_set"
+                    };
+                    cx.error(
+                        a,
+                        fill(
+                            msg::SL_KIND_GUARDED,
+                            &[("marker", &marker), ("field", field)],
+                        ),
                     );
                 }
             }
         }
-        if f.standalone.is_some() && !matches!(f.role, Role::Plain) {
-            cx.error(f.ident, "#[standalone] marks a lock, not a guarded field");
-        }
-        if let Some((bad, why)) = non_shm(f.ty) {
-            cx.error(
-                bad,
-                format!("`{}` cannot live in shared memory: {why}", type_name(bad)),
-            );
+        match non_shm(f.ty) {
+            Some((bad, NonShm::Reference)) => cx.error(bad, msg::SL_REFERENCE),
+            Some((bad, NonShm::Pointer)) => cx.error(bad, msg::SL_POINTER),
+            _ => {}
         }
     }
     for l in &input.fields {
-        let kind = if is_named(l.ty, "GenLock") {
-            "guarded_by"
-        } else if is_named(l.ty, "GenLockSet") {
-            "striped_by"
-        } else {
-            continue;
+        let kind = match (l.kind, &l.role) {
+            (Kind::Lock, Role::Plain) => "guarded_by",
+            (Kind::LockSet, Role::Plain) => "striped_by",
+            _ => continue,
         };
         let used = input.fields.iter().any(|f| match &f.role {
-            Role::Guarded(n) | Role::Striped(n) => n == l.ident,
+            Role::Guarded(n) | Role::Striped(n) => same_name(n, l.ident),
             Role::Plain => false,
         });
-        // A lock whose marker had a typo would be reported twice; the typo is the news.
         if !used && l.standalone.is_none() && !bad_marker {
             cx.error(
                 l.ident,
-                format!(
-                    "lock `{0}` guards no field: mark the fields it guards with \
-                     #[{kind}({0})], or mark it #[standalone] if it is used on its own",
-                    l.ident
-                ),
+                fill(msg::SL_LOCK_UNUSED, &[("lock", l.ident), ("kind", &kind)]),
             );
         }
         if used && l.standalone.is_some() {
+            cx.error(l.ident, fill(msg::SL_STANDALONE_USED, &[("lock", l.ident)]));
+        }
+    }
+    // `a_b` and `a__b` both make `<Struct>ABFields`.
+    let guarding: Vec<_> = input
+        .fields
+        .iter()
+        .filter(|l| l.kind == Kind::Lock && matches!(l.role, Role::Plain))
+        .collect();
+    for (i, a) in guarding.iter().enumerate() {
+        let name = fields_struct_name(input, a.ident);
+        if let Some(b) = guarding[..i]
+            .iter()
+            .find(|b| fields_struct_name(input, b.ident) == name)
+        {
             cx.error(
-                l.ident,
-                format!(
-                    "lock `{}` is marked #[standalone] but guards fields",
-                    l.ident
+                a.ident,
+                fill(
+                    msg::SL_NAME_CLASH,
+                    &[("a", b.ident), ("b", a.ident), ("name", &name)],
                 ),
             );
         }
-    }
-    cx.check()
-}
-
-fn type_name(ty: &syn::Type) -> String {
-    let s = quote::quote!(#ty).to_string();
-    if s.len() > 40 {
-        last_ident(ty).unwrap_or(s)
-    } else {
-        s.replace(" < ", "<")
-            .replace(" >", ">")
-            .replace(" ;", ";")
-            .replace("& ", "&")
     }
 }

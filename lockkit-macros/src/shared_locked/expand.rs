@@ -1,16 +1,63 @@
 //! Generates the `#[repr(C)]` struct, the structs of guarded fields, the shared-memory trait
-//! impls and the accessors.
+//! impls and the accessors; after an error, a fallback with the same accessors and
+//! `unreachable!()` bodies, so the error the macro reported is the only one the user sees.
+//!
+//! The output is assembled from an [`Expansion`]: another generated impl is one more entry in
+//! `Expansion::impls` (see [`trait_impls`]).
+//!
+//! Every path in generated code is absolute (`::core::..`, the lockkit path given by
+//! `crate = ".."`), so a user type called `usize` or `Option` changes nothing.
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
+use syn::ext::IdentExt;
 use syn::spanned::Spanned;
-use syn::{DeriveInput, Ident, Type};
+use syn::{Ident, Type, Visibility};
 
-use super::parse::{Field, Input, Role};
+use super::parse::{same_name, Field, Input, Kind, Role, MARKERS};
+use crate::types::{non_shm, NonShm};
+
+/// The pieces of the expansion, assembled by [`Expansion::into_tokens`].
+struct Expansion {
+    /// The struct itself.
+    item: TokenStream,
+    /// The structs of guarded fields, beside the struct.
+    extra_structs: Vec<TokenStream>,
+    /// Compile-time assertions on the fields, inside `const _: () = { .. };`.
+    asserts: Vec<TokenStream>,
+    /// Trait impls for the struct, inside `const _: () = { .. };`.
+    impls: Vec<TokenStream>,
+    /// Inherent methods: `new` and the accessors.
+    methods: Vec<TokenStream>,
+}
+
+impl Expansion {
+    fn into_tokens(self, name: &Ident) -> TokenStream {
+        let Expansion {
+            item,
+            extra_structs,
+            asserts,
+            impls,
+            methods,
+        } = self;
+        quote! {
+            #item
+            #(#extra_structs)*
+            const _: () = {
+                #(#asserts)*
+                #(#impls)*
+                impl #name {
+                    #(#methods)*
+                }
+            };
+        }
+    }
+}
 
 /// `calls_lock` → `CallsLock`.
 fn camel(id: &Ident) -> String {
-    id.to_string()
+    id.unraw()
+        .to_string()
         .split('_')
         .filter(|p| !p.is_empty())
         .map(|p| {
@@ -22,225 +69,439 @@ fn camel(id: &Ident) -> String {
         .collect()
 }
 
-fn fields_struct(input: &Input, lock: &Ident) -> Ident {
-    format_ident!(
-        "{}{}Fields",
-        input.item.ident,
-        camel(lock),
-        span = lock.span()
-    )
+/// The name of the struct of fields guarded by `lock`: `<Struct><Lock>Fields`.
+pub(crate) fn fields_struct_name(input: &Input, lock: &Ident) -> String {
+    format!("{}{}Fields", input.item.ident.unraw(), camel(lock))
 }
 
-fn guarded_by<'i, 'a>(input: &'i Input<'a>, lock: &'i Ident) -> Vec<&'i Field<'a>> {
+fn fields_struct(input: &Input, lock: &Ident) -> Ident {
+    Ident::new(&fields_struct_name(input, lock), lock.span())
+}
+
+/// `prefix<field>suffix`, raw identifiers unwrapped (`r#loop` → `lock_loop`).
+fn method(prefix: &str, id: &Ident, suffix: &str) -> Ident {
+    format_ident!("{prefix}{}{suffix}", id.unraw(), span = id.span())
+}
+
+fn guarded_by<'i, 'a>(input: &'i Input<'a>, lock: &Ident) -> Vec<&'i Field<'a>> {
     input
         .fields
         .iter()
-        .filter(|f| matches!(&f.role, Role::Guarded(l) if l == lock))
+        .filter(|f| matches!(&f.role, Role::Guarded(l) if same_name(l, lock)))
         .collect()
 }
 
+/// A lock field that gets accessors: a lock guarding fields.
 fn is_guarding_lock(input: &Input, f: &Field) -> bool {
-    !guarded_by(input, f.ident).is_empty()
+    f.kind == Kind::Lock && matches!(f.role, Role::Plain) && !guarded_by(input, f.ident).is_empty()
 }
 
 /// `for<'__lk> T: Trait` keeps a bound on a concrete type from being checked eagerly, so
 /// an impl whose bound fails simply does not apply (rather than being an error).
-fn zeroable_bounds<'a>(tys: impl Iterator<Item = &'a Type>) -> TokenStream {
-    let bounds = tys.map(|ty| quote!(for<'__lk> #ty: ::lockkit::ShmZeroable,));
-    quote!(where #(#bounds)*)
+fn zeroable_bounds<'a>(
+    krate: &TokenStream,
+    this: &Ident,
+    tys: impl Iterator<Item = &'a Type>,
+) -> TokenStream {
+    let bounds = tys.map(|ty| quote!(for<'__lk> #ty: #krate::ShmZeroable,));
+    quote!(where for<'__lk> #this: #krate::ShmSafe, #(#bounds)*)
+}
+
+/// The visibility of the generated `new`: that of the most private field, so code that
+/// cannot name every field cannot build the struct either.
+fn new_vis(input: &Input) -> TokenStream {
+    let vis = &input.item.vis;
+    let mut restricted: Option<&Visibility> = None;
+    for f in &input.fields {
+        match f.vis {
+            Visibility::Public(_) => {}
+            Visibility::Inherited => return quote!(),
+            r @ Visibility::Restricted(_) => match restricted {
+                None => restricted = Some(r),
+                Some(prev) if quote!(#prev).to_string() == quote!(#r).to_string() => {}
+                Some(_) => return quote!(),
+            },
+        }
+    }
+    match restricted {
+        Some(r) => quote!(#r),
+        None => quote!(#vis),
+    }
+}
+
+/// The assertion that a field can live in shared memory, with the message its written type
+/// suggests; nothing for references and pointers, which `check` already rejected.
+fn shm_assert(input: &Input, f: &Field) -> Option<TokenStream> {
+    let ty = f.ty;
+    // At the field's type: a failed const evaluation points at the call's first token.
+    let krate = &crate::ctxt::respan(input.krate.clone(), ty.span());
+    let assertion = match non_shm(ty) {
+        Some((_, NonShm::Reference | NonShm::Pointer)) => return None,
+        Some((_, kind)) => kind.assertion(),
+        None => "assert_shm_safe",
+    };
+    let assertion = Ident::new(assertion, ty.span());
+    let cfgs = &f.cfgs;
+    let kind = match f.kind {
+        // A lock that guards fields is checked where its backend is named, at its type.
+        Kind::Lock if is_guarding_lock(input, f) => None,
+        Kind::Lock => Some(quote_spanned! {ty.span()=>
+            const _: () = #krate::__private::assert_lock::<#ty>();
+        }),
+        Kind::LockSet => Some(quote_spanned! {ty.span()=>
+            const _: () = #krate::__private::assert_lock_set::<#ty>();
+        }),
+        Kind::Data => None,
+    };
+    Some(quote_spanned! {ty.span()=>
+        #(#cfgs)*
+        const _: () = #krate::__private::#assertion::<#ty>();
+        #(#cfgs)*
+        #kind
+    })
+}
+
+/// The trait impls of the struct: `ShmSafe`, and `ShmZeroable` when every field is.
+fn trait_impls(input: &Input) -> Vec<TokenStream> {
+    let (krate, name) = (&input.krate, &input.item.ident);
+    let bounds = zeroable_bounds(krate, name, input.fields.iter().map(|f| f.ty));
+    vec![quote! {
+        // SAFETY: every field is asserted ShmSafe above; locks and guarded data are
+        // stored inline (repr(C)), and guarded data is reached only through guards. (The
+        // bound is ShmSafe's supertrait, written so that a field that is not Sync is
+        // reported once, by its assertion, and not again here.)
+        unsafe impl #krate::ShmSafe for #name where for<'__lk> #name: ::core::marker::Sync {}
+        // SAFETY: applies only when every field is ShmZeroable: zero bytes are then
+        // unlocked locks around zeroed data.
+        unsafe impl #krate::ShmZeroable for #name #bounds {}
+    }]
+}
+
+/// `new`, taking every field that is not a lock, in declaration order.
+fn constructor(input: &Input, inits: Vec<TokenStream>, fallback: bool) -> Option<TokenStream> {
+    if input.no_new {
+        return None;
+    }
+    let name = &input.item.ident;
+    let vis = new_vis(input);
+    let params = input.fields.iter().filter(|f| takes_value(f)).map(|f| {
+        let (cfgs, id, ty) = (&f.cfgs, f.ident, f.ty);
+        quote!(#(#cfgs)* #id: #ty)
+    });
+    let doc = format!(
+        "A `{}` with every lock unlocked and the given values, in declaration order.",
+        name.unraw()
+    );
+    let body = if fallback {
+        quote!(::core::unreachable!())
+    } else {
+        quote!(#name { #(#inits,)* })
+    };
+    Some(quote! {
+        #[doc = #doc]
+        #[allow(clippy::too_many_arguments, unused_variables)]
+        #vis const fn new(#(#params),*) -> Self {
+            #body
+        }
+    })
+}
+
+/// Whether `new` takes the field's value (locks start unlocked instead).
+fn takes_value(f: &Field) -> bool {
+    !(matches!(f.role, Role::Plain) && (f.kind != Kind::Data || f.standalone.is_some()))
+}
+
+/// The accessors of a lock `id` guarding `data`, returning `ret` (a guard of the fields
+/// struct, or the fallback); `body(call)` is the body for `self.#id.#call`.
+fn lock_accessors(
+    id: &Ident,
+    vis: &Visibility,
+    names: &str,
+    ret: &TokenStream,
+    body: impl Fn(TokenStream) -> TokenStream,
+) -> TokenStream {
+    let lock_fn = method("lock_", id, "");
+    let try_fn = method("try_lock_", id, "");
+    let try_for_fn = method("try_lock_", id, "_for");
+    let lock_name = id.unraw();
+    let doc = format!("Takes `{lock_name}` and lends the fields it guards: {names}.");
+    let try_doc = format!("Takes `{lock_name}` if it is free.");
+    let try_for_doc = format!("Takes `{lock_name}`, waiting at most `timeout`.");
+    let (b_lock, b_try, b_for) = (
+        body(quote!(lock())),
+        body(quote!(try_lock())),
+        body(quote!(try_lock_for(timeout))),
+    );
+    quote! {
+        #[doc = #doc]
+        #[inline]
+        #[track_caller]
+        #vis fn #lock_fn(&self) -> #ret {
+            #b_lock
+        }
+        #[doc = #try_doc]
+        #[inline]
+        #[track_caller]
+        #vis fn #try_fn(&self) -> ::core::option::Option<#ret> {
+            #b_try
+        }
+        #[doc = #try_for_doc]
+        #[inline]
+        #[track_caller]
+        #vis fn #try_for_fn(&self, timeout: ::core::time::Duration)
+            -> ::core::option::Option<#ret>
+        {
+            #b_for
+        }
+    }
+}
+
+/// The accessors of a striped field `id`, returning `ret`; `body(f, extra)` is the body
+/// calling runtime function `f` with extra arguments.
+fn stripe_accessors(
+    id: &Ident,
+    set: &Ident,
+    vis: &Visibility,
+    ret: &TokenStream,
+    body: impl Fn(&str, TokenStream) -> TokenStream,
+) -> TokenStream {
+    let lock_fn = method("lock_", id, "");
+    let try_fn = method("try_lock_", id, "");
+    let try_for_fn = method("try_lock_", id, "_for");
+    let (field, set) = (id.unraw(), set.unraw());
+    let doc = format!(
+        "Locks stripe `index % N` of `{set}` and lends element `index` of `{field}`.\n\n\
+         # Panics\nIf `index` is out of range, naming both."
+    );
+    let try_doc = format!("Like [`{lock_fn}`](Self::{lock_fn}), but `None` if the stripe is busy.");
+    let try_for_doc = format!(
+        "Like [`{lock_fn}`](Self::{lock_fn}), but `None` if the stripe stays busy for \
+         `timeout`."
+    );
+    let (b_lock, b_try, b_for) = (
+        body("lock_stripe", quote!()),
+        body("try_lock_stripe", quote!()),
+        body("try_lock_stripe_for", quote!(timeout,)),
+    );
+    quote! {
+        #[doc = #doc]
+        #[inline]
+        #[track_caller]
+        #vis fn #lock_fn(&self, index: ::core::primitive::usize) -> #ret {
+            #b_lock
+        }
+        #[doc = #try_doc]
+        #[inline]
+        #[track_caller]
+        #vis fn #try_fn(&self, index: ::core::primitive::usize) -> ::core::option::Option<#ret> {
+            #b_try
+        }
+        #[doc = #try_for_doc]
+        #[inline]
+        #[track_caller]
+        #vis fn #try_for_fn(
+            &self,
+            index: ::core::primitive::usize,
+            timeout: ::core::time::Duration,
+        ) -> ::core::option::Option<#ret> {
+            #b_for
+        }
+    }
+}
+
+fn elem_type(ty: &Type) -> &Type {
+    match ty {
+        Type::Array(a) => &a.elem,
+        _ => ty,
+    }
 }
 
 pub(crate) fn expand(input: &Input) -> TokenStream {
+    let krate = &input.krate;
     let item = input.item;
     let name = &item.ident;
     let vis = &item.vis;
-    let attrs = item.attrs.iter().filter(|a| !is_repr_c(a));
+    let attrs = &input.attrs;
+    let reprs = &input.reprs;
 
     let mut struct_fields = Vec::new();
     let mut extra_structs = Vec::new();
     let mut methods = Vec::new();
-    let mut asserts = Vec::new();
-    let mut new_params = Vec::new();
-    let mut new_inits = Vec::new();
-    let mut zero_tys: Vec<&Type> = Vec::new();
+    let mut inits = Vec::new();
+    let asserts = input
+        .fields
+        .iter()
+        .filter_map(|f| shm_assert(input, f))
+        .collect();
 
     for f in &input.fields {
-        let (fattrs, fvis, id, ty) = (&f.attrs, f.vis, f.ident, f.ty);
-        let ty_span = ty.span();
-        asserts.push(quote_spanned! {ty_span=>
-            const _: () = ::lockkit::__private::assert_shm_safe::<#ty>();
-        });
-        zero_tys.push(ty);
+        let (fattrs, fvis, id, ty, cfgs) = (&f.attrs, f.vis, f.ident, f.ty, &f.cfgs);
         match &f.role {
-            Role::Guarded(_) => {
-                new_params.push(quote!(#id: #ty));
-            }
+            Role::Guarded(_) => {}
             Role::Striped(set) => {
-                let elem = match ty {
-                    Type::Array(a) => &*a.elem,
-                    _ => ty,
-                };
+                let elem = elem_type(ty);
                 let set_ty = input.field(set).expect("checked").ty;
-                let raw = quote!(<#set_ty as ::lockkit::__private::LockKind>::Raw);
+                let set = input.field(set).expect("checked").ident;
+                let raw = quote!(<#set_ty as #krate::__private::LockKind>::Raw);
                 struct_fields.push(quote! {
-                    #(#fattrs)* #fvis #id: ::lockkit::__private::Striped<#ty>
+                    #(#fattrs)* #fvis #id: #krate::__private::Striped<#ty>
                 });
-                new_params.push(quote!(#id: #ty));
-                new_inits.push(quote!(#id: ::lockkit::__private::Striped::new(#id)));
-                let lock_fn = format_ident!("lock_{}", id);
-                let try_fn = format_ident!("try_lock_{}", id);
-                let field_name = id.to_string();
-                let doc = format!(
-                    "Locks stripe `index % N` of `{set}` and lends element `index` of `{id}`.\n\n\
-                     # Panics\nIf `index` is out of range, naming both."
-                );
-                let try_doc = format!(
-                    "Like [`{lock_fn}`](Self::{lock_fn}), but `None` if the stripe is busy."
-                );
-                methods.push(quote! {
-                    #[doc = #doc]
-                    #[inline]
-                    #[track_caller]
-                    #fvis fn #lock_fn(&self, index: usize) -> ::lockkit::StripeGuard<'_, #elem, #raw> {
-                        // SAFETY: `#set` is the set this field is #[striped_by], and a Striped
-                        // field is reachable only through these two accessors.
+                inits.push(quote!(#(#cfgs)* #id: #krate::__private::Striped::new(#id)));
+                let field_name = id.unraw().to_string();
+                let ret = quote!(#krate::StripeGuard<'_, #elem, #raw>);
+                methods.push(stripe_accessors(id, set, fvis, &ret, |f, extra| {
+                    let f = Ident::new(f, id.span());
+                    quote! {
+                        // SAFETY: `set` is the set this field is #[striped_by], and a
+                        // Striped field is reachable only through its accessors.
                         unsafe {
-                            ::lockkit::__private::lock_stripe(&self.#set, &self.#id, index, #field_name)
+                            #krate::__private::#f(
+                                &self.#set, &self.#id, index, #extra #field_name,
+                            )
                         }
                     }
-                    #[doc = #try_doc]
-                    #[inline]
-                    #[track_caller]
-                    #fvis fn #try_fn(&self, index: usize)
-                        -> ::core::option::Option<::lockkit::StripeGuard<'_, #elem, #raw>>
-                    {
-                        // SAFETY: as in the method above.
-                        unsafe {
-                            ::lockkit::__private::try_lock_stripe(&self.#set, &self.#id, index, #field_name)
-                        }
-                    }
-                });
+                }));
             }
             Role::Plain if is_guarding_lock(input, f) => {
+                // Paths at the lock's type: a `#[lock]` field that is not a lock is reported
+                // there, however many places name its backend.
+                let krate = &crate::ctxt::respan(krate.clone(), ty.span());
                 let data = fields_struct(input, id);
-                let raw = quote!(<#ty as ::lockkit::__private::LockKind>::Raw);
+                // At the lock's type, so a `#[lock]` field that is not a lock is reported
+                // there, once.
+                let raw = quote_spanned!(ty.span()=> <#ty as #krate::__private::LockKind>::Raw);
                 let guarded = guarded_by(input, id);
                 let g_fields = guarded.iter().map(|g| {
                     let (a, v, i, t) = (&g.attrs, g.vis, g.ident, g.ty);
                     quote!(#(#a)* #v #i: #t)
                 });
-                let g_names: Vec<_> = guarded.iter().map(|g| g.ident).collect();
-                let g_tys = guarded.iter().map(|g| g.ty);
+                let g_inits = guarded.iter().map(|g| {
+                    let (c, i) = (&g.cfgs, g.ident);
+                    quote!(#(#c)* #i)
+                });
                 let doc = format!(
-                    "The fields of [`{name}`] guarded by its lock `{id}`; reach them through \
-                     [`{name}::lock_{id}`]."
+                    "The fields of [`{0}`] guarded by its lock `{1}`; reach them through \
+                     [`{0}::lock_{1}`].",
+                    name.unraw(),
+                    id.unraw()
                 );
-                let bounds = zeroable_bounds(g_tys);
+                let bounds = zeroable_bounds(krate, &data, guarded.iter().map(|g| g.ty));
                 extra_structs.push(quote! {
                     #[doc = #doc]
                     #[repr(C)]
                     #vis struct #data { #(#g_fields,)* }
-                    // SAFETY: every field is asserted ShmSafe where the struct is declared.
-                    unsafe impl ::lockkit::ShmSafe for #data {}
-                    // SAFETY: applies only when every field is ShmZeroable.
-                    unsafe impl ::lockkit::ShmZeroable for #data #bounds {}
+                    const _: () = {
+                        // SAFETY: every field is asserted ShmSafe where the struct is
+                        // declared.
+                        unsafe impl #krate::ShmSafe for #data {}
+                        // SAFETY: applies only when every field is ShmZeroable.
+                        unsafe impl #krate::ShmZeroable for #data #bounds {}
+                    };
                 });
                 struct_fields.push(quote! {
-                    #(#fattrs)* #fvis #id: ::lockkit::ShmMutex<#data, #raw>
+                    #(#fattrs)* #fvis #id: #krate::ShmMutex<#data, #raw>
                 });
-                new_inits.push(quote! {
-                    #id: ::lockkit::ShmMutex::<#data, #raw>::with_backend(#data { #(#g_names,)* })
+                inits.push(quote! {
+                    #id: #krate::ShmMutex::<#data, #raw>::with_backend(#data { #(#g_inits,)* })
                 });
-                let lock_fn = format_ident!("lock_{}", id);
-                let try_fn = format_ident!("try_lock_{}", id);
-                let try_for_fn = format_ident!("try_lock_{}_for", id);
-                let names = g_names
+                let names = guarded
                     .iter()
-                    .map(|n| format!("`{n}`"))
+                    .map(|g| format!("`{}`", g.ident.unraw()))
                     .collect::<Vec<_>>()
                     .join(", ");
-                let doc = format!("Takes `{id}` and lends the fields it guards: {names}.");
-                let try_doc = format!("Takes `{id}` if it is free.");
-                let try_for_doc = format!("Takes `{id}`, waiting at most `timeout`.");
-                methods.push(quote! {
-                    #[doc = #doc]
-                    #[inline]
-                    #fvis fn #lock_fn(&self) -> ::lockkit::ShmMutexGuard<'_, #data, #raw> {
-                        self.#id.lock()
-                    }
-                    #[doc = #try_doc]
-                    #[inline]
-                    #fvis fn #try_fn(&self) -> ::core::option::Option<::lockkit::ShmMutexGuard<'_, #data, #raw>> {
-                        self.#id.try_lock()
-                    }
-                    #[doc = #try_for_doc]
-                    #[inline]
-                    #fvis fn #try_for_fn(&self, timeout: ::core::time::Duration)
-                        -> ::core::option::Option<::lockkit::ShmMutexGuard<'_, #data, #raw>>
-                    {
-                        self.#id.try_lock_for(timeout)
-                    }
-                });
+                let ret = quote!(#krate::ShmMutexGuard<'_, #data, #raw>);
+                methods.push(lock_accessors(
+                    id,
+                    fvis,
+                    &names,
+                    &ret,
+                    |call| quote!(self.#id.#call),
+                ));
             }
             Role::Plain => {
                 struct_fields.push(quote!(#(#fattrs)* #fvis #id: #ty));
-                if f.standalone.is_some()
-                    || crate::types::is_named(ty, "GenLock")
-                    || crate::types::is_named(ty, "GenLockSet")
-                {
-                    new_inits.push(quote!(#id: <#ty>::with_backend()));
+                if takes_value(f) {
+                    inits.push(quote!(#(#cfgs)* #id));
                 } else {
-                    new_params.push(quote!(#id: #ty));
-                    new_inits.push(quote!(#id));
+                    inits.push(quote!(#id: <#ty>::with_backend()));
                 }
             }
         }
     }
+    methods.splice(0..0, constructor(input, inits, false));
 
-    let bounds = zeroable_bounds(zero_tys.into_iter());
-    let new_doc =
-        format!("A `{name}` with every lock unlocked and the given values, in declaration order.");
-    quote! {
-        #(#attrs)*
-        #[repr(C)]
-        #vis struct #name { #(#struct_fields,)* }
-
-        #(#extra_structs)*
-
-        const _: () = {
-            #(#asserts)*
-            // SAFETY: every field is asserted ShmSafe above; locks and guarded data are
-            // stored inline (repr(C)), and guarded data is reached only through guards.
-            unsafe impl ::lockkit::ShmSafe for #name {}
-            // SAFETY: applies only when every field is ShmZeroable: zero bytes are then
-            // unlocked locks around zeroed data.
-            unsafe impl ::lockkit::ShmZeroable for #name #bounds {}
-
-            impl #name {
-                #[doc = #new_doc]
-                #[allow(clippy::too_many_arguments)]
-                #vis const fn new(#(#new_params),*) -> Self {
-                    #name { #(#new_inits,)* }
-                }
-                #(#methods)*
-            }
-        };
+    Expansion {
+        item: quote! {
+            #(#attrs)*
+            #[repr(C)]
+            #(#[repr(#reprs)])*
+            #vis struct #name { #(#struct_fields,)* }
+        },
+        extra_structs,
+        asserts,
+        impls: trait_impls(input),
+        methods,
     }
+    .into_tokens(name)
 }
 
-fn is_repr_c(a: &syn::Attribute) -> bool {
-    a.path().is_ident("repr") && a.parse_args::<Ident>().map(|i| i == "C").unwrap_or(false)
+/// After an error: the struct as written (minus lockkit's markers), its trait impls where
+/// they can hold, and every accessor the user's code may call, with `unreachable!()`
+/// bodies. The accessors lend a `Fallback`, which derefs to the struct as written (or the
+/// striped element), so `reg.lock_calls().active += 1` still type-checks.
+pub(crate) fn fallback(input: &Input) -> TokenStream {
+    let krate = &input.krate;
+    let name = &input.item.ident;
+    let mut methods = Vec::new();
+    let unreachable = |_| quote!(::core::unreachable!());
+    for f in &input.fields {
+        let named_by_marker = input
+            .fields
+            .iter()
+            .any(|g| matches!(&g.role, Role::Guarded(l) if same_name(l, f.ident)));
+        if (f.kind == Kind::Lock && matches!(f.role, Role::Plain)) || named_by_marker {
+            let ret = quote!(#krate::__private::Fallback<'_, Self>);
+            methods.push(lock_accessors(f.ident, f.vis, "", &ret, unreachable));
+        }
+        if let Role::Striped(set) = &f.role {
+            let elem = elem_type(f.ty);
+            let ret = quote!(#krate::__private::Fallback<'_, #elem>);
+            methods.push(stripe_accessors(f.ident, set, f.vis, &ret, |_, _| {
+                quote!(::core::unreachable!())
+            }));
+        }
+    }
+    methods.splice(0..0, constructor(input, Vec::new(), true));
+    let impls = quote! {
+        // SAFETY: never used: the macro reported an error, so the program does not compile.
+        unsafe impl #krate::ShmSafe for #name where for<'__lk> #name: ::core::marker::Sync {}
+        // SAFETY: as above.
+        unsafe impl #krate::ShmZeroable for #name where for<'__lk> #name: #krate::ShmSafe {}
+    };
+    let plain_struct =
+        matches!(input.item.data, syn::Data::Struct(_)) && input.item.generics.params.is_empty();
+    if !plain_struct {
+        // Generic (rejected) items get no impls: naming them without their parameters would
+        // be a second error.
+        return stand_in(input.item);
+    }
+    Expansion {
+        item: stand_in(input.item),
+        extra_structs: Vec::new(),
+        asserts: Vec::new(),
+        impls: vec![impls],
+        methods,
+    }
+    .into_tokens(name)
 }
 
-/// The struct as written, minus lockkit's markers: what the user's other code sees when the
-/// macro reports an error, so the error is not followed by a cascade.
-pub(crate) fn stand_in(item: &DeriveInput) -> TokenStream {
+/// The item as written, minus lockkit's markers (and `cfg_attr`s that hide one).
+pub(crate) fn stand_in(item: &syn::DeriveInput) -> TokenStream {
     let mut item = item.clone();
     let strip = |attrs: &mut Vec<syn::Attribute>| {
         attrs.retain(|a| {
-            !["guarded_by", "striped_by", "standalone"]
-                .iter()
-                .any(|m| a.path().is_ident(m))
+            let marker = MARKERS.iter().any(|m| a.path().is_ident(m));
+            !(marker || a.path().is_ident("cfg_attr") && hides_marker(a))
         })
     };
     match &mut item.data {
@@ -253,4 +514,9 @@ pub(crate) fn stand_in(item: &DeriveInput) -> TokenStream {
         syn::Data::Union(u) => u.fields.named.iter_mut().for_each(|f| strip(&mut f.attrs)),
     }
     quote!(#item)
+}
+
+fn hides_marker(a: &syn::Attribute) -> bool {
+    let text = quote!(#a).to_string();
+    MARKERS.iter().any(|m| text.contains(m))
 }

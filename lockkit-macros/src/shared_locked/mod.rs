@@ -1,4 +1,5 @@
-//! `#[shared_locked]`: parse the struct, check it, expand it.
+//! `#[shared_locked]`: parse the struct, check it, expand it; after an error, expand the
+//! fallback so that the error is the only one the user sees.
 
 mod check;
 mod expand;
@@ -6,19 +7,18 @@ mod parse;
 
 use proc_macro2::TokenStream;
 
-use crate::ctxt::with_stand_in;
+use crate::ctxt::{with_fallback, Ctxt};
 
 pub(crate) fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
     let item: syn::DeriveInput = match syn::parse2(input.clone()) {
         Ok(item) => item,
-        Err(e) => return with_stand_in(e, input),
+        Err(e) => return with_fallback(e, input),
     };
-    let result = parse::Input::from_syn(args, &item).and_then(|ast| {
-        check::check(&ast)?;
-        Ok(expand::expand(&ast))
-    });
-    match result {
-        Ok(tokens) => tokens,
-        Err(e) => with_stand_in(e, expand::stand_in(&item)),
+    let mut cx = Ctxt::new();
+    let ast = parse::Input::from_syn(args, &item, &mut cx);
+    check::check(&ast, &mut cx);
+    match cx.check() {
+        Ok(()) => expand::expand(&ast),
+        Err(e) => with_fallback(e, expand::fallback(&ast)),
     }
 }

@@ -1,24 +1,60 @@
-//! A typed view of the struct `#[shared_locked]` is applied to.
+//! A typed view of the struct `#[shared_locked]` is applied to: its arguments, its `repr`, and
+//! each field's markers. Malformed markers are reported here; what they name is checked in
+//! `check.rs`. The view is built even when there are errors, for the fallback expansion.
 
 use proc_macro2::TokenStream;
-use syn::{Attribute, Data, DeriveInput, Fields, Ident, Type, Visibility};
+use quote::quote;
+use syn::parse::Parser;
+use syn::punctuated::Punctuated;
+use syn::{Attribute, Data, DeriveInput, Fields, Ident, Meta, Token, Type, Visibility};
 
 use crate::ctxt::Ctxt;
+use crate::msg::{self, fill};
+use crate::types::is_named;
+
+/// The markers `#[shared_locked]` reads on fields (and strips from the output).
+pub(crate) const MARKERS: &[&str] = &["guarded_by", "striped_by", "standalone", "lock", "lock_set"];
 
 pub(crate) struct Input<'a> {
     pub(crate) item: &'a DeriveInput,
+    /// `crate = "path"`, or `::lockkit`.
+    pub(crate) krate: TokenStream,
+    /// `no_new`: generate no constructor.
+    pub(crate) no_new: bool,
+    /// The struct's attributes, without its `repr`s.
+    pub(crate) attrs: Vec<&'a Attribute>,
+    /// `repr` hints kept beside `repr(C)` (`align(N)`).
+    pub(crate) reprs: Vec<TokenStream>,
     pub(crate) fields: Vec<Field<'a>>,
+    /// A marker could not be read: which lock it meant is unknown, so "guards no field" is
+    /// not reported (it would be a second error for one mistake).
+    pub(crate) malformed: bool,
+}
+
+/// What a field is, from its type's name or its marker.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// `GenLock`, or marked `#[lock]`.
+    Lock,
+    /// `GenLockSet<N>`, or marked `#[lock_set]`.
+    LockSet,
+    Data,
 }
 
 pub(crate) struct Field<'a> {
-    /// The field's attributes, without lockkit's markers.
+    /// The field's attributes, without lockkit's markers (`#[cfg]`s included).
     pub(crate) attrs: Vec<&'a Attribute>,
+    /// Its `#[cfg(..)]` attributes, repeated wherever the field is named (`new`, inits).
+    pub(crate) cfgs: Vec<&'a Attribute>,
     pub(crate) vis: &'a Visibility,
     pub(crate) ident: &'a Ident,
     pub(crate) ty: &'a Type,
     pub(crate) role: Role,
+    pub(crate) kind: Kind,
     /// `#[standalone]`: a lock used on its own, guarding no field.
     pub(crate) standalone: Option<&'a Attribute>,
+    /// `#[lock]` or `#[lock_set]`.
+    pub(crate) kind_marker: Option<&'a Attribute>,
 }
 
 pub(crate) enum Role {
@@ -29,113 +65,226 @@ pub(crate) enum Role {
     Striped(Ident),
 }
 
+fn marker_name(attr: &Attribute) -> String {
+    attr.path()
+        .get_ident()
+        .map(Ident::to_string)
+        .unwrap_or_default()
+}
+
 fn marker_arg(attr: &Attribute, cx: &mut Ctxt) -> Option<Ident> {
-    match attr.parse_args::<Ident>() {
+    match attr.parse_args_with(any_ident) {
         Ok(id) => Some(id),
         Err(_) => {
-            let name = attr
-                .path()
-                .get_ident()
-                .map(Ident::to_string)
-                .unwrap_or_default();
-            cx.error(
-                attr,
-                format!("expected #[{name}(field)], naming the lock field of this struct"),
-            );
+            let marker = marker_name(attr);
+            cx.error(attr, fill(msg::SL_MARKER_ARG, &[("marker", &marker)]));
             None
         }
     }
 }
 
-impl<'a> Input<'a> {
-    pub(crate) fn from_syn(args: TokenStream, item: &'a DeriveInput) -> syn::Result<Input<'a>> {
-        let mut cx = Ctxt::default();
-        if !args.is_empty() {
-            cx.error(&args, "#[shared_locked] takes no arguments");
+/// One field name; raw identifiers (`r#loop`) included.
+fn any_ident(input: syn::parse::ParseStream) -> syn::Result<Ident> {
+    let id: Ident = syn::ext::IdentExt::parse_any(input)?;
+    if !input.is_empty() {
+        return Err(input.error("one field name"));
+    }
+    Ok(id)
+}
+
+/// A `#[cfg_attr(pred, ..)]` that hides one of lockkit's markers.
+fn hidden_marker(attr: &Attribute) -> Option<&'static str> {
+    if !attr.path().is_ident("cfg_attr") {
+        return None;
+    }
+    let Meta::List(list) = &attr.meta else {
+        return None;
+    };
+    let metas = Punctuated::<Meta, Token![,]>::parse_terminated
+        .parse2(list.tokens.clone())
+        .ok()?;
+    metas
+        .iter()
+        .skip(1)
+        .find_map(|m| MARKERS.iter().copied().find(|k| m.path().is_ident(k)))
+}
+
+fn parse_args(args: TokenStream, cx: &mut Ctxt) -> (Option<TokenStream>, bool) {
+    let metas = match Punctuated::<Meta, Token![,]>::parse_terminated.parse2(args) {
+        Ok(m) => m,
+        Err(e) => {
+            cx.push(e);
+            return (None, false);
         }
+    };
+    let (mut krate, mut no_new) = (None, false);
+    for meta in &metas {
+        match meta {
+            Meta::NameValue(nv) if nv.path.is_ident("crate") => {
+                if krate.is_some() {
+                    cx.error(meta, msg::CRATE_TWICE);
+                }
+                match crate::types::crate_arg(&nv.value) {
+                    Ok(k) => krate = Some(k),
+                    Err(e) => cx.push(e),
+                }
+            }
+            Meta::Path(p) if p.is_ident("no_new") => no_new = true,
+            _ => cx.error(meta, msg::SL_ARG),
+        }
+    }
+    (krate, no_new)
+}
+
+/// Splits the struct's `repr` attributes: `C` is implied, `align(N)` is kept, anything else
+/// (packed, transparent, an integer) is an error.
+fn reprs<'a>(item: &'a DeriveInput, cx: &mut Ctxt) -> (Vec<&'a Attribute>, Vec<TokenStream>) {
+    let mut attrs = Vec::new();
+    let mut kept = Vec::new();
+    for a in &item.attrs {
+        if !a.path().is_ident("repr") {
+            attrs.push(a);
+            continue;
+        }
+        let Ok(hints) = a.parse_args_with(Punctuated::<Meta, Token![,]>::parse_terminated) else {
+            attrs.push(a);
+            continue;
+        };
+        for h in hints {
+            if h.path().is_ident("C") {
+            } else if h.path().is_ident("align") {
+                kept.push(quote!(#h));
+            } else {
+                let repr = crate::types::tokens_text(&h);
+                cx.error(&h, fill(msg::SL_REPR, &[("repr", &repr)]));
+            }
+        }
+    }
+    (attrs, kept)
+}
+
+impl<'a> Input<'a> {
+    /// The struct as read, and every error found reading it.
+    pub(crate) fn from_syn(args: TokenStream, item: &'a DeriveInput, cx: &mut Ctxt) -> Input<'a> {
+        let (krate, no_new) = parse_args(args, cx);
         let named = match &item.data {
             Data::Struct(s) => match &s.fields {
                 Fields::Named(n) => Some(n),
                 _ => {
-                    cx.error(
-                        &item.ident,
-                        "#[shared_locked] needs a struct with named fields: the locks and \
-                         the fields they guard refer to each other by name",
-                    );
+                    cx.error(&item.ident, msg::SL_TUPLE);
                     None
                 }
             },
             Data::Enum(e) => {
-                cx.error(
-                    e.enum_token,
-                    "#[shared_locked] applies to structs, not enums: a lock cannot guard a \
-                     variant that may not exist; put the enum inside a guarded field",
-                );
+                cx.error(e.enum_token, msg::SL_ENUM);
                 None
             }
             Data::Union(u) => {
-                cx.error(
-                    u.union_token,
-                    "#[shared_locked] applies to structs, not unions: a union cannot say which \
-                     of its fields a lock guards",
-                );
+                cx.error(u.union_token, msg::SL_UNION);
                 None
             }
         };
         if !item.generics.params.is_empty() {
-            cx.error(
-                &item.generics,
-                "#[shared_locked] does not support generic parameters: every process must \
-                 agree on one layout; write the struct with concrete types",
-            );
+            cx.error(&item.generics, msg::SL_GENERIC);
         }
+        let (attrs, reprs) = reprs(item, cx);
         let mut fields = Vec::new();
+        let mut malformed = false;
         for f in named.into_iter().flat_map(|n| n.named.iter()) {
-            let mut role = Role::Plain;
-            let mut standalone = None;
-            let mut attrs = Vec::new();
-            for attr in &f.attrs {
-                let p = attr.path();
-                let new_role = if p.is_ident("guarded_by") {
-                    marker_arg(attr, &mut cx).map(Role::Guarded)
-                } else if p.is_ident("striped_by") {
-                    marker_arg(attr, &mut cx).map(Role::Striped)
-                } else {
-                    if p.is_ident("standalone") {
-                        if let Err(e) = attr.meta.require_path_only() {
-                            cx.push(e);
-                        }
-                        standalone = Some(attr);
-                    } else {
-                        attrs.push(attr);
-                    }
-                    continue;
-                };
-                if let Some(r) = new_role {
-                    if !matches!(role, Role::Plain) {
-                        cx.error(
-                            attr,
-                            "a field is guarded by one lock: remove the second \
-                             #[guarded_by]/#[striped_by]",
-                        );
-                    }
-                    role = r;
-                }
-            }
-            fields.push(Field {
-                attrs,
-                vis: &f.vis,
-                ident: f.ident.as_ref().expect("named field"),
-                ty: &f.ty,
-                role,
-                standalone,
-            });
+            fields.push(field(f, cx, &mut malformed));
         }
-        cx.check()?;
-        Ok(Input { item, fields })
+        Input {
+            item,
+            krate: krate.unwrap_or_else(|| quote!(::lockkit)),
+            no_new,
+            attrs,
+            reprs,
+            fields,
+            malformed,
+        }
     }
 
+    /// The field called `name` (`r#loop` and `loop` are one name).
     pub(crate) fn field(&self, name: &Ident) -> Option<&Field<'a>> {
-        self.fields.iter().find(|f| f.ident == name)
+        self.fields.iter().find(|f| same_name(f.ident, name))
     }
+}
+
+fn field<'a>(f: &'a syn::Field, cx: &mut Ctxt, malformed: &mut bool) -> Field<'a> {
+    let mut role = Role::Plain;
+    let mut standalone = None;
+    let mut kind_marker: Option<&Attribute> = None;
+    let mut attrs = Vec::new();
+    let mut cfgs = Vec::new();
+    for attr in &f.attrs {
+        let p = attr.path();
+        let marker = MARKERS.iter().copied().find(|m| p.is_ident(m));
+        match marker {
+            Some(m @ ("guarded_by" | "striped_by")) => {
+                let Some(target) = marker_arg(attr, cx) else {
+                    *malformed = true;
+                    continue;
+                };
+                if !matches!(role, Role::Plain) {
+                    cx.error(attr, msg::SL_TWO_ROLES);
+                    continue;
+                }
+                role = if m == "guarded_by" {
+                    Role::Guarded(target)
+                } else {
+                    Role::Striped(target)
+                };
+            }
+            Some(m) => {
+                if attr.meta.require_path_only().is_err() {
+                    // Still taken as given: what it marks is clear, only its form is wrong.
+                    cx.error(attr, fill(msg::SL_MARKER_PATH, &[("marker", &m)]));
+                }
+                let slot = if m == "standalone" {
+                    &mut standalone
+                } else {
+                    &mut kind_marker
+                };
+                if slot.is_some() {
+                    cx.error(attr, fill(msg::SL_MARKER_TWICE, &[("marker", &m)]));
+                }
+                *slot = Some(attr);
+            }
+            None => {
+                if let Some(m) = hidden_marker(attr) {
+                    cx.error(attr, fill(msg::SL_CFG_ATTR, &[("marker", &m)]));
+                    *malformed = true;
+                    continue;
+                }
+                if p.is_ident("cfg") {
+                    cfgs.push(attr);
+                }
+                attrs.push(attr);
+            }
+        }
+    }
+    let kind = match kind_marker {
+        Some(a) if a.path().is_ident("lock") => Kind::Lock,
+        Some(_) => Kind::LockSet,
+        None if is_named(&f.ty, "GenLock") => Kind::Lock,
+        None if is_named(&f.ty, "GenLockSet") => Kind::LockSet,
+        None => Kind::Data,
+    };
+    Field {
+        attrs,
+        cfgs,
+        vis: &f.vis,
+        ident: f.ident.as_ref().expect("named field"),
+        ty: &f.ty,
+        role,
+        kind,
+        standalone,
+        kind_marker,
+    }
+}
+
+/// Whether two identifiers name the same field, raw or not.
+pub(crate) fn same_name(a: &Ident, b: &Ident) -> bool {
+    use syn::ext::IdentExt;
+    a.unraw() == b.unraw()
 }

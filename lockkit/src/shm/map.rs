@@ -36,6 +36,8 @@ impl Mapping {
         let mut map = unsafe { MmapOptions::new().len(len).map_mut(file) }
             .map_err(|e| Error::os("mmap", e))?;
         let base = map.as_mut_ptr();
+        // So that locked! orders locks in this region the same way in every process.
+        crate::__private::regions::register(base, len, file);
         Ok(Mapping {
             _map: map,
             base,
@@ -49,6 +51,12 @@ impl Mapping {
 
     pub(crate) fn len(&self) -> usize {
         self.len
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        crate::__private::regions::unregister(self.base);
     }
 }
 

@@ -1,0 +1,10 @@
+use lockkit::grp::WeakGrpLock;
+use lockkit::grp_member;
+
+#[grp_member(on_destroy = "finish")]
+struct Tsx {
+    #[grp]
+    dialog: WeakGrpLock,
+}
+
+fn main() {}

@@ -1,0 +1,10 @@
+use lockkit::{locked, ShmMutex};
+
+fn main() {
+    let m = ShmMutex::new([0u32; 4]);
+    let first: &u32;
+    locked!(g = m => {
+        first = &g[0];
+    });
+    println!("{first}");
+}

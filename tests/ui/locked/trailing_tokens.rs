@@ -1,0 +1,6 @@
+use lockkit::{locked, GenLock};
+
+fn main() {
+    let a = GenLock::new();
+    locked!(a => {} 42);
+}

@@ -1,0 +1,11 @@
+use lockkit::{shared_locked, GenLock};
+
+#[shared_locked]
+struct Table {
+    lock: GenLock,
+    #[guarded_by(lock)]
+    #[standalone]
+    hits: u64,
+}
+
+fn main() {}

@@ -1,0 +1,10 @@
+use lockkit::{shared_locked, GenLock};
+
+#[shared_locked(zeroed)]
+struct Table {
+    lock: GenLock,
+    #[guarded_by(lock)]
+    n: u64,
+}
+
+fn main() {}
