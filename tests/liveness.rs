@@ -472,3 +472,50 @@ fn a_writer_killed_while_waiting_does_not_keep_readers_out() {
     assert_eq!(reader.join_within(ROUND, || format!("{:?}", *rw)), 0);
     assert!(rw.try_write().is_some(), "and a writer gets in afterwards");
 }
+
+/// Drops, in a forked child, a bitwise copy of a guard the parent holds (what `fork` does to
+/// every guard on the forking thread's stack), and checks the lock is still the parent's.
+fn a_fork_copy_of_a_guard<G>(guard: &G, still_held: impl Fn() -> bool) {
+    let _s = serial();
+    // SAFETY: a bitwise copy, as fork makes; the parent never drops it (ManuallyDrop), the
+    // child drops it once.
+    let copy = std::mem::ManuallyDrop::new(unsafe { std::ptr::read(guard) });
+    let child = fork(move || {
+        drop(std::mem::ManuallyDrop::into_inner(copy));
+        0
+    });
+    assert_eq!(child.join_within(ROUND, String::new), 0);
+    assert!(still_held(), "the child's copy released the parent's lock");
+}
+
+#[test]
+fn a_guard_copied_into_a_fork_child_does_not_release_the_parents_lock() {
+    let region = ShmRegion::anonymous(1 << 16).unwrap();
+    let shared = region
+        .alloc_zeroed::<(GenLock, ShmMutex<u64>, RecLock, RwLock<u64>, RwLock<u64>)>()
+        .unwrap();
+    let (lock, mutex, rec, rw_w, rw_r) = (&shared.0, &shared.1, &shared.2, &shared.3, &shared.4);
+    let g = lock.lock();
+    a_fork_copy_of_a_guard(&g, || lock.is_locked());
+    drop(g);
+    assert!(
+        !lock.is_locked(),
+        "and the parent's own guard still releases it"
+    );
+    let m = mutex.lock();
+    a_fork_copy_of_a_guard(&m, || mutex.is_locked());
+    drop(m);
+    assert!(!mutex.is_locked());
+    let r = rec.lock();
+    a_fork_copy_of_a_guard(&r, || rec.depth() == 1);
+    drop(r);
+    assert!(!rec.is_locked());
+    let w = rw_w.write();
+    a_fork_copy_of_a_guard(&w, || rw_w.readers().is_none());
+    drop(w);
+    assert_eq!(rw_w.readers(), Some(0));
+    let rd = rw_r.read();
+    a_fork_copy_of_a_guard(&rd, || rw_r.readers() == Some(1));
+    drop(rd);
+    assert_eq!(rw_r.readers(), Some(0));
+}

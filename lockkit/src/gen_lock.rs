@@ -180,11 +180,14 @@ impl<R: RawLock> fmt::Debug for GenLock<R> {
 
 /// Proof that the current thread holds a [`GenLock`]; dropping it releases the lock.
 ///
-/// Guards are `!Send`: the thread that took the lock releases it.
+/// Guards are `!Send`: the thread that took the lock releases it. A guard that `fork` copied
+/// into a child holds nothing there: dropping the copy leaves the parent's lock alone (the
+/// guard records the process's fork generation, which every fork child bumps).
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct GenLockGuard<'a, R: RawLock = Futex> {
     lock: &'a GenLock<R>,
     acquired: Acquired,
+    fork_generation: u32,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -192,10 +195,12 @@ pub struct GenLockGuard<'a, R: RawLock = Futex> {
 unsafe impl<R: RawLock> Sync for GenLockGuard<'_, R> {}
 
 impl<'a, R: RawLock> GenLockGuard<'a, R> {
+    #[inline]
     fn new(lock: &'a GenLock<R>, acquired: Acquired) -> Self {
         GenLockGuard {
             lock,
             acquired,
+            fork_generation: crate::sys::fork_generation(),
             _not_send: PhantomData,
         }
     }
@@ -231,8 +236,13 @@ impl<'a, R: RawLock> GenLockGuard<'a, R> {
 impl<R: RawLock> Drop for GenLockGuard<'_, R> {
     #[inline]
     fn drop(&mut self) {
+        if self.fork_generation != crate::sys::fork_generation() {
+            // A copy `fork` made: the parent's thread holds the lock, not this process.
+            return;
+        }
         // SAFETY: a guard exists only while its thread holds the lock (it is created right
-        // after a successful acquisition, is !Send, and is dropped once).
+        // after a successful acquisition, is !Send, is dropped once, and was not copied into
+        // this process by fork: checked above).
         unsafe { self.lock.raw.unlock() }
     }
 }

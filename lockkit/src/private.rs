@@ -168,6 +168,9 @@ pub struct MultiGuard<'a, const N: usize> {
     taken: usize,
     /// Which of `locks` have lent their data to the block, so each lends at most once.
     lent: [Cell<bool>; N],
+    /// The process's fork generation when the locks were taken: a copy `fork` made into a
+    /// child releases nothing there.
+    fork_generation: u32,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -203,6 +206,7 @@ pub fn lock_all<const N: usize>(mut locks: [&dyn ChainLock; N]) -> MultiGuard<'_
         locks,
         taken: 0,
         lent: [const { Cell::new(false) }; N],
+        fork_generation: crate::sys::fork_generation(),
         _not_send: PhantomData,
     };
     while guard.taken < N {
@@ -385,6 +389,9 @@ impl<'a, const N: usize> MultiGuard<'a, N> {
 
 impl<const N: usize> Drop for MultiGuard<'_, N> {
     fn drop(&mut self) {
+        if self.fork_generation != crate::sys::fork_generation() {
+            return; // a copy `fork` made: the parent's thread holds these locks
+        }
         for l in self.locks[..self.taken].iter().rev() {
             // SAFETY: `lock_all` took these locks on this thread; the guard is !Send and
             // dropped once.

@@ -142,6 +142,7 @@ impl fmt::Debug for RecLock {
 #[must_use = "the level is released as soon as the guard is dropped"]
 pub struct RecLockGuard<'a> {
     lock: &'a RecLock,
+    fork_generation: u32,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -149,6 +150,7 @@ impl<'a> RecLockGuard<'a> {
     fn new(lock: &'a RecLock) -> Self {
         RecLockGuard {
             lock,
+            fork_generation: crate::sys::fork_generation(),
             _not_send: PhantomData,
         }
     }
@@ -170,6 +172,10 @@ impl<'a> RecLockGuard<'a> {
 
 impl Drop for RecLockGuard<'_> {
     fn drop(&mut self) {
+        if self.fork_generation != crate::sys::fork_generation() {
+            // A copy `fork` made: the parent's thread holds the lock and its depth.
+            return;
+        }
         if self.lock.depth.fetch_sub(1, Relaxed) == 1 {
             // SAFETY: this thread holds the lock (guards are !Send) and this was its last
             // level.

@@ -158,20 +158,42 @@ pub(crate) fn owner_tid(owner: u32) -> u32 {
 
 static ATFORK: Once = Once::new();
 
+/// Bumped in every `fork` child: guards taken before the fork carry the old value, so the
+/// child's copies of them know they hold nothing (see `crate::gen_lock`).
+static FORK_GENERATION: AtomicU32 = AtomicU32::new(0);
+
 extern "C" fn reset_ids_in_child() {
     // Runs in the child's only thread, which inherited the forking thread's cache.
     let _ = IDS.try_with(|c| c.set(0));
+    FORK_GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// How many `fork`s separate this process from the first lockkit user in its line: a guard
+/// whose generation differs was copied into this process by `fork` and holds nothing here.
+#[inline]
+pub(crate) fn fork_generation() -> u32 {
+    // The atfork handler must be registered before any guard records a generation.
+    if !ATFORK.is_completed() {
+        register_atfork();
+    }
+    FORK_GENERATION.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 #[cold]
-fn fill_ids() -> u64 {
+fn register_atfork() {
     ATFORK.call_once(|| {
-        // SAFETY: registering a handler that only touches this thread's TLS cell; it is
-        // async-signal-safe and valid for the life of the process (a plain `extern "C" fn`).
+        // SAFETY: registering a handler that only touches this thread's TLS cell and an
+        // atomic; it is async-signal-safe and valid for the life of the process (a plain
+        // `extern "C" fn`).
         unsafe {
             libc::pthread_atfork(None, None, Some(reset_ids_in_child));
         }
     });
+}
+
+#[cold]
+fn fill_ids() -> u64 {
+    register_atfork();
     // SAFETY: gettid takes no arguments and cannot fail.
     let tid = unsafe { libc::gettid() } as u32;
     // /proc is how lockkit tells a live owner from a dead one; without it (an unusual

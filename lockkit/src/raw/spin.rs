@@ -151,13 +151,10 @@ unsafe impl RawLock for Spin {
     }
     #[inline]
     unsafe fn unlock(&self) {
-        // Only the holder's word goes back to free (keeping INCONSISTENT): a guard `fork`
-        // copied into a child (another id) leaves its parent's lock alone.
-        let me = sys::owner_id();
-        let w = self.word.load(Ordering::Relaxed);
-        if w & OWNER_MASK == me {
-            self.word.store(w & INCONSISTENT, Ordering::Release);
-        }
+        // A plain store, as Kamailio's: only the holder writes a taken word (waiters only
+        // compare-exchange free ones or dead owners'), so the flag read here is exact.
+        let keep = self.word.load(Ordering::Relaxed) & INCONSISTENT;
+        self.word.store(keep, Ordering::Release);
     }
     fn is_locked(&self) -> bool {
         self.word.load(Ordering::Relaxed) & OWNER_MASK != 0

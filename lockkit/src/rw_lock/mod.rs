@@ -167,6 +167,7 @@ impl<T> fmt::Debug for RwLock<T> {
 #[must_use = "the read lock is released as soon as the guard is dropped"]
 pub struct ReadGuard<'a, T> {
     lock: &'a RwLock<T>,
+    fork_generation: u32,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -174,6 +175,7 @@ impl<'a, T> ReadGuard<'a, T> {
     fn new(lock: &'a RwLock<T>) -> Self {
         ReadGuard {
             lock,
+            fork_generation: crate::sys::fork_generation(),
             _not_send: PhantomData,
         }
     }
@@ -190,6 +192,9 @@ impl<T> Deref for ReadGuard<'_, T> {
 
 impl<T> Drop for ReadGuard<'_, T> {
     fn drop(&mut self) {
+        if self.fork_generation != crate::sys::fork_generation() {
+            return; // a copy `fork` made: the parent's thread is the reader
+        }
         // SAFETY: this guard counted its thread in as a reader.
         unsafe { self.lock.raw.read_unlock() };
     }
@@ -199,6 +204,7 @@ impl<T> Drop for ReadGuard<'_, T> {
 #[must_use = "the write lock is released as soon as the guard is dropped"]
 pub struct WriteGuard<'a, T> {
     lock: &'a RwLock<T>,
+    fork_generation: u32,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -206,6 +212,7 @@ impl<'a, T> WriteGuard<'a, T> {
     fn new(lock: &'a RwLock<T>) -> Self {
         WriteGuard {
             lock,
+            fork_generation: crate::sys::fork_generation(),
             _not_send: PhantomData,
         }
     }
@@ -228,6 +235,9 @@ impl<T> DerefMut for WriteGuard<'_, T> {
 
 impl<T> Drop for WriteGuard<'_, T> {
     fn drop(&mut self) {
+        if self.fork_generation != crate::sys::fork_generation() {
+            return; // a copy `fork` made: the parent's thread is the writer
+        }
         // SAFETY: this guard's thread holds the write lock (guards are !Send).
         unsafe { self.lock.raw.write_unlock() };
     }
