@@ -170,12 +170,12 @@ extern "C" fn reset_ids_in_child() {
 
 /// How many `fork`s separate this process from the first lockkit user in its line: a guard
 /// whose generation differs was copied into this process by `fork` and holds nothing here.
+///
+/// The counting starts when the atfork handler is registered, which the first lock
+/// acquisition of the process does (every lock asks for its thread's ids before it hands out
+/// a guard); until then no guard exists that a fork could copy.
 #[inline]
 pub(crate) fn fork_generation() -> u32 {
-    // The atfork handler must be registered before any guard records a generation.
-    if !ATFORK.is_completed() {
-        register_atfork();
-    }
     FORK_GENERATION.load(std::sync::atomic::Ordering::Relaxed)
 }
 

@@ -1,0 +1,131 @@
+//! Owner-death hand-over: how long from the SIGKILL of a process holding a lock to the
+//! moment a waiter in another process has it, per backend, over many kills.
+//!
+//! `cargo bench --bench owner_death` (add `-- 200` for 200 kills per lock); the table it
+//! prints is in BENCHMARKS.md.
+//!
+//! Each kill: a holder process takes the lock and sleeps; a waiter process blocks on the lock
+//! and has been waiting for `WAITING` when the holder is killed (so the waiter is asleep, as
+//! in a real server, and its probe schedule is wherever the wait has taken it).
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::*};
+use std::time::Duration;
+
+use lockkit::raw::{Futex, PosixSem, PthreadMutex, RawLock, Spin, SysvSem};
+use lockkit::{GenLock, GenLockGuard, ShmRegion};
+
+/// How long the waiter has been blocked when the holder dies.
+const WAITING: Duration = Duration::from_millis(20);
+
+#[repr(C)]
+#[derive(Default)]
+struct Board<R: RawLock> {
+    lock: GenLock<R>,
+    held: AtomicU32,
+    waiting: AtomicU32,
+    killed_ns: AtomicU64,
+    acquired_ns: AtomicU64,
+    told: AtomicU32,
+}
+// SAFETY: a lock and atomics.
+unsafe impl<R: RawLock> lockkit::ShmSafe for Board<R> {}
+// SAFETY: zero is valid for every field.
+unsafe impl<R: RawLock> lockkit::ShmZeroable for Board<R> {}
+
+fn now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid clock id and out pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+fn fork(work: impl FnOnce()) -> libc::pid_t {
+    // SAFETY: the child runs only `work` and `_exit`s.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        work();
+        // SAFETY: ends the child at once.
+        unsafe { libc::_exit(0) };
+    }
+    pid
+}
+
+fn reap(pid: libc::pid_t) {
+    let mut status = 0;
+    // SAFETY: waiting for our own child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+}
+
+fn spin_until(flag: &AtomicU32) {
+    let t0 = std::time::Instant::now();
+    while flag.load(Acquire) == 0 {
+        assert!(t0.elapsed() < Duration::from_secs(20), "a child stalled");
+        std::thread::yield_now();
+    }
+}
+
+/// One kill; the hand-over time in microseconds.
+fn one_kill<R: RawLock + 'static>(region: &ShmRegion) -> f64 {
+    let b = region.alloc_zeroed::<Board<R>>().unwrap();
+    let holder = fork(|| {
+        std::mem::forget(b.lock.lock());
+        b.held.store(1, Release);
+        std::thread::sleep(Duration::from_secs(60));
+    });
+    spin_until(&b.held);
+    let waiter = fork(|| {
+        b.waiting.store(1, Release);
+        let g = b.lock.lock();
+        b.acquired_ns.store(now_ns(), Release);
+        if GenLockGuard::owner_died(&g) {
+            b.told.store(1, Release);
+        }
+    });
+    spin_until(&b.waiting);
+    std::thread::sleep(WAITING);
+    b.killed_ns.store(now_ns(), Release);
+    // SAFETY: killing our own child.
+    unsafe { libc::kill(holder, libc::SIGKILL) };
+    reap(holder);
+    reap(waiter);
+    assert_eq!(b.told.load(Acquire), 1, "{}: the waiter was told", R::NAME);
+    let us = (b.acquired_ns.load(Acquire) - b.killed_ns.load(Acquire)) as f64 / 1e3;
+    // SAFETY: both processes that used the lock have exited.
+    unsafe {
+        b.lock.destroy();
+        region.free(b).unwrap();
+    }
+    us
+}
+
+fn row<R: RawLock + 'static>(region: &ShmRegion, kills: usize, how: &str) {
+    let mut t: Vec<f64> = (0..kills).map(|_| one_kill::<R>(region)).collect();
+    t.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let pct = |p: f64| t[((t.len() - 1) as f64 * p).round() as usize];
+    println!(
+        "| `GenLock<{}>` | {how} | {:.0} | {:.0} | {:.0} | {kills} |",
+        std::any::type_name::<R>().rsplit("::").next().unwrap(),
+        pct(0.5),
+        pct(0.9),
+        t[t.len() - 1],
+    );
+}
+
+fn main() {
+    let kills = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(100);
+    let region = ShmRegion::anonymous(1 << 20).unwrap();
+    println!("| lock | how the death is found | median µs | p90 µs | max µs | kills |");
+    println!("|---|---|---|---|---|---|");
+    row::<PthreadMutex>(&region, kills, "kernel robust list (glibc)");
+    row::<SysvSem>(&region, kills, "kernel `SEM_UNDO`; holder word tells");
+    row::<Futex>(&region, kills, "waiter's probe after a nap (1-10 ms)");
+    row::<Spin>(&region, kills, "spinner's probe (1-10 ms)");
+    row::<PosixSem>(&region, kills, "waiter's probe of the holder word (1-10 ms)");
+}
