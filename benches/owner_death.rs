@@ -127,5 +127,9 @@ fn main() {
     row::<SysvSem>(&region, kills, "kernel `SEM_UNDO`; holder word tells");
     row::<Futex>(&region, kills, "waiter's probe after a nap (1-10 ms)");
     row::<Spin>(&region, kills, "spinner's probe (1-10 ms)");
-    row::<PosixSem>(&region, kills, "waiter's probe of the holder word (1-10 ms)");
+    row::<PosixSem>(
+        &region,
+        kills,
+        "waiter's probe of the holder word (1-10 ms)",
+    );
 }

@@ -293,3 +293,87 @@ fn a_thread_that_reuses_a_dead_owners_tid_is_not_taken_for_the_owner() {
     );
     assert!(took < Duration::from_secs(2), "{took:?}");
 }
+
+#[test]
+fn a_reader_writer_lock_whose_writer_is_killed_goes_to_the_waiting_writers_and_readers() {
+    let _s = serial();
+    let region = ShmRegion::anonymous(1 << 16).unwrap();
+    let shared = region
+        .alloc_zeroed::<(lockkit::RwLock<(u64, u64)>, Board)>()
+        .unwrap();
+    let (rw, board) = (&shared.0, &shared.1);
+    let doomed = fork(|| {
+        let mut g = rw.write();
+        g.0 += 1; // half an update: the second half never happens
+        board.step.store(1, Release);
+        std::thread::sleep(Duration::from_secs(60));
+        g.1 += 1;
+        0
+    });
+    wait_for(&board.step, 1);
+    // Two writers and two readers wait; the writers repair the pair when told.
+    let waiters: Vec<Child> = (0..4)
+        .map(|i| {
+            fork(move || {
+                for _ in 0..500 {
+                    if i % 2 == 0 {
+                        let mut g = rw.write();
+                        if lockkit::WriteGuard::owner_died(&g) {
+                            board.told.fetch_add(1, AcqRel);
+                            g.1 = g.0;
+                            lockkit::WriteGuard::mark_consistent(&mut g);
+                        }
+                        g.0 += 1;
+                        g.1 += 1;
+                        board.completed.fetch_add(1, Relaxed);
+                    } else {
+                        let g = rw.read();
+                        if g.0 != g.1 && !lockkit::ReadGuard::owner_died(&g) {
+                            return 1; // torn data without the warning
+                        }
+                    }
+                }
+                0
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(30));
+    assert_eq!(doomed.kill(), 128 + libc::SIGKILL);
+    join_all(waiters, Duration::from_secs(30), || format!("{:?}", *rw));
+    let g = rw.read();
+    assert_eq!(g.0, g.1, "repaired");
+    assert_eq!(g.0, 1 + board.completed.load(Relaxed));
+    assert!(
+        board.told.load(Relaxed) >= 1,
+        "a writer was told the owner died"
+    );
+    assert!(
+        !lockkit::ReadGuard::owner_died(&g),
+        "and marked it consistent"
+    );
+}
+
+#[test]
+fn a_reader_killed_inside_keeps_writers_out_as_documented() {
+    let _s = serial();
+    let region = ShmRegion::anonymous(1 << 16).unwrap();
+    let shared = region
+        .alloc_zeroed::<(lockkit::RwLock<u64>, AtomicU32)>()
+        .unwrap();
+    let (rw, step) = (&shared.0, &shared.1);
+    let doomed = fork(|| {
+        std::mem::forget(rw.read());
+        step.store(1, Release);
+        std::thread::sleep(Duration::from_secs(60));
+        0
+    });
+    wait_for(step, 1);
+    assert_eq!(doomed.kill(), 128 + libc::SIGKILL);
+    // Readers are counted, not named: the dead reader's count stays (see rw_lock/raw.rs).
+    assert_eq!(rw.readers(), Some(1));
+    assert!(rw.try_write_for(Duration::from_millis(50)).is_none());
+    assert!(
+        rw.try_read().is_some(),
+        "readers still get in while no writer waits"
+    );
+}

@@ -14,7 +14,7 @@ pub(crate) use crate::deadline::Deadline;
 #[cfg(not(loom))]
 pub(crate) use crate::sys::{futex_wait, futex_wake};
 #[cfg(not(loom))]
-pub(crate) use crate::sys::{tid, tid_confirmed};
+pub(crate) use crate::sys::{owner_alive, owner_id as tid, owner_id_confirmed as tid_confirmed};
 #[cfg(not(loom))]
 pub(crate) use std::sync::atomic::AtomicU32;
 
@@ -23,7 +23,8 @@ pub(crate) use loom::sync::atomic::AtomicU32;
 #[cfg(loom)]
 pub(crate) use loom_futex::{futex_wait, futex_wake};
 #[cfg(loom)]
-pub(crate) use loom_ids::{tid, tid_confirmed};
+#[allow(unused_imports)]
+pub(crate) use loom_ids::{owner_alive, tid, tid_confirmed};
 #[cfg(loom)]
 pub(crate) use loom_time::Deadline;
 
@@ -53,6 +54,12 @@ mod loom_ids {
 
     pub(crate) fn tid_confirmed(cached: u32) -> bool {
         cached == tid()
+    }
+
+    /// Model threads do not die.
+    #[allow(dead_code)]
+    pub(crate) fn owner_alive(_owner: u32) -> bool {
+        true
     }
 }
 

@@ -181,6 +181,27 @@ impl<'a, T> ReadGuard<'a, T> {
     }
 }
 
+impl<T> ReadGuard<'_, T> {
+    /// Whether a writer died inside the lock and no writer has marked the data consistent
+    /// since: what this reader sees may be half-updated.
+    pub fn owner_died(guard: &Self) -> bool {
+        guard.lock.raw.is_inconsistent()
+    }
+}
+
+impl<T> WriteGuard<'_, T> {
+    /// Whether a writer died inside the lock and no writer has marked the data consistent
+    /// since: repair it, then call [`mark_consistent`](WriteGuard::mark_consistent).
+    pub fn owner_died(guard: &Self) -> bool {
+        guard.lock.raw.is_inconsistent()
+    }
+
+    /// Declares the data repaired after a writer's death.
+    pub fn mark_consistent(guard: &mut Self) {
+        guard.lock.raw.mark_consistent();
+    }
+}
+
 impl<T> Deref for ReadGuard<'_, T> {
     type Target = T;
     fn deref(&self) -> &T {

@@ -16,8 +16,11 @@
 //! - `writer_waiters`: how many writers are registered as waiting. The last one to give up
 //!   clears `WRITERS_WAITING`, so a writer that tried and left does not hold new readers
 //!   back behind the readers already inside.
-//! - `writer`: the thread id of the writer inside, written after it got in and cleared before
-//!   it leaves; only read to refuse a relock by that thread.
+//! - `writer`: the owner id of the writer inside (tid and start tag, as in the futex lock),
+//!   written after it got in and cleared before it leaves: to refuse a relock by that
+//!   thread, and to recover the lock from a writer that died inside.
+//! - `inconsistent`: set when a dead writer's lock was recovered, until a writer calls
+//!   `mark_consistent`; every guard meanwhile reports the owner died.
 //!
 //! Zero bytes are an unlocked lock with nobody waiting.
 //!
@@ -51,8 +54,39 @@
 
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
 
+use std::time::Duration;
+
 use crate::deadline::Expired;
 use crate::model::{self, futex_wait, futex_wake, AtomicU32, Deadline};
+use crate::sys::Wake;
+
+/// A waiter's sleep limit, so it wakes now and then to check that a writer inside is alive:
+/// 1 ms at first, doubling to 10 ms. Under loom there is no time and no death: no limit.
+struct Nap(Duration);
+
+impl Nap {
+    fn new() -> Nap {
+        Nap(Duration::from_millis(1))
+    }
+
+    /// The timeout for the next sleep, given the time left before the caller's deadline.
+    fn limit(&self, left: Option<Duration>) -> Option<Duration> {
+        if cfg!(loom) {
+            return left;
+        }
+        Some(left.map_or(self.0, |l| l.min(self.0)))
+    }
+
+    /// After a sleep that timed out: whether it was a nap that ended (time to check the
+    /// writer) rather than the caller's deadline; lengthens the next nap.
+    fn ended(&mut self, left: Option<Duration>) -> bool {
+        if cfg!(loom) || left.is_some_and(|l| l <= self.0) {
+            return false;
+        }
+        self.0 = (self.0 * 2).min(Duration::from_millis(10));
+        true
+    }
+}
 
 const COUNT_MASK: u32 = (1 << 30) - 1;
 const WRITE_LOCKED: u32 = COUNT_MASK;
@@ -94,6 +128,7 @@ pub(crate) struct RawRwLock {
     writer_notify: AtomicU32,
     writer_waiters: AtomicU32,
     writer: AtomicU32,
+    inconsistent: AtomicU32,
 }
 
 impl RawRwLock {
@@ -104,6 +139,7 @@ impl RawRwLock {
             writer_notify: AtomicU32::new(0),
             writer_waiters: AtomicU32::new(0),
             writer: AtomicU32::new(0),
+            inconsistent: AtomicU32::new(0),
         }
     }
     #[cfg(loom)]
@@ -113,6 +149,7 @@ impl RawRwLock {
             writer_notify: AtomicU32::new(0),
             writer_waiters: AtomicU32::new(0),
             writer: AtomicU32::new(0),
+            inconsistent: AtomicU32::new(0),
         }
     }
 
@@ -149,6 +186,7 @@ impl RawRwLock {
 
     #[cold]
     fn read_contended(&self, deadline: Deadline) -> Result<(), Refused> {
+        let mut nap = Nap::new();
         let mut s = self.spin(|s| is_read_lockable(s) || s & READERS_WAITING != 0);
         loop {
             if is_read_lockable(s) {
@@ -175,7 +213,9 @@ impl RawRwLock {
                 s |= READERS_WAITING;
             }
             let left = deadline.left().map_err(|Expired| Refused::TimedOut)?;
-            futex_wait(&self.state, s, left);
+            if futex_wait(&self.state, s, nap.limit(left)) == Wake::TimedOut && nap.ended(left) {
+                self.recover_dead_writer(false);
+            }
             s = self.state.load(Relaxed);
         }
     }
@@ -234,6 +274,7 @@ impl RawRwLock {
         // Once this writer has set WRITERS_WAITING, others may be sleeping behind the same
         // bit: keep it set when taking the lock, so our release wakes them.
         let mut keep = 0;
+        let mut nap = Nap::new();
         let mut s = self.spin(|s| is_unlocked(s) || s & WRITERS_WAITING != 0);
         loop {
             if is_unlocked(s) {
@@ -286,7 +327,13 @@ impl RawRwLock {
                 self.writer_gave_up();
                 return Err(Refused::TimedOut);
             };
-            futex_wait(&self.writer_notify, seq, left);
+            if futex_wait(&self.writer_notify, seq, nap.limit(left)) == Wake::TimedOut
+                && nap.ended(left)
+                && self.recover_dead_writer(true)
+            {
+                self.writer_waiters.fetch_sub(1, SeqCst);
+                return Ok(());
+            }
             s = self.spin(|s| is_unlocked(s) || s & WRITERS_WAITING != 0);
         }
     }
@@ -330,6 +377,49 @@ impl RawRwLock {
         if s & (READERS_WAITING | WRITERS_WAITING) != 0 {
             self.wake_writer_or_readers(s);
         }
+    }
+
+    /// After a nap: if a writer holds the lock and is dead, recovers it (see the module
+    /// docs). A waiting writer (`become_writer`) takes the dead writer's place and gets
+    /// `true`; a waiting reader releases the lock on its behalf. One waiter wins.
+    #[cold]
+    fn recover_dead_writer(&self, become_writer: bool) -> bool {
+        if !is_write_locked(self.state.load(Relaxed)) {
+            return false;
+        }
+        let dead = self.writer.load(Relaxed);
+        if dead == 0 || model::owner_alive(dead) {
+            return false;
+        }
+        let me = if become_writer { model::tid() } else { 0 };
+        if self
+            .writer
+            .compare_exchange(dead, me, Acquire, Relaxed)
+            .is_err()
+        {
+            return false;
+        }
+        self.inconsistent.store(1, Relaxed);
+        if become_writer {
+            return true;
+        }
+        // The dead writer's release, as `write_unlock` does it.
+        let s = self.state.fetch_sub(WRITE_LOCKED, Release) - WRITE_LOCKED;
+        if s & (READERS_WAITING | WRITERS_WAITING) != 0 {
+            self.wake_writer_or_readers(s);
+        }
+        false
+    }
+
+    /// Whether a dead writer's lock was recovered and no writer has marked the data
+    /// consistent since.
+    pub(crate) fn is_inconsistent(&self) -> bool {
+        self.inconsistent.load(Relaxed) != 0
+    }
+
+    /// Clears the flag; the caller holds the write lock.
+    pub(crate) fn mark_consistent(&self) {
+        self.inconsistent.store(0, Relaxed);
     }
 
     // ----- waking -----
