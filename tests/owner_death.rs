@@ -377,3 +377,34 @@ fn a_reader_killed_inside_keeps_writers_out_as_documented() {
         "readers still get in while no writer waits"
     );
 }
+
+#[test]
+fn inside_locked_the_block_can_learn_that_the_holder_died() {
+    let _s = serial();
+    let region = ShmRegion::anonymous(1 << 16).unwrap();
+    let shared = region
+        .alloc_zeroed::<(lockkit::ShmMutex<u64>, AtomicU32)>()
+        .unwrap();
+    let (m, step) = (&shared.0, &shared.1);
+    let doomed = fork(|| {
+        std::mem::forget(m.lock());
+        step.store(1, Release);
+        std::thread::sleep(Duration::from_secs(60));
+        0
+    });
+    wait_for(step, 1);
+    assert_eq!(doomed.kill(), 128 + libc::SIGKILL);
+    let seen = lockkit::locked!(v = m => {
+        *v += 1;
+        m.is_inconsistent()
+    });
+    assert!(seen, "the block was told");
+    let mut g = m.lock();
+    assert!(
+        lockkit::ShmMutexGuard::owner_died(&g),
+        "and so is the next guard"
+    );
+    lockkit::ShmMutexGuard::mark_consistent(&mut g);
+    drop(g);
+    assert!(!m.is_inconsistent());
+}

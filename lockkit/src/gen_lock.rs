@@ -153,6 +153,15 @@ impl<R: RawLock> GenLock<R> {
         self.raw.is_locked()
     }
 
+    /// Whether a holder died holding the lock and nobody has marked it consistent since:
+    /// the data it guards may be half-updated. The same news a guard gives through
+    /// [`GenLockGuard::owner_died`], for code that holds the lock without a guard of its own
+    /// (inside `locked!`, which lends only the data). Repair, then mark it consistent
+    /// through a guard ([`GenLockGuard::mark_consistent`]).
+    pub fn is_inconsistent(&self) -> bool {
+        self.raw.is_inconsistent()
+    }
+
     /// Releases the lock without a guard, for holders that track it themselves (the group
     /// lock's chain).
     ///
@@ -209,13 +218,13 @@ impl<'a, R: RawLock> GenLockGuard<'a, R> {
     /// backends that detect it): the guarded data may be half-updated. Repair it, then call
     /// [`mark_consistent`](GenLockGuard::mark_consistent).
     pub fn owner_died(guard: &Self) -> bool {
-        guard.acquired == Acquired::OwnerDied
+        guard.acquired == Acquired::OwnerDied || guard.lock.raw.is_inconsistent()
     }
 
     /// Declares the data repaired after an owner death, so the lock can be used again (a
     /// robust backend refuses to be taken again otherwise). Does nothing if no owner died.
     pub fn mark_consistent(guard: &mut Self) {
-        if guard.acquired == Acquired::OwnerDied {
+        if guard.acquired == Acquired::OwnerDied || guard.lock.raw.is_inconsistent() {
             // SAFETY: the guard holds the lock.
             unsafe { guard.lock.raw.mark_consistent() };
             guard.acquired = Acquired::Clean;

@@ -93,6 +93,13 @@ impl<T, R: RawLock> ShmMutex<T, R> {
         self.lock.is_locked()
     }
 
+    /// Whether a holder died holding the lock and nobody has marked it consistent since
+    /// ([`GenLock::is_inconsistent`]): inside `locked!`, which lends only the data, this is
+    /// how the block learns that the data may be half-updated.
+    pub fn is_inconsistent(&self) -> bool {
+        self.lock.is_inconsistent()
+    }
+
     /// Who holds the lock at this instant.
     pub fn owner(&self) -> Option<Owner> {
         self.lock.owner()

@@ -375,6 +375,9 @@ unsafe impl RawLock for Futex {
     fn owner(&self) -> Option<crate::Owner> {
         Futex::owner(self)
     }
+    fn is_inconsistent(&self) -> bool {
+        Futex::is_inconsistent(self)
+    }
     unsafe fn mark_consistent(&self) {
         // SAFETY: forwarded contract.
         unsafe { Futex::mark_consistent(self) }

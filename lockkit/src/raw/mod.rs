@@ -74,6 +74,11 @@ pub unsafe trait RawLock: Send + Sync + Sized {
     unsafe fn unlock(&self);
     /// Whether some thread holds the lock at this instant (a snapshot, for diagnostics).
     fn is_locked(&self) -> bool;
+    /// Whether a holder died holding the lock and nobody has called `mark_consistent`
+    /// since (a snapshot). Backends that cannot detect a death say `false`.
+    fn is_inconsistent(&self) -> bool {
+        false
+    }
     /// The holder, where the backend records it.
     fn owner(&self) -> Option<crate::Owner> {
         None

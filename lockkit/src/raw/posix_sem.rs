@@ -186,4 +186,7 @@ unsafe impl RawLock for PosixSem {
     unsafe fn mark_consistent(&self) {
         self.holder.mark_consistent();
     }
+    fn is_inconsistent(&self) -> bool {
+        self.holder.acquired() == Acquired::OwnerDied
+    }
 }

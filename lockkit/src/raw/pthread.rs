@@ -208,4 +208,7 @@ unsafe impl RawLock for PthreadMutex {
     unsafe fn mark_consistent(&self) {
         self.holder.mark_consistent();
     }
+    fn is_inconsistent(&self) -> bool {
+        self.holder.acquired() == Acquired::OwnerDied
+    }
 }

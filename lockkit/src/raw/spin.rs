@@ -166,4 +166,7 @@ unsafe impl RawLock for Spin {
     unsafe fn mark_consistent(&self) {
         self.word.fetch_and(!INCONSISTENT, Ordering::Relaxed);
     }
+    fn is_inconsistent(&self) -> bool {
+        self.word.load(Ordering::Relaxed) & INCONSISTENT != 0
+    }
 }

@@ -183,6 +183,9 @@ unsafe impl RawLock for SysvSem {
     unsafe fn mark_consistent(&self) {
         self.holder.mark_consistent();
     }
+    fn is_inconsistent(&self) -> bool {
+        self.holder.acquired() == Acquired::OwnerDied
+    }
     fn is_locked(&self) -> bool {
         // SAFETY: GETVAL takes no pointer.
         let (id, num) = self.id();
