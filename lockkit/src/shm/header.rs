@@ -14,7 +14,7 @@ use crate::{Error, GenLock, Result};
 
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"LOCKKIT\0");
 /// Bump whenever the header, block or root layout changes.
-pub(crate) const LAYOUT_VERSION: u32 = 1;
+pub(crate) const LAYOUT_VERSION: u32 = 2;
 const READY: u32 = 0x5245_4459;
 pub(crate) const NBINS: usize = 48;
 pub(crate) const NROOTS: usize = 32;
@@ -60,8 +60,11 @@ pub(crate) struct Root {
 }
 
 pub(crate) const HEADER_SIZE: usize = size_of::<Header>();
-/// Where the heap starts: after the header, on a cache line.
-pub(crate) const HEAP_START: usize = (HEADER_SIZE + 63) & !63;
+/// Where the allocator's block-start bitmap starts: after the header, on a cache line. The
+/// heap follows the bitmap; no block, and so no safe handle, covers either.
+pub(crate) const BITMAP_START: usize = (HEADER_SIZE + 63) & !63;
+/// The smallest region: header, a bitmap line, the smallest heap.
+const MIN_TOTAL: usize = BITMAP_START + 64 + MIN_HEAP;
 
 /// The identity fields, as read from a file or written at creation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,16 +88,19 @@ fn checksum(version: u32, header_size: u32, id: &Identity) -> u64 {
 impl Identity {
     /// The layout of a new region of `total` bytes.
     pub(crate) fn for_size(total: usize) -> Result<Identity> {
-        let minimum = HEAP_START + MIN_HEAP;
-        if total < minimum {
+        if total < MIN_TOTAL {
             return Err(Error::RegionTooSmall {
                 requested: total,
-                minimum,
+                minimum: MIN_TOTAL,
             });
         }
+        // One bit per heap granule, for every granule the rest of the region could hold
+        // (slightly more than the heap will have), in whole cache lines.
+        let units = (total - BITMAP_START) as u64 / super::heap::GRAN;
+        let bitmap_bytes = units.div_ceil(8).next_multiple_of(64);
         Ok(Identity {
             total_size: total as u64,
-            heap_start: HEAP_START as u64,
+            heap_start: BITMAP_START as u64 + bitmap_bytes,
             heap_end: (total as u64) & !(super::heap::GRAN - 1),
         })
     }

@@ -16,7 +16,18 @@
 //!
 //! Invariants (between operations, under the region's allocator lock): blocks tile the heap
 //! exactly; no two free blocks are neighbours; every free block is on the list of its size
-//! class; `prev_size` matches the previous block's size.
+//! class; `prev_size` matches the previous block's size; the block-start bitmap has a bit set
+//! exactly for the start of every used block.
+//!
+//! # The block-start bitmap
+//!
+//! Block headers live in the heap, where a used block's neighbour could in principle write
+//! (its payload is the user's), and a freed block's header stays behind inside the block it
+//! merged into. So whether an offset is a live object is never decided by a header alone: a
+//! bitmap between the region header and the heap, outside every block, has one bit per
+//! granule, set by `alloc` for the block it hands out and cleared by `free` before anything
+//! else changes. `check_live` (behind `get` and `lookup`) and `free` require the bit: a
+//! header forged inside an object's data, or one left behind by a merge, is refused.
 //!
 //! Every offset read from the heap is checked before it is followed, and list walks are
 //! bounded, so a corrupted heap yields [`Error::CorruptRegion`], never an access outside the
@@ -53,6 +64,9 @@ pub(crate) struct Heap<'a> {
     start: u64,
     end: u64,
 }
+
+/// Where the block-start bitmap begins (it ends where the heap starts).
+const BITMAP: u64 = super::header::BITMAP_START as u64;
 
 /// Allocator figures at one instant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,6 +134,32 @@ impl<'a> Heap<'a> {
         Ok((size, sf & USED != 0))
     }
 
+    /// The bitmap word and bit for the block starting at `b` (a checked block start).
+    fn live_bit(&self, b: u64) -> Result<(&'a AtomicU64, u64)> {
+        let unit = (b - self.start) / GRAN;
+        let word = BITMAP + unit / 64 * 8;
+        if word + 8 > self.start {
+            return Err(corrupt(format!("block {b:#x} has no bit in the bitmap")));
+        }
+        Ok((self.word(word)?, 1 << (unit % 64)))
+    }
+
+    /// Whether the bitmap says a used block starts at `b`.
+    fn is_live_start(&self, b: u64) -> Result<bool> {
+        let (w, bit) = self.live_bit(b)?;
+        Ok(w.load(Relaxed) & bit != 0)
+    }
+
+    fn set_live_start(&self, b: u64, live: bool) -> Result<()> {
+        let (w, bit) = self.live_bit(b)?;
+        if live {
+            w.fetch_or(bit, Relaxed);
+        } else {
+            w.fetch_and(!bit, Relaxed);
+        }
+        Ok(())
+    }
+
     fn set_block(&self, b: u64, size: u64, used: bool) -> Result<()> {
         self.word(b)?.store(size | u64::from(used), Relaxed);
         Ok(())
@@ -140,6 +180,11 @@ impl<'a> Heap<'a> {
         self.word(self.start + 8)?.store(0, Relaxed);
         for b in &self.hdr.bins {
             b.store(0, Relaxed);
+        }
+        let mut w = BITMAP;
+        while w < self.start {
+            self.word(w)?.store(0, Relaxed);
+            w += 8;
         }
         self.push(self.start, size)
     }
@@ -255,31 +300,36 @@ impl<'a> Heap<'a> {
         let gen = self.hdr.next_gen.fetch_add(1, Relaxed).max(1);
         self.word(b + 16)?.store(layout.tag, Relaxed);
         self.word(b + 24)?.store(gen, Relaxed);
+        self.set_live_start(b, true)?;
         self.hdr.used.fetch_add(used, Relaxed);
         self.hdr.live.fetch_add(1, Relaxed);
         Ok((b + HDR, gen))
     }
 
     /// Frees the block whose payload is at `payload`, if it is live with generation `gen`.
+    ///
+    /// Everything is checked before anything changes: a block that is not live (freed
+    /// already, through this handle or a copy) is [`Error::StaleHandle`] and leaves the heap
+    /// and its figures as they were; neighbours that do not check out are
+    /// [`Error::CorruptRegion`], also before any change.
     pub(crate) fn free(&self, payload: u64, gen: u64) -> Result<()> {
         let b = payload.checked_sub(HDR).ok_or(Error::StaleHandle)?;
-        let (mut size, used) = self.block(b)?;
-        if !used || self.word(b + 24)?.load(Relaxed) != gen {
+        let Ok((size, used)) = self.block(b) else {
+            return Err(Error::StaleHandle);
+        };
+        if !used || !self.is_live_start(b)? || self.word(b + 24)?.load(Relaxed) != gen {
             return Err(Error::StaleHandle);
         }
-        self.hdr.used.fetch_sub(size, Relaxed);
-        self.hdr.live.fetch_sub(1, Relaxed);
-        let mut b = b;
+        // Look at both neighbours before changing anything.
         let next = b + size;
-        if next < self.end {
+        let next_free = if next < self.end {
             let (nsize, nused) = self.block(next)?;
-            if !nused {
-                self.remove(next, nsize)?;
-                size += nsize;
-            }
-        }
+            (!nused).then_some(nsize)
+        } else {
+            None
+        };
         let psize = self.word(b + 8)?.load(Relaxed);
-        if psize != 0 {
+        let prev_free = if psize != 0 {
             let prev = b
                 .checked_sub(psize)
                 .ok_or_else(|| corrupt(format!("block at {b:#x} has a bad prev_size")))?;
@@ -289,15 +339,40 @@ impl<'a> Heap<'a> {
                     "prev_size of {b:#x} disagrees with {prev:#x}"
                 )));
             }
-            if !pused {
-                self.remove(prev, psize)?;
-                b = prev;
-                size += psize;
-            }
+            (!pused).then_some(prev)
+        } else {
+            None
+        };
+        self.set_live_start(b, false)?;
+        self.hdr.used.fetch_sub(size, Relaxed);
+        self.hdr.live.fetch_sub(1, Relaxed);
+        let (mut b, mut size) = (b, size);
+        // The freed block's header says free from here on, whatever it merges into.
+        self.set_block(b, size, false)?;
+        if let Some(nsize) = next_free {
+            self.remove(next, nsize)?;
+            size += nsize;
+        }
+        if let Some(prev) = prev_free {
+            self.remove(prev, psize)?;
+            b = prev;
+            size += psize;
         }
         self.set_block(b, size, false)?;
         self.set_prev_size_after(b, size)?;
         self.push(b, size)
+    }
+
+    /// Checks that the handle `(payload, gen)` still names a live allocation:
+    /// [`Error::StaleHandle`] otherwise.
+    pub(crate) fn check_handle(&self, payload: u64, gen: u64) -> Result<()> {
+        let b = payload.checked_sub(HDR).ok_or(Error::StaleHandle)?;
+        match self.block(b) {
+            Ok((_, true)) if self.is_live_start(b)? && self.word(b + 24)?.load(Relaxed) == gen => {
+                Ok(())
+            }
+            _ => Err(Error::StaleHandle),
+        }
     }
 
     /// Checks that `payload` is the payload of a live block holding `layout`'s type.
@@ -315,8 +390,10 @@ impl<'a> Heap<'a> {
         let (size, used) = self
             .block(b)
             .map_err(|_| bad("not the start of an object"))?;
-        if !used {
-            return Err(bad("points at freed memory"));
+        // The bitmap, which no handle can write, decides; a header can be forged inside an
+        // object's data or left behind by a merge.
+        if !used || !self.is_live_start(b)? {
+            return Err(bad("not a live object (freed, or inside another object)"));
         }
         if self.word(b + 16)?.load(Relaxed) != layout.tag {
             return Err(bad("the object there has another type"));

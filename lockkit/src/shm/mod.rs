@@ -396,7 +396,7 @@ impl ShmRegion {
         self.publish_raw(
             name,
             &object.region,
-            object.offset,
+            (object.offset, object.gen),
             layout.tag,
             std::any::type_name::<T>(),
         )
@@ -409,7 +409,7 @@ impl ShmRegion {
         self.publish_raw(
             name,
             &b.region,
-            b.offset,
+            (b.offset, b.gen),
             layout_of::<LockSetHead<R>>().tag,
             &format!("lockkit::LockSet<{}>", R::NAME),
         )
@@ -419,7 +419,7 @@ impl ShmRegion {
         &self,
         name: &str,
         owner: &ShmRegion,
-        offset: u64,
+        (offset, gen): (u64, u64),
         tag: u64,
         ty: &str,
     ) -> Result<()> {
@@ -428,6 +428,9 @@ impl ShmRegion {
         }
         let key = root_key(name)?;
         let _g = self.alloc_lock();
+        // A handle whose object another process (or a copy of the handle) freed: publishing
+        // it would hand its memory to whoever looks the name up.
+        self.heap().check_handle(offset, gen)?;
         let roots = &self.header().roots;
         if find_root(roots, &key).is_some() {
             return Err(Error::RootExists { name: name.into() });
