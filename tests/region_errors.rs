@@ -234,3 +234,96 @@ fn keep_name_leaves_the_region_for_later_openers() {
     assert_eq!(*o.lookup::<u64>("seventy-seven").unwrap(), 77);
     ShmRegion::unlink(&name).unwrap();
 }
+
+/// In a child with a mount namespace of its own, puts a 4 MiB tmpfs over /dev/shm, as a
+/// container's small /dev/shm; `false` if this machine does not allow it.
+fn small_dev_shm() -> bool {
+    // SAFETY: plain syscalls in a single-threaded forked child; the strings are valid C
+    // strings that outlive the calls.
+    unsafe {
+        if libc::unshare(libc::CLONE_NEWNS) != 0 {
+            return false;
+        }
+        if libc::mount(
+            c"none".as_ptr(),
+            c"/".as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        ) != 0
+        {
+            return false;
+        }
+        libc::mount(
+            c"tmpfs".as_ptr(),
+            c"/dev/shm".as_ptr(),
+            c"tmpfs".as_ptr(),
+            0,
+            c"size=4m".as_ptr().cast(),
+        ) == 0
+    }
+}
+
+#[test]
+fn a_region_larger_than_the_free_space_is_refused_at_create_instead_of_crashing_later() {
+    let _s = common::serial();
+    let child = common::fork(|| {
+        if !small_dev_shm() {
+            return 77; // not allowed here: skipped below
+        }
+        let name = "/lockkit-test-full";
+        match ShmRegion::create(name, 16 << 20) {
+            Err(Error::NoSpace { requested, .. }) if requested == 16 << 20 => {}
+            Err(_) => return 2,
+            Ok(r) => {
+                // The old behaviour: created; the first touch past the space is SIGBUS.
+                let big = r.alloc_zeroed::<[u64; (8 << 20) / 8]>();
+                let _ = big.map(|b| std::hint::black_box(b[b.len() - 1]));
+                return 3;
+            }
+        }
+        // A region that fits is created and fully usable.
+        let Ok(r) = ShmRegion::create(name, 2 << 20) else {
+            return 4;
+        };
+        let Ok(b) = r.alloc_zeroed::<[u64; (1 << 20) / 8]>() else {
+            return 5;
+        };
+        i32::from(b[b.len() - 1] != 0) * 6
+    });
+    match child.join() {
+        77 => eprintln!("skipped: no mount namespace with a small /dev/shm here"),
+        code => assert_eq!(code, 0, "child failed at step {code}"),
+    }
+}
+
+#[test]
+fn an_old_instance_going_away_does_not_unlink_the_name_of_the_one_that_replaced_it() {
+    let name = unique_name("replaced");
+    let old = ShmRegion::create(&name, 1 << 16).unwrap();
+    ShmRegion::unlink(&name).unwrap();
+    let new = ShmRegion::create(&name, 1 << 16).unwrap();
+    drop(old); // the old creator's last handle: its name now belongs to `new`
+    assert!(
+        shm_path(&name).exists(),
+        "the old instance unlinked the new instance's name"
+    );
+    assert!(ShmRegion::open(&name).is_ok());
+    drop(new);
+    assert!(
+        !shm_path(&name).exists(),
+        "the new instance unlinks its own name"
+    );
+}
+
+#[test]
+fn a_directory_at_the_name_is_reported_as_what_it_is() {
+    let name = unique_name("dir");
+    std::fs::create_dir(shm_path(&name)).unwrap();
+    let _cleanup = scopeguard::guard((), |()| {
+        let _ = std::fs::remove_dir(shm_path(&name));
+    });
+    let e = ShmRegion::open(&name).unwrap_err();
+    let text = e.to_string();
+    assert!(text.contains("directory"), "{text}");
+}

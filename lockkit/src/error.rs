@@ -18,6 +18,9 @@ pub enum Error {
     AlreadyExists { name: String },
     /// The name cannot be a POSIX shared-memory name.
     InvalidName { name: String, reason: &'static str },
+    /// Something that is not a shared-memory object (a directory, a symbolic link, a device)
+    /// has this name under `/dev/shm`.
+    NotAnObject { name: String, found: &'static str },
     /// The object exists but does not start with a lockkit header.
     NotLockkitRegion { name: String },
     /// The region was made by a lockkit with another layout version.
@@ -38,6 +41,9 @@ pub enum Error {
     CorruptRegion { detail: String },
     /// The requested region cannot hold even its own header.
     RegionTooSmall { requested: usize, minimum: usize },
+    /// The file system behind the region (`/dev/shm`, or memory for an anonymous region)
+    /// cannot reserve the region's size. Nothing was created.
+    NoSpace { requested: usize, source: io::Error },
     /// No free block is large enough. The region is unchanged and stays usable.
     OutOfMemory {
         requested: usize,
@@ -119,6 +125,17 @@ impl fmt::Display for Error {
                 f,
                 "the region's allocator bookkeeping is corrupt ({detail}); something wrote \
                  outside its objects"
+            ),
+            NoSpace { requested, source } => write!(
+                f,
+                "cannot reserve {requested} bytes of shared memory ({source}); free space in \
+                 /dev/shm (`df -h /dev/shm`; a container's is often 64 MiB: raise it with \
+                 `--shm-size`) or ask for a smaller region"
+            ),
+            NotAnObject { name, found } => write!(
+                f,
+                "/dev/shm{name} is {found}, not a shared-memory object; remove it or choose \
+                 another name"
             ),
             RegionTooSmall { requested, minimum } => write!(
                 f,

@@ -20,6 +20,9 @@ pub(crate) struct Mapping {
     _map: MmapMut,
     base: *mut u8,
     len: usize,
+    /// The mapped object's device and inode: what a name must still refer to before this
+    /// process unlinks it.
+    identity: Option<(u64, u64)>,
 }
 
 // SAFETY: the mapping is plain shared memory; all access through `base` goes through atomics,
@@ -38,11 +41,27 @@ impl Mapping {
         let base = map.as_mut_ptr();
         // So that locked! orders locks in this region the same way in every process.
         crate::__private::regions::register(base, len, file);
+        let identity = {
+            use std::os::unix::fs::MetadataExt;
+            file.metadata().ok().map(|m| (m.dev(), m.ino()))
+        };
         Ok(Mapping {
             _map: map,
             base,
             len,
+            identity,
         })
+    }
+
+    /// Whether the shm object called `name` now is the object this mapping maps (not one
+    /// that replaced it under the same name).
+    pub(crate) fn is_named(&self, name: &ShmName) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let path = std::path::Path::new("/dev/shm").join(&name.display[1..]);
+        match (std::fs::metadata(path), self.identity) {
+            (Ok(m), Some(id)) => (m.dev(), m.ino()) == id,
+            _ => false,
+        }
     }
 
     pub(crate) fn base(&self) -> *mut u8 {
@@ -69,9 +88,33 @@ pub(crate) fn anonymous(len: usize) -> Result<Mapping> {
     // SAFETY: a valid NUL-terminated name and flags; the returned fd is checked below.
     let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
     let file = file_from_fd(fd).map_err(|e| Error::os("memfd_create", e))?;
-    file.set_len(len as u64)
-        .map_err(|e| Error::os("ftruncate", e))?;
+    size_and_reserve(&file, len)?;
     Mapping::new(&file, len)
+}
+
+/// Sizes the object and reserves its pages. `ftruncate` alone reserves nothing: on a full
+/// `/dev/shm` the first touch of a page past the free space would kill the process with
+/// SIGBUS, long after `create` said yes. `posix_fallocate` makes the file system say no now.
+fn size_and_reserve(file: &File, len: usize) -> Result<()> {
+    let no_space = |source: io::Error| match source.raw_os_error() {
+        Some(libc::ENOSPC | libc::EFBIG | libc::ENOMEM) => Error::NoSpace {
+            requested: len,
+            source,
+        },
+        _ => Error::os("ftruncate", source),
+    };
+    file.set_len(len as u64).map_err(no_space)?;
+    let fd = std::os::fd::AsRawFd::as_raw_fd(file);
+    let Ok(len_off) = libc::off_t::try_from(len) else {
+        return Err(no_space(io::Error::from_raw_os_error(libc::EFBIG)));
+    };
+    // SAFETY: fallocate on an fd we own, over its own length.
+    match unsafe { libc::posix_fallocate(fd, 0, len_off) } {
+        0 => Ok(()),
+        // A file system that cannot reserve (not tmpfs): nothing to gain, nothing lost.
+        libc::EOPNOTSUPP | libc::EINVAL => Ok(()),
+        e => Err(no_space(io::Error::from_raw_os_error(e))),
+    }
 }
 
 /// A POSIX shm name, as given by the user and as passed to `shm_open`.
@@ -117,7 +160,38 @@ fn file_from_fd(fd: libc::c_int) -> io::Result<File> {
     Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
 }
 
+/// What is at `/dev/shm/<name>` when it is not a plain file, for error messages.
+fn not_an_object(name: &ShmName) -> Option<&'static str> {
+    use std::os::unix::fs::FileTypeExt;
+    let path = std::path::Path::new("/dev/shm").join(&name.display[1..]);
+    let t = std::fs::symlink_metadata(path).ok()?.file_type();
+    Some(if t.is_dir() {
+        "a directory"
+    } else if t.is_symlink() {
+        "a symbolic link"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_block_device() || t.is_char_device() {
+        "a device"
+    } else {
+        return None;
+    })
+}
+
 fn open_error(name: &ShmName, e: io::Error) -> Error {
+    if matches!(
+        e.raw_os_error(),
+        Some(libc::EISDIR | libc::EINVAL | libc::ELOOP | libc::ENXIO | libc::EEXIST)
+    ) {
+        if let Some(found) = not_an_object(name) {
+            return Error::NotAnObject {
+                name: name.display.clone(),
+                found,
+            };
+        }
+    }
     let name = name.display.clone();
     match e.raw_os_error() {
         Some(libc::ENOENT) => Error::NotFound { name },
@@ -151,8 +225,7 @@ pub(crate) fn create_named(name: &ShmName, len: usize, mode: u32) -> Result<Mapp
     if unsafe { libc::fchmod(std::os::fd::AsRawFd::as_raw_fd(&file), mode as libc::mode_t) } != 0 {
         return Err(Error::os("fchmod", io::Error::last_os_error()));
     }
-    file.set_len(len as u64)
-        .map_err(|e| Error::os("ftruncate", e))?;
+    size_and_reserve(&file, len)?;
     let map = Mapping::new(&file, len)?;
     scopeguard::ScopeGuard::into_inner(undo);
     Ok(map)

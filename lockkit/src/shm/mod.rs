@@ -78,9 +78,15 @@ impl Drop for Inner {
         if let (Some(name), Some(creator)) = (&self.name, self.creator) {
             // A child of `fork` holds a copy of this handle: it must not unlink the
             // parent's name when it drops it.
+            // And a newer region that took over the name (after an explicit `unlink` and
+            // `create`) must not lose it when this old instance goes: the name is unlinked
+            // only if it still refers to this object. (Between that check and the unlink a
+            // third process could replace the name again; POSIX offers no unlink-if.)
             if self.unlink_on_drop.load(Relaxed) && creator == std::process::id() {
                 if let Ok(n) = ShmName::parse(name) {
-                    let _ = map::unlink_named(&n);
+                    if self.map.is_named(&n) {
+                        let _ = map::unlink_named(&n);
+                    }
                 }
             }
         }
