@@ -327,3 +327,135 @@ fn a_directory_at_the_name_is_reported_as_what_it_is() {
     let text = e.to_string();
     assert!(text.contains("directory"), "{text}");
 }
+
+#[test]
+fn a_region_others_may_write_is_opened_only_when_asked_for() {
+    let name = unique_name("shared-write");
+    let _r = ShmRegion::create_with_mode(&name, SIZE, 0o660).unwrap();
+    let e = ShmRegion::open(&name).unwrap_err();
+    assert!(matches!(e, Error::Untrusted { .. }), "{e}");
+    assert!(e.to_string().contains("660"), "{e}");
+    let r = lockkit::RegionOptions::new()
+        .allow_shared_write(true)
+        .open(&name)
+        .unwrap();
+    assert_eq!(r.size(), SIZE);
+}
+
+#[test]
+fn a_region_owned_by_another_user_is_opened_only_when_asked_for() {
+    let name = unique_name("foreign");
+    let _r = ShmRegion::create(&name, SIZE).unwrap();
+    // SAFETY: a valid path; chown of our own file (as root; skipped otherwise).
+    let path = std::ffi::CString::new(shm_path(&name).to_str().unwrap()).unwrap();
+    if unsafe { libc::chown(path.as_ptr(), 65534, 65534) } != 0 {
+        eprintln!("skipped: cannot chown here (not root)");
+        return;
+    }
+    let e = ShmRegion::open(&name).unwrap_err();
+    assert!(matches!(e, Error::Untrusted { .. }), "{e}");
+    assert!(e.to_string().contains("65534"), "{e}");
+    assert!(lockkit::RegionOptions::new()
+        .allow_foreign_owner(true)
+        .open(&name)
+        .is_ok());
+}
+
+#[test]
+fn world_writable_and_set_id_modes_are_refused_at_create_unless_asked_for() {
+    for mode in [0o666, 0o4600, 0o1600] {
+        let name = unique_name("mode");
+        let e = ShmRegion::create_with_mode(&name, SIZE, mode).unwrap_err();
+        assert!(matches!(e, Error::UnsafeMode { .. }), "{mode:o}: {e}");
+        assert!(!shm_path(&name).exists(), "nothing was created");
+    }
+    let name = unique_name("mode-ok");
+    let r = lockkit::RegionOptions::new()
+        .mode(0o666)
+        .allow_unsafe_mode(true)
+        .create(&name, SIZE)
+        .unwrap();
+    let mode = std::fs::metadata(shm_path(&name))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o666);
+    drop(r);
+}
+
+/// A pid that no process has: a child that has exited and been reaped.
+fn dead_pid() -> u32 {
+    let c = common::fork(|| 0);
+    let pid = c.pid();
+    assert_eq!(c.join(), 0);
+    pid
+}
+
+#[test]
+fn a_region_whose_creator_died_half_way_is_reported_and_can_be_replaced() {
+    let _s = common::serial();
+    let mut bytes = region_bytes();
+    // As a creator killed mid-way leaves it: no magic yet, not ready, its pid recorded.
+    bytes[0..8].fill(0);
+    bytes[48..52].fill(0);
+    bytes[52..56].copy_from_slice(&dead_pid().to_ne_bytes());
+    let name = unique_name("abandoned");
+    let _g = plant(&name, &bytes);
+    let t0 = std::time::Instant::now();
+    let e = ShmRegion::open(&name).unwrap_err();
+    assert!(matches!(e, Error::Abandoned { .. }), "{e}");
+    assert!(
+        t0.elapsed() < std::time::Duration::from_secs(1),
+        "no wait for the dead"
+    );
+    assert!(matches!(
+        ShmRegion::create(&name, SIZE),
+        Err(Error::AlreadyExists { .. })
+    ));
+    let r = lockkit::RegionOptions::new()
+        .replace_abandoned(true)
+        .create(&name, SIZE)
+        .unwrap();
+    assert!(ShmRegion::open(&name).is_ok());
+    drop(r);
+}
+
+#[test]
+fn opens_racing_a_create_and_unlink_loop_wait_instead_of_misreading_the_header() {
+    let _s = common::serial();
+    let name = unique_name("race");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let creator = {
+        let (name, stop) = (name.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut made = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(r) = ShmRegion::create(&name, 1 << 20) {
+                    made += 1;
+                    drop(r); // unlinks
+                }
+            }
+            made
+        })
+    };
+    let t0 = std::time::Instant::now();
+    let (mut opened, mut bad) = (0, Vec::new());
+    while t0.elapsed() < std::time::Duration::from_millis(1500) {
+        match ShmRegion::open(&name) {
+            Ok(_) => opened += 1,
+            // The name was unlinked between the create and our open: fine.
+            Err(Error::NotFound { .. }) => {}
+            Err(e) => bad.push(e.to_string()),
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let made = creator.join().unwrap();
+    assert!(made > 10, "the creator made only {made} regions");
+    assert!(
+        bad.is_empty(),
+        "{} of the opens misread a region being made: {:?}",
+        bad.len(),
+        &bad[..bad.len().min(3)]
+    );
+    eprintln!("{opened} opens succeeded against {made} creates");
+}

@@ -21,6 +21,15 @@ pub enum Error {
     /// Something that is not a shared-memory object (a directory, a symbolic link, a device)
     /// has this name under `/dev/shm`.
     NotAnObject { name: String, found: &'static str },
+    /// The process that was creating this region died before it finished: the region was
+    /// never ready and never will be.
+    Abandoned { name: String, creator: u32 },
+    /// The object is not to be trusted without asking: owned by another user, or writable
+    /// by users other than its owner (see `RegionOptions`).
+    Untrusted { name: String, reason: String },
+    /// `create` was asked for a permission mode that would hand the region to other users
+    /// (world-writable) or that means nothing here (set-id, sticky).
+    UnsafeMode { mode: u32, reason: &'static str },
     /// The object exists but does not start with a lockkit header.
     NotLockkitRegion { name: String },
     /// The region was made by a lockkit with another layout version.
@@ -136,6 +145,22 @@ impl fmt::Display for Error {
                 f,
                 "/dev/shm{name} is {found}, not a shared-memory object; remove it or choose \
                  another name"
+            ),
+            Abandoned { name, creator } => write!(
+                f,
+                "region {name} was left half-made: its creator (pid {creator}) died while \
+                 initialising it; remove it with ShmRegion::unlink, or create it again with \
+                 RegionOptions::replace_abandoned"
+            ),
+            Untrusted { name, reason } => write!(
+                f,
+                "region {name} is not trusted: {reason}; if that is intended, open it with \
+                 RegionOptions (allow_foreign_owner / allow_shared_write)"
+            ),
+            UnsafeMode { mode, reason } => write!(
+                f,
+                "refusing to create a region with mode {mode:o}: {reason}; use a mode such as \
+                 0600 or 0660, or RegionOptions::allow_unsafe_mode if you mean it"
             ),
             RegionTooSmall { requested, minimum } => write!(
                 f,

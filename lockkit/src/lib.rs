@@ -71,7 +71,7 @@ pub use lockable::Lockable;
 pub use rec_lock::{RecLock, RecLockGuard};
 pub use rw_lock::{ReadGuard, RwLock, WriteGuard};
 pub use semaphore::ShmSemaphore;
-pub use shm::{RegionStats, ShmBox, ShmLockSet, ShmPtr, ShmRegion};
+pub use shm::{RegionOptions, RegionStats, ShmBox, ShmLockSet, ShmPtr, ShmRegion};
 pub use shm_mutex::{ShmMutex, ShmMutexGuard};
 pub use shm_safe::{ShmSafe, ShmZeroable};
 pub use sys::refresh_thread_ids;

@@ -255,6 +255,15 @@ pub(crate) fn tid() -> u32 {
     ids() as u32
 }
 
+/// Whether process `pid` exists (a zombie counts as gone; a pid that was reused counts as
+/// existing: callers only wait longer).
+pub(crate) fn process_exists(pid: u32) -> bool {
+    match thread_stat(Some(pid)) {
+        Some((state, _)) => !matches!(state, b'Z' | b'X' | b'x'),
+        None => thread_stat(None).is_none(), // no /proc: no evidence of death
+    }
+}
+
 /// The process (thread group) that thread `tid` belongs to, from `/proc/<tid>/status`;
 /// `None` if no such thread exists (in this pid namespace).
 pub(crate) fn pid_of_tid(tid: u32) -> Option<u32> {

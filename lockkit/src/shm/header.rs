@@ -33,7 +33,9 @@ pub(crate) struct Header {
     heap_end: AtomicU64,
     check: AtomicU64,
     state: AtomicU32,
-    _pad: AtomicU32,
+    /// The creating process, written first: an opener that finds the header unfinished
+    /// can tell a creator still at work from one that died.
+    pub(crate) creator_pid: AtomicU32,
     /// Guards the allocator and the root table.
     pub(crate) alloc_lock: GenLock,
     /// The next allocation generation (never 0), so a stale handle cannot free a block that
@@ -110,7 +112,6 @@ impl Header {
     /// Writes a fresh header into zeroed memory and marks it ready. The heap is initialised
     /// by the caller before, so that `READY` means "everything is usable".
     pub(crate) fn write_identity(&self, id: &Identity) {
-        self.magic.store(MAGIC, Relaxed);
         self.version.store(LAYOUT_VERSION, Relaxed);
         self.header_size.store(HEADER_SIZE as u32, Relaxed);
         self.total_size.store(id.total_size, Relaxed);
@@ -121,7 +122,15 @@ impl Header {
             .store(checksum(LAYOUT_VERSION, HEADER_SIZE as u32, id), Relaxed);
     }
 
+    /// Records the creator before anything else is written.
+    pub(crate) fn write_creator(&self, pid: u32) {
+        self.creator_pid.store(pid, Release);
+    }
+
+    /// Publishes the finished region: the magic last but for the state, so an opener reading
+    /// a half-written header sees "no magic yet" (wait) rather than fields that disagree.
     pub(crate) fn mark_ready(&self) {
+        self.magic.store(MAGIC, Release);
         self.state.store(READY, Release);
     }
 }
@@ -172,11 +181,20 @@ pub(crate) fn inspect(name: &str, buf: &[u8], file_len: u64) -> Verdict {
     }
     let magic = u64_at(buf, offset_of!(Header, magic));
     if magic != MAGIC {
-        return if magic == 0 {
-            Verdict::NotYet(not_ours())
+        if magic != 0 {
+            return Verdict::Invalid(not_ours());
+        }
+        // No magic yet: a creator at work, unless the creator it names is dead.
+        let at = offset_of!(Header, creator_pid);
+        let pid = if buf.len() >= at + 4 {
+            u32_at(buf, at)
         } else {
-            Verdict::Invalid(not_ours())
+            0
         };
+        if pid != 0 && !crate::sys::process_exists(pid) {
+            return Verdict::Invalid(Error::Abandoned { name, creator: pid });
+        }
+        return Verdict::NotYet(not_ours());
     }
     if buf.len() < offset_of!(Header, header_size) {
         return Verdict::Invalid(truncated(HEADER_SIZE as u64));
@@ -214,6 +232,10 @@ pub(crate) fn inspect(name: &str, buf: &[u8], file_len: u64) -> Verdict {
         }
     }
     if u32_at(buf, offset_of!(Header, state)) != READY {
+        let pid = u32_at(buf, offset_of!(Header, creator_pid));
+        if pid != 0 && !crate::sys::process_exists(pid) {
+            return Verdict::Invalid(Error::Abandoned { name, creator: pid });
+        }
         return Verdict::NotYet(Error::CorruptHeader {
             name,
             detail: "its creator never finished initialising it".into(),

@@ -244,6 +244,13 @@ impl OpenedObject {
         Ok(OpenedObject { file })
     }
 
+    /// The object's owner and permission bits.
+    pub(crate) fn owner_and_mode(&self) -> Result<(u32, u32)> {
+        use std::os::unix::fs::MetadataExt;
+        let m = self.file.metadata().map_err(|e| Error::os("fstat", e))?;
+        Ok((m.uid(), m.mode()))
+    }
+
     /// The object's current size in bytes.
     pub(crate) fn len(&self) -> Result<u64> {
         Ok(self

@@ -10,21 +10,22 @@ mod handle;
 mod header;
 mod heap;
 mod map;
+mod options;
 
 use std::fmt;
 use std::marker::PhantomData;
 use std::mem::size_of;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::Duration;
 
 pub use handle::{ShmBox, ShmLockSet, ShmPtr};
 pub use heap::HeapStats;
+pub use options::RegionOptions;
 
 use handle::{layout_of, lock_size, LockSetHead};
-use header::{Header, Identity, Verdict, HEADER_SIZE, NROOTS, ROOT_NAME_LEN, ROOT_TYPE_LEN};
+use header::{Header, Identity, NROOTS, ROOT_NAME_LEN, ROOT_TYPE_LEN};
 use heap::{Heap, Layout};
-use map::{Mapping, OpenedObject, ShmName};
+use map::{Mapping, ShmName};
 
 use crate::lock_set::{LockSet, PaddedLock};
 use crate::raw::{Futex, RawLock};
@@ -34,7 +35,6 @@ use crate::{Error, GenLockGuard, Result, ShmSafe, ShmZeroable};
 pub const DEFAULT_MODE: u32 = 0o600;
 
 /// How long `open` waits for a region whose creator is still initialising it.
-const INIT_WAIT: Duration = Duration::from_millis(250);
 
 /// A shared-memory region: memory that several processes map, with an allocator and a table
 /// of named roots inside it.
@@ -128,41 +128,23 @@ impl ShmRegion {
     }
 
     /// [`create`](ShmRegion::create) with an explicit permission mode (e.g. `0o660` for a
-    /// group of cooperating users). The umask does not narrow it.
+    /// group of cooperating users). The umask does not narrow it. World-writable modes and
+    /// set-id bits are refused ([`Error::UnsafeMode`]); [`RegionOptions`] can allow them.
     pub fn create_with_mode(name: &str, size: usize, mode: u32) -> Result<ShmRegion> {
-        let n = ShmName::parse(name)?;
-        let size = page_round(size)?;
-        let id = Identity::for_size(size)?;
-        let map = map::create_named(&n, size, mode & 0o777)?;
-        let region = Self::format(map, id, Some(n.display.clone()), Some(std::process::id()));
-        if region.is_err() {
-            let _ = map::unlink_named(&n);
-        }
-        region
+        RegionOptions::new().mode(mode).create(name, size)
     }
 
     /// Attaches to a named region that some process created.
     ///
-    /// Everything is checked before it is used; each problem has its own error:
-    /// [`Error::NotFound`], [`Error::PermissionDenied`], [`Error::NotLockkitRegion`],
-    /// [`Error::VersionMismatch`], [`Error::Truncated`], [`Error::CorruptHeader`].
+    /// Only an object this user owns and nobody else may write is trusted
+    /// ([`Error::Untrusted`] otherwise; [`RegionOptions`] can widen that). A region whose
+    /// creator is still setting it up is waited for (up to 2 s); one whose creator died
+    /// half-way is [`Error::Abandoned`]. Everything is checked before it is used; each
+    /// problem has its own error: [`Error::NotFound`], [`Error::PermissionDenied`],
+    /// [`Error::NotAnObject`], [`Error::NotLockkitRegion`], [`Error::VersionMismatch`],
+    /// [`Error::Truncated`], [`Error::CorruptHeader`].
     pub fn open(name: &str) -> Result<ShmRegion> {
-        let n = ShmName::parse(name)?;
-        let obj = OpenedObject::open(&n)?;
-        let mut buf = vec![0u8; HEADER_SIZE];
-        let t0 = std::time::Instant::now();
-        let id = loop {
-            let len = obj.len()?;
-            let got = obj.read_start(&mut buf)?;
-            match header::inspect(&n.display, &buf[..got], len) {
-                Verdict::Valid(id) => break id,
-                Verdict::Invalid(e) => return Err(e),
-                Verdict::NotYet(e) if t0.elapsed() >= INIT_WAIT => return Err(e),
-                Verdict::NotYet(_) => std::thread::sleep(Duration::from_millis(5)),
-            }
-        };
-        let map = obj.map(id.total_size as usize)?;
-        Ok(Self::attach(map, id, Some(n.display), None))
+        RegionOptions::new().open(name)
     }
 
     /// Removes a name, so that no new process can open it. Processes that have the region
@@ -187,7 +169,7 @@ impl ShmRegion {
         self.inner.map.len()
     }
 
-    fn format(
+    pub(super) fn format(
         map: Mapping,
         id: Identity,
         name: Option<String>,
@@ -195,13 +177,19 @@ impl ShmRegion {
     ) -> Result<ShmRegion> {
         let region = Self::attach(map, id, name, creator);
         let hdr = region.header();
+        hdr.write_creator(std::process::id());
         hdr.write_identity(&id);
         region.heap().format()?;
         hdr.mark_ready();
         Ok(region)
     }
 
-    fn attach(map: Mapping, id: Identity, name: Option<String>, creator: Option<u32>) -> Self {
+    pub(super) fn attach(
+        map: Mapping,
+        id: Identity,
+        name: Option<String>,
+        creator: Option<u32>,
+    ) -> Self {
         ShmRegion {
             inner: Arc::new(Inner {
                 map,
@@ -557,7 +545,7 @@ fn clear_root(root: &header::Root) {
     }
 }
 
-fn page_round(size: usize) -> Result<usize> {
+pub(super) fn page_round(size: usize) -> Result<usize> {
     // SAFETY: sysconf has no preconditions.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
     size.checked_next_multiple_of(page)
