@@ -34,8 +34,6 @@ use crate::{Error, GenLockGuard, Result, ShmSafe, ShmZeroable};
 /// The mode of a named region when the creator does not choose one: owner read/write.
 pub const DEFAULT_MODE: u32 = 0o600;
 
-/// How long `open` waits for a region whose creator is still initialising it.
-
 /// A shared-memory region: memory that several processes map, with an allocator and a table
 /// of named roots inside it.
 ///
