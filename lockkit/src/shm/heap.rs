@@ -273,6 +273,7 @@ impl<'a> Heap<'a> {
         let Some((b, size, lead)) = found else {
             return oom(self);
         };
+        self.check_free_block(b, size, lead + need)?;
         self.remove(b, size)?;
         let (b, size) = if lead > 0 {
             // Alignment left a gap at the front: it becomes a free block of its own. Its
@@ -363,6 +364,130 @@ impl<'a> Heap<'a> {
         self.push(b, size)
     }
 
+    /// Before handing out `[b, b + carve)` of the free block `[b, b + size)`: the block must
+    /// sit exactly between its neighbours (each a live block whose boundary tags agree with
+    /// it) and no live object may start inside the part handed out. A scribbled free block
+    /// (its size enlarged over a live neighbour, say) is [`Error::CorruptRegion`] here,
+    /// never memory that overlaps a live object.
+    fn check_free_block(&self, b: u64, size: u64, carve: u64) -> Result<()> {
+        let bad = |what: &str| Err(corrupt(format!("free block {b:#x} ({size} bytes): {what}")));
+        if self.is_live_start(b)? {
+            return bad("the bitmap says a live object starts there");
+        }
+        let next = b + size;
+        if next < self.end {
+            let (_, nused) = self.block(next)?;
+            if !nused || !self.is_live_start(next)? {
+                return bad("the block after it is not a live object");
+            }
+            if self.word(next + 8)?.load(Relaxed) != size {
+                return bad("the block after it records another size for it");
+            }
+        }
+        let psize = self.word(b + 8)?.load(Relaxed);
+        if psize != 0 {
+            let prev = b
+                .checked_sub(psize)
+                .ok_or_else(|| corrupt(format!("block at {b:#x} has a bad prev_size")))?;
+            let (actual, pused) = self.block(prev)?;
+            if actual != psize || !pused || !self.is_live_start(prev)? {
+                return bad("the block before it does not end where it starts");
+            }
+        } else if b != self.start {
+            return bad("it has no predecessor but is not the first block");
+        }
+        // No live object may start inside what is handed out, looked up a bitmap word
+        // (64 granules) at a time.
+        let end_unit = (b + carve - self.start) / GRAN;
+        let mut unit = (b - self.start) / GRAN + 1;
+        while unit < end_unit {
+            let (word, base) = (unit / 64, unit / 64 * 64);
+            let hi = (end_unit - base).min(64);
+            let upto = if hi == 64 { !0 } else { (1u64 << hi) - 1 };
+            let mask = upto & (!0u64 << (unit - base));
+            if self.word(BITMAP + word * 8)?.load(Relaxed) & mask != 0 {
+                return bad("a live object starts inside it");
+            }
+            unit = base + 64;
+        }
+        Ok(())
+    }
+
+    /// Walks the whole heap and reports the first inconsistency: blocks that do not tile
+    /// the heap, boundary tags that disagree, a bitmap bit that does not match its block,
+    /// neighbouring free blocks, free lists that do not hold exactly the free blocks, or
+    /// figures that do not add up.
+    pub(crate) fn check(&self) -> Result<()> {
+        let (mut b, mut prev_size, mut prev_free) = (self.start, 0u64, false);
+        let (mut used_bytes, mut live, mut free_blocks) = (0u64, 0u64, 0u64);
+        while b < self.end {
+            let (size, used) = self.block(b)?;
+            if self.word(b + 8)?.load(Relaxed) != prev_size {
+                return Err(corrupt(format!(
+                    "block {b:#x}: prev_size disagrees with the block before"
+                )));
+            }
+            if self.is_live_start(b)? != used {
+                return Err(corrupt(format!(
+                    "block {b:#x}: its header and the bitmap disagree"
+                )));
+            }
+            // No bit may be set inside a block, only at its start.
+            let mut inner = b + GRAN;
+            while inner < b + size {
+                if self.is_live_start(inner)? {
+                    return Err(corrupt(format!(
+                        "block {b:#x}: a live start inside it at {inner:#x}"
+                    )));
+                }
+                inner += GRAN;
+            }
+            if used {
+                used_bytes += size;
+                live += 1;
+            } else {
+                if prev_free {
+                    return Err(corrupt(format!(
+                        "block {b:#x}: two free blocks side by side"
+                    )));
+                }
+                free_blocks += 1;
+            }
+            prev_free = !used;
+            prev_size = size;
+            b += size;
+        }
+        if b != self.end {
+            return Err(corrupt(format!(
+                "the blocks end at {b:#x}, the heap at {:#x}",
+                self.end
+            )));
+        }
+        let mut listed = 0u64;
+        for i in 0..NBINS {
+            self.walk(i, |fb, size| {
+                listed += 1;
+                (bin(size) != i).then_some(fb)
+            })?
+            .map_or(Ok(()), |fb| {
+                Err(corrupt(format!("free block {fb:#x} is on the wrong list")))
+            })?;
+        }
+        if listed != free_blocks {
+            return Err(corrupt(format!(
+                "{free_blocks} free blocks in the heap, {listed} on the free lists"
+            )));
+        }
+        if used_bytes != self.hdr.used.load(Relaxed) || live != self.hdr.live.load(Relaxed) {
+            return Err(corrupt(format!(
+                "{live} live blocks of {used_bytes} bytes, the header says {} of {}",
+                self.hdr.live.load(Relaxed),
+                self.hdr.used.load(Relaxed)
+            )));
+        }
+        Ok(())
+    }
+
     /// Checks that the handle `(payload, gen)` still names a live allocation:
     /// [`Error::StaleHandle`] otherwise.
     pub(crate) fn check_handle(&self, payload: u64, gen: u64) -> Result<()> {
@@ -426,5 +551,86 @@ impl<'a> Heap<'a> {
             free_blocks: blocks,
             allocations: self.hdr.live.load(Relaxed) as usize,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ShmRegion;
+
+    fn layout(size: u64) -> Layout {
+        Layout {
+            size,
+            align: 8,
+            tag: 7,
+        }
+    }
+
+    /// A free block followed by a live one, and the offsets of both block headers.
+    fn free_then_live(region: &ShmRegion) -> (u64, u64) {
+        let heap = region.heap();
+        let (x, gx) = heap.alloc(layout(64)).unwrap();
+        let (l, _) = heap.alloc(layout(64)).unwrap();
+        heap.alloc(layout(64)).unwrap(); // keeps the live one from being the last
+        heap.free(x, gx).unwrap();
+        (x - HDR, l - HDR)
+    }
+
+    #[test]
+    fn a_free_block_scribbled_over_a_live_neighbour_is_refused_not_handed_out() {
+        let region = ShmRegion::anonymous(1 << 20).unwrap();
+        let heap = region.heap();
+        let (f, l) = free_then_live(&region);
+        assert!(heap.check().is_ok());
+        // Three words: the free block's size enlarged over its live neighbour, and the block
+        // moved to the free list of its new size.
+        let (fsize, _) = heap.block(f).unwrap();
+        let (lsize, _) = heap.block(l).unwrap();
+        let big = fsize + lsize;
+        heap.remove(f, fsize).unwrap();
+        heap.word(f).unwrap().store(big, Relaxed);
+        heap.push(f, big).unwrap();
+        let e = heap.check().unwrap_err();
+        assert!(matches!(e, Error::CorruptRegion { .. }), "{e}");
+        // An allocation that only this block can serve would have overlapped the live one.
+        let mut got = Vec::new();
+        let r = loop {
+            match heap.alloc(layout(big - HDR)) {
+                Ok((p, _)) => got.push(p),
+                Err(e) => break e,
+            }
+            if got.len() > 100 {
+                panic!("allocations never failed");
+            }
+        };
+        assert!(
+            got.iter().all(|&p| p + big - HDR <= l || p >= l + lsize),
+            "an allocation overlaps the live block at {l:#x}: {got:x?}"
+        );
+        assert!(
+            matches!(r, Error::CorruptRegion { .. } | Error::OutOfMemory { .. }),
+            "{r}"
+        );
+    }
+
+    #[test]
+    fn check_passes_on_a_heap_after_churn() {
+        let region = ShmRegion::anonymous(1 << 20).unwrap();
+        let heap = region.heap();
+        let mut live = Vec::new();
+        for i in 0..200u64 {
+            live.push(heap.alloc(layout(8 + (i * 37) % 900)).unwrap());
+            if i % 3 == 0 {
+                let (p, g) = live.swap_remove((i as usize * 7) % live.len());
+                heap.free(p, g).unwrap();
+            }
+        }
+        heap.check().unwrap();
+        for (p, g) in live {
+            heap.free(p, g).unwrap();
+        }
+        heap.check().unwrap();
+        assert_eq!(heap.stats().unwrap().free_blocks, 1, "whole again");
     }
 }

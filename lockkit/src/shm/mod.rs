@@ -321,6 +321,15 @@ impl ShmRegion {
         self.heap().free(offset, gen)
     }
 
+    /// Walks the whole heap under the allocator lock and reports the first inconsistency
+    /// as [`Error::CorruptRegion`]: for a region another process may have damaged, or after
+    /// a process died inside the allocator. `Ok` means the heap's blocks, boundary tags,
+    /// bitmap, free lists and figures all agree.
+    pub fn check(&self) -> Result<()> {
+        let _g = self.alloc_lock();
+        self.heap().check()
+    }
+
     /// Resolves a [`ShmPtr`], checking that it points at a live `T` in this region.
     pub fn get<T: ShmSafe>(&self, ptr: ShmPtr<T>) -> Result<&T> {
         self.heap().check_live(ptr.offset(), layout_of::<T>())?;
