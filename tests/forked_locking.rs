@@ -228,3 +228,30 @@ fn processes_allocating_at_once_never_share_a_block() {
     });
     assert_eq!(region.stats().unwrap().heap, whole);
 }
+
+#[test]
+fn a_child_forked_while_another_thread_maps_regions_can_map_its_own() {
+    let _s = serial();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mapper = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                drop(ShmRegion::anonymous(1 << 16).unwrap());
+            }
+        })
+    };
+    for _ in 0..200 {
+        let child = common::fork(|| {
+            let r = ShmRegion::anonymous(1 << 16).unwrap();
+            drop(r);
+            0
+        });
+        assert_eq!(
+            child.join_within(std::time::Duration::from_secs(10), String::new),
+            0
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    mapper.join().unwrap();
+}

@@ -87,7 +87,10 @@ fn exercise(name: &str, offsets: &[u64]) {
         if let Ok(b) = r.alloc(ShmMutex::new([i; 16])) {
             let start = b.ptr().offset();
             let end = start + std::mem::size_of::<ShmMutex<[u64; 16]>>() as u64;
-            let taken = objects.iter().copied().chain(fresh.iter().map(|&(s, e, _)| (s, e)));
+            let taken = objects
+                .iter()
+                .copied()
+                .chain(fresh.iter().map(|&(s, e, _)| (s, e)));
             for (s, e) in taken {
                 assert!(
                     end <= s || start >= e,

@@ -225,12 +225,14 @@ pub fn lock_all<const N: usize>(mut locks: [&dyn ChainLock; N]) -> MultiGuard<'_
 /// slot's sequence number going odd then even, so a reader that sees the same even number
 /// before and after reading a slot has read one consistent description. Readers take no
 /// lock (a `locked!` over several locks reads this on every use). A forked child inherits
-/// the table along with the mappings, at the same addresses. At most `SLOTS` regions are
+/// the table along with the mappings, at the same addresses; if another thread of the parent
+/// was writing the table at that instant, the child (which has no such thread) releases the
+/// writers' flag and empties the half-written slot in its fork handler (`after_fork_in_child`),
+/// so its own mappings never wait for a thread that does not exist. At most `SLOTS` regions are
 /// described at once; the locks of any beyond that are ordered by address, as process-local
 /// locks are.
 pub mod regions {
-    use std::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicUsize, Ordering::*};
-    use std::sync::Mutex;
+    use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::*};
 
     const SLOTS: usize = 64;
 
@@ -256,7 +258,46 @@ pub mod regions {
     static TABLE: [Slot; SLOTS] = [FREE; SLOTS];
     /// One past the highest slot ever used: readers scan only that far.
     static USED: AtomicUsize = AtomicUsize::new(0);
-    static WRITERS: Mutex<()> = Mutex::new(());
+    /// Set while a thread writes the table. A flag rather than a `Mutex`, so that a fork
+    /// child can release it (see `after_fork_in_child`).
+    static WRITERS: AtomicBool = AtomicBool::new(false);
+
+    /// Holds `WRITERS` for its lifetime.
+    struct Writing;
+
+    impl Writing {
+        fn start() -> Writing {
+            while WRITERS
+                .compare_exchange_weak(false, true, Acquire, Relaxed)
+                .is_err()
+            {
+                // Writers map or unmap a region: rare, and never held across a wait.
+                std::thread::yield_now();
+            }
+            Writing
+        }
+    }
+
+    impl Drop for Writing {
+        fn drop(&mut self) {
+            WRITERS.store(false, Release);
+        }
+    }
+
+    /// In a fork child (from the atfork handler, async-signal-safe: atomics only): the
+    /// thread that may have been writing the table does not exist here.
+    pub(crate) fn after_fork_in_child() {
+        if WRITERS.load(Relaxed) {
+            for slot in &TABLE {
+                if slot.seq.load(Relaxed) % 2 == 1 {
+                    // Half-written: forget it (its locks are ordered by address instead).
+                    slot.len.store(0, Relaxed);
+                    slot.seq.fetch_add(1, Release);
+                }
+            }
+            WRITERS.store(false, Release);
+        }
+    }
 
     fn write(slot: &Slot, f: impl FnOnce(&Slot)) {
         slot.seq.fetch_add(1, Relaxed);
@@ -274,7 +315,8 @@ pub mod regions {
         if len == 0 {
             return;
         }
-        let _w = WRITERS.lock().unwrap_or_else(|e| e.into_inner());
+        crate::sys::register_atfork();
+        let _w = Writing::start();
         let Some((i, slot)) = TABLE
             .iter()
             .enumerate()
@@ -293,7 +335,7 @@ pub mod regions {
 
     /// Forgets the mapping at `base`.
     pub(crate) fn unregister(base: *const u8) {
-        let _w = WRITERS.lock().unwrap_or_else(|e| e.into_inner());
+        let _w = Writing::start();
         let used = USED.load(Relaxed);
         if let Some(slot) = TABLE[..used]
             .iter()

@@ -166,6 +166,7 @@ extern "C" fn reset_ids_in_child() {
     // Runs in the child's only thread, which inherited the forking thread's cache.
     let _ = IDS.try_with(|c| c.set(0));
     FORK_GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    crate::__private::regions::after_fork_in_child();
 }
 
 /// How many `fork`s separate this process from the first lockkit user in its line: a guard
@@ -179,8 +180,9 @@ pub(crate) fn fork_generation() -> u32 {
     FORK_GENERATION.load(std::sync::atomic::Ordering::Relaxed)
 }
 
+/// Makes sure the fork handler is registered (the first lock, or the first mapping, does).
 #[cold]
-fn register_atfork() {
+pub(crate) fn register_atfork() {
     ATFORK.call_once(|| {
         // SAFETY: registering a handler that only touches this thread's TLS cell and an
         // atomic; it is async-signal-safe and valid for the life of the process (a plain
