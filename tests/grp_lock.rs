@@ -521,3 +521,54 @@ fn dump_names_the_line_that_leaked_a_reference() {
     drop(leaked);
     assert!(group.dump().contains("1 reference(s)"));
 }
+
+#[test]
+fn force_destroy_while_this_thread_holds_the_group_is_refused_and_changes_nothing() {
+    let group = GrpLock::new();
+    let ran = counter();
+    let r = ran.clone();
+    group
+        .add_handler(move || {
+            r.fetch_add(1, SeqCst);
+        })
+        .unwrap();
+    let guard = group.lock();
+    let refused = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| group.force_destroy()));
+    assert!(
+        refused.is_err(),
+        "force_destroy under a held guard must be refused"
+    );
+    assert_eq!(
+        ran.load(SeqCst),
+        0,
+        "no handler ran while a member could be in use"
+    );
+    assert!(!group.is_destroyed());
+    drop(guard);
+    assert!(group.force_destroy(), "and works once the guard is gone");
+    assert_eq!(ran.load(SeqCst), 1);
+}
+
+#[test]
+fn a_panicking_destroy_handler_does_not_skip_the_others() {
+    let group = GrpLock::new();
+    let ran = Arc::new(Mutex::new(Vec::new()));
+    for i in 0..3 {
+        let ran = ran.clone();
+        group
+            .add_handler(move || {
+                ran.lock().unwrap().push(i);
+                if i == 1 {
+                    panic!("handler 1 fails");
+                }
+            })
+            .unwrap();
+    }
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(group)));
+    assert!(r.is_err(), "the first panic is resumed");
+    assert_eq!(
+        *ran.lock().unwrap(),
+        vec![0, 1, 2],
+        "every handler ran, in order"
+    );
+}

@@ -79,11 +79,20 @@ impl Life {
     }
 
     /// Ends the group's life and runs its handlers; false if it had already ended.
+    ///
+    /// Every handler runs even if one panics (each member must get its chance to release
+    /// what it holds); the first panic is resumed after the last handler.
     pub(crate) fn destroy(&self) -> bool {
         match self.end() {
             Some(handlers) => {
+                let mut first_panic = None;
                 for h in handlers {
-                    h();
+                    if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(h)) {
+                        first_panic.get_or_insert(p);
+                    }
+                }
+                if let Some(p) = first_panic {
+                    std::panic::resume_unwind(p);
                 }
                 true
             }

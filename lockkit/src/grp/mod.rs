@@ -502,8 +502,20 @@ impl GrpLock {
     /// use by holders of other references, and every other handle is left pointing at a
     /// dead group whose `lock` panics. Prefer giving references back. Returns false if the
     /// group was already destroyed.
+    ///
+    /// # Panics
+    /// If the calling thread holds the group (a guard, or a member lent through one): the
+    /// handlers would destroy members that this thread is still using. Release first.
+    #[track_caller]
     pub fn force_destroy(&self) -> bool {
         let inner = &*self.inner;
+        if inner.owner.load(Relaxed) == sys::tid() {
+            panic!(
+                "GrpLock::force_destroy: this thread holds the group (a guard or a lent \
+                 member is alive); its destroy handlers would free members still in use. \
+                 Drop the guard first"
+            );
+        }
         if inner.is_destroyed() {
             return false;
         }
