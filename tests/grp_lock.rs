@@ -1,6 +1,8 @@
 //! The group lock: references and destroy, handlers, recursion, chained locks and replace,
 //! including the cases where PJLIB is known to break.
 
+mod common;
+
 use std::sync::atomic::{AtomicUsize, Ordering::*};
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::Duration;
@@ -379,7 +381,7 @@ fn locking_a_replaced_group_panics_with_a_clear_message() {
 }
 
 #[test]
-fn force_destroy_runs_the_handlers_once_and_releases_what_the_caller_held() {
+fn force_destroy_runs_the_handlers_once_and_leaves_the_chained_locks_free() {
     let ran = counter();
     let group = GrpLock::new();
     let r = ran.clone();
@@ -392,11 +394,15 @@ fn force_destroy_runs_the_handlers_once_and_releases_what_the_caller_held() {
     let g = group.lock();
     let g2 = group.lock();
     assert!(ext.is_locked());
-    assert!(group.force_destroy());
-    assert!(!ext.is_locked(), "the chained lock was released");
-    assert_eq!(ran.load(SeqCst), 1);
+    // Refused while this thread holds the group (issue 11.1: the handlers would free
+    // members still in use through these guards).
+    let refused = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| group.force_destroy()));
+    assert!(refused.is_err());
     drop(g2);
-    drop(g); // inert now
+    drop(g);
+    assert!(group.force_destroy());
+    assert!(!ext.is_locked(), "the chained lock is free");
+    assert_eq!(ran.load(SeqCst), 1);
     assert!(!group.force_destroy());
     drop(other);
     drop(group);
@@ -570,5 +576,42 @@ fn a_panicking_destroy_handler_does_not_skip_the_others() {
         *ran.lock().unwrap(),
         vec![0, 1, 2],
         "every handler ran, in order"
+    );
+}
+
+#[test]
+fn a_fork_childs_copies_of_a_group_do_not_run_its_destroy_handlers() {
+    let _s = common::serial();
+    let region = ShmRegion::anonymous(1 << 16).unwrap();
+    let runs = region
+        .alloc_zeroed::<std::sync::atomic::AtomicU64>()
+        .unwrap();
+    let group = GrpLock::new();
+    let seen: &'static std::sync::atomic::AtomicU64 =
+        // SAFETY: the region outlives every use below (the group is destroyed before the
+        // region is dropped, at the end of this test).
+        unsafe { &*(&*runs as *const std::sync::atomic::AtomicU64) };
+    group
+        .add_handler(move || {
+            seen.fetch_add(1, SeqCst);
+        })
+        .unwrap();
+    let child = common::fork(|| {
+        // The child's copies of every reference go: the parent's members are not its own.
+        drop(std::mem::replace(
+            &mut *Box::new(group.clone()),
+            GrpLock::new(),
+        ));
+        0
+    });
+    assert_eq!(child.join(), 0);
+    let child = common::fork(|| i32::from(group.force_destroy()));
+    assert_eq!(child.join(), 1, "force_destroy in the child ends its copy");
+    assert_eq!(runs.load(SeqCst), 0, "no handler ran in a child");
+    drop(group);
+    assert_eq!(
+        runs.load(SeqCst),
+        1,
+        "the creator's last reference runs it once"
     );
 }

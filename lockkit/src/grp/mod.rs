@@ -164,6 +164,10 @@ struct Inner {
     flags: AtomicU8,
     life: Life,
     refs: debug::Refs,
+    /// The process that created the group: the only one whose last reference (or
+    /// `force_destroy`) runs the destroy handlers. A `fork` child holds copies of the
+    /// parent's references, and the members the handlers release are the parent's.
+    creator_pid: u32,
 }
 
 // SAFETY: `hold` is only accessed by the thread holding `own` (see `Inner::hold_mut`); every
@@ -176,7 +180,7 @@ impl Drop for Inner {
     fn drop(&mut self) {
         // The last reference is gone: nobody holds the group (a guard is a reference).
         self.flags.fetch_or(DESTROYED, Relaxed);
-        self.life.destroy();
+        self.end_life();
     }
 }
 
@@ -257,6 +261,7 @@ impl GrpLock {
             flags: AtomicU8::new(0),
             life: Life::new(),
             refs: debug::Refs::new(),
+            creator_pid: std::process::id(),
         }))
     }
 
@@ -527,7 +532,7 @@ impl GrpLock {
         unsafe { inner.hold_mut().depth = 1 };
         // SAFETY: we hold it, at depth 1 now, so this releases everything we took.
         unsafe { inner.release() };
-        inner.life.destroy()
+        inner.end_life()
     }
 
     /// A description of the group for finding leaked references: the count and, with the
@@ -560,6 +565,22 @@ impl fmt::Debug for GrpLock {
 }
 
 impl Inner {
+    /// Ends the group's life: runs the destroy handlers in the process that created the
+    /// group; in a `fork` child they are forgotten unrun (not even dropped, as what they
+    /// captured may release the parent's shared state). False if it had already ended.
+    fn end_life(&self) -> bool {
+        if std::process::id() == self.creator_pid {
+            return self.life.destroy();
+        }
+        match self.life.end() {
+            Some(handlers) => {
+                std::mem::forget(handlers);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// # Safety
     /// The calling thread holds the group (`owner` is its id).
     #[allow(clippy::mut_from_ref)]
