@@ -615,3 +615,80 @@ fn a_fork_childs_copies_of_a_group_do_not_run_its_destroy_handlers() {
         "the creator's last reference runs it once"
     );
 }
+
+#[test]
+fn chaining_two_groups_to_each_other_is_a_cycle_error() {
+    let a = GrpLock::new();
+    let b = GrpLock::new();
+    let c = GrpLock::new();
+    b.chain_lock(Arc::new(a.clone()), 1).unwrap();
+    assert_eq!(a.chain_lock(Arc::new(b.clone()), 1), Err(ChainError::Cycle));
+    // Through a third group too.
+    c.chain_lock(Arc::new(b.clone()), 1).unwrap();
+    assert_eq!(a.chain_lock(Arc::new(c.clone()), 1), Err(ChainError::Cycle));
+    // Nothing changed: every group still locks and releases.
+    drop(a.lock());
+    drop(b.lock());
+    drop(c.lock());
+}
+
+#[test]
+fn a_destroyed_group_in_a_chain_does_not_brick_the_group_that_chains_it() {
+    let parent = GrpLock::new();
+    let child = GrpLock::new();
+    let l = Arc::new(GenLock::new());
+    parent.chain_lock(l.clone(), -1).unwrap();
+    let child_link: Arc<dyn ChainLock> = Arc::new(child.clone());
+    parent.chain_lock(child_link.clone(), 1).unwrap();
+    assert!(child.force_destroy());
+    let g = parent.lock();
+    assert!(l.is_locked(), "the live chained lock is taken");
+    drop(g);
+    assert!(!l.is_locked(), "and released");
+    assert!(parent.try_lock().is_some());
+    assert!(
+        parent.unchain_lock(&child_link),
+        "and the dead group can be unchained"
+    );
+}
+
+/// A chained lock whose acquisition panics while armed.
+struct Tripwire(std::sync::atomic::AtomicBool);
+
+// SAFETY: it holds nothing; acquire and release do nothing but (maybe) panic.
+unsafe impl ChainLock for Tripwire {
+    fn chain_acquire(&self) {
+        assert!(!self.0.load(SeqCst), "tripwire");
+    }
+    fn chain_try_acquire(&self) -> bool {
+        assert!(!self.0.load(SeqCst), "tripwire");
+        true
+    }
+    unsafe fn chain_release(&self) {}
+}
+
+#[test]
+fn a_panic_taking_a_chained_lock_releases_every_lock_taken_before_it() {
+    let group = GrpLock::new();
+    let first = Arc::new(GenLock::new());
+    let wire = Arc::new(Tripwire(std::sync::atomic::AtomicBool::new(true)));
+    group.chain_lock(first.clone(), -2).unwrap();
+    group.chain_lock(wire.clone(), 3).unwrap();
+    // first and the group's own lock are taken, then the tripwire panics.
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(group.lock())));
+    assert!(r.is_err());
+    assert!(
+        !first.is_locked(),
+        "the lock taken before the panic was released"
+    );
+    assert!(!group.is_held_by_current_thread());
+    wire.0.store(false, SeqCst);
+    // Another thread can take the group: its own lock was released too.
+    std::thread::scope(|s| {
+        s.spawn(|| drop(group.lock())).join().unwrap();
+    });
+    let g = group.lock();
+    assert!(first.is_locked());
+    drop(g);
+    assert!(!first.is_locked());
+}

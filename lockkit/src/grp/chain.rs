@@ -36,6 +36,11 @@ pub unsafe trait ChainLock: Send + Sync {
     fn chain_id(&self) -> usize {
         self as *const Self as *const () as usize
     }
+    /// The group this lock is, if it is one: how `chain_lock` finds cycles.
+    #[doc(hidden)]
+    fn as_group(&self) -> Option<&super::GrpLock> {
+        None
+    }
 }
 
 // SAFETY: forwards to the GenLock's raw futex, which the acquiring thread releases.
@@ -125,6 +130,9 @@ macro_rules! forward_chain_lock {
                 }
                 fn chain_id(&self) -> usize {
                     (**self).chain_id()
+                }
+                fn as_group(&self) -> Option<&super::GrpLock> {
+                    (**self).as_group()
                 }
             }
         )*

@@ -66,6 +66,9 @@ use life::Life;
 use crate::raw::RawFutex;
 use crate::sys;
 
+/// Held while a group is chained to another group (see `GrpLock::chain_lock`).
+static GROUP_EDITS: Mutex<()> = Mutex::new(());
+
 /// What giving back a reference did (PJLIB returns `PJ_EGONE` for `Gone`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use]
@@ -83,6 +86,9 @@ pub enum ChainError {
     AlreadyChained,
     /// A group cannot be chained to itself.
     SelfChain,
+    /// The lock is a group that (directly or through other groups) chains this group: taking
+    /// either would take the other, for ever.
+    Cycle,
     /// The caller holds the group, the new lock goes before a lock it holds, and the new
     /// lock is busy: taking it now would break the lock order (and could deadlock), so
     /// nothing was changed. Release the group and chain again.
@@ -94,6 +100,10 @@ impl fmt::Display for ChainError {
         f.write_str(match self {
             ChainError::AlreadyChained => "the lock is already chained to this group",
             ChainError::SelfChain => "a group lock cannot be chained to itself",
+            ChainError::Cycle => {
+                "the lock is a group that already chains this group (directly or through \
+                 other groups): chaining it would make a cycle"
+            }
             ChainError::WouldBreakOrder => {
                 "the lock is busy and goes before a lock this thread holds: release the \
                  group and chain it again"
@@ -402,6 +412,16 @@ impl GrpLock {
         if lock.chain_id() == self.chain_id() {
             return Err(ChainError::SelfChain);
         }
+        // Chain edits that involve groups are serialised, so two threads chaining A to B and
+        // B to A at once cannot both pass the cycle check.
+        let _edit = lock
+            .as_group()
+            .map(|_| GROUP_EDITS.lock().unwrap_or_else(|e| e.into_inner()));
+        if let Some(g) = lock.as_group() {
+            if g.reaches(self.chain_id(), 0) {
+                return Err(ChainError::Cycle);
+            }
+        }
         let was_held = self.is_held_by_current_thread();
         let _g = self.lock();
         let inner = &*self.inner;
@@ -423,6 +443,20 @@ impl GrpLock {
         }
         inner.set_chain(current.with(Link { lock, pos }));
         Ok(())
+    }
+
+    /// Whether this group's chain holds the lock `target`, directly or through chained
+    /// groups (a depth bound keeps a damaged chain from recursing without end).
+    fn reaches(&self, target: usize, depth: usize) -> bool {
+        if depth > 64 {
+            return true;
+        }
+        self.inner.chain_snapshot().links.iter().any(|l| {
+            l.lock.chain_id() == target
+                || l.lock
+                    .as_group()
+                    .is_some_and(|g| g.reaches(target, depth + 1))
+        })
     }
 
     /// Removes a chained lock (PJLIB's `pj_grp_lock_unchain_lock`); if the calling thread
@@ -670,27 +704,16 @@ impl Inner {
         'attempt: loop {
             let chain = self.chain_snapshot();
             let split = chain.before_own();
-            let mut links: Vec<(Arc<dyn ChainLock>, i32)> = Vec::with_capacity(chain.links.len());
-            let mut own = false;
-            // Releases everything taken in this attempt, in reverse.
-            let undo = |links: &mut Vec<(Arc<dyn ChainLock>, i32)>, own: &mut bool| {
-                // Links past `split` are after the own lock: only taken once it was.
-                while links.len() > split {
-                    let (l, _) = links.pop().expect("len checked");
-                    // SAFETY: taken by this thread in this attempt.
-                    unsafe { l.chain_release() };
-                }
-                if std::mem::take(own) {
-                    // SAFETY: as above.
-                    unsafe { self.own.unlock() };
-                }
-                while let Some((l, _)) = links.pop() {
-                    // SAFETY: as above.
-                    unsafe { l.chain_release() };
-                }
+            // What this attempt has taken. Dropping it (on a give-up, a retry, or a panic in
+            // a chained lock's acquire) releases all of it, in reverse.
+            let mut taken = Taken {
+                inner: self,
+                split,
+                links: Vec::with_capacity(chain.links.len()),
+                own: false,
             };
             for step in 0..=chain.links.len() {
-                let holding = own || !links.is_empty();
+                let holding = taken.own || !taken.links.is_empty();
                 // Step `split` is the own lock; the others are links, before and after it.
                 let link = match step.cmp(&split) {
                     std::cmp::Ordering::Less => Some(&chain.links[step]),
@@ -710,7 +733,7 @@ impl Inner {
                     None => self.own.try_lock(),
                 };
                 if !got {
-                    undo(&mut links, &mut own);
+                    drop(taken);
                     if only_try {
                         return Got::Busy;
                     }
@@ -730,22 +753,21 @@ impl Inner {
                     continue 'attempt;
                 }
                 match link {
-                    Some(l) => links.push((Arc::clone(&l.lock), l.pos)),
+                    Some(l) => taken.links.push((Arc::clone(&l.lock), l.pos)),
                     None => {
-                        own = true;
+                        taken.own = true;
                         if self.is_destroyed() {
-                            undo(&mut links, &mut own);
-                            return Got::Dead;
+                            return Got::Dead; // `taken` releases everything
                         }
                         // Edits happen only under `own`, which we now hold: from here on the
                         // chain cannot change, so the snapshot must be the current one.
                         if self.chain_snapshot().version != chain.version {
-                            undo(&mut links, &mut own);
                             continue 'attempt;
                         }
                     }
                 }
             }
+            let links = taken.keep();
             self.owner.store(me, Relaxed);
             // SAFETY: we hold `own` and have set `owner`.
             let hold = unsafe { self.hold_mut() };
@@ -793,18 +815,60 @@ impl Inner {
     }
 }
 
+/// The locks one attempt at the group has taken so far; released, in reverse, when dropped
+/// (unless kept), so that no path out of an attempt, a panic included, leaves one held.
+struct Taken<'a> {
+    inner: &'a Inner,
+    /// How many of the chain's links go before the own lock.
+    split: usize,
+    links: Vec<(Arc<dyn ChainLock>, i32)>,
+    own: bool,
+}
+
+impl Taken<'_> {
+    /// The attempt succeeded: the caller records the links as the hold.
+    fn keep(mut self) -> Vec<(Arc<dyn ChainLock>, i32)> {
+        self.own = false;
+        std::mem::take(&mut self.links)
+    }
+}
+
+impl Drop for Taken<'_> {
+    fn drop(&mut self) {
+        // Links past `split` are after the own lock: only taken once it was.
+        while self.links.len() > self.split {
+            let (l, _) = self.links.pop().expect("len checked");
+            // SAFETY: taken by this thread in this attempt.
+            unsafe { l.chain_release() };
+        }
+        if std::mem::take(&mut self.own) {
+            // SAFETY: as above.
+            unsafe { self.inner.own.unlock() };
+        }
+        while let Some((l, _)) = self.links.pop() {
+            // SAFETY: as above.
+            unsafe { l.chain_release() };
+        }
+    }
+}
+
 // SAFETY: a group can be chained to another group; acquire and release forward to the
 // group's own (recursive) acquire and release by the same thread.
 unsafe impl ChainLock for GrpLock {
     fn chain_acquire(&self) {
-        self.inner.acquire_or_panic()
+        // A destroyed group in a chain guards nothing any more: it is skipped (nothing is
+        // taken, and `chain_release` finds it not held), so destroying a chained group
+        // before unchaining it does not brick the groups that chain it.
+        let _ = self.inner.enter(false);
     }
     fn chain_try_acquire(&self) -> bool {
         match self.inner.enter(true) {
-            Got::Yes => true,
+            Got::Yes | Got::Dead => true,
             Got::Busy => false,
-            Got::Dead => Inner::dead(),
         }
+    }
+    fn as_group(&self) -> Option<&GrpLock> {
+        Some(self)
     }
     fn chain_id(&self) -> usize {
         Arc::as_ptr(&self.inner) as usize
