@@ -708,7 +708,7 @@ impl Inner {
             // a chained lock's acquire) releases all of it, in reverse.
             let mut taken = Taken {
                 inner: self,
-                split,
+                split: usize::MAX, // until the own lock is taken, every link goes before it
                 links: Vec::with_capacity(chain.links.len()),
                 own: false,
             };
@@ -720,6 +720,13 @@ impl Inner {
                     std::cmp::Ordering::Equal => None,
                     std::cmp::Ordering::Greater => Some(&chain.links[step - 1]),
                 };
+                // A destroyed group in the chain guards nothing any more: skipped, so that
+                // destroying a chained group before unchaining it does not brick the groups
+                // that chain it. (Destroyed between this look and its acquire, it panics,
+                // and `taken` releases what this attempt holds.)
+                if link.is_some_and(|l| l.lock.as_group().is_some_and(GrpLock::is_destroyed)) {
+                    continue;
+                }
                 let got = match link {
                     Some(l) if !holding && !only_try => {
                         l.lock.chain_acquire();
@@ -756,6 +763,9 @@ impl Inner {
                     Some(l) => taken.links.push((Arc::clone(&l.lock), l.pos)),
                     None => {
                         taken.own = true;
+                        // The links taken so far go before the own lock (skipped dead
+                        // groups make this fewer than the chain's count).
+                        taken.split = taken.links.len();
                         if self.is_destroyed() {
                             return Got::Dead; // `taken` releases everything
                         }
@@ -767,12 +777,13 @@ impl Inner {
                     }
                 }
             }
+            let before = taken.split;
             let links = taken.keep();
             self.owner.store(me, Relaxed);
             // SAFETY: we hold `own` and have set `owner`.
             let hold = unsafe { self.hold_mut() };
             hold.depth = 1;
-            hold.before = split;
+            hold.before = before;
             hold.links = links;
             return Got::Yes;
         }
@@ -819,7 +830,7 @@ impl Inner {
 /// (unless kept), so that no path out of an attempt, a panic included, leaves one held.
 struct Taken<'a> {
     inner: &'a Inner,
-    /// How many of the chain's links go before the own lock.
+    /// How many of `links` were taken before the own lock (`usize::MAX` until it is).
     split: usize,
     links: Vec<(Arc<dyn ChainLock>, i32)>,
     own: bool,
@@ -856,15 +867,13 @@ impl Drop for Taken<'_> {
 // group's own (recursive) acquire and release by the same thread.
 unsafe impl ChainLock for GrpLock {
     fn chain_acquire(&self) {
-        // A destroyed group in a chain guards nothing any more: it is skipped (nothing is
-        // taken, and `chain_release` finds it not held), so destroying a chained group
-        // before unchaining it does not brick the groups that chain it.
-        let _ = self.inner.enter(false);
+        self.inner.acquire_or_panic()
     }
     fn chain_try_acquire(&self) -> bool {
         match self.inner.enter(true) {
-            Got::Yes | Got::Dead => true,
+            Got::Yes => true,
             Got::Busy => false,
+            Got::Dead => Inner::dead(),
         }
     }
     fn as_group(&self) -> Option<&GrpLock> {
