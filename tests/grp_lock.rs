@@ -692,3 +692,35 @@ fn a_panic_taking_a_chained_lock_releases_every_lock_taken_before_it() {
     drop(g);
     assert!(!first.is_locked());
 }
+
+#[test]
+fn chaining_a_busy_lock_while_holding_the_group_never_waits_for_it() {
+    // Thread T holds L and waits for the group; this thread holds the group and chains L.
+    // Waiting for L here would deadlock both (the old behaviour for a lock chained after
+    // every held one), so the scenario runs in a child with a deadline.
+    let _s = common::serial();
+    let child = common::fork(|| {
+        let group = GrpLock::new();
+        let l = Arc::new(GenLock::new());
+        let g = group.lock();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let t = {
+            let (group, l) = (group.clone(), l.clone());
+            std::thread::spawn(move || {
+                let _held = l.lock();
+                tx.send(()).unwrap();
+                drop(group.lock()); // waits for the group
+            })
+        };
+        rx.recv().unwrap();
+        let r = group.chain_lock(l.clone(), 5);
+        drop(g);
+        t.join().unwrap();
+        i32::from(r != Err(ChainError::WouldBreakOrder))
+    });
+    assert_eq!(
+        child.join_within(Duration::from_secs(10), String::new),
+        0,
+        "refused instead of waiting"
+    );
+}

@@ -89,9 +89,10 @@ pub enum ChainError {
     /// The lock is a group that (directly or through other groups) chains this group: taking
     /// either would take the other, for ever.
     Cycle,
-    /// The caller holds the group, the new lock goes before a lock it holds, and the new
-    /// lock is busy: taking it now would break the lock order (and could deadlock), so
-    /// nothing was changed. Release the group and chain again.
+    /// The caller holds the group and the new lock is busy: waiting for it while holding the
+    /// group could deadlock (with a thread that holds the new lock and waits for the group,
+    /// or by breaking the lock order), so nothing was changed. Release the group and chain
+    /// again.
     WouldBreakOrder,
 }
 
@@ -105,8 +106,8 @@ impl fmt::Display for ChainError {
                  other groups): chaining it would make a cycle"
             }
             ChainError::WouldBreakOrder => {
-                "the lock is busy and goes before a lock this thread holds: release the \
-                 group and chain it again"
+                "the lock is busy and this thread holds the group: waiting for it while \
+                 holding the group could deadlock; release the group and chain it again"
             }
         })
     }
@@ -405,9 +406,10 @@ impl GrpLock {
     /// `pos <= 0` is taken before it (a new lock goes before existing ones of equal pos).
     ///
     /// Safe at any time. If the calling thread holds the group, the new lock is taken now too,
-    /// so that its release matches: by waiting if it goes after every lock the thread holds,
-    /// otherwise only if it is free ([`ChainError::WouldBreakOrder`] if not, and nothing
-    /// changes). If another thread holds the group, this waits for it.
+    /// so that its release matches, but only if it is free: waiting for it while holding the
+    /// group could deadlock with a thread that holds it and waits for the group
+    /// ([`ChainError::WouldBreakOrder`] then, and nothing changes). If another thread holds
+    /// the group, this waits for it, holding nothing.
     pub fn chain_lock(&self, lock: Arc<dyn ChainLock>, pos: i32) -> Result<(), ChainError> {
         if lock.chain_id() == self.chain_id() {
             return Err(ChainError::SelfChain);
@@ -432,11 +434,9 @@ impl GrpLock {
         if was_held {
             // SAFETY: we hold the group.
             let hold = unsafe { inner.hold_mut() };
-            let highest = hold.links.iter().map(|(_, p)| *p).max().unwrap_or(0).max(0);
-            // The own lock sits after links of equal pos, so pos 0 already goes before it.
-            if pos > highest {
-                lock.chain_acquire();
-            } else if !lock.chain_try_acquire() {
+            // Never wait while holding the group: a thread that holds the new lock and waits
+            // for the group would deadlock with us. Take it only if it is free.
+            if !lock.chain_try_acquire() {
                 return Err(ChainError::WouldBreakOrder);
             }
             hold.links.push((Arc::clone(&lock), pos));
