@@ -432,14 +432,16 @@ impl GrpLock {
             return Err(ChainError::AlreadyChained);
         }
         if was_held {
-            // SAFETY: we hold the group.
-            let hold = unsafe { inner.hold_mut() };
             // Never wait while holding the group: a thread that holds the new lock and waits
-            // for the group would deadlock with us. Take it only if it is free.
+            // for the group would deadlock with us. Take it only if it is free. No reference
+            // into `hold` lives across this call, which may re-enter this group.
             if !lock.chain_try_acquire() {
                 return Err(ChainError::WouldBreakOrder);
             }
-            hold.links.push((Arc::clone(&lock), pos));
+            // SAFETY: we hold the group; the reference lives for this one push.
+            unsafe { inner.hold_mut() }
+                .links
+                .push((Arc::clone(&lock), pos));
         }
         inner.set_chain(current.with(Link { lock, pos }));
         Ok(())
@@ -470,13 +472,22 @@ impl GrpLock {
             return false;
         };
         inner.set_chain(current.without(i));
-        // SAFETY: we hold the group.
-        let hold = unsafe { inner.hold_mut() };
-        if let Some(t) = hold.links.iter().position(|(l, _)| same_lock(l, lock)) {
-            let (l, _) = hold.links.remove(t);
-            if t < hold.before {
-                hold.before -= 1;
-            }
+        // Take the link out of the hold in one short access, then release it with no
+        // reference into `hold` alive (the release may re-enter this group).
+        let taken = {
+            // SAFETY: we hold the group; the reference ends with this block.
+            let hold = unsafe { inner.hold_mut() };
+            hold.links
+                .iter()
+                .position(|(l, _)| same_lock(l, lock))
+                .map(|t| {
+                    if t < hold.before {
+                        hold.before -= 1;
+                    }
+                    hold.links.remove(t).0
+                })
+        };
+        if let Some(l) = taken {
             // SAFETY: this thread took it as part of its hold.
             unsafe { l.chain_release() };
         }
