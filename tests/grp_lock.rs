@@ -724,3 +724,27 @@ fn chaining_a_busy_lock_while_holding_the_group_never_waits_for_it() {
         "refused instead of waiting"
     );
 }
+
+#[test]
+fn try_lock_for_gives_up_near_its_deadline_and_succeeds_once_the_group_is_free() {
+    let group = GrpLock::new();
+    let chained = Arc::new(GenLock::new());
+    group.chain_lock(chained.clone(), 1).unwrap();
+    let held = chained.lock(); // keeps the group's chain busy
+    let t0 = std::time::Instant::now();
+    let got = std::thread::scope(|s| {
+        s.spawn(|| group.try_lock_for(Duration::from_millis(80)).is_some())
+            .join()
+            .unwrap()
+    });
+    let waited = t0.elapsed();
+    assert!(!got);
+    assert!(waited >= Duration::from_millis(80), "{waited:?}");
+    assert!(waited < Duration::from_secs(2), "{waited:?}");
+    drop(held);
+    let g = group
+        .try_lock_for(Duration::from_secs(5))
+        .expect("free now");
+    assert!(chained.is_locked());
+    drop(g);
+}

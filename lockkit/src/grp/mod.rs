@@ -363,6 +363,29 @@ impl GrpLock {
         }
     }
 
+    /// Takes the group, waiting at most `timeout` for it and its chained locks; `None` if
+    /// the time ran out (everything taken on the way is released again).
+    ///
+    /// Chained locks have no timed acquire of their own, so this retries
+    /// [`try_lock`](GrpLock::try_lock) with a short sleep between attempts (growing from
+    /// 50 µs to 1 ms): it never waits while holding a lock, and it may take up to a
+    /// millisecond longer to notice that the group became free than `lock` would.
+    ///
+    /// # Panics
+    /// If the group was destroyed by `force_destroy` or `replace`.
+    pub fn try_lock_for(&self, timeout: std::time::Duration) -> Option<GrpGuard<'_>> {
+        let deadline = crate::deadline::Deadline::after(timeout);
+        let mut nap = std::time::Duration::from_micros(50);
+        loop {
+            if let Some(g) = self.try_lock() {
+                return Some(g);
+            }
+            let left = deadline.left().ok()?;
+            std::thread::sleep(left.map_or(nap, |l| l.min(nap)));
+            nap = (nap * 2).min(std::time::Duration::from_millis(1));
+        }
+    }
+
     /// Whether the calling thread holds the group.
     #[inline]
     pub fn is_held_by_current_thread(&self) -> bool {
