@@ -748,3 +748,26 @@ fn try_lock_for_gives_up_near_its_deadline_and_succeeds_once_the_group_is_free()
     assert!(chained.is_locked());
     drop(g);
 }
+
+#[test]
+fn a_recursive_lock_and_the_write_side_of_a_reader_writer_lock_chain_to_a_group() {
+    let group = GrpLock::new();
+    let app = Arc::new(lockkit::RecLock::new());
+    let table = Arc::new(lockkit::RwLock::new(0u64));
+    group.chain_lock(app.clone(), -1).unwrap();
+    group.chain_lock(table.clone(), 1).unwrap();
+    {
+        let _g = group.lock();
+        assert_eq!(app.depth(), 1, "the group holds the application lock");
+        let again = app.lock(); // recursive: the same thread may take it again
+        assert_eq!(app.depth(), 2);
+        drop(again);
+        assert!(table.readers().is_none(), "and the table's write lock");
+        assert!(std::thread::scope(|s| s
+            .spawn(|| table.try_read().is_none())
+            .join()
+            .unwrap()));
+    }
+    assert!(!app.is_locked());
+    assert_eq!(table.readers(), Some(0));
+}

@@ -130,6 +130,20 @@ impl RecLock {
     }
 }
 
+impl RecLock {
+    /// Releases one level without a guard, for holders that track it themselves (a group
+    /// lock's chain).
+    ///
+    /// # Safety
+    /// The calling thread holds a level taken through `lock` whose guard was forgotten.
+    pub(crate) unsafe fn force_unlock_level(&self) {
+        if self.depth.fetch_sub(1, Relaxed) == 1 {
+            // SAFETY: per the contract, this thread holds the lock; that was its last level.
+            unsafe { self.raw.unlock() };
+        }
+    }
+}
+
 impl fmt::Debug for RecLock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RecLock")

@@ -5,13 +5,14 @@ use std::sync::Arc;
 
 use crate::lock_set::LockSet;
 use crate::raw::RawLock;
-use crate::{GenLock, GenLockSet, ShmBox, ShmLockSet, ShmMutex};
+use crate::{GenLock, GenLockSet, RecLock, RwLock, ShmBox, ShmLockSet, ShmMutex};
 
 /// A lock a group can take and release on its holder's behalf: any lockkit lock.
 ///
-/// Implemented for [`GenLock`] and [`ShmMutex`] (in shared memory or not), for
-/// [`ShmBox`]es of them, for an entry of a lock set ([`SetEntry`]), and for another
-/// [`GrpLock`](super::GrpLock).
+/// Implemented for [`GenLock`] and [`ShmMutex`] (in shared memory or not), for a
+/// [`RecLock`] (PJSUA's application lock is recursive), for the write side of an
+/// [`RwLock`], for [`ShmBox`]es of them, for an entry of a lock set ([`SetEntry`]), and for
+/// another [`GrpLock`](super::GrpLock).
 ///
 /// # Safety
 /// `chain_release` may only be called by the thread whose `chain_acquire` (or successful
@@ -19,8 +20,9 @@ use crate::{GenLock, GenLockSet, ShmBox, ShmLockSet, ShmMutex};
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a lockkit lock",
     label = "not a lock",
-    note = "locked!(a, b, ..) and chain_lock take GenLock, ShmMutex, GrpLock, a lock-set \
-            entry (`set[i]`, or SetEntry to chain it), or a ShmBox of one"
+    note = "locked!(a, b, ..) and chain_lock take GenLock, ShmMutex, RecLock, RwLock (its \
+            write side), GrpLock, a lock-set entry (`set[i]`, or SetEntry to chain it), or a \
+            ShmBox of one"
 )]
 pub unsafe trait ChainLock: Send + Sync {
     /// Takes the lock, waiting as long as needed.
@@ -71,6 +73,35 @@ unsafe impl<T: crate::ShmSafe, R: RawLock> ChainLock for ShmMutex<T, R> {
     }
     fn chain_id(&self) -> usize {
         self.raw_lock().chain_id()
+    }
+}
+
+// SAFETY: one level of the recursive lock, taken and released by the same thread.
+unsafe impl ChainLock for RecLock {
+    fn chain_acquire(&self) {
+        std::mem::forget(self.lock());
+    }
+    fn chain_try_acquire(&self) -> bool {
+        self.try_lock().map(std::mem::forget).is_some()
+    }
+    unsafe fn chain_release(&self) {
+        // SAFETY: the caller holds a level taken by chain_acquire (trait contract).
+        unsafe { self.force_unlock_level() }
+    }
+}
+
+// SAFETY: the write side of the lock, taken and released by the same thread; its data is
+// never touched.
+unsafe impl<T: crate::ShmSafe> ChainLock for RwLock<T> {
+    fn chain_acquire(&self) {
+        std::mem::forget(self.write());
+    }
+    fn chain_try_acquire(&self) -> bool {
+        self.try_write().map(std::mem::forget).is_some()
+    }
+    unsafe fn chain_release(&self) {
+        // SAFETY: the caller holds the write lock taken by chain_acquire (trait contract).
+        unsafe { self.force_write_unlock() }
     }
 }
 

@@ -148,6 +148,16 @@ impl<T> RwLock<T> {
             .map(|()| WriteGuard::new(self))
     }
 
+    /// Releases the write lock without a guard, for holders that track it themselves (a
+    /// group lock's chain).
+    ///
+    /// # Safety
+    /// The calling thread holds the write lock through a `write` whose guard was forgotten.
+    pub(crate) unsafe fn force_write_unlock(&self) {
+        // SAFETY: per the contract.
+        unsafe { self.raw.write_unlock() }
+    }
+
     /// The number of readers inside at this instant, or `None` if a writer is.
     pub fn readers(&self) -> Option<u32> {
         self.raw.readers()
