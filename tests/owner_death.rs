@@ -408,3 +408,46 @@ fn inside_locked_the_block_can_learn_that_the_holder_died() {
     drop(g);
     assert!(!m.is_inconsistent());
 }
+
+#[test]
+fn a_holder_in_another_pid_namespace_is_never_judged_dead_by_its_foreign_tid() {
+    let _s = serial();
+    let name = format!("/lockkit-test-pidns-{}", std::process::id());
+    let region = ShmRegion::create(&name, 1 << 16).unwrap();
+    let shared = region.alloc_zeroed::<(GenLock, AtomicU32)>().unwrap();
+    region.publish("lock", &shared).unwrap();
+    let (lock, step) = (&shared.0, &shared.1);
+    // A child in a new pid namespace (its child is pid 1 there) opens the region by name
+    // and holds the lock, alive. Its tid means another thread, or none, out here.
+    let child = fork(|| {
+        // SAFETY: a plain syscall in a single-threaded forked child.
+        if unsafe { libc::unshare(libc::CLONE_NEWPID) } != 0 {
+            step.store(99, Release);
+            return 0;
+        }
+        let holder = fork(|| {
+            let r = ShmRegion::open(&name).unwrap();
+            let s = r.lookup::<(GenLock, AtomicU32)>("lock").unwrap();
+            std::mem::forget(s.0.lock());
+            s.1.store(1, Release);
+            std::thread::sleep(Duration::from_secs(60));
+            0
+        });
+        std::thread::sleep(Duration::from_secs(60));
+        drop(holder);
+        0
+    });
+    wait_for(step, 1);
+    if step.load(Acquire) == 99 {
+        eprintln!("skipped: no new pid namespace here");
+        return;
+    }
+    let o = lock.owner().expect("held");
+    // Without the guard, the foreign tid looks dead (or like another thread) out here, and
+    // a waiter would take the lock from its live holder.
+    assert!(
+        lock.try_lock_for(Duration::from_millis(300)).is_none(),
+        "the lock was taken from a live holder in another pid namespace (owner seen as {o})"
+    );
+    drop(child); // kills the namespace's init, and so its holder
+}

@@ -14,7 +14,9 @@ pub(crate) use crate::deadline::Deadline;
 #[cfg(not(loom))]
 pub(crate) use crate::sys::{futex_wait, futex_wake};
 #[cfg(not(loom))]
-pub(crate) use crate::sys::{owner_alive, owner_id as tid, owner_id_confirmed as tid_confirmed};
+pub(crate) use crate::sys::{
+    may_judge_owner, owner_alive, owner_id as tid, owner_id_confirmed as tid_confirmed,
+};
 #[cfg(not(loom))]
 pub(crate) use std::sync::atomic::AtomicU32;
 
@@ -24,7 +26,7 @@ pub(crate) use loom::sync::atomic::AtomicU32;
 pub(crate) use loom_futex::{futex_wait, futex_wake};
 #[cfg(loom)]
 #[allow(unused_imports)]
-pub(crate) use loom_ids::{owner_alive, tid, tid_confirmed};
+pub(crate) use loom_ids::{may_judge_owner, owner_alive, tid, tid_confirmed};
 #[cfg(loom)]
 pub(crate) use loom_time::Deadline;
 
@@ -60,6 +62,11 @@ mod loom_ids {
     #[allow(dead_code)]
     pub(crate) fn owner_alive(_owner: u32) -> bool {
         true
+    }
+
+    #[allow(dead_code)]
+    pub(crate) fn may_judge_owner(_addr: usize) -> bool {
+        false
     }
 }
 

@@ -345,6 +345,27 @@ pub mod regions {
         }
     }
 
+    /// The base of the registered mapping that holds `addr` (where its region header is).
+    pub(crate) fn region_base(addr: usize) -> Option<usize> {
+        let used = USED.load(Acquire);
+        for slot in &TABLE[..used] {
+            loop {
+                let seq = slot.seq.load(Acquire);
+                let (base, len) = (slot.base.load(Relaxed), slot.len.load(Relaxed));
+                fence(Acquire);
+                if seq % 2 == 1 || slot.seq.load(Relaxed) != seq {
+                    std::hint::spin_loop();
+                    continue;
+                }
+                if addr.wrapping_sub(base) < len {
+                    return Some(base);
+                }
+                break;
+            }
+        }
+        None
+    }
+
     /// Where `addr` is, as every process sees it.
     #[inline]
     fn key(addr: usize) -> [u64; 3] {

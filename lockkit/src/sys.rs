@@ -257,6 +257,26 @@ pub(crate) fn tid() -> u32 {
     ids() as u32
 }
 
+/// This process's pid namespace: the inode of `/proc/self/ns/pid` (0 if unknown). Not
+/// cached: a fork child in a new namespace would inherit its parent's answer.
+pub(crate) fn pid_namespace() -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self/ns/pid").map_or(0, |m| m.ino())
+}
+
+/// Whether a waiter may judge the owner of the lock at `addr` by its thread id. Not in a
+/// region that processes of several pid namespaces share: a tid written by one of them
+/// names another thread, or none, in the others' `/proc`, and a live owner could be judged
+/// dead. Locks outside every registered region (process memory) are always judged.
+pub(crate) fn may_judge_owner(addr: usize) -> bool {
+    match crate::__private::regions::region_base(addr) {
+        None => true,
+        // SAFETY: `base` starts a live region mapping: the lock at `addr`, inside it, is in
+        // use by the caller, so the mapping cannot be gone.
+        Some(base) => !unsafe { crate::shm::mixed_pid_ns_at(base) },
+    }
+}
+
 /// Whether process `pid` exists (a zombie counts as gone; a pid that was reused counts as
 /// existing: callers only wait longer).
 pub(crate) fn process_exists(pid: u32) -> bool {

@@ -295,7 +295,7 @@ impl Futex {
                 nap = PROBE_FIRST;
                 continue;
             }
-            if sys::owner_alive(owner) {
+            if sys::owner_alive(owner) || !sys::may_judge_owner(self as *const Self as usize) {
                 nap = (nap * 2).min(PROBE_MAX);
                 continue;
             }

@@ -103,7 +103,7 @@ impl Holder {
         let Some(dead) = self.get() else {
             return false;
         };
-        if sys::owner_alive(dead) {
+        if sys::owner_alive(dead) || !sys::may_judge_owner(self as *const Self as usize) {
             return false;
         }
         let won = self

@@ -94,6 +94,7 @@ impl Spin {
                 (owner_seen, probe_at, interval) = (owner, Instant::now(), PROBE_FIRST);
             } else if owner != 0 && probe_at.elapsed() >= interval {
                 if !sys::owner_alive(owner)
+                    && sys::may_judge_owner(self as *const Self as usize)
                     && self
                         .word
                         .compare_exchange(

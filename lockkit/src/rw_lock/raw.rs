@@ -388,7 +388,10 @@ impl RawRwLock {
             return false;
         }
         let dead = self.writer.load(Relaxed);
-        if dead == 0 || model::owner_alive(dead) {
+        if dead == 0
+            || model::owner_alive(dead)
+            || !model::may_judge_owner(self as *const Self as usize)
+        {
             return false;
         }
         let me = if become_writer { model::tid() } else { 0 };

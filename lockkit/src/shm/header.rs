@@ -36,6 +36,13 @@ pub(crate) struct Header {
     /// The creating process, written first: an opener that finds the header unfinished
     /// can tell a creator still at work from one that died.
     pub(crate) creator_pid: AtomicU32,
+    /// The creator's pid namespace (the inode of `/proc/self/ns/pid`).
+    pub(crate) pid_ns: AtomicU64,
+    /// Set by the first process from another pid namespace that opens the region: thread
+    /// ids written into its lock words then mean different threads to different processes,
+    /// so no waiter may judge an owner dead by its id (owner-death hand-over is off).
+    pub(crate) mixed_pid_ns: AtomicU32,
+    _reserved: AtomicU32,
     /// Guards the allocator and the root table.
     pub(crate) alloc_lock: GenLock,
     /// The next allocation generation (never 0), so a stale handle cannot free a block that

@@ -161,7 +161,9 @@ impl RegionOptions {
             }
         };
         let map = obj.map(id.total_size as usize)?;
-        Ok(ShmRegion::attach(map, id, Some(n.display), None))
+        let region = ShmRegion::attach(map, id, Some(n.display), None);
+        region.note_pid_namespace();
+        Ok(region)
     }
 
     fn check_trust(&self, n: &ShmName, obj: &OpenedObject) -> Result<()> {
