@@ -5,21 +5,8 @@ mod common;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use common::Rng;
 use lockkit::{Error, GenLock, GenLockSet, ShmBox, ShmMutex, ShmPtr, ShmRegion};
-
-/// A small deterministic generator (xorshift), so failures replay.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 fn heap_start(r: &ShmRegion) -> u64 {
     let s = r.stats().unwrap();

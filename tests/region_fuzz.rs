@@ -12,20 +12,8 @@ mod common;
 use std::os::unix::fs::FileExt;
 use std::time::Duration;
 
+use common::Rng;
 use lockkit::{ShmMutex, ShmPtr, ShmRegion};
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
 
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name)

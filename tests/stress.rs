@@ -12,7 +12,7 @@ mod common;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::*};
 use std::time::{Duration, Instant};
 
-use common::{describe_process, fork, serial, Child};
+use common::{describe_process, fork, serial, Child, Rng};
 use lockkit::{GenLock, GenLockSet, RecLock, RwLock, ShmRegion, ShmSemaphore};
 
 /// More processes than the machine's 2 cores, so holders get descheduled mid-section.
@@ -25,26 +25,6 @@ fn stress_secs() -> u64 {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(3)
-}
-
-/// A small deterministic generator per worker (xorshift), so a failure can be replayed.
-struct Rng(u64);
-impl Rng {
-    fn new(seed: usize) -> Self {
-        Rng(0x9E37_79B9_7F4A_7C15 ^ (seed as u64 + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9))
-    }
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn micros(&mut self, max: u64) -> Duration {
-        Duration::from_micros(self.below(max + 1))
-    }
 }
 
 /// Per-run bookkeeping in shared memory.
@@ -115,7 +95,7 @@ fn stress_with_shutdown(
             fork(|| {
                 interruptible();
                 board.ready.fetch_add(1, Release);
-                let mut rng = Rng::new(i);
+                let mut rng = Rng::new(i as u64);
                 while board.stop.load(Relaxed) == 0 {
                     work(i, &mut rng);
                     board.ops[i].fetch_add(1, Relaxed);

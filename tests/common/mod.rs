@@ -286,3 +286,27 @@ pub fn holder<R: lockkit::raw::RawLock>(hs: &Handshake<R>) -> Child {
         0
     })
 }
+
+/// A small deterministic generator (xorshift), so a failing case replays from its seed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// A generator for worker or case `seed` (any value, 0 included).
+    pub fn new(seed: u64) -> Self {
+        Rng(0x9E37_79B9_7F4A_7C15 ^ seed.wrapping_add(1).wrapping_mul(0xBF58_476D_1CE4_E5B9))
+    }
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    /// A value in `0..n` (0 when `n` is 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    /// Up to `max` microseconds.
+    pub fn micros(&mut self, max: u64) -> Duration {
+        Duration::from_micros(self.below(max + 1))
+    }
+}
