@@ -277,11 +277,14 @@ impl<'a> Heap<'a> {
         self.remove(b, size)?;
         let (b, size) = if lead > 0 {
             // Alignment left a gap at the front: it becomes a free block of its own. Its
-            // predecessor is not free (b was free, and free blocks never touch).
+            // predecessor is not free (b was free, and free blocks never touch). The new
+            // block's header is written before `b` shrinks, so the size words tile the heap
+            // at every instant (what `rebuild` relies on after a crash).
+            let nb = b + lead;
+            self.set_block(nb, size - lead, false)?;
+            self.word(nb + 8)?.store(lead, Relaxed);
             self.set_block(b, lead, false)?;
             self.push(b, lead)?;
-            let nb = b + lead;
-            self.word(nb + 8)?.store(lead, Relaxed);
             (nb, size - lead)
         } else {
             (b, size)
@@ -411,6 +414,67 @@ impl<'a> Heap<'a> {
             unit = base + 64;
         }
         Ok(())
+    }
+
+    /// Repairs the heap after a process died inside the allocator (the allocator lock told
+    /// its next holder so). Every step of `alloc` and `free` changes one word at a time in an
+    /// order that keeps the blocks' size words tiling the heap, and the bitmap bit of a block
+    /// is set last when it is handed out and cleared first when it is freed; so the size
+    /// words and the bitmap are the truth, and everything else is rebuilt from them: each
+    /// block's flag and `prev_size`, neighbouring free blocks merged, the free lists, and
+    /// the used and live figures. A block the dead process was being handed stays allocated
+    /// (leaked), never handed out twice. Fails with `CorruptRegion` if the size words do not
+    /// tile the heap (damage, not a crash).
+    pub(crate) fn rebuild(&self) -> Result<()> {
+        // First pass: the tiling must hold before anything is rewritten.
+        let mut b = self.start;
+        while b < self.end {
+            let (size, _) = self.block(b)?;
+            b += size;
+        }
+        if b != self.end {
+            return Err(corrupt(format!(
+                "blocks end at {b:#x}, the heap at {:#x}",
+                self.end
+            )));
+        }
+        for head in &self.hdr.bins {
+            head.store(0, Relaxed);
+        }
+        let (mut used_bytes, mut live) = (0u64, 0u64);
+        let (mut b, mut prev_size) = (self.start, 0u64);
+        while b < self.end {
+            let (mut size, _) = self.block(b)?;
+            let used = self.is_live_start(b)?;
+            if used {
+                used_bytes += size;
+                live += 1;
+            } else {
+                // Swallow the free (or never finished) blocks that follow.
+                while b + size < self.end && !self.is_live_start(b + size)? {
+                    let (more, _) = self.block(b + size)?;
+                    size += more;
+                }
+            }
+            self.set_block(b, size, used)?;
+            self.word(b + 8)?.store(prev_size, Relaxed);
+            if !used {
+                self.push(b, size)?;
+            }
+            prev_size = size;
+            b += size;
+        }
+        self.hdr.used.store(used_bytes, Relaxed);
+        self.hdr.live.store(live, Relaxed);
+        self.check()
+    }
+
+    /// Whether a live object starts at `payload - HDR` (for repairing the root table).
+    pub(crate) fn is_live_payload(&self, payload: u64) -> bool {
+        payload
+            .checked_sub(HDR)
+            .filter(|b| *b >= self.start && *b < self.end && (b - self.start) % GRAN == 0)
+            .is_some_and(|b| self.is_live_start(b).unwrap_or(false))
     }
 
     /// Walks the whole heap and reports the first inconsistency: blocks that do not tile

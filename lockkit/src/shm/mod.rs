@@ -241,8 +241,25 @@ impl ShmRegion {
         }
     }
 
-    fn alloc_lock(&self) -> GenLockGuard<'_> {
-        self.header().alloc_lock.lock()
+    /// Takes the allocator lock. If a process died holding it (inside `alloc`, `free`,
+    /// `publish` or `unpublish`), the heap and the root table are repaired first
+    /// (`Heap::rebuild`) and the lock marked consistent; if the damage cannot be repaired,
+    /// `CorruptRegion`, and the next caller tries again.
+    fn alloc_lock(&self) -> Result<GenLockGuard<'_>> {
+        let mut g = self.header().alloc_lock.lock();
+        if GenLockGuard::owner_died(&g) {
+            self.heap().rebuild()?;
+            let heap = self.heap();
+            for root in &self.header().roots {
+                if root.name.iter().any(|w| w.load(Relaxed) != 0)
+                    && !heap.is_live_payload(root.offset.load(Relaxed))
+                {
+                    clear_root(root);
+                }
+            }
+            GenLockGuard::mark_consistent(&mut g);
+        }
+        Ok(g)
     }
 
     /// # Safety
@@ -266,7 +283,7 @@ impl ShmRegion {
     }
 
     fn alloc_block(&self, layout: Layout) -> Result<(u64, u64)> {
-        let _g = self.alloc_lock();
+        let _g = self.alloc_lock()?;
         self.heap().alloc(layout)
     }
 
@@ -337,7 +354,7 @@ impl ShmRegion {
         if !Arc::ptr_eq(&owner.inner, &self.inner) {
             return Err(Error::ForeignHandle);
         }
-        let _g = self.alloc_lock();
+        let _g = self.alloc_lock()?;
         self.unpublish_offset(offset);
         self.heap().free(offset, gen)
     }
@@ -347,7 +364,7 @@ impl ShmRegion {
     /// a process died inside the allocator. `Ok` means the heap's blocks, boundary tags,
     /// bitmap, free lists and figures all agree.
     pub fn check(&self) -> Result<()> {
-        let _g = self.alloc_lock();
+        let _g = self.alloc_lock()?;
         self.heap().check()
     }
 
@@ -403,7 +420,7 @@ impl ShmRegion {
 
     /// The allocator's figures (used, free, largest free block).
     pub fn stats(&self) -> Result<RegionStats> {
-        let _g = self.alloc_lock();
+        let _g = self.alloc_lock()?;
         Ok(RegionStats {
             size: self.size(),
             heap_size: (self.inner.heap_end - self.inner.heap_start) as usize,
@@ -449,7 +466,7 @@ impl ShmRegion {
             return Err(Error::ForeignHandle);
         }
         let key = root_key(name)?;
-        let _g = self.alloc_lock();
+        let _g = self.alloc_lock()?;
         // A handle whose object another process (or a copy of the handle) freed: publishing
         // it would hand its memory to whoever looks the name up.
         self.heap().check_handle(offset, gen)?;
@@ -476,7 +493,7 @@ impl ShmRegion {
     /// Removes the root called `name` (the object itself stays allocated).
     pub fn unpublish(&self, name: &str) -> Result<()> {
         let key = root_key(name)?;
-        let _g = self.alloc_lock();
+        let _g = self.alloc_lock()?;
         let root = find_root(&self.header().roots, &key)
             .ok_or_else(|| Error::RootNotFound { name: name.into() })?;
         clear_root(root);
@@ -494,7 +511,7 @@ impl ShmRegion {
 
     fn root_offset(&self, name: &str, tag: u64, expected: &str) -> Result<u64> {
         let key = root_key(name)?;
-        let _g = self.alloc_lock();
+        let _g = self.alloc_lock()?;
         let root = find_root(&self.header().roots, &key)
             .ok_or_else(|| Error::RootNotFound { name: name.into() })?;
         if root.tag.load(Relaxed) != tag {
