@@ -497,3 +497,26 @@ fn a_process_killed_anywhere_in_alloc_or_free_leaves_a_heap_the_next_user_repair
     }
     assert_eq!(repaired_or_clean, 200);
 }
+
+#[test]
+fn what_a_dead_process_left_allocated_is_reported_in_stats() {
+    let _s = serial();
+    let region = ShmRegion::anonymous(1 << 20).unwrap();
+    let _mine = region.alloc([1u64; 4]).unwrap();
+    let before = region.stats().unwrap().heap;
+    assert_eq!(before.orphaned_allocations, 0, "{before:?}");
+    let child = fork(|| {
+        for i in 0..3u64 {
+            std::mem::forget(region.alloc([i; 4]).unwrap());
+        }
+        0
+    });
+    assert_eq!(child.join(), 0);
+    let after = region.stats().unwrap().heap;
+    assert_eq!(after.orphaned_allocations, 3, "{after:?}");
+    assert!(after.orphaned_bytes >= 3 * 32, "{after:?}");
+    assert_eq!(
+        after.allocations, 4,
+        "they are still allocated: nothing is reclaimed"
+    );
+}

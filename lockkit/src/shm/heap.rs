@@ -39,6 +39,10 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use super::header::{Header, NBINS};
 use crate::{Error, Result};
 
+/// A block's generation: a counter in the low bits, the allocating pid above.
+const GEN_PID_SHIFT: u32 = 42;
+const GEN_COUNTER: u64 = (1 << GEN_PID_SHIFT) - 1;
+
 /// Block granularity and header size.
 pub(crate) const GRAN: u64 = 32;
 const HDR: u64 = 32;
@@ -82,6 +86,12 @@ pub struct HeapStats {
     pub free_blocks: usize,
     /// Number of live allocations.
     pub allocations: usize,
+    /// Live allocations made by processes that no longer exist: memory a crashed (or
+    /// finished) process never freed. Nobody else can know whether it is still in use, so
+    /// it is reported, not reclaimed (as Kamailio does).
+    pub orphaned_allocations: usize,
+    /// The bytes those hold, block headers included.
+    pub orphaned_bytes: usize,
 }
 
 fn bin(size: u64) -> usize {
@@ -301,7 +311,10 @@ impl<'a> Heap<'a> {
             size
         };
         self.set_block(b, used, true)?;
-        let gen = self.hdr.next_gen.fetch_add(1, Relaxed).max(1);
+        // The generation's top bits name the allocating process, for `stats` to find what
+        // dead processes left behind.
+        let counter = self.hdr.next_gen.fetch_add(1, Relaxed) & GEN_COUNTER;
+        let gen = counter.max(1) | u64::from(std::process::id()) << GEN_PID_SHIFT;
         self.word(b + 16)?.store(layout.tag, Relaxed);
         self.word(b + 24)?.store(gen, Relaxed);
         self.set_live_start(b, true)?;
@@ -608,7 +621,32 @@ impl<'a> Heap<'a> {
                 None::<()>
             })?;
         }
+        // Live blocks of processes that are gone (one /proc look per distinct pid).
+        let (mut orphans, mut orphan_bytes) = (0usize, 0u64);
+        let mut known: Vec<(u32, bool)> = Vec::new();
+        let mut b = self.start;
+        while b < self.end {
+            let (size, _) = self.block(b)?;
+            if self.is_live_start(b)? {
+                let pid = (self.word(b + 24)?.load(Relaxed) >> GEN_PID_SHIFT) as u32;
+                let gone = match known.iter().find(|(p, _)| *p == pid) {
+                    Some(&(_, gone)) => gone,
+                    None => {
+                        let gone = pid != 0 && !crate::sys::process_exists(pid);
+                        known.push((pid, gone));
+                        gone
+                    }
+                };
+                if gone {
+                    orphans += 1;
+                    orphan_bytes += size;
+                }
+            }
+            b += size;
+        }
         Ok(HeapStats {
+            orphaned_allocations: orphans,
+            orphaned_bytes: orphan_bytes as usize,
             used: self.hdr.used.load(Relaxed) as usize,
             free: free as usize,
             largest_free: largest as usize,
