@@ -5,7 +5,9 @@ use std::sync::atomic::{AtomicUsize, Ordering::*};
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::Duration;
 
-use lockkit::grp::{ChainError, ChainLock, GrpLock, Released, ReplaceError, SetEntry};
+use lockkit::grp::{
+    ChainError, ChainLock, Destroyed, ForceDestroyError, GrpLock, Released, ReplaceError, SetEntry,
+};
 use lockkit::{GenLock, ShmRegion};
 
 fn counter() -> Arc<AtomicUsize> {
@@ -206,7 +208,7 @@ fn chaining_while_held_takes_the_new_lock_so_the_releases_match() {
 }
 
 #[test]
-fn chaining_a_busy_lock_before_a_held_one_is_refused_rather_than_taken_out_of_order() {
+fn chaining_a_busy_lock_while_holding_is_refused_rather_than_waited_for() {
     let group = GrpLock::new();
     let early = Arc::new(GenLock::new());
     let g = group.lock();
@@ -222,14 +224,13 @@ fn chaining_a_busy_lock_before_a_held_one_is_refused_rather_than_taken_out_of_or
         rx.recv().unwrap();
         (t, done_tx)
     };
-    assert_eq!(
-        group.chain_lock(early.clone(), -1),
-        Err(ChainError::WouldBreakOrder)
-    );
+    for pos in [-1, 1] {
+        assert_eq!(group.chain_lock(early.clone(), pos), Err(ChainError::Busy));
+    }
     assert_eq!(group.chain_order(), vec![0], "nothing changed");
     elsewhere.1.send(()).unwrap();
     elsewhere.0.join().unwrap();
-    // Free now: taking it out of order cannot block, so it is chained and taken.
+    // Free now: it is chained and taken at once, whatever its pos.
     group.chain_lock(early.clone(), -1).unwrap();
     assert!(early.is_locked());
     drop(g);
@@ -310,7 +311,7 @@ fn unchaining_while_other_threads_acquire_and_release_never_hangs_or_leaks_a_loc
 }
 
 #[test]
-fn replace_moves_the_handlers_and_kills_the_old_group() {
+fn replace_moves_the_handlers_and_makes_the_old_handles_stand_for_the_new_group() {
     let order = Arc::new(Mutex::new(Vec::new()));
     let old = GrpLock::new();
     let new = GrpLock::new();
@@ -326,15 +327,31 @@ fn replace_moves_the_handlers_and_kills_the_old_group() {
     old.chain_lock(ext.clone(), -1).unwrap();
     let old_ref = old.add_ref();
     GrpLock::replace(&old, &new).unwrap();
-    assert!(old.is_destroyed() && old_ref.is_destroyed());
+    assert!(!old.is_destroyed() && !old_ref.is_destroyed());
     assert_eq!(old.chain_order(), vec![0], "the old chain was unchained");
-    assert!(old.downgrade().upgrade().is_none());
+    {
+        let _g = old.lock();
+        assert!(
+            new.is_held_by_current_thread(),
+            "old's handle takes the new group"
+        );
+        assert!(!ext.is_locked());
+    }
+    push(&old, "late");
+    assert_eq!(
+        new.handler_count(),
+        4,
+        "a handler added through old goes to new"
+    );
+    assert!(old.downgrade().upgrade().is_some());
     drop(old);
     drop(old_ref);
     assert!(order.lock().unwrap().is_empty(), "old's death runs nothing");
-    assert_eq!(new.handler_count(), 3);
     assert_eq!(new.dec_ref(), Released::Gone);
-    assert_eq!(*order.lock().unwrap(), vec!["new-1", "old-1", "old-2"]);
+    assert_eq!(
+        *order.lock().unwrap(),
+        vec!["new-1", "old-1", "old-2", "late"]
+    );
     assert!(!ext.is_locked());
 }
 
@@ -363,23 +380,49 @@ fn replace_is_refused_while_a_thread_holds_the_old_group() {
         Err(ReplaceError::SameGroup)
     );
     GrpLock::replace(&old, &new).unwrap();
+    // `old` stands for `new` now.
+    assert_eq!(GrpLock::replace(&old, &new), Err(ReplaceError::SameGroup));
+    assert_eq!(GrpLock::replace(&new, &old), Err(ReplaceError::SameGroup));
+    // A chain that would make the new group chain itself is refused.
+    let third = GrpLock::new();
+    third.chain_lock(Arc::new(new.clone()), 1).unwrap();
+    assert_eq!(GrpLock::replace(&new, &third), Err(ReplaceError::Cycle));
+    // A destroyed group cannot be replaced, nor replace.
+    let dead = GrpLock::new();
+    dead.force_destroy().unwrap();
     assert_eq!(
-        GrpLock::replace(&old, &new),
+        GrpLock::replace(&dead, &new),
         Err(ReplaceError::OldGroupGone)
+    );
+    assert_eq!(
+        GrpLock::replace(&third, &dead),
+        Err(ReplaceError::NewGroupGone)
     );
 }
 
 #[test]
-#[should_panic(expected = "destroyed by force_destroy or replace")]
-fn locking_a_replaced_group_panics_with_a_clear_message() {
-    let old = GrpLock::new();
-    let new = GrpLock::new();
-    GrpLock::replace(&old, &new).unwrap();
-    let _g = old.lock();
+#[should_panic(expected = "use lock_alive where that can happen")]
+fn locking_a_force_destroyed_group_panics_with_a_clear_message() {
+    let group = GrpLock::new();
+    let other = group.clone();
+    other.force_destroy().unwrap();
+    let _g = group.lock();
 }
 
 #[test]
-fn force_destroy_runs_the_handlers_once_and_releases_what_the_caller_held() {
+fn lock_alive_tells_a_force_destroyed_group_with_an_error() {
+    let group = GrpLock::new();
+    assert!(group.lock_alive().is_ok());
+    group.clone().force_destroy().unwrap();
+    assert_eq!(group.lock_alive().err(), Some(Destroyed));
+    assert_eq!(
+        group.force_destroy(),
+        Err(ForceDestroyError::AlreadyDestroyed)
+    );
+}
+
+#[test]
+fn force_destroy_runs_the_handlers_once_and_unchains_the_chained_locks() {
     let ran = counter();
     let group = GrpLock::new();
     let r = ran.clone();
@@ -390,15 +433,21 @@ fn force_destroy_runs_the_handlers_once_and_releases_what_the_caller_held() {
     group.chain_lock(ext.clone(), 1).unwrap();
     let other = group.clone();
     let g = group.lock();
-    let g2 = group.lock();
-    assert!(ext.is_locked());
-    assert!(group.force_destroy());
-    assert!(!ext.is_locked(), "the chained lock was released");
+    assert_eq!(group.force_destroy(), Err(ForceDestroyError::HeldByCaller));
+    assert_eq!(ran.load(SeqCst), 0);
+    // Another thread waits until the holder lets go, then destroys.
+    let destroyer = std::thread::spawn(move || other.force_destroy());
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(ran.load(SeqCst), 0, "destroyed while held");
+    drop(g);
+    destroyer.join().unwrap().unwrap();
     assert_eq!(ran.load(SeqCst), 1);
-    drop(g2);
-    drop(g); // inert now
-    assert!(!group.force_destroy());
-    drop(other);
+    assert!(!ext.is_locked());
+    assert_eq!(group.chain_order(), vec![0], "the chain was dropped");
+    assert_eq!(
+        group.force_destroy(),
+        Err(ForceDestroyError::AlreadyDestroyed)
+    );
     drop(group);
     assert_eq!(ran.load(SeqCst), 1);
 }

@@ -261,7 +261,9 @@ pub struct WriteGuard<'a, T> {
 }
 
 impl<'a, T> WriteGuard<'a, T> {
-    fn new(lock: &'a RwLock<T>) -> Self {
+    /// A guard for the write lock the calling thread holds (also how the group lock gives
+    /// back a write lock it took for its chain and forgot).
+    pub(crate) fn new(lock: &'a RwLock<T>) -> Self {
         WriteGuard {
             lock,
             _not_send: PhantomData,
