@@ -120,6 +120,7 @@ impl Drop for Inner {
 struct OwnHeld<'a>(&'a Inner);
 
 impl Drop for OwnHeld<'_> {
+    #[inline]
     fn drop(&mut self) {
         // SAFETY: made only right after this thread took the own lock.
         unsafe { self.0.own.unlock() }
@@ -135,8 +136,56 @@ struct Undo<'a> {
 
 impl Drop for Undo<'_> {
     fn drop(&mut self) {
-        // SAFETY: this thread holds the own lock and took the first `taken` links.
-        unsafe { self.group.release_links(self.taken) }
+        let taken = self.taken;
+        // SAFETY: this thread holds the own lock and took the first `taken` links. The
+        // access is shared and lasts the walk, which calls out, but nothing writes the chain
+        // meanwhile (see `Inner::try_chain`).
+        unsafe { self.group.chain.with(|c| release_all(&c[..taken])) };
+    }
+}
+
+/// Gives back every lock of `links`, last first. If one panics, the others are still given
+/// back (a second panic aborts).
+///
+/// # Safety
+/// The calling thread holds the own lock of the group whose chain `links` is (or is part
+/// of), and holds each of these locks through it.
+#[inline]
+unsafe fn release_all(links: &[Link]) {
+    /// The links not given back yet; on unwind, gives them back.
+    struct Rest<'a>(&'a [Link]);
+    impl Drop for Rest<'_> {
+        fn drop(&mut self) {
+            for l in self.0.iter().rev() {
+                // SAFETY: per `release_all`'s contract.
+                unsafe { l.lock.chain_release() };
+            }
+        }
+    }
+    let mut rest = Rest(links);
+    while let Some((last, init)) = rest.0.split_last() {
+        rest.0 = init;
+        // SAFETY: per the contract.
+        unsafe { last.lock.chain_release() };
+    }
+    // Empty now: nothing left to do on the normal path.
+    std::mem::forget(rest);
+}
+
+/// While the common chained path tries the chain: on unwind (a chained lock's code
+/// panicked), gives back the first `taken` links and the own lock.
+struct Trying<'a> {
+    group: &'a Inner,
+    links: &'a [Link],
+    taken: usize,
+}
+
+impl Drop for Trying<'_> {
+    fn drop(&mut self) {
+        // SAFETY: this thread holds the own lock and took these links.
+        unsafe { release_all(&self.links[..self.taken]) };
+        // SAFETY: this thread took the own lock in `enter`.
+        unsafe { self.group.own.unlock() };
     }
 }
 
@@ -148,13 +197,12 @@ enum Try {
 }
 
 /// Tries `lock` (`group`: it is a group lock, whose death is told apart from busy).
+#[inline(always)]
 fn try_link(lock: &dyn ChainLock, group: bool) -> Try {
-    if let Some(g) = lock.chain_group().filter(|_| group) {
-        return match g.inner.enter(Mode::Try) {
-            Ok(_) => Try::Taken,
-            Err(Fail::Busy) => Try::Busy,
-            Err(Fail::Dead) => Try::Gone,
-        };
+    if group {
+        if let Some(g) = lock.chain_group() {
+            return try_group(g);
+        }
     }
     if lock.chain_try_acquire() {
         Try::Taken
@@ -163,10 +211,19 @@ fn try_link(lock: &dyn ChainLock, group: bool) -> Try {
     }
 }
 
+#[inline(never)]
+fn try_group(g: &GrpLock) -> Try {
+    match g.inner.enter(Mode::Try) {
+        Ok(_) => Try::Taken,
+        Err(Fail::Busy) => Try::Busy,
+        Err(Fail::Dead) => Try::Gone,
+    }
+}
+
 /// Waits, as `mode` allows, until `lock` was free once (taking and giving it back), holding
 /// nothing. False if `mode` gave up.
 fn wait_for(lock: &dyn ChainLock, group: bool, mode: Mode) -> bool {
-    if let Some(g) = lock.chain_group().filter(|_| group) {
+    if let Some(g) = group.then(|| lock.chain_group()).flatten() {
         return match g.inner.enter(mode) {
             Ok(held) => {
                 // SAFETY: taken just above by this thread.
@@ -259,11 +316,43 @@ impl Inner {
         }
         // Flags change only under the own lock, which this thread holds: a relaxed load
         // sees the latest.
-        if self.flags.load(Relaxed) == 0 {
+        let flags = self.flags.load(Relaxed);
+        if flags == 0 || (flags == CHAINED && self.try_chain()) {
             self.become_holder(me);
             return Ok(self);
         }
         self.enter_slow(me, mode)
+    }
+
+    /// The common chained case: tries every chained lock, in order. True if all were taken;
+    /// otherwise (one was busy, or is a dead group) gives back what it took and returns
+    /// false, leaving the own lock held, for `enter_slow` to sort out.
+    #[inline]
+    fn try_chain(&self) -> bool {
+        // SAFETY: this thread holds the own lock. The access is shared and lasts the walk;
+        // it calls out (the chained locks' code), but nothing can write the chain
+        // meanwhile: only an own holder does, which is this thread, and it does not here
+        // (a re-entrant edit would first have to take the own lock, and panics instead).
+        unsafe {
+            self.chain.with(|links| {
+                let mut trying = Trying {
+                    group: self,
+                    links,
+                    taken: 0,
+                };
+                for l in links {
+                    if !matches!(try_link(&*l.lock, l.group), Try::Taken) {
+                        let taken = trying.taken;
+                        std::mem::forget(trying);
+                        release_all(&links[..taken]);
+                        return false;
+                    }
+                    trying.taken += 1;
+                }
+                std::mem::forget(trying);
+                true
+            })
+        }
     }
 
     #[inline(always)]
@@ -377,29 +466,6 @@ impl Inner {
         Ok(())
     }
 
-    /// Gives back the first `n` chained locks, in reverse; if one panics, the rest are still
-    /// given back.
-    ///
-    /// # Safety
-    /// The calling thread holds the own lock and holds those locks through the chain.
-    unsafe fn release_links(&self, n: usize) {
-        struct Rest<'a>(&'a Inner, usize);
-        impl Drop for Rest<'_> {
-            fn drop(&mut self) {
-                while self.1 > 0 {
-                    self.1 -= 1;
-                    let i = self.1;
-                    // SAFETY: the own lock is held; the access is short.
-                    let lock = unsafe { self.0.chain.with(|c| Arc::as_ptr(&c[i].lock)) };
-                    // SAFETY: the Arc stays in the chain (see `take_links`), and this
-                    // thread took the lock (the caller's contract).
-                    unsafe { (*lock).chain_release() };
-                }
-            }
-        }
-        drop(Rest(self, n));
-    }
-
     /// Gives back one level; the outermost release gives back every chained lock, in
     /// reverse, then the own lock.
     ///
@@ -426,13 +492,13 @@ impl Inner {
         }
     }
 
-    #[cold]
+    #[inline]
     fn release_chain(&self) {
         let held = OwnHeld(self);
-        // SAFETY: this thread holds the own lock; the access is short.
-        let n = unsafe { self.chain.with(Vec::len) };
-        // SAFETY: the holder holds every chained lock (the module's invariant).
-        unsafe { self.release_links(n) };
+        // SAFETY: this thread holds the own lock. The access is shared and lasts the walk,
+        // which calls out, but nothing writes the chain meanwhile (see `try_chain`); the
+        // holder holds every chained lock (the module's invariant).
+        unsafe { self.chain.with(|links| release_all(links)) };
         drop(held);
     }
 
