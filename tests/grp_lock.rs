@@ -570,3 +570,122 @@ fn dump_names_the_line_that_leaked_a_reference() {
     drop(leaked);
     assert!(group.dump().contains("1 reference(s)"));
 }
+
+#[test]
+fn try_lock_for_gives_up_at_the_deadline_and_takes_the_group_once_free() {
+    let group = GrpLock::new();
+    let ext = Arc::new(GenLock::new());
+    group.chain_lock(ext.clone(), 1).unwrap();
+    assert!(
+        group.try_lock_for(Duration::ZERO).is_some(),
+        "free: taken at once"
+    );
+    // The own lock busy: another thread holds the group.
+    let (held_tx, held_rx) = std::sync::mpsc::channel();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let holder = {
+        let group = group.clone();
+        std::thread::spawn(move || {
+            let _g = group.lock();
+            held_tx.send(()).unwrap();
+            go_rx.recv().unwrap();
+        })
+    };
+    held_rx.recv().unwrap();
+    let t = std::time::Instant::now();
+    assert!(group.try_lock_for(Duration::from_millis(50)).is_none());
+    let waited = t.elapsed();
+    assert!(
+        waited >= Duration::from_millis(40) && waited < Duration::from_secs(5),
+        "waited {waited:?} for a 50 ms timeout"
+    );
+    go_tx.send(()).unwrap();
+    holder.join().unwrap();
+    // A chained lock busy: given back (with the own lock) at the deadline.
+    let busy = ext.lock();
+    assert!(group.try_lock_for(Duration::from_millis(30)).is_none());
+    let other = group.clone();
+    let ext2 = ext.clone();
+    let taker = std::thread::spawn(move || {
+        let g = other.try_lock_for(Duration::from_secs(10));
+        let got = g.is_some() && ext2.owner().map(|o| o.tid) == Some(unsafe_gettid());
+        drop(g);
+        got
+    });
+    std::thread::sleep(Duration::from_millis(30));
+    drop(busy);
+    assert!(taker.join().unwrap(), "the group was not taken once free");
+    assert!(!ext.is_locked());
+}
+
+fn unsafe_gettid() -> u32 {
+    // SAFETY: gettid takes no arguments and cannot fail.
+    unsafe { libc::gettid() as u32 }
+}
+
+#[test]
+fn a_recursive_lock_can_be_chained_and_its_holder_takes_the_group_through_it() {
+    use lockkit::RecLock;
+    // PJSUA's application lock: recursive, chained before the dialog's group.
+    let app = Arc::new(RecLock::new());
+    let dialog = GrpLock::new();
+    dialog.chain_lock(app.clone(), -1).unwrap();
+    {
+        let _a = app.lock(); // the application holds its lock, then enters the dialog
+        let g = dialog.lock();
+        assert_eq!(app.depth(), 2);
+        drop(g);
+        assert_eq!(app.depth(), 1);
+    }
+    assert!(!app.is_locked());
+    // While another thread holds the application lock, the dialog cannot be taken.
+    let (held_tx, held_rx) = std::sync::mpsc::channel();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let a = app.clone();
+    let t = std::thread::spawn(move || {
+        let _a = a.lock();
+        held_tx.send(()).unwrap();
+        go_rx.recv().unwrap();
+    });
+    held_rx.recv().unwrap();
+    assert!(dialog.try_lock().is_none());
+    assert!(dialog.try_lock_for(Duration::from_millis(20)).is_none());
+    go_tx.send(()).unwrap();
+    t.join().unwrap();
+    let g = dialog.lock();
+    assert_eq!(app.depth(), 1);
+    drop(g);
+    assert!(!app.is_locked());
+}
+
+#[test]
+fn the_write_side_of_an_rwlock_can_be_chained() {
+    use lockkit::grp::WriteSide;
+    use lockkit::RwLock;
+    let routes = Arc::new(RwLock::new(0u32));
+    let group = GrpLock::new();
+    let side: Arc<dyn ChainLock> = Arc::new(WriteSide::new(routes.clone()));
+    group.chain_lock(side.clone(), 1).unwrap();
+    assert_eq!(
+        group.chain_lock(Arc::new(WriteSide::new(routes.clone())), 2),
+        Err(ChainError::AlreadyChained),
+        "two handles of one RwLock are the same lock"
+    );
+    {
+        let _g = group.lock();
+        assert!(routes.try_read().is_none() && routes.try_write().is_none());
+    }
+    assert!(routes.try_read().is_some());
+    {
+        let _r = routes.read();
+        assert!(group.try_lock().is_none(), "a reader keeps the writer out");
+        assert!(group.try_lock_for(Duration::from_millis(20)).is_none());
+    }
+    let g = group.lock();
+    assert!(group.unchain_lock(&side));
+    assert!(
+        routes.try_write().is_some(),
+        "unchained by the holder: released at once"
+    );
+    drop(g);
+}

@@ -43,7 +43,9 @@ use std::time::{Duration, Instant};
 use super::chain::{insert_at, same_lock, ChainLock, Link};
 use super::error::{ChainError, ForceDestroyError, ReplaceError};
 use super::life::{run, Entry, Life};
-use super::sync::{lock_mutex, tid, AtomicU32, AtomicU8, HolderCell, Mutex, Ordering::*, OwnLock};
+use super::sync::{
+    lock_mutex, tid, AtomicPtr, AtomicU32, AtomicU8, HolderCell, Mutex, Ordering::*, OwnLock,
+};
 use super::{debug, graph, GrpLock};
 
 /// The chain is not empty.
@@ -93,6 +95,11 @@ pub(crate) struct Inner {
     flags: AtomicU8,
     chain: HolderCell<Vec<Link>>,
     forward: OnceLock<GrpLock>,
+    /// Null, or the last group of this one's forwards seen so far, so that a group replaced
+    /// many times over resolves in one step. Sound because every group on the line of
+    /// forwards is kept alive by this one's `forward` (a strong reference, never cleared
+    /// while this group lives).
+    shortcut: AtomicPtr<Inner>,
     pub(crate) subgroups: Mutex<Vec<Weak<Inner>>>,
     /// Unique among groups of this process, for handler ids.
     pub(crate) id: u64,
@@ -259,6 +266,7 @@ impl Inner {
             flags: AtomicU8::new(0),
             chain: HolderCell::new(Vec::new()),
             forward: OnceLock::new(),
+            shortcut: AtomicPtr::new(std::ptr::null_mut()),
             subgroups: Mutex::new(Vec::new()),
             id,
             life: Life::new(),
@@ -269,10 +277,27 @@ impl Inner {
     /// The group this one stands for: itself, or the end of its `replace` forwards.
     #[inline]
     pub(crate) fn resolve(&self) -> &Inner {
-        let mut g = self;
+        if self.forward.get().is_none() {
+            return self;
+        }
+        self.resolve_forwards()
+    }
+
+    #[cold]
+    fn resolve_forwards(&self) -> &Inner {
+        let short = self.shortcut.load(Acquire);
+        let mut g: &Inner = if short.is_null() {
+            self
+        } else {
+            // SAFETY: set below to a group on this one's line of forwards, which this
+            // group's `forward` keeps alive (see the field).
+            unsafe { &*short }
+        };
         while let Some(f) = g.forward.get() {
             g = &f.inner;
         }
+        self.shortcut
+            .store(g as *const Inner as *mut Inner, Release);
         g
     }
 
@@ -310,6 +335,11 @@ impl Inner {
             // SAFETY: this thread holds the group; the access is short.
             unsafe { self.depth.with_mut(|d| *d += 1) };
             return Ok(self);
+        }
+        // A replaced group is never taken again: go straight to the group that stands for
+        // it. (A stale flag is caught under the own lock below.)
+        if self.flags.load(Relaxed) & REPLACED != 0 {
+            return self.enter_replaced(mode);
         }
         if !self.take_own(mode) {
             return Err(Fail::Busy);
@@ -375,6 +405,12 @@ impl Inner {
         // SAFETY: this thread holds the own lock and every chained lock, and has just
         // become the holder; the access is short.
         unsafe { self.depth.with_mut(|d| *d = 1) };
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn enter_replaced(&self, mode: Mode) -> Result<&Inner, Fail> {
+        self.resolve().enter(mode)
     }
 
     /// The own lock is held; the group is chained, destroyed or replaced.
@@ -756,16 +792,17 @@ impl Inner {
 
 /// A reference is given back: if it was the last, the group is destroyed (its handlers run)
 /// and, if it had been replaced, its reference to the new group is given back in turn.
-pub(crate) fn release_ref(arc: Arc<Inner>) -> super::Released {
-    match Arc::into_inner(arc) {
-        None => super::Released::Alive,
-        Some(mut inner) => {
-            let forward = inner.forward.take();
-            drop(inner);
-            match forward {
-                Some(f) => f.dec_ref(),
-                None => super::Released::Gone,
-            }
+/// A loop, not a recursion: a group replaced many times over leaves a long line of forwards.
+pub(crate) fn release_ref(mut arc: Arc<Inner>) -> super::Released {
+    loop {
+        let Some(mut inner) = Arc::into_inner(arc) else {
+            return super::Released::Alive;
+        };
+        let forward = inner.forward.take();
+        drop(inner);
+        match forward {
+            Some(f) => arc = f.into_arc(),
+            None => return super::Released::Gone,
         }
     }
 }

@@ -181,6 +181,14 @@ impl GrpLock {
         }
     }
 
+    /// The reference this handle holds, without giving it back.
+    fn into_arc(self) -> Arc<Inner> {
+        let mut this = ManuallyDrop::new(self);
+        this.inner.refs.forget(this.ref_id);
+        // SAFETY: `this` is never dropped (ManuallyDrop), so the Arc is taken exactly once.
+        unsafe { ManuallyDrop::take(&mut this.inner) }
+    }
+
     /// The handle that stands for this one: itself, or (after `replace`) the new group's.
     fn resolved(&self) -> &GrpLock {
         let mut h = self;
@@ -210,10 +218,7 @@ impl GrpLock {
     /// impossible. After a [`replace`](GrpLock::replace), the old group's handles together
     /// hold one reference to the new group: `Gone` means the new group went.
     pub fn dec_ref(self) -> Released {
-        let mut this = ManuallyDrop::new(self);
-        this.inner.refs.forget(this.ref_id);
-        // SAFETY: `this` is never dropped (ManuallyDrop), so the Arc is taken exactly once.
-        release_ref(unsafe { ManuallyDrop::take(&mut this.inner) })
+        release_ref(self.into_arc())
     }
 
     /// The number of references (PJLIB's `pj_grp_lock_get_ref`), handles and owned guards

@@ -12,12 +12,12 @@
 
 #[cfg(loom)]
 pub(crate) use loom::sync::{
-    atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering},
+    atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicU8, Ordering},
     Mutex, MutexGuard,
 };
 #[cfg(not(loom))]
 pub(crate) use std::sync::{
-    atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering},
+    atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicU8, Ordering},
     Mutex, MutexGuard,
 };
 
