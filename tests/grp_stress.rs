@@ -76,7 +76,7 @@ fn lockers_try_lockers_and_a_chain_editor_count_exactly() {
                     // Plain and recursive lockers.
                     0 | 1 => {
                         let g = group.lock();
-                        if mine % 7 == 0 {
+                        if matches!(mine % 7, 0) {
                             let _again = group.lock();
                             n.bump();
                         } else {
@@ -86,7 +86,7 @@ fn lockers_try_lockers_and_a_chain_editor_count_exactly() {
                     }
                     // A try-locker.
                     2 => {
-                        let g = if mine % 2 == 0 {
+                        let g = if matches!(mine % 2, 0) {
                             group.try_lock()
                         } else {
                             group.try_lock_for(Duration::from_micros(200))
