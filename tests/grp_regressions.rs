@@ -106,6 +106,41 @@ fn force_destroy_is_refused_while_a_member_is_lent_and_the_member_stays_usable()
     assert_eq!(tsx.lock().branch, vec![1, 2, 3, 4]);
 }
 
+/// The issue's own reproduction: `force_destroy` inside `locked!` on a `#[grp_member]`,
+/// then a use of the member. It was `free(): invalid next size` (the member dropped under
+/// the block); the destroy is refused now and the member is intact.
+#[lockkit::grp_member]
+struct Branchy {
+    #[grp]
+    dialog: WeakGrpLock,
+    branch: Vec<u8>,
+}
+
+#[test]
+fn force_destroy_inside_locked_on_a_member_is_refused_and_the_member_stays_valid() {
+    let dialog = GrpLock::new();
+    let tsx = Branchy {
+        dialog: WeakGrpLock::new(),
+        branch: vec![1, 2, 3],
+    }
+    .join(&dialog);
+    let destroyed = lockkit::locked!(t = tsx => {
+        let _ = catch_unwind(AssertUnwindSafe(|| dialog.force_destroy()));
+        let destroyed = dialog.is_destroyed();
+        if !destroyed {
+            // Before the fix, this was the use-after-free.
+            t.branch.push(4);
+        }
+        destroyed
+    });
+    assert!(
+        !destroyed,
+        "force_destroy went ahead while a member was lent"
+    );
+    assert_eq!(tsx.lock().branch, vec![1, 2, 3, 4]);
+    assert!(!dialog.is_destroyed());
+}
+
 // ---- 2. &mut Hold kept across a re-entrant acquire -----------------------------------------
 
 #[test]
@@ -355,11 +390,38 @@ fn members_follow_their_group_into_a_replacement() {
         assert!(c.group.upgrade().is_some());
     }));
     assert!(r.is_ok(), "the member could not be locked after replace");
+
     drop(old);
     drop(call);
     assert_eq!(ran.load(SeqCst), 0, "destroyed while the new group lives");
     drop(new);
     assert_eq!(ran.load(SeqCst), 12, "destroyed once, with both increments");
+}
+
+#[test]
+fn a_member_of_a_replaced_group_can_still_leave_early() {
+    let old = GrpLock::new();
+    let new = GrpLock::new();
+    let tsx = Member::join(
+        &old,
+        Tsx {
+            group: WeakGrpLock::new(),
+            branch: vec![7],
+        },
+    );
+    GrpLock::replace(&old, &new).unwrap();
+    assert_eq!(
+        new.handler_count(),
+        1,
+        "the member's handler moved to the new group"
+    );
+    let left = catch_unwind(AssertUnwindSafe(move || tsx.leave().branch));
+    assert_eq!(left.ok(), Some(vec![7]), "leave failed after replace");
+    assert_eq!(
+        new.handler_count(),
+        0,
+        "its handler was removed from the new group"
+    );
 }
 
 #[test]
