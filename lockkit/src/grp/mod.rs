@@ -51,7 +51,8 @@
 //!   forever): members keep a [`WeakGrpLock`].
 //! - [`replace`](GrpLock::replace) makes every handle of the old group a handle of the new
 //!   one: members, waiters and chains follow it. It is refused while a thread holds the old
-//!   group.
+//!   group. (A handle of a replaced group reaches the group that stands for it in one step,
+//!   however many replaces lie between; the groups on the way stay allocated while it lives.)
 //! - [`force_destroy`](GrpLock::force_destroy) is refused while the calling thread holds the
 //!   group (it could be using a member); threads waiting for the group when it goes are told
 //!   ([`lock_alive`](GrpLock::lock_alive) returns `Err`, `lock` panics saying so).
