@@ -3,11 +3,13 @@
 //! `cargo bench --bench grp_lock`; the figures live in BENCHMARKS.md.
 //!
 //! The machines these run on are shared and noisy, so this harness does not trust one long
-//! measurement per variant: it runs `ROUNDS` rounds, and in each round measures every
+//! measurement per variant: it runs `ROUNDS` short rounds, and in each round measures every
 //! variant once, back to back (the order rotating from round to round). A ratio is taken
 //! inside each round, between measurements made moments apart, and the table reports the
-//! median over the rounds, of the nanoseconds and of the ratios. Every guard goes through
-//! `black_box`, so the compiler cannot drop the work.
+//! median over the rounds, of the nanoseconds and of the ratios (many short rounds: a burst
+//! of load from another process spoils a few rounds, which the median drops, instead of one
+//! variant's whole measurement). Every guard goes through `black_box`, so the compiler cannot
+//! drop the work.
 //!
 //! - `GenLock`: one bare `GenLock`, lock + unlock (the yardstick for the group with nothing
 //!   chained).
@@ -23,8 +25,8 @@ use std::time::Instant;
 use lockkit::grp::GrpLock;
 use lockkit::GenLock;
 
-const ROUNDS: usize = 11;
-const ITERS: u32 = 2_000_000;
+const ROUNDS: usize = 31;
+const ITERS: u32 = 500_000;
 
 struct Variant {
     name: &'static str,
