@@ -239,6 +239,28 @@ fn a_force_destroyed_group_in_a_chain_is_dropped_and_its_parent_still_locks() {
     assert!(free_for_others(&a));
 }
 
+#[test]
+fn a_replaced_group_in_a_chain_is_followed_to_its_replacement() {
+    let a = GrpLock::new();
+    let l = Arc::new(GenLock::new());
+    let b = GrpLock::new();
+    let b2 = GrpLock::new();
+    a.chain_lock(dyn_lock(&l), -1).unwrap();
+    let b_link = group_link(&b);
+    a.chain_lock(b_link.clone(), 1).unwrap();
+    GrpLock::replace(&b, &b2).unwrap();
+    let locked = catch_unwind(AssertUnwindSafe(|| {
+        let g = a.lock();
+        let both = l.is_locked() && b2.is_held_by_current_thread();
+        drop(g);
+        both
+    }));
+    assert!(matches!(locked, Ok(true)), "{locked:?}");
+    assert!(!l.is_locked() && !b2.is_held_by_current_thread());
+    assert!(free_for_others(&b2));
+    assert!(catch_unwind(AssertUnwindSafe(|| a.unchain_lock(&b_link))).is_ok());
+}
+
 /// A chained lock whose acquisition panics while armed.
 struct Bomb(AtomicBool);
 // SAFETY: takes nothing, so releases nothing.
