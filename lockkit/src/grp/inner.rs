@@ -613,6 +613,9 @@ impl Inner {
         };
         let holder = held.is_none();
         let sub: Option<Arc<Inner>> = link.lock.chain_group().map(|s| Arc::clone(&*s.inner));
+        // `keep` (dropped by the caller, holding nothing) holds one too, so `sub` is never
+        // the last reference whichever way this returns.
+        keep.extend(sub.clone());
         if let Some(s) = &sub {
             let s = s.resolve();
             if std::ptr::eq(s, g) {
@@ -661,7 +664,6 @@ impl Inner {
         unsafe { g.chain.with_mut(|c| c.insert(insert_at(c, link.pos), link)) };
         g.flags.fetch_or(CHAINED, Release);
         drop(held);
-        keep.extend(sub);
         Ok(())
     }
 
