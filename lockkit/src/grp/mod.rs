@@ -6,9 +6,9 @@
 //! - **mutual exclusion**, recursive for the thread that holds it;
 //! - **lifetime**: every [`GrpLock`] handle is a reference; when the last one goes, the
 //!   destroy handlers the members registered run, once, in registration order;
-//! - **lock ordering**: external locks chained at a position are taken in ascending
-//!   position around the group's own lock (position 0), so everybody who goes through the
-//!   group takes them in the same order and cannot deadlock on them.
+//! - **lock ordering**: external locks chained to the group are taken with it, in ascending
+//!   position, and a thread taking the group never waits while holding one of them, so
+//!   nobody who goes through the group can deadlock on them.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -17,14 +17,14 @@
 //!
 //! let group = GrpLock::new();                          // pj_grp_lock_create
 //! let app_lock = Arc::new(GenLock::new());
-//! group.chain_lock(app_lock.clone(), -1).unwrap();     // taken before the group's own lock
+//! group.chain_lock(app_lock.clone(), -1).unwrap();     // pj_grp_lock_chain_lock at -1
 //! group.add_handler(|| println!("dialog destroyed"));  // pj_grp_lock_add_handler
 //!
 //! let tsx_ref = group.add_ref();                       // a transaction keeps the group alive
 //! {
-//!     let _g = group.lock();                           // app_lock, then the group
+//!     let _g = group.lock();                           // the group's lock, and app_lock
 //!     assert!(app_lock.is_locked());
-//! }                                                    // released in reverse order
+//! }                                                    // both released
 //! assert_eq!(group.dec_ref(), Released::Alive);        // the dialog lets go
 //! assert_eq!(tsx_ref.dec_ref(), Released::Gone);       // the last one: handlers run
 //! ```
@@ -59,8 +59,10 @@
 //!
 //! # Invariants kept (see `inner.rs` for the protocol)
 //! - Holder-only state (the depth, the chain) is touched only by the thread holding the
-//!   group's own lock, in short accesses that never call out, so no re-entrant call (a
-//!   chained group, a handler) can see it half-changed or hold a second `&mut` to it.
+//!   group's own lock. A `&mut` to it never outlives a short access that calls nothing; the
+//!   chain walks read the chain (shared) while they call the chained locks, and nothing can
+//!   write it meanwhile. So no re-entrant call (a chained group, a handler) can see it
+//!   half-changed or hold a second `&mut` to it.
 //! - While a thread holds the group it holds exactly the chained locks in the chain.
 //! - A guard releases the group it took, even when its handle's group was replaced since.
 
