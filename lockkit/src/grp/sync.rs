@@ -4,9 +4,10 @@
 //!
 //! - [`OwnLock`]: the group's own lock (the futex; under loom a spin lock on a loom atomic
 //!   that yields to the model's scheduler).
-//! - [`HolderCell`]: state that only the thread holding a lock touches, in short accesses
-//!   that never call out (a `Cell`-like `UnsafeCell`; under loom, loom's tracked cell, which
-//!   fails the model on any access not ordered by that lock, and on a nested access).
+//! - [`HolderCell`]: state that only the thread holding a lock touches: writes in short
+//!   accesses that call nothing, reads that may call out as long as nothing can write the
+//!   cell meanwhile (an `UnsafeCell`; under loom, loom's tracked cell, which fails the model
+//!   on any access not ordered by that lock, and on a write nested in another access).
 //! - [`tid`] / [`pid`]: who is calling (under loom a model thread has no kernel thread of its
 //!   own, so it gets a number of its own).
 
@@ -47,9 +48,9 @@ pub(crate) fn lock_mutex<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 #[cfg(not(loom))]
 mod cell {
-    /// A value only the holder of some lock touches. Accesses are short and never nested:
-    /// the closures given to `with`/`with_mut` must not call anything that can reach the
-    /// same cell.
+    /// A value only the holder of some lock touches. A write (`with_mut`) is short and
+    /// calls nothing that can reach the cell; a read (`with`) may call out, provided
+    /// nothing it calls can write the cell.
     pub(crate) struct HolderCell<T>(std::cell::UnsafeCell<T>);
 
     impl<T> HolderCell<T> {
@@ -58,8 +59,8 @@ mod cell {
         }
 
         /// # Safety
-        /// The calling thread holds the lock that guards this cell, and `f` does not reach
-        /// this cell.
+        /// The calling thread holds the lock that guards this cell, and nothing `f` does
+        /// writes this cell.
         #[inline(always)]
         pub(crate) unsafe fn with<R>(&self, f: impl FnOnce(&T) -> R) -> R {
             // SAFETY: per the contract, nobody writes the cell while `f` runs.
@@ -67,7 +68,8 @@ mod cell {
         }
 
         /// # Safety
-        /// As for [`with`](Self::with).
+        /// The calling thread holds the lock that guards this cell, and nothing `f` does
+        /// reaches this cell.
         #[inline(always)]
         pub(crate) unsafe fn with_mut<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
             // SAFETY: per the contract, this is the only access while `f` runs.
