@@ -1,13 +1,13 @@
 //! The group lock: references and destroy, handlers, recursion, chained locks and replace,
 //! including the cases where PJLIB is known to break.
 
-mod common;
-
 use std::sync::atomic::{AtomicUsize, Ordering::*};
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::Duration;
 
-use lockkit::grp::{ChainError, ChainLock, GrpLock, Released, ReplaceError, SetEntry};
+use lockkit::grp::{
+    ChainError, ChainLock, Destroyed, ForceDestroyError, GrpLock, Released, ReplaceError, SetEntry,
+};
 use lockkit::{GenLock, ShmRegion};
 
 fn counter() -> Arc<AtomicUsize> {
@@ -208,7 +208,7 @@ fn chaining_while_held_takes_the_new_lock_so_the_releases_match() {
 }
 
 #[test]
-fn chaining_a_busy_lock_before_a_held_one_is_refused_rather_than_taken_out_of_order() {
+fn chaining_a_busy_lock_while_holding_is_refused_rather_than_waited_for() {
     let group = GrpLock::new();
     let early = Arc::new(GenLock::new());
     let g = group.lock();
@@ -224,14 +224,13 @@ fn chaining_a_busy_lock_before_a_held_one_is_refused_rather_than_taken_out_of_or
         rx.recv().unwrap();
         (t, done_tx)
     };
-    assert_eq!(
-        group.chain_lock(early.clone(), -1),
-        Err(ChainError::WouldBreakOrder)
-    );
+    for pos in [-1, 1] {
+        assert_eq!(group.chain_lock(early.clone(), pos), Err(ChainError::Busy));
+    }
     assert_eq!(group.chain_order(), vec![0], "nothing changed");
     elsewhere.1.send(()).unwrap();
     elsewhere.0.join().unwrap();
-    // Free now: taking it out of order cannot block, so it is chained and taken.
+    // Free now: it is chained and taken at once, whatever its pos.
     group.chain_lock(early.clone(), -1).unwrap();
     assert!(early.is_locked());
     drop(g);
@@ -312,7 +311,7 @@ fn unchaining_while_other_threads_acquire_and_release_never_hangs_or_leaks_a_loc
 }
 
 #[test]
-fn replace_moves_the_handlers_and_kills_the_old_group() {
+fn replace_moves_the_handlers_and_makes_the_old_handles_stand_for_the_new_group() {
     let order = Arc::new(Mutex::new(Vec::new()));
     let old = GrpLock::new();
     let new = GrpLock::new();
@@ -328,15 +327,31 @@ fn replace_moves_the_handlers_and_kills_the_old_group() {
     old.chain_lock(ext.clone(), -1).unwrap();
     let old_ref = old.add_ref();
     GrpLock::replace(&old, &new).unwrap();
-    assert!(old.is_destroyed() && old_ref.is_destroyed());
+    assert!(!old.is_destroyed() && !old_ref.is_destroyed());
     assert_eq!(old.chain_order(), vec![0], "the old chain was unchained");
-    assert!(old.downgrade().upgrade().is_none());
+    {
+        let _g = old.lock();
+        assert!(
+            new.is_held_by_current_thread(),
+            "old's handle takes the new group"
+        );
+        assert!(!ext.is_locked());
+    }
+    push(&old, "late");
+    assert_eq!(
+        new.handler_count(),
+        4,
+        "a handler added through old goes to new"
+    );
+    assert!(old.downgrade().upgrade().is_some());
     drop(old);
     drop(old_ref);
     assert!(order.lock().unwrap().is_empty(), "old's death runs nothing");
-    assert_eq!(new.handler_count(), 3);
     assert_eq!(new.dec_ref(), Released::Gone);
-    assert_eq!(*order.lock().unwrap(), vec!["new-1", "old-1", "old-2"]);
+    assert_eq!(
+        *order.lock().unwrap(),
+        vec!["new-1", "old-1", "old-2", "late"]
+    );
     assert!(!ext.is_locked());
 }
 
@@ -365,23 +380,49 @@ fn replace_is_refused_while_a_thread_holds_the_old_group() {
         Err(ReplaceError::SameGroup)
     );
     GrpLock::replace(&old, &new).unwrap();
+    // `old` stands for `new` now.
+    assert_eq!(GrpLock::replace(&old, &new), Err(ReplaceError::SameGroup));
+    assert_eq!(GrpLock::replace(&new, &old), Err(ReplaceError::SameGroup));
+    // A chain that would make the new group chain itself is refused.
+    let third = GrpLock::new();
+    third.chain_lock(Arc::new(new.clone()), 1).unwrap();
+    assert_eq!(GrpLock::replace(&new, &third), Err(ReplaceError::Cycle));
+    // A destroyed group cannot be replaced, nor replace.
+    let dead = GrpLock::new();
+    dead.force_destroy().unwrap();
     assert_eq!(
-        GrpLock::replace(&old, &new),
+        GrpLock::replace(&dead, &new),
         Err(ReplaceError::OldGroupGone)
+    );
+    assert_eq!(
+        GrpLock::replace(&third, &dead),
+        Err(ReplaceError::NewGroupGone)
     );
 }
 
 #[test]
-#[should_panic(expected = "destroyed by force_destroy or replace")]
-fn locking_a_replaced_group_panics_with_a_clear_message() {
-    let old = GrpLock::new();
-    let new = GrpLock::new();
-    GrpLock::replace(&old, &new).unwrap();
-    let _g = old.lock();
+#[should_panic(expected = "use lock_alive where that can happen")]
+fn locking_a_force_destroyed_group_panics_with_a_clear_message() {
+    let group = GrpLock::new();
+    let other = group.clone();
+    other.force_destroy().unwrap();
+    let _g = group.lock();
 }
 
 #[test]
-fn force_destroy_runs_the_handlers_once_and_leaves_the_chained_locks_free() {
+fn lock_alive_tells_a_force_destroyed_group_with_an_error() {
+    let group = GrpLock::new();
+    assert!(group.lock_alive().is_ok());
+    group.clone().force_destroy().unwrap();
+    assert_eq!(group.lock_alive().err(), Some(Destroyed));
+    assert_eq!(
+        group.force_destroy(),
+        Err(ForceDestroyError::AlreadyDestroyed)
+    );
+}
+
+#[test]
+fn force_destroy_runs_the_handlers_once_and_unchains_the_chained_locks() {
     let ran = counter();
     let group = GrpLock::new();
     let r = ran.clone();
@@ -392,19 +433,21 @@ fn force_destroy_runs_the_handlers_once_and_leaves_the_chained_locks_free() {
     group.chain_lock(ext.clone(), 1).unwrap();
     let other = group.clone();
     let g = group.lock();
-    let g2 = group.lock();
-    assert!(ext.is_locked());
-    // Refused while this thread holds the group (issue 11.1: the handlers would free
-    // members still in use through these guards).
-    let refused = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| group.force_destroy()));
-    assert!(refused.is_err());
-    drop(g2);
+    assert_eq!(group.force_destroy(), Err(ForceDestroyError::HeldByCaller));
+    assert_eq!(ran.load(SeqCst), 0);
+    // Another thread waits until the holder lets go, then destroys.
+    let destroyer = std::thread::spawn(move || other.force_destroy());
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(ran.load(SeqCst), 0, "destroyed while held");
     drop(g);
-    assert!(group.force_destroy());
-    assert!(!ext.is_locked(), "the chained lock is free");
+    destroyer.join().unwrap().unwrap();
     assert_eq!(ran.load(SeqCst), 1);
-    assert!(!group.force_destroy());
-    drop(other);
+    assert!(!ext.is_locked());
+    assert_eq!(group.chain_order(), vec![0], "the chain was dropped");
+    assert_eq!(
+        group.force_destroy(),
+        Err(ForceDestroyError::AlreadyDestroyed)
+    );
     drop(group);
     assert_eq!(ran.load(SeqCst), 1);
 }
@@ -529,245 +572,119 @@ fn dump_names_the_line_that_leaked_a_reference() {
 }
 
 #[test]
-fn force_destroy_while_this_thread_holds_the_group_is_refused_and_changes_nothing() {
+fn try_lock_for_gives_up_at_the_deadline_and_takes_the_group_once_free() {
     let group = GrpLock::new();
-    let ran = counter();
-    let r = ran.clone();
-    group
-        .add_handler(move || {
-            r.fetch_add(1, SeqCst);
+    let ext = Arc::new(GenLock::new());
+    group.chain_lock(ext.clone(), 1).unwrap();
+    assert!(
+        group.try_lock_for(Duration::ZERO).is_some(),
+        "free: taken at once"
+    );
+    // The own lock busy: another thread holds the group.
+    let (held_tx, held_rx) = std::sync::mpsc::channel();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let holder = {
+        let group = group.clone();
+        std::thread::spawn(move || {
+            let _g = group.lock();
+            held_tx.send(()).unwrap();
+            go_rx.recv().unwrap();
         })
-        .unwrap();
-    let guard = group.lock();
-    let refused = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| group.force_destroy()));
+    };
+    held_rx.recv().unwrap();
+    let t = std::time::Instant::now();
+    assert!(group.try_lock_for(Duration::from_millis(50)).is_none());
+    let waited = t.elapsed();
     assert!(
-        refused.is_err(),
-        "force_destroy under a held guard must be refused"
+        waited >= Duration::from_millis(40) && waited < Duration::from_secs(5),
+        "waited {waited:?} for a 50 ms timeout"
     );
-    assert_eq!(
-        ran.load(SeqCst),
-        0,
-        "no handler ran while a member could be in use"
-    );
-    assert!(!group.is_destroyed());
-    drop(guard);
-    assert!(group.force_destroy(), "and works once the guard is gone");
-    assert_eq!(ran.load(SeqCst), 1);
-}
-
-#[test]
-fn a_panicking_destroy_handler_does_not_skip_the_others() {
-    let group = GrpLock::new();
-    let ran = Arc::new(Mutex::new(Vec::new()));
-    for i in 0..3 {
-        let ran = ran.clone();
-        group
-            .add_handler(move || {
-                ran.lock().unwrap().push(i);
-                if i == 1 {
-                    panic!("handler 1 fails");
-                }
-            })
-            .unwrap();
-    }
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(group)));
-    assert!(r.is_err(), "the first panic is resumed");
-    assert_eq!(
-        *ran.lock().unwrap(),
-        vec![0, 1, 2],
-        "every handler ran, in order"
-    );
-}
-
-#[test]
-fn a_fork_childs_copies_of_a_group_do_not_run_its_destroy_handlers() {
-    let _s = common::serial();
-    let region = ShmRegion::anonymous(1 << 16).unwrap();
-    let runs = region
-        .alloc_zeroed::<std::sync::atomic::AtomicU64>()
-        .unwrap();
-    let group = GrpLock::new();
-    let seen: &'static std::sync::atomic::AtomicU64 =
-        // SAFETY: the region outlives every use below (the group is destroyed before the
-        // region is dropped, at the end of this test).
-        unsafe { &*(&*runs as *const std::sync::atomic::AtomicU64) };
-    group
-        .add_handler(move || {
-            seen.fetch_add(1, SeqCst);
-        })
-        .unwrap();
-    let child = common::fork(|| {
-        // The child's copies of every reference go: the parent's members are not its own.
-        drop(std::mem::replace(
-            &mut *Box::new(group.clone()),
-            GrpLock::new(),
-        ));
-        0
-    });
-    assert_eq!(child.join(), 0);
-    let child = common::fork(|| i32::from(group.force_destroy()));
-    assert_eq!(child.join(), 1, "force_destroy in the child ends its copy");
-    assert_eq!(runs.load(SeqCst), 0, "no handler ran in a child");
-    drop(group);
-    assert_eq!(
-        runs.load(SeqCst),
-        1,
-        "the creator's last reference runs it once"
-    );
-}
-
-#[test]
-fn chaining_two_groups_to_each_other_is_a_cycle_error() {
-    let a = GrpLock::new();
-    let b = GrpLock::new();
-    let c = GrpLock::new();
-    b.chain_lock(Arc::new(a.clone()), 1).unwrap();
-    assert_eq!(a.chain_lock(Arc::new(b.clone()), 1), Err(ChainError::Cycle));
-    // Through a third group too.
-    c.chain_lock(Arc::new(b.clone()), 1).unwrap();
-    assert_eq!(a.chain_lock(Arc::new(c.clone()), 1), Err(ChainError::Cycle));
-    // Nothing changed: every group still locks and releases.
-    drop(a.lock());
-    drop(b.lock());
-    drop(c.lock());
-}
-
-#[test]
-fn a_destroyed_group_in_a_chain_does_not_brick_the_group_that_chains_it() {
-    let parent = GrpLock::new();
-    let child = GrpLock::new();
-    let l = Arc::new(GenLock::new());
-    parent.chain_lock(l.clone(), -1).unwrap();
-    let child_link: Arc<dyn ChainLock> = Arc::new(child.clone());
-    parent.chain_lock(child_link.clone(), 1).unwrap();
-    assert!(child.force_destroy());
-    let g = parent.lock();
-    assert!(l.is_locked(), "the live chained lock is taken");
-    drop(g);
-    assert!(!l.is_locked(), "and released");
-    assert!(parent.try_lock().is_some());
-    assert!(
-        parent.unchain_lock(&child_link),
-        "and the dead group can be unchained"
-    );
-}
-
-/// A chained lock whose acquisition panics while armed.
-struct Tripwire(std::sync::atomic::AtomicBool);
-
-// SAFETY: it holds nothing; acquire and release do nothing but (maybe) panic.
-unsafe impl ChainLock for Tripwire {
-    fn chain_acquire(&self) {
-        assert!(!self.0.load(SeqCst), "tripwire");
-    }
-    fn chain_try_acquire(&self) -> bool {
-        assert!(!self.0.load(SeqCst), "tripwire");
-        true
-    }
-    unsafe fn chain_release(&self) {}
-}
-
-#[test]
-fn a_panic_taking_a_chained_lock_releases_every_lock_taken_before_it() {
-    let group = GrpLock::new();
-    let first = Arc::new(GenLock::new());
-    let wire = Arc::new(Tripwire(std::sync::atomic::AtomicBool::new(true)));
-    group.chain_lock(first.clone(), -2).unwrap();
-    group.chain_lock(wire.clone(), 3).unwrap();
-    // first and the group's own lock are taken, then the tripwire panics.
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(group.lock())));
-    assert!(r.is_err());
-    assert!(
-        !first.is_locked(),
-        "the lock taken before the panic was released"
-    );
-    assert!(!group.is_held_by_current_thread());
-    wire.0.store(false, SeqCst);
-    // Another thread can take the group: its own lock was released too.
-    std::thread::scope(|s| {
-        s.spawn(|| drop(group.lock())).join().unwrap();
-    });
-    let g = group.lock();
-    assert!(first.is_locked());
-    drop(g);
-    assert!(!first.is_locked());
-}
-
-#[test]
-fn chaining_a_busy_lock_while_holding_the_group_never_waits_for_it() {
-    // Thread T holds L and waits for the group; this thread holds the group and chains L.
-    // Waiting for L here would deadlock both (the old behaviour for a lock chained after
-    // every held one), so the scenario runs in a child with a deadline.
-    let _s = common::serial();
-    let child = common::fork(|| {
-        let group = GrpLock::new();
-        let l = Arc::new(GenLock::new());
-        let g = group.lock();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let t = {
-            let (group, l) = (group.clone(), l.clone());
-            std::thread::spawn(move || {
-                let _held = l.lock();
-                tx.send(()).unwrap();
-                drop(group.lock()); // waits for the group
-            })
-        };
-        rx.recv().unwrap();
-        let r = group.chain_lock(l.clone(), 5);
+    go_tx.send(()).unwrap();
+    holder.join().unwrap();
+    // A chained lock busy: given back (with the own lock) at the deadline.
+    let busy = ext.lock();
+    assert!(group.try_lock_for(Duration::from_millis(30)).is_none());
+    let other = group.clone();
+    let ext2 = ext.clone();
+    let taker = std::thread::spawn(move || {
+        let g = other.try_lock_for(Duration::from_secs(10));
+        let got = g.is_some() && ext2.owner().map(|o| o.tid) == Some(unsafe_gettid());
         drop(g);
-        t.join().unwrap();
-        i32::from(r != Err(ChainError::WouldBreakOrder))
+        got
     });
-    assert_eq!(
-        child.join_within(Duration::from_secs(10), String::new),
-        0,
-        "refused instead of waiting"
-    );
+    std::thread::sleep(Duration::from_millis(30));
+    drop(busy);
+    assert!(taker.join().unwrap(), "the group was not taken once free");
+    assert!(!ext.is_locked());
+}
+
+fn unsafe_gettid() -> u32 {
+    // SAFETY: gettid takes no arguments and cannot fail.
+    unsafe { libc::gettid() as u32 }
 }
 
 #[test]
-fn try_lock_for_gives_up_near_its_deadline_and_succeeds_once_the_group_is_free() {
-    let group = GrpLock::new();
-    let chained = Arc::new(GenLock::new());
-    group.chain_lock(chained.clone(), 1).unwrap();
-    let held = chained.lock(); // keeps the group's chain busy
-    let t0 = std::time::Instant::now();
-    let got = std::thread::scope(|s| {
-        s.spawn(|| group.try_lock_for(Duration::from_millis(80)).is_some())
-            .join()
-            .unwrap()
-    });
-    let waited = t0.elapsed();
-    assert!(!got);
-    assert!(waited >= Duration::from_millis(80), "{waited:?}");
-    assert!(waited < Duration::from_secs(2), "{waited:?}");
-    drop(held);
-    let g = group
-        .try_lock_for(Duration::from_secs(5))
-        .expect("free now");
-    assert!(chained.is_locked());
-    drop(g);
-}
-
-#[test]
-fn a_recursive_lock_and_the_write_side_of_a_reader_writer_lock_chain_to_a_group() {
-    let group = GrpLock::new();
-    let app = Arc::new(lockkit::RecLock::new());
-    let table = Arc::new(lockkit::RwLock::new(0u64));
-    group.chain_lock(app.clone(), -1).unwrap();
-    group.chain_lock(table.clone(), 1).unwrap();
+fn a_recursive_lock_can_be_chained_and_its_holder_takes_the_group_through_it() {
+    use lockkit::RecLock;
+    // PJSUA's application lock: recursive, chained before the dialog's group.
+    let app = Arc::new(RecLock::new());
+    let dialog = GrpLock::new();
+    dialog.chain_lock(app.clone(), -1).unwrap();
     {
-        let _g = group.lock();
-        assert_eq!(app.depth(), 1, "the group holds the application lock");
-        let again = app.lock(); // recursive: the same thread may take it again
+        let _a = app.lock(); // the application holds its lock, then enters the dialog
+        let g = dialog.lock();
         assert_eq!(app.depth(), 2);
-        drop(again);
-        assert!(table.readers().is_none(), "and the table's write lock");
-        assert!(std::thread::scope(|s| s
-            .spawn(|| table.try_read().is_none())
-            .join()
-            .unwrap()));
+        drop(g);
+        assert_eq!(app.depth(), 1);
     }
     assert!(!app.is_locked());
-    assert_eq!(table.readers(), Some(0));
+    // While another thread holds the application lock, the dialog cannot be taken.
+    let (held_tx, held_rx) = std::sync::mpsc::channel();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let a = app.clone();
+    let t = std::thread::spawn(move || {
+        let _a = a.lock();
+        held_tx.send(()).unwrap();
+        go_rx.recv().unwrap();
+    });
+    held_rx.recv().unwrap();
+    assert!(dialog.try_lock().is_none());
+    assert!(dialog.try_lock_for(Duration::from_millis(20)).is_none());
+    go_tx.send(()).unwrap();
+    t.join().unwrap();
+    let g = dialog.lock();
+    assert_eq!(app.depth(), 1);
+    drop(g);
+    assert!(!app.is_locked());
+}
+
+#[test]
+fn the_write_side_of_an_rwlock_can_be_chained() {
+    use lockkit::RwLock;
+    let routes = Arc::new(RwLock::new(0u32));
+    let group = GrpLock::new();
+    let side: Arc<dyn ChainLock> = routes.clone();
+    group.chain_lock(side.clone(), 1).unwrap();
+    assert_eq!(
+        group.chain_lock(routes.clone(), 2),
+        Err(ChainError::AlreadyChained),
+        "two handles of one RwLock are the same lock"
+    );
+    {
+        let _g = group.lock();
+        assert!(routes.try_read().is_none() && routes.try_write().is_none());
+    }
+    assert!(routes.try_read().is_some());
+    {
+        let _r = routes.read();
+        assert!(group.try_lock().is_none(), "a reader keeps the writer out");
+        assert!(group.try_lock_for(Duration::from_millis(20)).is_none());
+    }
+    let g = group.lock();
+    assert!(group.unchain_lock(&side));
+    assert!(
+        routes.try_write().is_some(),
+        "unchained by the holder: released at once"
+    );
+    drop(g);
 }

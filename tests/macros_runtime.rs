@@ -622,7 +622,7 @@ fn a_destroyed_group_after_a_lock_leaves_that_lock_released() {
     let region = ShmRegion::anonymous(1 << 16).unwrap();
     let a = region.alloc(GenLock::new()).unwrap();
     let group = GrpLock::new();
-    group.force_destroy();
+    group.force_destroy().unwrap();
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         locked!(a, group => {});
     }));

@@ -161,7 +161,9 @@ pub struct RecLockGuard<'a> {
 }
 
 impl<'a> RecLockGuard<'a> {
-    fn new(lock: &'a RecLock) -> Self {
+    /// A guard for a level the calling thread holds (also how the group lock gives back a
+    /// level it took for its chain and forgot).
+    pub(crate) fn new(lock: &'a RecLock) -> Self {
         RecLockGuard {
             lock,
             fork_generation: crate::sys::fork_generation(),

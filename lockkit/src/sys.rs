@@ -257,6 +257,13 @@ pub(crate) fn tid() -> u32 {
     ids() as u32
 }
 
+/// The calling process's id (a system call: glibc no longer caches it, so a fork child never
+/// sees its parent's).
+#[inline]
+pub(crate) fn pid() -> u32 {
+    std::process::id()
+}
+
 /// This process's pid namespace: the inode of `/proc/self/ns/pid` (0 if unknown). Not
 /// cached: a fork child in a new namespace would inherit its parent's answer.
 pub(crate) fn pid_namespace() -> u64 {

@@ -1,22 +1,31 @@
-//! Locks that can be chained to a group: the [`ChainLock`] trait, its implementations, and the
-//! chain itself (an immutable, ordered snapshot replaced as a whole on every edit).
+//! Locks that can be chained to a group: the [`ChainLock`] trait, its implementations, and
+//! the chain itself (a list kept in the group, read and edited only by the thread holding the
+//! group's own lock).
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::lock_set::LockSet;
 use crate::raw::RawLock;
-use crate::{GenLock, GenLockSet, RecLock, RwLock, ShmBox, ShmLockSet, ShmMutex};
+use crate::{GenLock, GenLockSet, RecLock, RwLock, ShmBox, ShmLockSet, ShmMutex, ShmSafe};
+
+use super::GrpLock;
 
 /// A lock a group can take and release on its holder's behalf: any lockkit lock.
 ///
-/// Implemented for [`GenLock`] and [`ShmMutex`] (in shared memory or not), for a
-/// [`RecLock`] (PJSUA's application lock is recursive), for the write side of an
-/// [`RwLock`], for [`ShmBox`]es of them, for an entry of a lock set ([`SetEntry`]), and for
-/// another [`GrpLock`](super::GrpLock).
+/// Implemented for [`GenLock`] and [`ShmMutex`] (in shared memory or not), [`RecLock`]
+/// (PJSUA's application lock is recursive), the write side of an [`RwLock`], an entry of a lock set ([`SetEntry`]), another
+/// [`GrpLock`](super::GrpLock), and for `Arc`s, `Box`es, references and [`ShmBox`]es of any
+/// of them.
 ///
 /// # Safety
-/// `chain_release` may only be called by the thread whose `chain_acquire` (or successful
-/// `chain_try_acquire`) it matches; implementations rely on that.
+/// - `chain_release` may only be called by the thread whose `chain_acquire` (or successful
+///   `chain_try_acquire` / `chain_try_acquire_for`) it matches; implementations rely on that.
+/// - The methods must not lock, chain or unchain a group that chains this lock (the group is
+///   half taken while they run).
+/// - A type that leads to a `GrpLock` (a wrapper, a handle) must return it from
+///   [`chain_group`](ChainLock::chain_group), as the implementations here do: that is how
+///   `chain_lock` finds cycles of groups, and how a destroyed group is dropped from a chain.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a lockkit lock",
     label = "not a lock",
@@ -29,6 +38,29 @@ pub unsafe trait ChainLock: Send + Sync {
     fn chain_acquire(&self);
     /// Takes the lock if it is free.
     fn chain_try_acquire(&self) -> bool;
+    /// Takes the lock, waiting at most `timeout`.
+    ///
+    /// The default tries, then retries after sleeps that grow from 1 µs to 1 ms until the
+    /// deadline: right for any lock, but slow to notice a release. lockkit's locks override
+    /// it with their own timed wait.
+    fn chain_try_acquire_for(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now().checked_add(timeout);
+        let mut nap = Duration::from_micros(1);
+        loop {
+            if self.chain_try_acquire() {
+                return true;
+            }
+            let left = match deadline {
+                None => nap,
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => left,
+                    _ => return false,
+                },
+            };
+            std::thread::sleep(nap.min(left));
+            nap = (nap * 2).min(Duration::from_millis(1));
+        }
+    }
     /// Releases the lock taken by this thread.
     ///
     /// # Safety
@@ -38,9 +70,8 @@ pub unsafe trait ChainLock: Send + Sync {
     fn chain_id(&self) -> usize {
         self as *const Self as *const () as usize
     }
-    /// The group this lock is, if it is one: how `chain_lock` finds cycles.
-    #[doc(hidden)]
-    fn as_group(&self) -> Option<&super::GrpLock> {
+    /// The group lock this is (or leads to), if it is one. See the safety section.
+    fn chain_group(&self) -> Option<&GrpLock> {
         None
     }
 }
@@ -52,6 +83,9 @@ unsafe impl<R: RawLock> ChainLock for GenLock<R> {
     }
     fn chain_try_acquire(&self) -> bool {
         self.try_lock().map(std::mem::forget).is_some()
+    }
+    fn chain_try_acquire_for(&self, timeout: Duration) -> bool {
+        self.try_lock_for(timeout).map(std::mem::forget).is_some()
     }
     unsafe fn chain_release(&self) {
         // SAFETY: the caller holds the lock (trait contract).
@@ -67,6 +101,9 @@ unsafe impl<T: crate::ShmSafe, R: RawLock> ChainLock for ShmMutex<T, R> {
     fn chain_try_acquire(&self) -> bool {
         self.raw_lock().chain_try_acquire()
     }
+    fn chain_try_acquire_for(&self, timeout: Duration) -> bool {
+        self.raw_lock().chain_try_acquire_for(timeout)
+    }
     unsafe fn chain_release(&self) {
         // SAFETY: forwarded contract.
         unsafe { self.raw_lock().chain_release() }
@@ -76,7 +113,8 @@ unsafe impl<T: crate::ShmSafe, R: RawLock> ChainLock for ShmMutex<T, R> {
     }
 }
 
-// SAFETY: one level of the recursive lock, taken and released by the same thread.
+// SAFETY: takes one level of the recursive lock and gives back that level, on the same
+// thread (trait contract), so the lock's depth counts it exactly once.
 unsafe impl ChainLock for RecLock {
     fn chain_acquire(&self) {
         std::mem::forget(self.lock());
@@ -84,20 +122,27 @@ unsafe impl ChainLock for RecLock {
     fn chain_try_acquire(&self) -> bool {
         self.try_lock().map(std::mem::forget).is_some()
     }
+    fn chain_try_acquire_for(&self, timeout: Duration) -> bool {
+        self.try_lock_for(timeout).map(std::mem::forget).is_some()
+    }
     unsafe fn chain_release(&self) {
         // SAFETY: the caller holds a level taken by chain_acquire (trait contract).
         unsafe { self.force_unlock_level() }
     }
 }
 
-// SAFETY: the write side of the lock, taken and released by the same thread; its data is
-// never touched.
-unsafe impl<T: crate::ShmSafe> ChainLock for RwLock<T> {
+// SAFETY: the write side of the lock, taken and released by the same thread (trait
+// contract); its data is never touched. The group's holder is then the lock's only writer
+// and no reader is inside.
+unsafe impl<T: ShmSafe> ChainLock for RwLock<T> {
     fn chain_acquire(&self) {
         std::mem::forget(self.write());
     }
     fn chain_try_acquire(&self) -> bool {
         self.try_write().map(std::mem::forget).is_some()
+    }
+    fn chain_try_acquire_for(&self, timeout: Duration) -> bool {
+        self.try_write_for(timeout).map(std::mem::forget).is_some()
     }
     unsafe fn chain_release(&self) {
         // SAFETY: the caller holds the write lock taken by chain_acquire (trait contract).
@@ -155,6 +200,9 @@ macro_rules! forward_chain_lock {
                 fn chain_try_acquire(&self) -> bool {
                     (**self).chain_try_acquire()
                 }
+                fn chain_try_acquire_for(&self, timeout: Duration) -> bool {
+                    (**self).chain_try_acquire_for(timeout)
+                }
                 unsafe fn chain_release(&self) {
                     // SAFETY: forwarded contract.
                     unsafe { (**self).chain_release() }
@@ -162,8 +210,8 @@ macro_rules! forward_chain_lock {
                 fn chain_id(&self) -> usize {
                     (**self).chain_id()
                 }
-                fn as_group(&self) -> Option<&super::GrpLock> {
-                    (**self).as_group()
+                fn chain_group(&self) -> Option<&GrpLock> {
+                    (**self).chain_group()
                 }
             }
         )*
@@ -218,6 +266,9 @@ unsafe impl<S: AsLockSet + Send + Sync> ChainLock for SetEntry<S> {
     fn chain_try_acquire(&self) -> bool {
         self.lock().chain_try_acquire()
     }
+    fn chain_try_acquire_for(&self, timeout: Duration) -> bool {
+        self.lock().chain_try_acquire_for(timeout)
+    }
     unsafe fn chain_release(&self) {
         // SAFETY: forwarded contract.
         unsafe { self.lock().chain_release() }
@@ -228,72 +279,46 @@ unsafe impl<S: AsLockSet + Send + Sync> ChainLock for SetEntry<S> {
 }
 
 /// A lock in a group's chain.
-#[derive(Clone)]
 pub(crate) struct Link {
     pub(crate) lock: Arc<dyn ChainLock>,
+    /// `lock`'s target, found once (the `Arc`'s data offset takes a few instructions, on
+    /// every acquire and release otherwise).
+    ptr: *const dyn ChainLock,
     pub(crate) pos: i32,
+    /// Whether `lock` is a group (`chain_group` is `Some`), found once at chain time.
+    pub(crate) group: bool,
 }
 
-/// The chain at one version: links sorted by `pos`, the group's own lock (pos 0) standing
-/// after every link with `pos <= 0`.
-pub(crate) struct Chain {
-    pub(crate) version: u64,
-    pub(crate) links: Vec<Link>,
+impl Link {
+    pub(crate) fn new(lock: Arc<dyn ChainLock>, pos: i32) -> Self {
+        let group = lock.chain_group().is_some();
+        let ptr = Arc::as_ptr(&lock);
+        Link {
+            lock,
+            ptr,
+            pos,
+            group,
+        }
+    }
+
+    /// The chained lock.
+    #[inline(always)]
+    pub(crate) fn get(&self) -> &dyn ChainLock {
+        // SAFETY: `ptr` points into `lock`'s allocation, which lives as long as `self`.
+        unsafe { &*self.ptr }
+    }
 }
 
-impl Chain {
-    pub(crate) fn empty() -> Self {
-        Chain {
-            version: 0,
-            links: Vec::new(),
-        }
-    }
-
-    /// How many links are taken before the group's own lock.
-    pub(crate) fn before_own(&self) -> usize {
-        self.links.iter().take_while(|l| l.pos <= 0).count()
-    }
-
-    /// The next version, with no links.
-    pub(crate) fn cleared(&self) -> Chain {
-        Chain {
-            version: self.version + 1,
-            links: Vec::new(),
-        }
-    }
-
-    pub(crate) fn position(&self, lock: &Arc<dyn ChainLock>) -> Option<usize> {
-        self.links.iter().position(|l| same_lock(&l.lock, lock))
-    }
-
-    /// The next version with `link` inserted before the first link of equal or greater pos
-    /// (as PJLIB orders them).
-    pub(crate) fn with(&self, link: Link) -> Chain {
-        let at = self
-            .links
-            .iter()
-            .position(|l| l.pos >= link.pos)
-            .unwrap_or(self.links.len());
-        let mut links = self.links.clone();
-        links.insert(at, link);
-        Chain {
-            version: self.version + 1,
-            links,
-        }
-    }
-
-    /// The next version without link `i`.
-    pub(crate) fn without(&self, i: usize) -> Chain {
-        let mut links = self.links.clone();
-        links.remove(i);
-        Chain {
-            version: self.version + 1,
-            links,
-        }
-    }
+/// Where `link` goes in `chain` (sorted by pos): before the first link of equal or greater
+/// pos, as PJLIB orders them.
+pub(crate) fn insert_at(chain: &[Link], pos: i32) -> usize {
+    chain
+        .iter()
+        .position(|l| l.pos >= pos)
+        .unwrap_or(chain.len())
 }
 
 /// Whether two chained locks are the same lock, whatever handles they came through.
-pub(crate) fn same_lock(a: &Arc<dyn ChainLock>, b: &Arc<dyn ChainLock>) -> bool {
+pub(crate) fn same_lock(a: &dyn ChainLock, b: &dyn ChainLock) -> bool {
     a.chain_id() == b.chain_id()
 }

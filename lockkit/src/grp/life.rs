@@ -6,9 +6,22 @@
 //! whatever the handlers do (drop handles to the group, take and drop references, register
 //! more handlers, which are refused).
 //!
+//! - **Every handler runs**, even when one panics: the panics are caught, the remaining
+//!   handlers run, then the first panic is resumed (unless the thread is already unwinding,
+//!   where a second panic would abort: then the payloads are dropped).
+//! - **Fork**: each registration remembers the process that made it, and a handler runs only
+//!   in that process. A forked child holds a copy of every handler the parent registered;
+//!   when the child's copy of the group dies, those copies are neither run nor dropped
+//!   (running or dropping them would destroy, a second time, what the parent destroys: a
+//!   shared block, a socket): they are leaked, in the child's memory.
+//! - A registration keeps its [`HandlerId`] when [`replace`](super::GrpLock::replace) moves
+//!   it to another group, so `del_handler` still finds it there.
+//!
 //! Built on `crate::grp::sync` so that `loom` can model-check it (`--cfg loom`).
 
-use super::sync::{AtomicU64, Mutex, Ordering};
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+
+use super::sync::{lock_mutex, pid, AtomicU64, Mutex, MutexGuard, Ordering};
 
 /// A destroy handler, as registered.
 pub(crate) type Handler = Box<dyn FnOnce() + Send>;
@@ -16,12 +29,19 @@ pub(crate) type Handler = Box<dyn FnOnce() + Send>;
 /// Identifies one registration, for [`GrpLock::del_handler`](super::GrpLock::del_handler).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct HandlerId {
-    group: usize,
+    group: u64,
     seq: u64,
 }
 
+/// One registration: its id, the process that made it, the handler.
+pub(crate) struct Entry {
+    id: HandlerId,
+    pid: u32,
+    handler: Handler,
+}
+
 pub(crate) struct Life {
-    handlers: Mutex<Option<Vec<(u64, Handler)>>>,
+    handlers: Mutex<Option<Vec<Entry>>>,
     next: AtomicU64,
 }
 
@@ -33,91 +53,105 @@ impl Life {
         }
     }
 
-    fn list(&self) -> super::sync::MutexGuard<'_, Option<Vec<(u64, Handler)>>> {
+    fn list(&self) -> MutexGuard<'_, Option<Vec<Entry>>> {
         // A handler never runs under this mutex, so poisoning can only come from a panic in
         // Vec bookkeeping; the list is still consistent then.
-        self.handlers.lock().unwrap_or_else(|e| e.into_inner())
+        lock_mutex(&self.handlers)
     }
 
-    /// Registers `h`; `Err(h)` if the group is already destroyed.
-    pub(crate) fn add(&self, group: usize, h: Handler) -> Result<HandlerId, Handler> {
+    /// Registers `h` for the group `group` (a number unique to the group); `Err(h)` if the
+    /// group is already destroyed.
+    pub(crate) fn add(&self, group: u64, h: Handler) -> Result<HandlerId, Handler> {
         let mut list = self.list();
         match list.as_mut() {
             Some(v) => {
                 let seq = self.next.fetch_add(1, Ordering::Relaxed);
-                v.push((seq, h));
-                Ok(HandlerId { group, seq })
+                let id = HandlerId { group, seq };
+                v.push(Entry {
+                    id,
+                    pid: pid(),
+                    handler: h,
+                });
+                Ok(id)
             }
             None => Err(h),
         }
     }
 
     /// Unregisters; false if `id` is not registered here (any more).
-    pub(crate) fn remove(&self, group: usize, id: HandlerId) -> bool {
-        if id.group != group {
-            return false;
-        }
+    pub(crate) fn remove(&self, id: HandlerId) -> bool {
         let removed = {
             let mut list = self.list();
             let Some(v) = list.as_mut() else {
                 return false;
             };
-            let Some(i) = v.iter().position(|(s, _)| *s == id.seq) else {
+            let Some(i) = v.iter().position(|e| e.id == id) else {
                 return false;
             };
             v.remove(i)
         };
-        // Dropped outside the mutex: the closure's captures may have their own Drop.
-        drop(removed);
+        // Dropped outside the mutex: the closure's captures may have their own Drop. A
+        // registration made by another process (before a fork) is that process's: leaked.
+        if removed.pid != pid() {
+            std::mem::forget(removed);
+        }
         true
     }
 
     /// Takes the handlers out, ending the group's life; `None` if already ended.
-    pub(crate) fn end(&self) -> Option<Vec<Handler>> {
-        let taken = self.list().take();
-        taken.map(|v| v.into_iter().map(|(_, h)| h).collect())
+    pub(crate) fn end(&self) -> Option<Vec<Entry>> {
+        self.list().take()
     }
 
-    /// Ends the group's life and runs its handlers; false if it had already ended.
-    ///
-    /// Every handler runs even if one panics (each member must get its chance to release
-    /// what it holds); the first panic is resumed after the last handler.
+    /// Ends the group's life and runs its handlers (see [`run`]); false if it had already
+    /// ended.
     pub(crate) fn destroy(&self) -> bool {
         match self.end() {
-            Some(handlers) => {
-                let mut first_panic = None;
-                for h in handlers {
-                    if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(h)) {
-                        first_panic.get_or_insert(p);
-                    }
-                }
-                if let Some(p) = first_panic {
-                    std::panic::resume_unwind(p);
-                }
+            Some(entries) => {
+                run(entries);
                 true
             }
             None => false,
         }
     }
 
-    /// Appends handlers taken from another group (replace). `Err` gives them back if this
-    /// group has ended.
-    pub(crate) fn adopt(&self, handlers: Vec<Handler>) -> Result<(), Vec<Handler>> {
+    /// Appends registrations taken from another group (replace), ids kept. `Err` gives them
+    /// back if this group has ended.
+    pub(crate) fn adopt(&self, entries: Vec<Entry>) -> Result<(), Vec<Entry>> {
         let mut list = self.list();
         match list.as_mut() {
             Some(v) => {
-                for h in handlers {
-                    let seq = self.next.fetch_add(1, Ordering::Relaxed);
-                    v.push((seq, h));
-                }
+                v.extend(entries);
                 Ok(())
             }
-            None => Err(handlers),
+            None => Err(entries),
         }
     }
 
     pub(crate) fn len(&self) -> Option<usize> {
         self.list().as_ref().map(Vec::len)
+    }
+}
+
+/// Runs every handler registered by this process, in order, even if some panic; then
+/// resumes the first panic. Registrations of another process (inherited through `fork`)
+/// are leaked, neither run nor dropped.
+pub(crate) fn run(entries: Vec<Entry>) {
+    let me = pid();
+    let mut first = None;
+    for e in entries {
+        if e.pid != me {
+            std::mem::forget(e);
+            continue;
+        }
+        if let Err(p) = catch_unwind(AssertUnwindSafe(e.handler)) {
+            first.get_or_insert(p);
+        }
+    }
+    if let Some(p) = first {
+        if !std::thread::panicking() {
+            resume_unwind(p);
+        }
     }
 }
 
@@ -221,7 +255,7 @@ mod loom_tests {
                 // replace: take from old, adopt into new.
                 if let Some(hs) = old2.0.end() {
                     if let Err(hs) = new2.0.adopt(hs) {
-                        hs.into_iter().for_each(|h| h());
+                        run(hs);
                     }
                 }
             });

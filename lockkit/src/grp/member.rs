@@ -92,11 +92,14 @@ impl<T: GrpMember> Member<T> {
         }
     }
 
-    /// Takes the group lock and lends the member.
+    /// Takes the group lock and lends the member. After a
+    /// [`replace`](GrpLock::replace), that is the new group's lock: the member lives there
+    /// now.
     ///
     /// # Panics
     /// If this thread already holds a guard of this member (the group lock is recursive,
-    /// the member is not), or if the member has left.
+    /// the member is not), or if the group was destroyed by
+    /// [`force_destroy`](GrpLock::force_destroy) (which destroyed the member).
     pub fn lock(&self) -> MemberGuard<'_, T> {
         self.lend(self.group.lock())
     }
@@ -130,6 +133,10 @@ impl<T: GrpMember> Member<T> {
     /// Leaves the group early (a transaction that ends before its dialog): unregisters the
     /// destroy handler, gives back the reference, and returns the value without running
     /// `on_destroy`.
+    ///
+    /// # Panics
+    /// If a guard of this member is alive on this thread, or if the group was destroyed by
+    /// `force_destroy` (which destroyed the member).
     pub fn leave(self) -> T {
         let value = {
             let _g = self.group.lock();

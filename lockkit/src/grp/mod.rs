@@ -6,9 +6,9 @@
 //! - **mutual exclusion**, recursive for the thread that holds it;
 //! - **lifetime**: every [`GrpLock`] handle is a reference; when the last one goes, the
 //!   destroy handlers the members registered run, once, in registration order;
-//! - **lock ordering**: external locks chained at a position are taken in ascending
-//!   position around the group's own lock (position 0), so everybody who goes through the
-//!   group takes them in the same order and cannot deadlock on them.
+//! - **lock ordering**: external locks chained to the group are taken with it, in ascending
+//!   position, and a thread taking the group never waits while holding one of them, so
+//!   nobody who goes through the group can deadlock on them.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -17,14 +17,14 @@
 //!
 //! let group = GrpLock::new();                          // pj_grp_lock_create
 //! let app_lock = Arc::new(GenLock::new());
-//! group.chain_lock(app_lock.clone(), -1).unwrap();     // taken before the group's own lock
+//! group.chain_lock(app_lock.clone(), -1).unwrap();     // pj_grp_lock_chain_lock at -1
 //! group.add_handler(|| println!("dialog destroyed"));  // pj_grp_lock_add_handler
 //!
 //! let tsx_ref = group.add_ref();                       // a transaction keeps the group alive
 //! {
-//!     let _g = group.lock();                           // app_lock, then the group
+//!     let _g = group.lock();                           // the group's lock, and app_lock
 //!     assert!(app_lock.is_locked());
-//! }                                                    // released in reverse order
+//! }                                                    // both released
 //! assert_eq!(group.dec_ref(), Released::Alive);        // the dialog lets go
 //! assert_eq!(tsx_ref.dec_ref(), Released::Gone);       // the last one: handlers run
 //! ```
@@ -35,165 +35,66 @@
 //!   count starts at 1 (the creator's handle), not 0.
 //! - Recursion counts depth; chained locks are taken once, by the outermost acquisition, and
 //!   released by the matching outermost release.
-//! - Chaining and unchaining are safe at any time: edits happen under the group's own lock
-//!   and bump a version; an acquirer that took the locks before the group's own lock from an
-//!   older chain notices after taking the own lock, releases and starts again.
-//! - Destroy runs once whatever the handlers do. A handler must not own a `GrpLock` of its
-//!   own group (that reference would keep the group alive forever): members keep a
-//!   [`WeakGrpLock`].
-//! - [`replace`](GrpLock::replace) refuses to replace a group that some thread holds.
+//! - **An acquirer never waits while holding anything.** It takes the group's own lock
+//!   (waiting for it if need be), then *tries* each chained lock in ascending pos; if one is
+//!   busy it gives everything back, waits for that lock holding nothing, and starts again.
+//!   So pos orders the chain, but no order can deadlock through the group, and chaining and
+//!   unchaining are safe at any time, under traffic (where PJLIB hangs).
+//! - `chain_lock` by the thread that holds the group takes the new lock at once, without
+//!   waiting ([`ChainError::Busy`] if it is busy: its holder may be waiting for the group).
+//!   Chained groups cannot form a cycle ([`ChainError::Cycle`]). A destroyed group in a
+//!   chain is dropped from it the next time the chain is taken.
+//! - Destroy runs once whatever the handlers do, runs every handler even if one panics
+//!   (then the first panic goes on), and runs a handler only in the process that registered
+//!   it: a `fork` child's copy of a group never runs the parent's handlers. A handler must
+//!   not own a `GrpLock` of its own group (that reference would keep the group alive
+//!   forever): members keep a [`WeakGrpLock`].
+//! - [`replace`](GrpLock::replace) makes every handle of the old group a handle of the new
+//!   one: members, waiters and chains follow it. It is refused while a thread holds the old
+//!   group. (A handle of a replaced group reaches the group that stands for it in one step,
+//!   however many replaces lie between; the groups on the way stay allocated while it lives.)
+//! - [`force_destroy`](GrpLock::force_destroy) is refused while the calling thread holds the
+//!   group (it could be using a member); threads waiting for the group when it goes are told
+//!   ([`lock_alive`](GrpLock::lock_alive) returns `Err`, `lock` panics saying so).
+//!
+//! # Invariants kept (see `inner.rs` for the protocol)
+//! - Holder-only state (the depth, the chain) is touched only by the thread holding the
+//!   group's own lock. A `&mut` to it never outlives a short access that calls nothing; the
+//!   chain walks read the chain (shared) while they call the chained locks, and nothing can
+//!   write it meanwhile. So no re-entrant call (a chained group, a handler) can see it
+//!   half-changed or hold a second `&mut` to it.
+//! - While a thread holds the group it holds exactly the chained locks in the chain.
+//! - A guard releases the group it took, even when its handle's group was replaced since.
 
 mod chain;
 mod debug;
+mod error;
+mod graph;
+mod guard;
+mod inner;
 mod life;
 mod member;
+#[cfg(all(test, loom))]
+mod model;
 mod sync;
 
-use std::cell::UnsafeCell;
 use std::fmt;
-use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
-use std::sync::atomic::{AtomicU32, AtomicU8, Ordering::*};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 pub use chain::{AsLockSet, ChainLock, SetEntry};
+pub use error::{ChainError, Destroyed, ForceDestroyError, Released, ReplaceError};
+pub use guard::GrpGuard;
 pub use life::HandlerId;
 pub use member::{GrpMember, Member, MemberGuard};
 
-use chain::{same_lock, Chain, Link};
-use life::Life;
+use guard::Hand;
+use inner::{release_ref, Fail, Inner, Mode};
 
-use crate::raw::RawFutex;
-use crate::sys;
-
-/// Held while a group is chained to another group (see `GrpLock::chain_lock`).
-static GROUP_EDITS: Mutex<()> = Mutex::new(());
-
-/// What giving back a reference did (PJLIB returns `PJ_EGONE` for `Gone`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[must_use]
-pub enum Released {
-    /// Other references remain; the group lives on.
-    Alive,
-    /// That was the last reference: the group was destroyed and its handlers ran.
-    Gone,
-}
-
-/// Why chaining a lock failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChainError {
-    /// The lock is already in this group's chain.
-    AlreadyChained,
-    /// A group cannot be chained to itself.
-    SelfChain,
-    /// The lock is a group that (directly or through other groups) chains this group: taking
-    /// either would take the other, for ever.
-    Cycle,
-    /// The caller holds the group and the new lock is busy: waiting for it while holding the
-    /// group could deadlock (with a thread that holds the new lock and waits for the group,
-    /// or by breaking the lock order), so nothing was changed. Release the group and chain
-    /// again.
-    WouldBreakOrder,
-}
-
-impl fmt::Display for ChainError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            ChainError::AlreadyChained => "the lock is already chained to this group",
-            ChainError::SelfChain => "a group lock cannot be chained to itself",
-            ChainError::Cycle => {
-                "the lock is a group that already chains this group (directly or through \
-                 other groups): chaining it would make a cycle"
-            }
-            ChainError::WouldBreakOrder => {
-                "the lock is busy and this thread holds the group: waiting for it while \
-                 holding the group could deadlock; release the group and chain it again"
-            }
-        })
-    }
-}
-impl std::error::Error for ChainError {}
-
-/// Why [`GrpLock::replace`] refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReplaceError {
-    /// Some thread (perhaps the caller) holds the old group.
-    OldGroupHeld,
-    /// The old group was already destroyed.
-    OldGroupGone,
-    /// The new group was already destroyed.
-    NewGroupGone,
-    /// Old and new are the same group.
-    SameGroup,
-}
-
-impl fmt::Display for ReplaceError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            ReplaceError::OldGroupHeld => {
-                "the old group is held by a thread; release it before replacing it"
-            }
-            ReplaceError::OldGroupGone => "the old group was already destroyed",
-            ReplaceError::NewGroupGone => "the new group was already destroyed",
-            ReplaceError::SameGroup => "a group cannot replace itself",
-        })
-    }
-}
-impl std::error::Error for ReplaceError {}
-
-const CHAINED: u8 = 1;
-const DESTROYED: u8 = 2;
-
-/// What the holding thread has taken, so that release undoes exactly that: `links` in the
-/// order taken, the first `before` of them before the group's own lock. Without chained
-/// locks `links` stays empty and never allocates.
-struct Hold {
-    depth: usize,
-    before: usize,
-    links: Vec<(Arc<dyn ChainLock>, i32)>,
-}
-
-/// How an attempt to take the group ended.
-#[derive(PartialEq, Eq)]
-enum Got {
-    Yes,
-    Busy,
-    Dead,
-}
-
-struct Inner {
-    own: RawFutex,
-    /// Thread id of the holder, 0 when free. Only the holder stores its own id, so a thread
-    /// that reads its own id here holds the group.
-    owner: AtomicU32,
-    /// Touched only by the thread that holds `own` (and has set `owner`).
-    hold: UnsafeCell<Hold>,
-    /// Replaced as a whole, only while `own` is held; read by acquirers before they take it.
-    chain: Mutex<Arc<Chain>>,
-    /// `CHAINED | DESTROYED`, changed only while holding `own`, so a holder reads them with
-    /// one relaxed load; `CHAINED` lets the common case skip the chain entirely.
-    flags: AtomicU8,
-    life: Life,
-    refs: debug::Refs,
-    /// The process that created the group: the only one whose last reference (or
-    /// `force_destroy`) runs the destroy handlers. A `fork` child holds copies of the
-    /// parent's references, and the members the handlers release are the parent's.
-    creator_pid: u32,
-}
-
-// SAFETY: `hold` is only accessed by the thread holding `own` (see `Inner::hold_mut`); every
-// other field is Sync.
-unsafe impl Sync for Inner {}
-// SAFETY: `hold`'s contents (Arcs of Send + Sync locks) may move between threads.
-unsafe impl Send for Inner {}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        // The last reference is gone: nobody holds the group (a guard is a reference).
-        self.flags.fetch_or(DESTROYED, Relaxed);
-        self.end_life();
-    }
-}
+/// Numbers groups, for handler ids (never reused while the process lives).
+static NEXT_GROUP: AtomicU64 = AtomicU64::new(1);
 
 /// A reference to a group lock. Cloning adds a reference, dropping removes one; the last one
 /// destroys the group.
@@ -222,11 +123,12 @@ impl WeakGrpLock {
         WeakGrpLock { inner: Weak::new() }
     }
 
-    /// A reference to the group, or `None` if it was destroyed.
+    /// A reference to the group (or to the group that replaced it), or `None` if it was
+    /// destroyed.
     #[track_caller]
     pub fn upgrade(&self) -> Option<GrpLock> {
         let inner = self.inner.upgrade()?;
-        if inner.is_destroyed() {
+        if inner.resolve().is_destroyed() {
             return None;
         }
         Some(GrpLock::from_arc(inner))
@@ -252,28 +154,25 @@ impl Drop for GrpLock {
     fn drop(&mut self) {
         self.inner.refs.forget(self.ref_id);
         // SAFETY: dropped once, here; `self.inner` is not used afterwards.
-        drop(unsafe { ManuallyDrop::take(&mut self.inner) });
+        let _ = release_ref(unsafe { ManuallyDrop::take(&mut self.inner) });
     }
+}
+
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn destroyed() -> ! {
+    panic!(
+        "this group lock was destroyed by force_destroy (before or while this thread waited \
+         for it); use lock_alive where that can happen, to get Err(Destroyed) instead"
+    )
 }
 
 impl GrpLock {
     /// A new group with one reference: this handle (PJLIB's `pj_grp_lock_create`).
     #[track_caller]
     pub fn new() -> GrpLock {
-        GrpLock::from_arc(Arc::new(Inner {
-            own: RawFutex::new(),
-            owner: AtomicU32::new(0),
-            hold: UnsafeCell::new(Hold {
-                depth: 0,
-                before: 0,
-                links: Vec::new(),
-            }),
-            chain: Mutex::new(Arc::new(Chain::empty())),
-            flags: AtomicU8::new(0),
-            life: Life::new(),
-            refs: debug::Refs::new(),
-            creator_pid: std::process::id(),
-        }))
+        GrpLock::from_arc(Arc::new(Inner::new(NEXT_GROUP.fetch_add(1, Relaxed))))
     }
 
     #[track_caller]
@@ -285,8 +184,21 @@ impl GrpLock {
         }
     }
 
-    fn id(&self) -> usize {
-        Arc::as_ptr(&self.inner) as usize
+    /// The reference this handle holds, without giving it back.
+    fn into_arc(self) -> Arc<Inner> {
+        let mut this = ManuallyDrop::new(self);
+        this.inner.refs.forget(this.ref_id);
+        // SAFETY: `this` is never dropped (ManuallyDrop), so the Arc is taken exactly once.
+        unsafe { ManuallyDrop::take(&mut this.inner) }
+    }
+
+    /// The handle that stands for this one: itself, or (after `replace`) the new group's.
+    fn resolved(&self) -> &GrpLock {
+        let mut h = self;
+        while let Some(f) = h.inner.forward() {
+            h = f;
+        }
+        h
     }
 
     /// A weak reference, for members to find their group without keeping it alive.
@@ -306,309 +218,214 @@ impl GrpLock {
     /// Gives this reference back (PJLIB's `pj_grp_lock_dec_ref`), reporting whether it was
     /// the last one and so destroyed the group ([`Released::Gone`], PJLIB's `PJ_EGONE`).
     /// Taking `self` by value is what makes a second `dec_ref` of the same reference
-    /// impossible.
+    /// impossible. After a [`replace`](GrpLock::replace), the old group's handles together
+    /// hold one reference to the new group: `Gone` means the new group went.
     pub fn dec_ref(self) -> Released {
-        let mut this = ManuallyDrop::new(self);
-        this.inner.refs.forget(this.ref_id);
-        // SAFETY: `this` is never dropped (ManuallyDrop), so the Arc is taken exactly once.
-        let arc = unsafe { ManuallyDrop::take(&mut this.inner) };
-        match Arc::into_inner(arc) {
-            Some(inner) => {
-                drop(inner); // runs the destroy handlers
-                Released::Gone
-            }
-            None => Released::Alive,
-        }
+        release_ref(self.into_arc())
     }
 
     /// The number of references (PJLIB's `pj_grp_lock_get_ref`), handles and owned guards
-    /// included. A snapshot: other threads may change it at once.
+    /// included (after a `replace`, those of the new group; all the old group's handles
+    /// count as one). A snapshot: other threads may change it at once.
     pub fn get_ref(&self) -> usize {
-        Arc::strong_count(&self.inner)
+        Arc::strong_count(&self.resolved().inner)
     }
 
-    /// Whether the group was destroyed by [`force_destroy`](GrpLock::force_destroy) or
-    /// [`replace`](GrpLock::replace) while this handle still exists.
+    /// Whether the group was destroyed by [`force_destroy`](GrpLock::force_destroy) while
+    /// this handle still exists.
     pub fn is_destroyed(&self) -> bool {
-        self.inner.is_destroyed()
+        self.inner.resolve().is_destroyed()
     }
 
-    /// Takes the group: the chained locks with `pos <= 0`, the group's own lock, then the
-    /// chained locks with `pos > 0`, each in ascending order (PJLIB's `pj_grp_lock_acquire`).
-    /// Recursive: the holding thread may lock again; it is released when the last guard goes.
+    /// Takes the group: its own lock, then the chained locks in ascending pos (PJLIB's
+    /// `pj_grp_lock_acquire`; see the module docs for why the own lock comes first and why
+    /// this never waits while holding a lock). Recursive: the holding thread may lock
+    /// again; the group is released when the last guard goes.
+    ///
+    /// After a [`replace`](GrpLock::replace), takes the new group (and so does a thread
+    /// that was waiting when the group was replaced).
     ///
     /// # Panics
-    /// If the group was destroyed by `force_destroy` or `replace` (a handle used after that
-    /// is a bug in the caller).
+    /// If the group was destroyed by [`force_destroy`](GrpLock::force_destroy), before or
+    /// while this thread waited. Where that can happen, use
+    /// [`lock_alive`](GrpLock::lock_alive).
     #[inline]
     pub fn lock(&self) -> GrpGuard<'_> {
-        self.inner.acquire_or_panic();
-        GrpGuard::new(Hand::Borrowed(self))
+        match self.inner.enter(Mode::Wait) {
+            Ok(held) => GrpGuard::new(held, Hand::Borrowed(self)),
+            Err(_) => destroyed(),
+        }
+    }
+
+    /// Like [`lock`](GrpLock::lock), but tells a group destroyed by `force_destroy` (before
+    /// or while this thread waited) with `Err(Destroyed)` instead of panicking.
+    pub fn lock_alive(&self) -> Result<GrpGuard<'_>, Destroyed> {
+        match self.inner.enter(Mode::Wait) {
+            Ok(held) => Ok(GrpGuard::new(held, Hand::Borrowed(self))),
+            Err(_) => Err(Destroyed),
+        }
     }
 
     /// Like [`lock`](GrpLock::lock), but the guard owns this reference, so it can outlive
     /// every other handle and its release can be the one that destroys the group.
     pub fn lock_owned(self) -> GrpGuard<'static> {
-        self.inner.acquire_or_panic();
-        GrpGuard::new(Hand::Owned(self))
+        let held: *const Inner = match self.inner.enter(Mode::Wait) {
+            Ok(held) => held,
+            Err(_) => destroyed(),
+        };
+        // SAFETY: `held` is this handle's group or the group it forwards to, which live as
+        // long as the handle, now owned by the guard.
+        GrpGuard::new(unsafe { &*held }, Hand::Owned(self))
     }
 
     /// Takes the group if it and all its chained locks are free (PJLIB's
     /// `pj_grp_lock_tryacquire`); on failure every lock it took is released again.
+    ///
+    /// # Panics
+    /// If the group was destroyed by `force_destroy`.
     pub fn try_lock(&self) -> Option<GrpGuard<'_>> {
-        match self.inner.enter(true) {
-            Got::Yes => Some(GrpGuard::new(Hand::Borrowed(self))),
-            Got::Busy => None,
-            Got::Dead => Inner::dead(),
+        match self.inner.enter(Mode::Try) {
+            Ok(held) => Some(GrpGuard::new(held, Hand::Borrowed(self))),
+            Err(Fail::Busy) => None,
+            Err(Fail::Dead) => destroyed(),
         }
     }
 
-    /// Takes the group, waiting at most `timeout` for it and its chained locks; `None` if
-    /// the time ran out (everything taken on the way is released again).
-    ///
-    /// Chained locks have no timed acquire of their own, so this retries
-    /// [`try_lock`](GrpLock::try_lock) with a short sleep between attempts (growing from
-    /// 50 µs to 1 ms): it never waits while holding a lock, and it may take up to a
-    /// millisecond longer to notice that the group became free than `lock` would.
+    /// Takes the group, waiting at most `timeout` in all for its own lock and its chained
+    /// locks; `None` when the time is up (every lock it took is released again).
     ///
     /// # Panics
-    /// If the group was destroyed by `force_destroy` or `replace`.
-    pub fn try_lock_for(&self, timeout: std::time::Duration) -> Option<GrpGuard<'_>> {
-        let deadline = crate::deadline::Deadline::after(timeout);
-        let mut nap = std::time::Duration::from_micros(50);
-        loop {
-            if let Some(g) = self.try_lock() {
-                return Some(g);
-            }
-            let left = deadline.left().ok()?;
-            std::thread::sleep(left.map_or(nap, |l| l.min(nap)));
-            nap = (nap * 2).min(std::time::Duration::from_millis(1));
+    /// If the group was destroyed by `force_destroy`.
+    pub fn try_lock_for(&self, timeout: Duration) -> Option<GrpGuard<'_>> {
+        match self.inner.enter(Mode::within(timeout)) {
+            Ok(held) => Some(GrpGuard::new(held, Hand::Borrowed(self))),
+            Err(Fail::Busy) => None,
+            Err(Fail::Dead) => destroyed(),
         }
     }
 
     /// Whether the calling thread holds the group.
     #[inline]
     pub fn is_held_by_current_thread(&self) -> bool {
-        self.inner.owner.load(Relaxed) == sys::tid()
+        self.inner.resolve().held_by_me()
     }
 
     /// How many times the calling thread holds the group (0 if it does not).
     pub fn depth(&self) -> usize {
-        if self.is_held_by_current_thread() {
-            // SAFETY: this thread holds the group, so it may read `hold`.
-            unsafe { self.inner.hold_mut().depth }
-        } else {
-            0
-        }
+        self.inner.resolve().depth()
     }
 
     /// Registers a destroy handler (PJLIB's `pj_grp_lock_add_handler`): it runs once, when the
-    /// last reference goes, after the handlers registered before it. The closure owns what
-    /// it destroys (the member).
+    /// last reference goes, after the handlers registered before it, in this process only
+    /// (see the module docs on `fork`). The closure owns what it destroys (the member).
     ///
     /// Returns `None`, dropping the closure without running it, if the group was already
     /// destroyed.
     pub fn add_handler(&self, destroy: impl FnOnce() + Send + 'static) -> Option<HandlerId> {
-        self.inner.life.add(self.id(), Box::new(destroy)).ok()
+        let mut handler: life::Handler = Box::new(destroy);
+        let mut g: &Inner = &self.inner;
+        loop {
+            match g.life.add(g.id, handler) {
+                Ok(id) => return Some(id),
+                // Ended: destroyed, or replaced (then the handler goes to the new group).
+                Err(back) => match g.forward() {
+                    Some(f) => {
+                        g = &f.inner;
+                        handler = back;
+                    }
+                    None => return None,
+                },
+            }
+        }
     }
 
     /// Unregisters a handler (PJLIB's `pj_grp_lock_del_handler`) for a member that leaves
     /// early; the closure is dropped without running. Returns false if `id` is not
     /// registered with this group (never was, already removed, or the group was destroyed).
     pub fn del_handler(&self, id: HandlerId) -> bool {
-        self.inner.life.remove(self.id(), id)
+        let mut g: &Inner = &self.inner;
+        loop {
+            if g.life.remove(id) {
+                return true;
+            }
+            match g.forward() {
+                Some(f) => g = &f.inner,
+                None => return false,
+            }
+        }
     }
 
     /// The number of registered destroy handlers (0 once destroyed).
     pub fn handler_count(&self) -> usize {
-        self.inner.life.len().unwrap_or(0)
+        self.inner.resolve().life.len().unwrap_or(0)
     }
 
-    /// Chains an external lock at `pos` (PJLIB's `pj_grp_lock_chain_lock`). Locks with a
-    /// lower pos are taken first; the group's own lock is at 0, and a chained lock with
-    /// `pos <= 0` is taken before it (a new lock goes before existing ones of equal pos).
+    /// Chains an external lock at `pos` (PJLIB's `pj_grp_lock_chain_lock`): from now on,
+    /// taking the group takes it too. Locks with a lower pos are taken first; a new lock
+    /// goes before existing ones of equal pos.
     ///
-    /// Safe at any time. If the calling thread holds the group, the new lock is taken now too,
-    /// so that its release matches, but only if it is free: waiting for it while holding the
-    /// group could deadlock with a thread that holds it and waits for the group
-    /// ([`ChainError::WouldBreakOrder`] then, and nothing changes). If another thread holds
-    /// the group, this waits for it, holding nothing.
+    /// Waits for the group's own lock like [`lock`](GrpLock::lock), unless the calling
+    /// thread holds the group: then the new lock is taken at once, so that its release comes
+    /// with the group's, and `Err(ChainError::Busy)` if it is busy (waiting for it while
+    /// holding the group could deadlock with its holder). Nothing changes on an error.
     pub fn chain_lock(&self, lock: Arc<dyn ChainLock>, pos: i32) -> Result<(), ChainError> {
-        if lock.chain_id() == self.chain_id() {
-            return Err(ChainError::SelfChain);
-        }
-        // Chain edits that involve groups are serialised, so two threads chaining A to B and
-        // B to A at once cannot both pass the cycle check.
-        let _edit = lock
-            .as_group()
-            .map(|_| GROUP_EDITS.lock().unwrap_or_else(|e| e.into_inner()));
-        if let Some(g) = lock.as_group() {
-            if g.reaches(self.chain_id(), 0) {
-                return Err(ChainError::Cycle);
-            }
-        }
-        let was_held = self.is_held_by_current_thread();
-        let _g = self.lock();
-        let inner = &*self.inner;
-        let current = inner.chain_snapshot();
-        if current.position(&lock).is_some() {
-            return Err(ChainError::AlreadyChained);
-        }
-        if was_held {
-            // Never wait while holding the group: a thread that holds the new lock and waits
-            // for the group would deadlock with us. Take it only if it is free. No reference
-            // into `hold` lives across this call, which may re-enter this group.
-            if !lock.chain_try_acquire() {
-                return Err(ChainError::WouldBreakOrder);
-            }
-            // SAFETY: we hold the group; the reference lives for this one push.
-            unsafe { inner.hold_mut() }
-                .links
-                .push((Arc::clone(&lock), pos));
-        }
-        inner.set_chain(current.with(Link { lock, pos }));
-        Ok(())
-    }
-
-    /// Whether this group's chain holds the lock `target`, directly or through chained
-    /// groups (a depth bound keeps a damaged chain from recursing without end).
-    fn reaches(&self, target: usize, depth: usize) -> bool {
-        if depth > 64 {
-            return true;
-        }
-        self.inner.chain_snapshot().links.iter().any(|l| {
-            l.lock.chain_id() == target
-                || l.lock
-                    .as_group()
-                    .is_some_and(|g| g.reaches(target, depth + 1))
-        })
+        self.inner.chain_lock(lock, pos)
     }
 
     /// Removes a chained lock (PJLIB's `pj_grp_lock_unchain_lock`); if the calling thread
-    /// holds the group, the lock is released now. Returns false if it was not chained. Safe
-    /// at any time, including while other threads acquire and release the group.
+    /// holds the group, the lock is released now. Returns false if it was not chained (or
+    /// the group was destroyed). Waits for the group's own lock like `chain_lock`; never
+    /// panics. Safe at any time, including while other threads acquire and release the
+    /// group.
     pub fn unchain_lock(&self, lock: &Arc<dyn ChainLock>) -> bool {
-        let _g = self.lock();
-        let inner = &*self.inner;
-        let current = inner.chain_snapshot();
-        let Some(i) = current.position(lock) else {
-            return false;
-        };
-        inner.set_chain(current.without(i));
-        // Take the link out of the hold in one short access, then release it with no
-        // reference into `hold` alive (the release may re-enter this group).
-        let taken = {
-            // SAFETY: we hold the group; the reference ends with this block.
-            let hold = unsafe { inner.hold_mut() };
-            hold.links
-                .iter()
-                .position(|(l, _)| same_lock(l, lock))
-                .map(|t| {
-                    if t < hold.before {
-                        hold.before -= 1;
-                    }
-                    hold.links.remove(t).0
-                })
-        };
-        if let Some(l) = taken {
-            // SAFETY: this thread took it as part of its hold.
-            unsafe { l.chain_release() };
-        }
-        true
+        self.inner.unchain_lock(&**lock)
     }
 
-    /// The chained locks' positions, in the order they are taken (the group's own lock shows
-    /// as the 0 after the links with `pos <= 0`).
+    /// The chained locks' positions in ascending order, with the group's own lock shown as
+    /// the 0 after the links with `pos <= 0` (where PJLIB takes it). Waits for the group's
+    /// own lock like `chain_lock`.
     pub fn chain_order(&self) -> Vec<i32> {
-        let chain = self.inner.chain_snapshot();
-        let mut order: Vec<i32> = chain.links.iter().map(|l| l.pos).collect();
-        order.insert(chain.before_own(), 0);
-        order
+        self.inner.positions(true).unwrap_or_else(|| vec![0])
     }
 
-    /// Moves the destroy handlers of `old` to `new` (appended after `new`'s own) and
-    /// destroys `old` without running them (PJLIB's `pj_grp_lock_replace`).
+    /// Moves the destroy handlers of `old` to `new` (appended after `new`'s own) and ends
+    /// `old` without running them (PJLIB's `pj_grp_lock_replace`).
     ///
-    /// Afterwards `old`'s handles still exist but the group is dead: locking it panics,
-    /// dropping them runs nothing, its chained locks are unchained (not carried over; the
-    /// new group has its own chain). Refused, with nothing changed, while any thread holds
-    /// `old`.
+    /// Afterwards every handle of `old` stands for `new`: locking one takes `new` (threads
+    /// already waiting in `lock` get `new` too), members of `old` live on in `new`, a chain
+    /// that holds `old` takes `new`, and `old`'s handles together hold one reference to
+    /// `new`. `old`'s own chained locks are unchained (`new` keeps its own chain).
+    ///
+    /// Refused, with nothing changed, while any thread holds `old` (or is taking it), and
+    /// when `new` chains `old` (it would chain itself).
     pub fn replace(old: &GrpLock, new: &GrpLock) -> Result<(), ReplaceError> {
-        if Arc::ptr_eq(&old.inner, &new.inner) {
-            return Err(ReplaceError::SameGroup);
-        }
-        if new.is_destroyed() {
-            return Err(ReplaceError::NewGroupGone);
-        }
-        let inner = &*old.inner;
-        if inner.owner.load(Relaxed) == sys::tid() || !inner.own.try_lock() {
-            return Err(ReplaceError::OldGroupHeld);
-        }
-        let result = if inner.is_destroyed() {
-            Err(ReplaceError::OldGroupGone)
-        } else {
-            match inner.life.end() {
-                None => Err(ReplaceError::OldGroupGone),
-                Some(handlers) => match new.inner.life.adopt(handlers) {
-                    Ok(()) => Ok(()),
-                    Err(handlers) => {
-                        // `new` died meanwhile: the handlers must still run once.
-                        inner.flags.fetch_or(DESTROYED, Release);
-                        handlers.into_iter().for_each(|h| h());
-                        Err(ReplaceError::NewGroupGone)
-                    }
-                },
-            }
-        };
-        if result.is_ok() {
-            inner.flags.fetch_or(DESTROYED, Release);
-            inner.set_chain(inner.chain_snapshot().cleared());
-        }
-        // SAFETY: taken by try_lock above, on this thread.
-        unsafe { inner.own.unlock() };
-        result
+        Inner::replace(old, new)
     }
 
     /// Destroys the group now, whatever its reference count (PJLIB's `pj_lock_destroy` on a
-    /// group lock): waits until no other thread holds it, releases what the calling thread
-    /// holds of it, and runs the destroy handlers. **Dangerous**: members may still be in
-    /// use by holders of other references, and every other handle is left pointing at a
-    /// dead group whose `lock` panics. Prefer giving references back. Returns false if the
-    /// group was already destroyed.
+    /// group lock): waits until no other thread holds it, unchains its chained locks, and
+    /// runs the destroy handlers.
     ///
-    /// # Panics
-    /// If the calling thread holds the group (a guard, or a member lent through one): the
-    /// handlers would destroy members that this thread is still using. Release first.
-    #[track_caller]
-    pub fn force_destroy(&self) -> bool {
-        let inner = &*self.inner;
-        if inner.owner.load(Relaxed) == sys::tid() {
-            panic!(
-                "GrpLock::force_destroy: this thread holds the group (a guard or a lent \
-                 member is alive); its destroy handlers would free members still in use. \
-                 Drop the guard first"
-            );
-        }
-        if inner.is_destroyed() {
-            return false;
-        }
-        if inner.enter(false) == Got::Dead {
-            return false;
-        }
-        inner.flags.fetch_or(DESTROYED, Release);
-        // SAFETY: we hold the group.
-        unsafe { inner.hold_mut().depth = 1 };
-        // SAFETY: we hold it, at depth 1 now, so this releases everything we took.
-        unsafe { inner.release() };
-        inner.end_life()
+    /// Refused with [`ForceDestroyError::HeldByCaller`] while the calling thread holds the
+    /// group, perhaps through a group that chains it (a member may be lent: the handlers
+    /// would drop it under the caller's feet).
+    ///
+    /// **Dangerous**: members may still be reachable by holders of other references, and
+    /// every other handle is left pointing at a dead group: `lock`, `try_lock` and
+    /// `try_lock_for` panic, [`lock_alive`](GrpLock::lock_alive) returns `Err(Destroyed)`,
+    /// and the same goes for threads that were waiting for the group when it was destroyed.
+    /// Prefer giving references back.
+    pub fn force_destroy(&self) -> Result<(), ForceDestroyError> {
+        self.inner.force_destroy()
     }
 
     /// A description of the group for finding leaked references: the count and, with the
     /// `grp-debug` feature, where each live reference was taken (`file:line:column`).
     pub fn dump(&self) -> String {
+        let g = self.resolved();
         let mut s = format!(
             "group lock {:#x}: {} reference(s), {} handler(s), {}\n",
-            self.id(),
+            g.chain_id(),
             self.get_ref(),
             self.handler_count(),
             if self.is_destroyed() {
@@ -617,382 +434,59 @@ impl GrpLock {
                 "alive"
             }
         );
-        self.inner.refs.describe(&mut s);
+        g.inner.refs.describe(&mut s);
         s
     }
 }
 
 impl fmt::Debug for GrpLock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("GrpLock")
-            .field("refs", &self.get_ref())
-            .field("chain", &self.chain_order())
-            .field("destroyed", &self.is_destroyed())
-            .finish()
+        let mut d = f.debug_struct("GrpLock");
+        d.field("refs", &self.get_ref());
+        // Never waits: a group held by another thread shows its chain as busy.
+        match self.inner.positions(false) {
+            Some(order) => d.field("chain", &order),
+            None => d.field("chain", &format_args!("<busy>")),
+        };
+        d.field("destroyed", &self.is_destroyed()).finish()
     }
 }
 
-impl Inner {
-    /// Ends the group's life: runs the destroy handlers in the process that created the
-    /// group; in a `fork` child they are forgotten unrun (not even dropped, as what they
-    /// captured may release the parent's shared state). False if it had already ended.
-    fn end_life(&self) -> bool {
-        if std::process::id() == self.creator_pid {
-            return self.life.destroy();
-        }
-        match self.life.end() {
-            Some(handlers) => {
-                std::mem::forget(handlers);
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// # Safety
-    /// The calling thread holds the group (`owner` is its id).
-    #[allow(clippy::mut_from_ref)]
-    unsafe fn hold_mut(&self) -> &mut Hold {
-        // SAFETY: only the holding thread gets here, and it does not keep two of these
-        // references alive at once.
-        unsafe { &mut *self.hold.get() }
-    }
-
-    fn chain_snapshot(&self) -> Arc<Chain> {
-        Arc::clone(&self.chain.lock().unwrap_or_else(|e| e.into_inner()))
-    }
-
-    /// Installs a new chain. Called only while holding `own`.
-    fn set_chain(&self, chain: Chain) {
-        let nonempty = !chain.links.is_empty();
-        *self.chain.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(chain);
-        if nonempty {
-            self.flags.fetch_or(CHAINED, Release);
-        } else {
-            self.flags.fetch_and(!CHAINED, Release);
-        }
-    }
-
-    fn is_destroyed(&self) -> bool {
-        self.flags.load(Acquire) & DESTROYED != 0
-    }
-
-    #[cold]
-    fn dead() -> ! {
-        panic!(
-            "this group lock was destroyed by force_destroy or replace; a handle used after \
-             that is a bug in the caller"
-        )
-    }
-
-    #[inline]
-    fn acquire_or_panic(&self) {
-        if self.enter(false) == Got::Dead {
-            Self::dead();
-        }
-    }
-
-    /// Takes the group (recursively if this thread holds it), or with `only_try` gives up
-    /// at the first busy lock.
-    #[inline]
-    fn enter(&self, only_try: bool) -> Got {
-        let me = sys::tid();
-        if self.owner.load(Relaxed) == me {
-            // SAFETY: we hold the group.
-            unsafe { self.hold_mut().depth += 1 };
-            return Got::Yes;
-        }
-        if self.flags.load(Relaxed) & CHAINED == 0 {
-            // The common case: no chain, only the own lock.
-            if only_try {
-                if !self.own.try_lock() {
-                    return Got::Busy;
-                }
-            } else {
-                self.own.lock();
-            }
-            // Flags change only under `own`, which we hold: a relaxed load sees the latest.
-            if self.flags.load(Relaxed) == 0 {
-                self.owner.store(me, Relaxed);
-                // SAFETY: we hold `own` and have set `owner`.
-                let hold = unsafe { self.hold_mut() };
-                hold.depth = 1;
-                hold.before = 0;
-                return Got::Yes;
-            }
-            // SAFETY: taken just above by this thread.
-            unsafe { self.own.unlock() };
-        }
-        self.enter_chained(me, only_try)
-    }
-
-    /// The general path: take the chain's links and the own lock in ascending pos.
-    ///
-    /// It never waits while holding anything: a busy lock met after the first is waited for
-    /// with everything released, and the attempt starts again from a fresh chain. Acquirers
-    /// that read different versions of the chain may order the same two locks differently
-    /// (a lock unchained at -1 and chained again at +1); waiting while holding could then
-    /// deadlock, which is how PJLIB hangs when a lock is unchained under traffic.
-    #[cold]
-    fn enter_chained(&self, me: u32, only_try: bool) -> Got {
-        'attempt: loop {
-            let chain = self.chain_snapshot();
-            let split = chain.before_own();
-            // What this attempt has taken. Dropping it (on a give-up, a retry, or a panic in
-            // a chained lock's acquire) releases all of it, in reverse.
-            let mut taken = Taken {
-                inner: self,
-                split: usize::MAX, // until the own lock is taken, every link goes before it
-                links: Vec::with_capacity(chain.links.len()),
-                own: false,
-            };
-            for step in 0..=chain.links.len() {
-                let holding = taken.own || !taken.links.is_empty();
-                // Step `split` is the own lock; the others are links, before and after it.
-                let link = match step.cmp(&split) {
-                    std::cmp::Ordering::Less => Some(&chain.links[step]),
-                    std::cmp::Ordering::Equal => None,
-                    std::cmp::Ordering::Greater => Some(&chain.links[step - 1]),
-                };
-                // A destroyed group in the chain guards nothing any more: skipped, so that
-                // destroying a chained group before unchaining it does not brick the groups
-                // that chain it. (Destroyed between this look and its acquire, it panics,
-                // and `taken` releases what this attempt holds.)
-                if link.is_some_and(|l| l.lock.as_group().is_some_and(GrpLock::is_destroyed)) {
-                    continue;
-                }
-                let got = match link {
-                    Some(l) if !holding && !only_try => {
-                        l.lock.chain_acquire();
-                        true
-                    }
-                    Some(l) => l.lock.chain_try_acquire(),
-                    None if !holding && !only_try => {
-                        self.own.lock();
-                        true
-                    }
-                    None => self.own.try_lock(),
-                };
-                if !got {
-                    drop(taken);
-                    if only_try {
-                        return Got::Busy;
-                    }
-                    // Wait, holding nothing, until the busy lock is free; then start again.
-                    match link {
-                        Some(l) => {
-                            l.lock.chain_acquire();
-                            // SAFETY: taken just above by this thread.
-                            unsafe { l.lock.chain_release() };
-                        }
-                        None => {
-                            self.own.lock();
-                            // SAFETY: taken just above by this thread.
-                            unsafe { self.own.unlock() };
-                        }
-                    }
-                    continue 'attempt;
-                }
-                match link {
-                    Some(l) => taken.links.push((Arc::clone(&l.lock), l.pos)),
-                    None => {
-                        taken.own = true;
-                        // The links taken so far go before the own lock (skipped dead
-                        // groups make this fewer than the chain's count).
-                        taken.split = taken.links.len();
-                        if self.is_destroyed() {
-                            return Got::Dead; // `taken` releases everything
-                        }
-                        // Edits happen only under `own`, which we now hold: from here on the
-                        // chain cannot change, so the snapshot must be the current one.
-                        if self.chain_snapshot().version != chain.version {
-                            continue 'attempt;
-                        }
-                    }
-                }
-            }
-            let before = taken.split;
-            let links = taken.keep();
-            self.owner.store(me, Relaxed);
-            // SAFETY: we hold `own` and have set `owner`.
-            let hold = unsafe { self.hold_mut() };
-            hold.depth = 1;
-            hold.before = before;
-            hold.links = links;
-            return Got::Yes;
-        }
-    }
-
-    /// Releases one level; the outermost release gives back every lock taken, in reverse.
-    ///
-    /// # Safety
-    /// The calling thread holds the group.
-    #[inline]
-    unsafe fn release(&self) {
-        // SAFETY: per the contract.
-        let hold = unsafe { self.hold_mut() };
-        hold.depth -= 1;
-        if hold.depth > 0 {
-            return;
-        }
-        if hold.links.is_empty() {
-            self.owner.store(0, Relaxed);
-            // SAFETY: this thread took it in `enter`.
-            unsafe { self.own.unlock() };
-            return;
-        }
-        // Move what we took out of `hold` before giving up the own lock: after that, the
-        // next holder owns `hold`.
-        let mut links = std::mem::take(&mut hold.links);
-        let before = hold.before;
-        while links.len() > before {
-            let (l, _) = links.pop().expect("len > before");
-            // SAFETY: this thread took it in `enter` or `chain_lock`.
-            unsafe { l.chain_release() };
-        }
-        self.owner.store(0, Relaxed);
-        // SAFETY: this thread took it in `enter`.
-        unsafe { self.own.unlock() };
-        while let Some((l, _)) = links.pop() {
-            // SAFETY: this thread took it in `enter`.
-            unsafe { l.chain_release() };
-        }
-    }
-}
-
-/// The locks one attempt at the group has taken so far; released, in reverse, when dropped
-/// (unless kept), so that no path out of an attempt, a panic included, leaves one held.
-struct Taken<'a> {
-    inner: &'a Inner,
-    /// How many of `links` were taken before the own lock (`usize::MAX` until it is).
-    split: usize,
-    links: Vec<(Arc<dyn ChainLock>, i32)>,
-    own: bool,
-}
-
-impl Taken<'_> {
-    /// The attempt succeeded: the caller records the links as the hold.
-    fn keep(mut self) -> Vec<(Arc<dyn ChainLock>, i32)> {
-        self.own = false;
-        std::mem::take(&mut self.links)
-    }
-}
-
-impl Drop for Taken<'_> {
-    fn drop(&mut self) {
-        // Links past `split` are after the own lock: only taken once it was.
-        while self.links.len() > self.split {
-            let (l, _) = self.links.pop().expect("len checked");
-            // SAFETY: taken by this thread in this attempt.
-            unsafe { l.chain_release() };
-        }
-        if std::mem::take(&mut self.own) {
-            // SAFETY: as above.
-            unsafe { self.inner.own.unlock() };
-        }
-        while let Some((l, _)) = self.links.pop() {
-            // SAFETY: as above.
-            unsafe { l.chain_release() };
-        }
-    }
-}
-
-// SAFETY: a group can be chained to another group; acquire and release forward to the
-// group's own (recursive) acquire and release by the same thread.
+// SAFETY: a group can be chained to another group (or taken by `locked!` with other locks);
+// acquire and release forward to the group's own recursive acquire and release by the same
+// thread, and a release finds the group it took (the handle's, or the one that replaced it:
+// a held group is never replaced).
 unsafe impl ChainLock for GrpLock {
     fn chain_acquire(&self) {
-        self.inner.acquire_or_panic()
+        if self.inner.enter(Mode::Wait).is_err() {
+            destroyed()
+        }
     }
     fn chain_try_acquire(&self) -> bool {
-        match self.inner.enter(true) {
-            Got::Yes => true,
-            Got::Busy => false,
-            Got::Dead => Inner::dead(),
+        match self.inner.enter(Mode::Try) {
+            Ok(_) => true,
+            Err(Fail::Busy) => false,
+            Err(Fail::Dead) => destroyed(),
         }
     }
-    fn as_group(&self) -> Option<&GrpLock> {
-        Some(self)
-    }
-    fn chain_id(&self) -> usize {
-        Arc::as_ptr(&self.inner) as usize
+    fn chain_try_acquire_for(&self, timeout: Duration) -> bool {
+        match self.inner.enter(Mode::within(timeout)) {
+            Ok(_) => true,
+            Err(Fail::Busy) => false,
+            Err(Fail::Dead) => destroyed(),
+        }
     }
     unsafe fn chain_release(&self) {
-        if self.is_held_by_current_thread() {
+        let g = self.inner.resolve();
+        if g.held_by_me() {
             // SAFETY: this thread holds the group (checked just above).
-            unsafe { self.inner.release() }
+            unsafe { g.release() }
         }
     }
-}
-
-enum Hand<'a> {
-    Borrowed(&'a GrpLock),
-    Owned(GrpLock),
-}
-
-/// Proof that this thread holds a group lock; dropping it releases one level.
-#[must_use = "the group is released as soon as the guard is dropped"]
-pub struct GrpGuard<'a> {
-    hand: ManuallyDrop<Hand<'a>>,
-    _not_send: PhantomData<*const ()>,
-}
-
-impl<'a> GrpGuard<'a> {
-    fn new(hand: Hand<'a>) -> Self {
-        GrpGuard {
-            hand: ManuallyDrop::new(hand),
-            _not_send: PhantomData,
-        }
+    fn chain_id(&self) -> usize {
+        self.inner.resolve() as *const Inner as usize
     }
-
-    fn group(&self) -> &GrpLock {
-        match &*self.hand {
-            Hand::Borrowed(g) => g,
-            Hand::Owned(g) => g,
-        }
-    }
-
-    #[inline]
-    fn unlock_level(&self) {
-        let g = self.group();
-        // A forced destroy released everything this thread held; then there is nothing left.
-        if g.is_held_by_current_thread() {
-            // SAFETY: this thread holds the group (checked just above).
-            unsafe { g.inner.release() };
-        }
-    }
-
-    /// Releases this level now (PJLIB's `pj_grp_lock_release`) and reports whether the
-    /// reference the guard owned (see [`GrpLock::lock_owned`]) was the last one, so the
-    /// group is gone.
-    pub fn release(self) -> Released {
-        let mut this = ManuallyDrop::new(self);
-        this.unlock_level();
-        // SAFETY: `this` is never dropped, so the hand is taken exactly once.
-        match unsafe { ManuallyDrop::take(&mut this.hand) } {
-            Hand::Borrowed(_) => Released::Alive,
-            Hand::Owned(g) => g.dec_ref(),
-        }
-    }
-
-    /// The group this guard holds.
-    pub fn grp_lock(guard: &Self) -> &GrpLock {
-        guard.group()
-    }
-}
-
-impl Drop for GrpGuard<'_> {
-    #[inline]
-    fn drop(&mut self) {
-        self.unlock_level();
-        // SAFETY: dropped once, here.
-        drop(unsafe { ManuallyDrop::take(&mut self.hand) });
-    }
-}
-
-impl fmt::Debug for GrpGuard<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("GrpGuard")
-            .field("depth", &self.group().depth())
-            .finish()
+    fn chain_group(&self) -> Option<&GrpLock> {
+        Some(self)
     }
 }

@@ -1,0 +1,87 @@
+//! [`GrpGuard`]: one level of a group held by the current thread.
+
+use std::fmt;
+use std::mem::ManuallyDrop;
+use std::ptr::NonNull;
+
+use super::inner::Inner;
+use super::{GrpLock, Released};
+
+/// The handle a guard came from: borrowed, or owned by the guard (`lock_owned`).
+pub(crate) enum Hand<'a> {
+    Borrowed(&'a GrpLock),
+    Owned(GrpLock),
+}
+
+/// Proof that this thread holds a group lock; dropping it releases one level (the last
+/// level releases the group and its chained locks).
+#[must_use = "the group is released as soon as the guard is dropped"]
+pub struct GrpGuard<'a> {
+    /// The group actually held: the handle's, or the one it was replaced by. Valid while
+    /// `hand` lives: the handle keeps its group alive, and a replaced group keeps the group
+    /// it forwards to alive. The pointer also makes the guard `!Send` and `!Sync`: a
+    /// level is released by the thread that holds it.
+    held: NonNull<Inner>,
+    hand: ManuallyDrop<Hand<'a>>,
+}
+
+impl<'a> GrpGuard<'a> {
+    /// `held`: the group this thread just took one level of, through `hand`.
+    #[inline]
+    pub(crate) fn new(held: &Inner, hand: Hand<'a>) -> Self {
+        GrpGuard {
+            held: NonNull::from(held),
+            hand: ManuallyDrop::new(hand),
+        }
+    }
+
+    fn group(&self) -> &GrpLock {
+        match &*self.hand {
+            Hand::Borrowed(g) => g,
+            Hand::Owned(g) => g,
+        }
+    }
+
+    #[inline]
+    fn unlock_level(&self) {
+        // SAFETY: `held` is valid while the hand lives (see the field), and this thread holds
+        // it: the guard is !Send, and neither `force_destroy` nor `replace` touches a group
+        // that a thread holds.
+        unsafe { self.held.as_ref().release() };
+    }
+
+    /// Releases this level now (PJLIB's `pj_grp_lock_release`) and reports whether the
+    /// reference the guard owned (see [`GrpLock::lock_owned`]) was the last one, so the
+    /// group is gone.
+    pub fn release(self) -> Released {
+        let mut this = ManuallyDrop::new(self);
+        this.unlock_level();
+        // SAFETY: `this` is never dropped, so the hand is taken exactly once.
+        match unsafe { ManuallyDrop::take(&mut this.hand) } {
+            Hand::Borrowed(_) => Released::Alive,
+            Hand::Owned(g) => g.dec_ref(),
+        }
+    }
+
+    /// The handle this guard was taken through.
+    pub fn grp_lock(guard: &Self) -> &GrpLock {
+        guard.group()
+    }
+}
+
+impl Drop for GrpGuard<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        self.unlock_level();
+        // SAFETY: dropped once, here.
+        unsafe { ManuallyDrop::drop(&mut self.hand) };
+    }
+}
+
+impl fmt::Debug for GrpGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // SAFETY: valid while the hand lives; this thread holds it.
+        let depth = unsafe { self.held.as_ref() }.depth();
+        f.debug_struct("GrpGuard").field("depth", &depth).finish()
+    }
+}
