@@ -18,10 +18,10 @@ use common::{GlibcMutex, KamailioFutex};
 
 /// Shared control words and results, each on its own cache line.
 #[repr(C, align(64))]
-#[derive(Default)]
+#[derive(Default, lockkit::ShmSafe)]
 struct Line(AtomicU64);
 
-#[derive(Default)]
+#[derive(Default, lockkit::ShmSafe)]
 #[repr(C)]
 struct Control {
     ready: Line,
@@ -32,11 +32,6 @@ struct Control {
     ops: [Line; 16],
     stripes: [Line; 16],
 }
-
-// SAFETY: atomics only.
-unsafe impl lockkit::ShmSafe for Control {}
-// SAFETY: zero atomics are valid.
-unsafe impl lockkit::ShmZeroable for Control {}
 
 /// The locks under test, each in the region.
 enum Kind<'r> {

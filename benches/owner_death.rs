@@ -18,7 +18,7 @@ use lockkit::{GenLock, GenLockGuard, ShmRegion};
 const WAITING: Duration = Duration::from_millis(20);
 
 #[repr(C)]
-#[derive(Default)]
+#[derive(Default, lockkit::ShmSafe)]
 struct Board<R: RawLock> {
     lock: GenLock<R>,
     held: AtomicU32,
@@ -27,10 +27,6 @@ struct Board<R: RawLock> {
     acquired_ns: AtomicU64,
     told: AtomicU32,
 }
-// SAFETY: a lock and atomics.
-unsafe impl<R: RawLock> lockkit::ShmSafe for Board<R> {}
-// SAFETY: zero is valid for every field.
-unsafe impl<R: RawLock> lockkit::ShmZeroable for Board<R> {}
 
 fn now_ns() -> u64 {
     let mut ts = libc::timespec {

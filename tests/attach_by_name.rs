@@ -99,5 +99,9 @@ fn a_spawned_process_asking_for_the_wrong_type_gets_a_type_error() {
         .unwrap();
     assert!(!out.status.success());
     let text = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
-    assert!(text.contains("holds a different type"), "{text}");
+    assert!(text.contains("holds another layout"), "{text}");
+    assert!(
+        text.contains("field `data` at offset 8: u64 here, u32 in the region"),
+        "the message names the field that differs: {text}"
+    );
 }

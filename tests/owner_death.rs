@@ -14,6 +14,7 @@ const CONTENDERS: usize = 3;
 const ROUNDS: u64 = 2_000;
 
 /// What the holder, the contenders and the test share.
+#[derive(lockkit::ShmSafe)]
 #[repr(C)]
 #[derive(Default)]
 struct Board {
@@ -29,10 +30,6 @@ struct Board {
     killed_at: AtomicU64,
     first_after: AtomicU64,
 }
-// SAFETY: atomics only.
-unsafe impl lockkit::ShmSafe for Board {}
-// SAFETY: zero is valid for every field.
-unsafe impl lockkit::ShmZeroable for Board {}
 
 fn now_ns() -> u64 {
     let mut ts = libc::timespec {

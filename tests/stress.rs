@@ -28,6 +28,7 @@ fn stress_secs() -> u64 {
 }
 
 /// Per-run bookkeeping in shared memory.
+#[derive(lockkit::ShmSafe)]
 #[repr(C)]
 struct Board {
     /// Operations completed, per worker: the progress the parent watches.
@@ -41,11 +42,6 @@ struct Board {
     /// Signals the workers' handlers ran.
     handled: AtomicU64,
 }
-
-// SAFETY: atomics only.
-unsafe impl lockkit::ShmSafe for Board {}
-// SAFETY: zero is a valid value of every field.
-unsafe impl lockkit::ShmZeroable for Board {}
 
 static HANDLED: AtomicU64 = AtomicU64::new(0);
 

@@ -45,6 +45,7 @@ fn ui() {
     t.compile_fail("tests/ui/locked/*.rs");
     t.compile_fail("tests/ui/grp_member/*.rs");
     t.compile_fail("tests/ui/shm/*.rs");
+    t.compile_fail("tests/ui/shm_safe/*.rs");
 }
 
 /// The string literals of a Rust source file, escapes and line continuations resolved.

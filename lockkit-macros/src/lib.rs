@@ -9,9 +9,11 @@
 
 mod ctxt;
 mod grp_member;
+mod layout;
 mod locked;
 mod msg;
 mod shared_locked;
+mod shm_safe_derive;
 mod types;
 
 use proc_macro::TokenStream;
@@ -86,6 +88,47 @@ use proc_macro::TokenStream;
 #[proc_macro_attribute]
 pub fn shared_locked(args: TokenStream, input: TokenStream) -> TokenStream {
     shared_locked::expand(args.into(), input.into()).into()
+}
+
+/// Implements `ShmSafe` (and `ShmZeroable` where zero bytes are a value) for a plain
+/// `#[repr(C)]` struct or a fieldless enum with an integer `repr`, with the structural
+/// [`LAYOUT`](https://docs.rs/lockkit/latest/lockkit/layout/index.html) that lets two
+/// programs check that they agree on it.
+///
+/// ```
+/// use lockkit::{ShmRegion, ShmSafe};
+///
+/// #[derive(ShmSafe, Clone, Copy, PartialEq, Debug)]
+/// #[repr(u8)]
+/// enum State { Idle, Ringing, Talking }
+///
+/// #[derive(ShmSafe)]
+/// #[repr(C)]
+/// struct Call { id: u64, state: State, peer: Option<u32> }
+///
+/// let region = ShmRegion::anonymous(1 << 16)?;
+/// region.publish("call", &region.alloc(Call { id: 7, state: State::Ringing, peer: None })?)?;
+/// let call = region.lookup::<Call>("call")?;
+/// assert_eq!(call.state, State::Ringing);
+/// # Ok::<(), lockkit::Error>(())
+/// ```
+///
+/// - Structs: `#[repr(C)]` (or `repr(transparent)`) is required and `repr(packed)` refused;
+///   every field must be `ShmSafe` (a field that is not is an error at the field, saying
+///   what to use instead). Generic structs get an impl bounded by their fields. `ShmZeroable`
+///   holds when every field is.
+/// - Enums: fieldless, with `#[repr(u8)]`, `u16`, `u32`, `u64` or a signed one.
+///   `ShmZeroable` when a variant's discriminant is 0 (the first one, unless it says
+///   otherwise). A value in shared memory is trusted to be a variant: as with `bool`, a
+///   process that writes other bytes there with `unsafe` code breaks every reader.
+/// - `#[shm_safe(crate = "lk")]` when lockkit is a renamed dependency.
+///
+/// Fields are mutated through `&mut` (a lock's guard) or are atomics: the derive adds no
+/// locking of its own. For a struct with locks and the fields they guard, use
+/// [`shared_locked`].
+#[proc_macro_derive(ShmSafe, attributes(shm_safe))]
+pub fn derive_shm_safe(input: TokenStream) -> TokenStream {
+    shm_safe_derive::derive(input.into()).into()
 }
 
 /// Makes a struct a member of a group lock: registered with the group's destroy handlers, so

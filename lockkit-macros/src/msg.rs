@@ -102,6 +102,24 @@ pub(crate) const SL_POINTER: &str = "a raw pointer means nothing in another proc
      maps the region at another address, and cannot live in shared memory: store a ShmPtr \
      instead";
 
+// #[derive(ShmSafe)]
+pub(crate) const SD_ARG: &str = "unknown argument: #[shm_safe(..)] takes `crate = \"path\"` \
+     (lockkit under another name)";
+pub(crate) const SD_UNION: &str = "#[derive(ShmSafe)] applies to #[repr(C)] structs and \
+     fieldless enums, not unions: no process could tell which field another one wrote last";
+pub(crate) const SD_STRUCT_REPR: &str = "#[derive(ShmSafe)] needs #[repr(C)] on the struct: \
+     Rust may lay a repr(Rust) struct out differently in another build, and every program \
+     that maps the region must agree on where each field is";
+pub(crate) const SD_PACKED: &str = "a repr(packed) struct cannot live in shared memory: its \
+     fields may be unaligned, so atomics and locks in it could not be used; remove `packed` \
+     (reorder the fields to save padding)";
+pub(crate) const SD_ENUM_FIELDS: &str = "#[derive(ShmSafe)] applies to fieldless enums, and \
+     variant `{variant}` holds data, which Rust lays out as it likes: use a #[repr(C)] struct \
+     with a #[repr(u8)] enum for the kind and the data in fields beside it";
+pub(crate) const SD_ENUM_REPR: &str = "#[derive(ShmSafe)] needs an integer repr on an enum \
+     (#[repr(u8)], #[repr(u16)], #[repr(u32)], ..): its size must be the same in every \
+     program that maps the region";
+
 // #[grp_member]
 pub(crate) const GM_ARG: &str = "unknown argument: #[grp_member] takes `on_destroy = method` \
      (or nothing, to rely on the struct's Drop) and `crate = \"path\"`";

@@ -88,6 +88,31 @@ impl NonShm {
     }
 }
 
+/// The assertion that `ty` can live in shared memory, with the message its written type
+/// suggests; `None` for references and pointers, which the macros reject themselves.
+///
+/// When the suspect is inside the field's type (`Option<Vec<u8>>`, `[String; 4]`), the
+/// suspect is what is asserted, at its own tokens: asserting the whole type would report the
+/// innermost failing obligation (`Vec<u8>: ShmSafe`) with the generic message. The whole
+/// type is then not asserted (that would be a second error for the same mistake); the impl
+/// that needs it is bounded by it, so nothing unsound follows if the suspect turns out to be
+/// a user type that is `ShmSafe`.
+pub(crate) fn shm_assertion(krate: &TokenStream, ty: &Type) -> Option<TokenStream> {
+    use quote::quote_spanned;
+    use syn::spanned::Spanned;
+    let (asserted, assertion) = match non_shm(ty) {
+        Some((_, NonShm::Reference | NonShm::Pointer)) => return None,
+        Some((bad, kind)) => (bad, kind.assertion()),
+        None => (ty, "assert_shm_safe"),
+    };
+    let span = asserted.span();
+    let krate = crate::ctxt::respan(krate.clone(), span);
+    let assertion = syn::Ident::new(assertion, span);
+    Some(quote_spanned! {span=>
+        const _: () = #krate::__private::#assertion::<#asserted>();
+    })
+}
+
 /// The first part of `ty` (outermost first) that looks as if it cannot live in shared
 /// memory, and why.
 pub(crate) fn non_shm(ty: &Type) -> Option<(&Type, NonShm)> {

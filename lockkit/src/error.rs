@@ -60,11 +60,15 @@ pub enum Error {
     },
     /// A [`ShmPtr`](crate::ShmPtr) does not point at a live object of its type.
     InvalidPtr { offset: u64, reason: &'static str },
-    /// A named root holds an object of another type than the one asked for.
+    /// A named root holds an object of another layout than the one asked for.
+    /// `expected` and `found` are the two types' names as their programs wrote them;
+    /// `difference` is the first field where their layouts differ, as in ``field `enabled`
+    /// at offset 0: u32 here, bool in the region``.
     TypeMismatch {
         name: String,
         expected: String,
         found: String,
+        difference: String,
     },
     /// No root has this name.
     RootNotFound { name: String },
@@ -182,10 +186,11 @@ impl fmt::Display for Error {
                 name,
                 expected,
                 found,
+                difference,
             } => write!(
                 f,
-                "root {name:?} holds a different type: asked for {expected}, published as \
-                 {found}"
+                "root {name:?} holds another layout: asked for {expected}, published as \
+                 {found}; {difference}"
             ),
             RootNotFound { name } => {
                 write!(f, "no root named {name:?} in this region: publish it first")

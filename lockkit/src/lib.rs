@@ -30,7 +30,8 @@
 //! - [`GenLock`] (Kamailio's `gen_lock_t`), [`ShmMutex`] (a lock with its data),
 //!   [`GenLockSet`] / [`ShmLockSet`] (`gen_lock_set_t`), all zero-initialised = unlocked.
 //! - [`raw`]: the lock algorithms.
-//! - [`ShmSafe`]: which types may live in shared memory.
+//! - [`ShmSafe`]: which types may live in shared memory; [`layout`]: how programs agree on
+//!   their layouts.
 //!
 //! ## Fork
 //! Handles are plain values: `fork` copies them into the child, and the child uses the same
@@ -50,6 +51,7 @@ mod deadline;
 mod error;
 mod gen_lock;
 pub mod grp;
+pub mod layout;
 mod lock_set;
 mod lockable;
 mod model;
@@ -76,7 +78,7 @@ pub use shm_mutex::{ShmMutex, ShmMutexGuard};
 pub use shm_safe::{ShmSafe, ShmZeroable};
 pub use sys::refresh_thread_ids;
 
-pub use lockkit_macros::{grp_member, locked, shared_locked};
+pub use lockkit_macros::{grp_member, locked, shared_locked, ShmSafe};
 
 /// `lock_api`, re-exported for `lock_api::Mutex<lockkit::raw::Futex, T>` (feature
 /// `lock-api`).
@@ -93,7 +95,10 @@ extern crate self as lockkit;
 
 // SAFETY: by the RawLock contract the algorithm holds no process-local pointer and works in
 // shared memory.
-unsafe impl<R: raw::RawLock> ShmSafe for GenLock<R> {}
+unsafe impl<R: raw::RawLock> ShmSafe for GenLock<R> {
+    const LAYOUT: &'static layout::TypeLayout =
+        &layout::TypeLayout::opaque::<Self>("lockkit::GenLock/1", R::NAME);
+}
 // SAFETY: by the RawLock contract zero bytes are `INIT`, an unlocked lock.
 unsafe impl<R: raw::RawLock> ShmZeroable for GenLock<R> {}
 

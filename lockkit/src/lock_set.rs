@@ -29,7 +29,10 @@ impl<R: RawLock> Default for PaddedLock<R> {
 }
 
 // SAFETY: a GenLock plus padding.
-unsafe impl<R: RawLock> ShmSafe for PaddedLock<R> {}
+unsafe impl<R: RawLock> ShmSafe for PaddedLock<R> {
+    const LAYOUT: &'static crate::layout::TypeLayout =
+        &crate::layout::TypeLayout::opaque::<Self>("lockkit::PaddedLock/1", R::NAME);
+}
 // SAFETY: zero bytes are an unlocked GenLock.
 unsafe impl<R: RawLock> ShmZeroable for PaddedLock<R> {}
 
@@ -232,7 +235,15 @@ impl<const N: usize, R: RawLock> fmt::Debug for GenLockSet<N, R> {
 }
 
 // SAFETY: an array of GenLocks.
-unsafe impl<const N: usize, R: RawLock> ShmSafe for GenLockSet<N, R> {}
+unsafe impl<const N: usize, R: RawLock> ShmSafe for GenLockSet<N, R> {
+    const LAYOUT: &'static crate::layout::TypeLayout = &crate::layout::TypeLayout::sized::<Self>(
+        "GenLockSet",
+        crate::layout::Shape::Array {
+            elem: PaddedLock::<R>::LAYOUT,
+            len: N,
+        },
+    );
+}
 // SAFETY: zero bytes are N unlocked locks.
 unsafe impl<const N: usize, R: RawLock> ShmZeroable for GenLockSet<N, R> {}
 

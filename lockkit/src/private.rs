@@ -558,7 +558,10 @@ impl<T> std::fmt::Debug for Striped<T> {
 // SAFETY: elements are reached only under their stripe's lock (see the module invariants).
 unsafe impl<T: ShmSafe> Sync for Striped<T> {}
 // SAFETY: an UnsafeCell of a ShmSafe value.
-unsafe impl<T: ShmSafe> ShmSafe for Striped<T> {}
+unsafe impl<T: ShmSafe> ShmSafe for Striped<T> {
+    // repr(transparent): laid out as the array it wraps.
+    const LAYOUT: &'static crate::layout::TypeLayout = T::LAYOUT;
+}
 // SAFETY: zero bytes are a zero T.
 unsafe impl<T: ShmZeroable> ShmZeroable for Striped<T> {}
 
@@ -666,6 +669,26 @@ pub unsafe fn try_lock_stripe_for<'a, T, R: crate::raw::RawLock, const M: usize>
         element,
     })
 }
+
+/// A field's layout in generated code: `LayoutOf::<T>::LAYOUT` is `T::LAYOUT` when `T` is
+/// `ShmSafe` (the inherent const is found first) and a placeholder otherwise (the trait's),
+/// so a field that is not `ShmSafe` is reported once, by its assertion, and not again by
+/// the struct's `LAYOUT`. Only for concrete types: in generic code the trait always wins.
+pub struct LayoutOf<T: ?Sized>(PhantomData<T>);
+
+impl<T: ShmSafe> LayoutOf<T> {
+    /// `T`'s layout.
+    pub const LAYOUT: &'static crate::layout::TypeLayout = T::LAYOUT;
+}
+
+/// The placeholder behind [`LayoutOf`] (never in a program that compiles).
+pub trait LayoutFallback {
+    /// A layout no real type has.
+    const LAYOUT: &'static crate::layout::TypeLayout =
+        &crate::layout::TypeLayout::opaque::<()>("not ShmSafe", "");
+}
+
+impl<T: ?Sized> LayoutFallback for LayoutOf<T> {}
 
 /// Checks, at compile time, that a field can live in shared memory; generated with the
 /// field's span so the error points at the field.

@@ -39,7 +39,10 @@ pub struct RecLock {
 }
 
 // SAFETY: a futex word and a counter.
-unsafe impl ShmSafe for RecLock {}
+unsafe impl ShmSafe for RecLock {
+    const LAYOUT: &'static crate::layout::TypeLayout =
+        &crate::layout::TypeLayout::opaque::<Self>("lockkit::RecLock/1", "");
+}
 // SAFETY: zero bytes are an unlocked futex and depth 0.
 unsafe impl ShmZeroable for RecLock {}
 

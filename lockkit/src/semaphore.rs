@@ -51,7 +51,10 @@ pub struct ShmSemaphore {
 }
 
 // SAFETY: one atomic word.
-unsafe impl ShmSafe for ShmSemaphore {}
+unsafe impl ShmSafe for ShmSemaphore {
+    const LAYOUT: &'static crate::layout::TypeLayout =
+        &crate::layout::TypeLayout::opaque::<Self>("lockkit::ShmSemaphore/2", "");
+}
 // SAFETY: zero bytes are a semaphore with no tokens and no waiters.
 unsafe impl ShmZeroable for ShmSemaphore {}
 

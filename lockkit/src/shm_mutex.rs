@@ -40,7 +40,23 @@ unsafe impl<T: ShmSafe, R: RawLock> Sync for ShmMutex<T, R> {}
 // SAFETY: moving the mutex moves the data; `T: ShmSafe` carries no process-local state.
 unsafe impl<T: ShmSafe, R: RawLock> Send for ShmMutex<T, R> {}
 // SAFETY: a GenLock and a ShmSafe value, laid out with repr(C): no process-local pointers.
-unsafe impl<T: ShmSafe, R: RawLock> ShmSafe for ShmMutex<T, R> {}
+unsafe impl<T: ShmSafe, R: RawLock> ShmSafe for ShmMutex<T, R> {
+    const LAYOUT: &'static crate::layout::TypeLayout = &crate::layout::TypeLayout::of_fields::<Self>(
+        "ShmMutex",
+        &[
+            crate::layout::FieldLayout {
+                name: "lock",
+                offset: std::mem::offset_of!(Self, lock),
+                layout: GenLock::<R>::LAYOUT,
+            },
+            crate::layout::FieldLayout {
+                name: "data",
+                offset: std::mem::offset_of!(Self, data),
+                layout: T::LAYOUT,
+            },
+        ],
+    );
+}
 // SAFETY: zero bytes are an unlocked GenLock and, by `T: ShmZeroable`, a valid T.
 unsafe impl<T: ShmZeroable, R: RawLock> ShmZeroable for ShmMutex<T, R> {}
 

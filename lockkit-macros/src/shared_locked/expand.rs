@@ -15,7 +15,7 @@ use syn::spanned::Spanned;
 use syn::{Ident, Type, Visibility};
 
 use super::parse::{same_name, Field, Input, Kind, Role, MARKERS};
-use crate::types::{non_shm, NonShm};
+use crate::layout::{shm_safe_impl, LaidOut};
 
 /// The pieces of the expansion, assembled by [`Expansion::into_tokens`].
 struct Expansion {
@@ -135,12 +135,7 @@ fn shm_assert(input: &Input, f: &Field) -> Option<TokenStream> {
     let ty = f.ty;
     // At the field's type: a failed const evaluation points at the call's first token.
     let krate = &crate::ctxt::respan(input.krate.clone(), ty.span());
-    let assertion = match non_shm(ty) {
-        Some((_, NonShm::Reference | NonShm::Pointer)) => return None,
-        Some((_, kind)) => kind.assertion(),
-        None => "assert_shm_safe",
-    };
-    let assertion = Ident::new(assertion, ty.span());
+    let shm = crate::types::shm_assertion(krate, ty)?;
     let cfgs = &f.cfgs;
     let kind = match f.kind {
         // A lock that guards fields is checked where its backend is named, at its type.
@@ -155,22 +150,32 @@ fn shm_assert(input: &Input, f: &Field) -> Option<TokenStream> {
     };
     Some(quote_spanned! {ty.span()=>
         #(#cfgs)*
-        const _: () = #krate::__private::#assertion::<#ty>();
+        #shm
         #(#cfgs)*
         #kind
     })
 }
 
 /// The trait impls of the struct: `ShmSafe`, and `ShmZeroable` when every field is.
-fn trait_impls(input: &Input) -> Vec<TokenStream> {
+fn trait_impls(input: &Input, laid_out: &[LaidOut]) -> Vec<TokenStream> {
     let (krate, name) = (&input.krate, &input.item.ident);
     let bounds = zeroable_bounds(krate, name, input.fields.iter().map(|f| f.ty));
+    // SAFETY (of the impl): every field is asserted ShmSafe above; locks and guarded data
+    // are stored inline (repr(C)), and guarded data is reached only through guards.
+    // A `#[lock]` field whose type is not a lock is reported at its type; the bound keeps
+    // the LAYOUT's offset_of! from reporting it again.
+    let lock_bounds: Vec<TokenStream> = input
+        .fields
+        .iter()
+        .filter(|f| is_guarding_lock(input, f))
+        .map(|f| {
+            let ty = f.ty;
+            quote!(for<'__lk> #ty: #krate::__private::LockKind,)
+        })
+        .collect();
+    let shm_safe = shm_safe_impl(krate, name, &input.item.generics, laid_out, &lock_bounds);
     vec![quote! {
-        // SAFETY: every field is asserted ShmSafe above; locks and guarded data are
-        // stored inline (repr(C)), and guarded data is reached only through guards. (The
-        // bound is ShmSafe's supertrait, written so that a field that is not Sync is
-        // reported once, by its assertion, and not again here.)
-        unsafe impl #krate::ShmSafe for #name where for<'__lk> #name: ::core::marker::Sync {}
+        #shm_safe
         // SAFETY: applies only when every field is ShmZeroable: zero bytes are then
         // unlocked locks around zeroed data.
         unsafe impl #krate::ShmZeroable for #name #bounds {}
@@ -325,6 +330,7 @@ pub(crate) fn expand(input: &Input) -> TokenStream {
     let reprs = &input.reprs;
 
     let mut struct_fields = Vec::new();
+    let mut laid_out = Vec::new();
     let mut extra_structs = Vec::new();
     let mut methods = Vec::new();
     let mut inits = Vec::new();
@@ -345,6 +351,11 @@ pub(crate) fn expand(input: &Input) -> TokenStream {
                 let raw = quote!(<#set_ty as #krate::__private::LockKind>::Raw);
                 struct_fields.push(quote! {
                     #(#fattrs)* #fvis #id: #krate::__private::Striped<#ty>
+                });
+                laid_out.push(LaidOut {
+                    cfgs,
+                    member: syn::Member::Named(id.clone()),
+                    ty: quote!(#krate::__private::Striped<#ty>),
                 });
                 inits.push(quote!(#(#cfgs)* #id: #krate::__private::Striped::new(#id)));
                 let field_name = id.unraw().to_string();
@@ -386,20 +397,38 @@ pub(crate) fn expand(input: &Input) -> TokenStream {
                     id.unraw()
                 );
                 let bounds = zeroable_bounds(krate, &data, guarded.iter().map(|g| g.ty));
+                let data_fields: Vec<LaidOut> = guarded
+                    .iter()
+                    .map(|g| {
+                        let ty = g.ty;
+                        LaidOut {
+                            cfgs: &g.cfgs,
+                            member: syn::Member::Named(g.ident.clone()),
+                            ty: quote!(#ty),
+                        }
+                    })
+                    .collect();
+                // SAFETY (of the impl): every field is asserted ShmSafe where the struct
+                // is declared.
+                let data_shm_safe =
+                    shm_safe_impl(krate, &data, &syn::Generics::default(), &data_fields, &[]);
                 extra_structs.push(quote! {
                     #[doc = #doc]
                     #[repr(C)]
                     #vis struct #data { #(#g_fields,)* }
                     const _: () = {
-                        // SAFETY: every field is asserted ShmSafe where the struct is
-                        // declared.
-                        unsafe impl #krate::ShmSafe for #data {}
+                        #data_shm_safe
                         // SAFETY: applies only when every field is ShmZeroable.
                         unsafe impl #krate::ShmZeroable for #data #bounds {}
                     };
                 });
                 struct_fields.push(quote! {
                     #(#fattrs)* #fvis #id: #krate::ShmMutex<#data, #raw>
+                });
+                laid_out.push(LaidOut {
+                    cfgs,
+                    member: syn::Member::Named(id.clone()),
+                    ty: quote!(#krate::ShmMutex<#data, #raw>),
                 });
                 inits.push(quote! {
                     #id: #krate::ShmMutex::<#data, #raw>::with_backend(#data { #(#g_inits,)* })
@@ -420,6 +449,11 @@ pub(crate) fn expand(input: &Input) -> TokenStream {
             }
             Role::Plain => {
                 struct_fields.push(quote!(#(#fattrs)* #fvis #id: #ty));
+                laid_out.push(LaidOut {
+                    cfgs,
+                    member: syn::Member::Named(id.clone()),
+                    ty: quote!(#ty),
+                });
                 if takes_value(f) {
                     inits.push(quote!(#(#cfgs)* #id));
                 } else {
@@ -439,7 +473,7 @@ pub(crate) fn expand(input: &Input) -> TokenStream {
         },
         extra_structs,
         asserts,
-        impls: trait_impls(input),
+        impls: trait_impls(input, &laid_out),
         methods,
     }
     .into_tokens(name)
@@ -474,7 +508,10 @@ pub(crate) fn fallback(input: &Input) -> TokenStream {
     methods.splice(0..0, constructor(input, Vec::new(), true));
     let impls = quote! {
         // SAFETY: never used: the macro reported an error, so the program does not compile.
-        unsafe impl #krate::ShmSafe for #name where for<'__lk> #name: ::core::marker::Sync {}
+        unsafe impl #krate::ShmSafe for #name where for<'__lk> #name: ::core::marker::Sync {
+            const LAYOUT: &'static #krate::layout::TypeLayout =
+                &#krate::layout::TypeLayout::opaque::<Self>("fallback", "");
+        }
         // SAFETY: as above.
         unsafe impl #krate::ShmZeroable for #name where for<'__lk> #name: #krate::ShmSafe {}
     };

@@ -51,7 +51,23 @@ unsafe impl<T: ShmSafe> Sync for RwLock<T> {}
 // SAFETY: moving the lock moves the data; ShmSafe data carries no process-local state.
 unsafe impl<T: ShmSafe> Send for RwLock<T> {}
 // SAFETY: three atomic words and a ShmSafe value, repr(C).
-unsafe impl<T: ShmSafe> ShmSafe for RwLock<T> {}
+unsafe impl<T: ShmSafe> ShmSafe for RwLock<T> {
+    const LAYOUT: &'static crate::layout::TypeLayout = &crate::layout::TypeLayout::of_fields::<Self>(
+        "RwLock",
+        &[
+            crate::layout::FieldLayout {
+                name: "lock",
+                offset: std::mem::offset_of!(Self, raw),
+                layout: &crate::layout::TypeLayout::opaque::<RawRwLock>("lockkit::RwLock/2", ""),
+            },
+            crate::layout::FieldLayout {
+                name: "data",
+                offset: std::mem::offset_of!(Self, data),
+                layout: T::LAYOUT,
+            },
+        ],
+    );
+}
 // SAFETY: zero words are an unlocked lock; the data is zeroable by `T: ShmZeroable`.
 unsafe impl<T: ShmZeroable> ShmZeroable for RwLock<T> {}
 

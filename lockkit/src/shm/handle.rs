@@ -3,30 +3,24 @@
 
 use std::any::type_name;
 use std::fmt;
-use std::hash::Hasher;
 use std::marker::PhantomData;
 use std::mem::{align_of, size_of};
 use std::ops::Deref;
 
 use super::heap::Layout;
 use super::ShmRegion;
-use crate::lock_set::{LockSet, PaddedLock, StableHasher};
+use crate::lock_set::{LockSet, PaddedLock};
 use crate::raw::{Futex, RawLock};
 use crate::{ShmSafe, ShmZeroable};
 
-/// The layout and type tag recorded for `T` in its block: the tag hashes the type's name,
-/// size and alignment, so a process asking for another type gets an error, not a misread.
-/// Type names are stable for one build of one compiler, which is what processes sharing a
-/// region run.
-pub(crate) fn layout_of<T>() -> Layout {
-    let mut h = StableHasher::new();
-    h.write(type_name::<T>().as_bytes());
-    h.write_usize(size_of::<T>());
-    h.write_usize(align_of::<T>());
+/// The layout and type tag recorded for `T` in its block: the tag is the fingerprint of
+/// `T`'s structural layout (computed at compile time), so a process asking for another
+/// layout gets an error, not a misread, whatever the two types are called.
+pub(crate) fn layout_of<T: ShmSafe>() -> Layout {
     Layout {
         size: size_of::<T>() as u64,
         align: align_of::<T>() as u64,
-        tag: h.finish(),
+        tag: const { T::LAYOUT.fingerprint() },
     }
 }
 
@@ -103,7 +97,15 @@ impl<T> fmt::Debug for ShmPtr<T> {
 }
 
 // SAFETY: an integer offset, meaningful in every process.
-unsafe impl<T> ShmSafe for ShmPtr<T> {}
+unsafe impl<T> ShmSafe for ShmPtr<T> {
+    const LAYOUT: &'static crate::layout::TypeLayout = &crate::layout::TypeLayout::sized::<Self>(
+        "ShmPtr",
+        crate::layout::Shape::Ptr {
+            target_size: size_of::<T>(),
+            target_align: align_of::<T>(),
+        },
+    );
+}
 // SAFETY: zero is the null pointer.
 unsafe impl<T> ShmZeroable for ShmPtr<T> {}
 
@@ -164,6 +166,13 @@ pub(crate) struct LockSetHead<R> {
     /// The backend is part of the block's type tag: a set of one backend is not found as a
     /// set of another.
     _backend: PhantomData<R>,
+}
+
+// SAFETY: an atomic counter; the backend is a marker. Never reachable as a `&T` from safe
+// code: the head is read only by the region's lock-set functions.
+unsafe impl<R: RawLock> ShmSafe for LockSetHead<R> {
+    const LAYOUT: &'static crate::layout::TypeLayout =
+        &crate::layout::TypeLayout::opaque::<Self>("lockkit::LockSetHead/1", R::NAME);
 }
 
 /// A lock set whose size is chosen at run time, allocated in a region

@@ -14,7 +14,7 @@ use crate::{Error, GenLock, Result};
 
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"LOCKKIT\0");
 /// Bump whenever the header, block or root layout changes.
-pub(crate) const LAYOUT_VERSION: u32 = 2;
+pub(crate) const LAYOUT_VERSION: u32 = 3;
 const READY: u32 = 0x5245_4459;
 pub(crate) const NBINS: usize = 48;
 pub(crate) const NROOTS: usize = 32;
@@ -66,6 +66,11 @@ pub(crate) struct Root {
     pub(crate) tag: AtomicU64,
     /// The published type's name, zero-padded and cut to fit, for error messages.
     pub(crate) type_name: [AtomicU64; ROOT_TYPE_LEN / 8],
+    /// The block holding the published type's layout, written out (`layout::encode`), and
+    /// its generation; 0 if none. A lookup with another layout reads it to say which field
+    /// differs.
+    pub(crate) desc: AtomicU64,
+    pub(crate) desc_gen: AtomicU64,
 }
 
 pub(crate) const HEADER_SIZE: usize = size_of::<Header>();

@@ -6,6 +6,7 @@
 //! typed reference handed out points at a live block of that type (checked by the allocator's
 //! tags, or guaranteed by the handle that allocated it).
 
+mod description;
 mod handle;
 mod header;
 mod heap;
@@ -27,6 +28,7 @@ use header::{Header, Identity, NROOTS, ROOT_NAME_LEN, ROOT_TYPE_LEN};
 use heap::{Heap, Layout};
 use map::{Mapping, ShmName};
 
+use crate::layout::{self, TypeLayout};
 use crate::lock_set::{LockSet, PaddedLock};
 use crate::raw::{Futex, RawLock};
 use crate::{Error, GenLockGuard, Result, ShmSafe, ShmZeroable};
@@ -254,7 +256,12 @@ impl ShmRegion {
                 if root.name.iter().any(|w| w.load(Relaxed) != 0)
                     && !heap.is_live_payload(root.offset.load(Relaxed))
                 {
-                    clear_root(root);
+                    self.clear_root(root);
+                }
+                // A description whose block did not survive is forgotten, not freed.
+                let desc = root.desc.load(Relaxed);
+                if desc != 0 && !heap.is_live_payload(desc) {
+                    root.desc.store(0, Relaxed);
                 }
             }
             GenLockGuard::mark_consistent(&mut g);
@@ -430,13 +437,15 @@ impl ShmRegion {
 
     /// Publishes an object under `name` (1 to 31 bytes), for processes that attach by name
     /// and find it with [`lookup`](ShmRegion::lookup).
-    pub fn publish<T>(&self, name: &str, object: &ShmBox<T>) -> Result<()> {
-        let layout = layout_of::<T>();
+    ///
+    /// The root records `T`'s structural layout (see [`layout`]): a
+    /// [`lookup`](ShmRegion::lookup) with another layout names the first field that differs.
+    pub fn publish<T: ShmSafe>(&self, name: &str, object: &ShmBox<T>) -> Result<()> {
         self.publish_raw(
             name,
             &object.region,
             (object.offset, object.gen),
-            layout.tag,
+            (layout_of::<T>().tag, T::LAYOUT),
             std::any::type_name::<T>(),
         )
     }
@@ -449,7 +458,7 @@ impl ShmRegion {
             name,
             &b.region,
             (b.offset, b.gen),
-            layout_of::<LockSetHead<R>>().tag,
+            (layout_of::<LockSetHead<R>>().tag, LockSetHead::<R>::LAYOUT),
             &format!("lockkit::LockSet<{}>", R::NAME),
         )
     }
@@ -459,7 +468,7 @@ impl ShmRegion {
         name: &str,
         owner: &ShmRegion,
         (offset, gen): (u64, u64),
-        tag: u64,
+        (tag, layout): (u64, &TypeLayout),
         ty: &str,
     ) -> Result<()> {
         if !Arc::ptr_eq(&owner.inner, &self.inner) {
@@ -478,6 +487,11 @@ impl ShmRegion {
             .iter()
             .find(|r| r.name.iter().all(|w| w.load(Relaxed) == 0))
             .ok_or(Error::RootTableFull { capacity: NROOTS })?;
+        // Written before the slot is: a process killed in between leaves a block that
+        // nothing names (reported by stats() as orphaned), never a root without one.
+        let (desc, desc_gen) = self.store_description(&layout::encode(layout))?;
+        slot.desc.store(desc, Relaxed);
+        slot.desc_gen.store(desc_gen, Relaxed);
         slot.offset.store(offset, Relaxed);
         slot.tag.store(tag, Relaxed);
         let ty: [u64; ROOT_TYPE_LEN / 8] = header::pack(ty.as_bytes());
@@ -496,7 +510,7 @@ impl ShmRegion {
         let _g = self.alloc_lock()?;
         let root = find_root(&self.header().roots, &key)
             .ok_or_else(|| Error::RootNotFound { name: name.into() })?;
-        clear_root(root);
+        self.clear_root(root);
         Ok(())
     }
 
@@ -504,31 +518,43 @@ impl ShmRegion {
     fn unpublish_offset(&self, offset: u64) {
         for r in &self.header().roots {
             if r.offset.load(Relaxed) == offset && r.name.iter().any(|w| w.load(Relaxed) != 0) {
-                clear_root(r);
+                self.clear_root(r);
             }
         }
     }
 
-    fn root_offset(&self, name: &str, tag: u64, expected: &str) -> Result<u64> {
+    fn root_offset(
+        &self,
+        name: &str,
+        (tag, layout): (u64, &TypeLayout),
+        expected: &str,
+    ) -> Result<u64> {
         let key = root_key(name)?;
         let _g = self.alloc_lock()?;
         let root = find_root(&self.header().roots, &key)
             .ok_or_else(|| Error::RootNotFound { name: name.into() })?;
         if root.tag.load(Relaxed) != tag {
+            let there = layout::decode(&self.read_description(root));
             return Err(Error::TypeMismatch {
                 name: name.into(),
                 expected: expected.into(),
                 found: header::unpack(&root.type_name),
+                difference: layout::difference(layout, &there),
             });
         }
         Ok(root.offset.load(Relaxed))
     }
 
-    /// Finds the object published as `name`, checking that it is a `T` (by the type's name,
-    /// size and alignment): a mismatch is [`Error::TypeMismatch`] naming both types.
+    /// Finds the object published as `name`, checking that it has `T`'s layout (compared
+    /// structurally, see [`layout`]: the same struct compiled into another
+    /// program under another path is found; a changed field is not). A mismatch is
+    /// [`Error::TypeMismatch`], naming both types and the first field that differs.
     pub fn lookup<T: ShmSafe>(&self, name: &str) -> Result<&T> {
-        let layout = layout_of::<T>();
-        let offset = self.root_offset(name, layout.tag, std::any::type_name::<T>())?;
+        let offset = self.root_offset(
+            name,
+            (layout_of::<T>().tag, T::LAYOUT),
+            std::any::type_name::<T>(),
+        )?;
         self.get(ShmPtr::from_offset(offset))
     }
 
@@ -542,7 +568,7 @@ impl ShmRegion {
     pub fn lookup_lock_set_with<R: RawLock>(&self, name: &str) -> Result<&LockSet<R>> {
         let layout = layout_of::<LockSetHead<R>>();
         let expected = format!("lockkit::LockSet<{}>", R::NAME);
-        let offset = self.root_offset(name, layout.tag, &expected)?;
+        let offset = self.root_offset(name, (layout.tag, LockSetHead::<R>::LAYOUT), &expected)?;
         let heap = self.heap();
         heap.check_live(offset, layout)?;
         // SAFETY: a live block tagged as a lock-set head of this backend.
@@ -582,12 +608,6 @@ fn find_root<'h>(roots: &'h [header::Root], key: &[u64]) -> Option<&'h header::R
     roots
         .iter()
         .find(|r| r.name.iter().zip(key).all(|(w, k)| w.load(Relaxed) == *k))
-}
-
-fn clear_root(root: &header::Root) {
-    for w in &root.name {
-        w.store(0, Relaxed);
-    }
 }
 
 pub(super) fn page_round(size: usize) -> Result<usize> {

@@ -1,0 +1,86 @@
+//! The `ShmSafe` impl with its `LAYOUT`, for the structs `#[shared_locked]` generates and
+//! those `#[derive(ShmSafe)]` is put on.
+
+use proc_macro2::TokenStream;
+use quote::quote;
+use syn::ext::IdentExt;
+use syn::Ident;
+
+/// A field of a generated struct as it is laid out: its `#[cfg]`s, name and final type.
+pub(crate) struct LaidOut<'a> {
+    pub(crate) cfgs: &'a [&'a syn::Attribute],
+    /// The field's name, or its index in a tuple struct.
+    pub(crate) member: syn::Member,
+    pub(crate) ty: TokenStream,
+}
+
+/// The `ShmSafe` impl of a `#[repr(C)]` struct `name` laid out as `fields`: its `LAYOUT`
+/// lists every field at its `offset_of!`.
+///
+/// One mistake must give one error. A non-generic struct's fields are asserted `ShmSafe`
+/// where they are declared (the caller does that), so the impl carries no bound of its own
+/// (a bound would report a bad field again wherever the struct is used) and reads each
+/// field's layout through `__private::LayoutOf`, which falls back to a placeholder instead of
+/// failing when the field is not `ShmSafe` (the program does not compile then anyway). A
+/// generic struct's fields cannot be asserted on their own, so there each field's `ShmSafe`
+/// is a bound of the impl. `extra` holds more (deferred) bounds: `for<'__lk> T: Trait,`.
+pub(crate) fn shm_safe_impl(
+    krate: &TokenStream,
+    name: &Ident,
+    generics: &syn::Generics,
+    fields: &[LaidOut],
+    extra: &[TokenStream],
+) -> TokenStream {
+    let generic = !generics.params.is_empty();
+    let (impl_g, ty_g, where_g) = generics.split_for_impl();
+    let preds = where_g.map(|w| {
+        let p = &w.predicates;
+        quote!(#p,)
+    });
+    let bounds = fields
+        .iter()
+        .filter(|_| generic)
+        .map(|f| {
+            let ty = &f.ty;
+            quote!(#ty: #krate::ShmSafe,)
+        })
+        .collect::<Vec<_>>();
+    let entries = fields.iter().map(|f| {
+        let (cfgs, id, ty) = (f.cfgs, &f.member, &f.ty);
+        let field_name = match id {
+            syn::Member::Named(n) => n.unraw().to_string(),
+            syn::Member::Unnamed(i) => i.index.to_string(),
+        };
+        let layout = if generic {
+            quote!(<#ty as #krate::ShmSafe>::LAYOUT)
+        } else {
+            quote!(#krate::__private::LayoutOf::<#ty>::LAYOUT)
+        };
+        quote! {
+            #(#cfgs)*
+            #krate::layout::FieldLayout {
+                name: #field_name,
+                offset: ::core::mem::offset_of!(Self, #id),
+                layout: #layout,
+            }
+        }
+    });
+    let type_name = name.unraw().to_string();
+    quote! {
+        // SAFETY: the caller's (every field is ShmSafe and stored inline, repr(C)); the
+        // LAYOUT lists every field at its real offset.
+        unsafe impl #impl_g #krate::ShmSafe for #name #ty_g
+        where
+            #preds
+            for<'__lk> Self: ::core::marker::Sync,
+            #(#bounds)*
+            #(#extra)*
+        {
+            const LAYOUT: &'static #krate::layout::TypeLayout = {
+                #[allow(unused_imports)]
+                use #krate::__private::LayoutFallback as _;
+                &#krate::layout::TypeLayout::of_fields::<Self>(#type_name, &[#(#entries),*])
+            };
+        }
+    }
+}

@@ -1,0 +1,280 @@
+//! A layout written out as text (one line per field, recursively), stored in the region when
+//! an object is published, and the comparison that names the first field where two layouts
+//! differ.
+//!
+//! The text is read back from shared memory that any process attached to the region can
+//! scribble on: decoding accepts any bytes, never panics, and bounds what it keeps.
+
+use std::fmt::Write;
+
+use super::{Shape, TypeLayout};
+
+/// The most bytes of description stored per published object; a longer description is cut
+/// at a line (the fingerprint still decides; only the message may then say less).
+pub(crate) const MAX_DESCRIPTION: usize = 64 * 1024;
+/// How deep descriptions go (a type nested deeper is described down to here).
+const MAX_DEPTH: usize = 32;
+
+/// One field (or element, or the type itself at path `""`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Line {
+    pub(crate) path: String,
+    pub(crate) offset: usize,
+    pub(crate) size: usize,
+    pub(crate) align: usize,
+    /// What the field is, without type names: `u32`, `AtomicU64`, `array of 4`, `struct`,
+    /// `enum u8 { Idle = 0, Busy = 1 }`, `Option`, `ShmPtr to 16 bytes`,
+    /// `lockkit::GenLock/1<futex>`, `PhantomData`.
+    pub(crate) what: String,
+}
+
+fn what(l: &TypeLayout) -> String {
+    match &l.shape {
+        Shape::Scalar(k) => k.name().to_owned(),
+        Shape::Atomic(k) => {
+            let n = k.name();
+            let mut s = String::from("Atomic");
+            let mut c = n.chars();
+            if let Some(f) = c.next() {
+                s.extend(f.to_uppercase());
+                s.push_str(c.as_str());
+            }
+            s
+        }
+        Shape::Array { len, .. } => format!("array of {len}"),
+        Shape::Struct { .. } => "struct".to_owned(),
+        Shape::Enum { repr, variants } => {
+            let vs: Vec<String> = variants
+                .iter()
+                .map(|v| format!("{} = {}", v.name, v.value))
+                .collect();
+            format!("enum {} {{ {} }}", repr.name(), vs.join(", "))
+        }
+        Shape::Option { .. } => "Option".to_owned(),
+        Shape::Ptr {
+            target_size,
+            target_align,
+        } => format!("ShmPtr to {target_size} bytes (align {target_align})"),
+        Shape::Opaque { id, param: "" } => (*id).to_owned(),
+        Shape::Opaque { id, param } => format!("{id}<{param}>"),
+        Shape::Empty => "PhantomData".to_owned(),
+    }
+}
+
+fn join(path: &str, field: &str) -> String {
+    if path.is_empty() {
+        field.to_owned()
+    } else {
+        format!("{path}.{field}")
+    }
+}
+
+fn flatten(l: &TypeLayout, path: String, offset: usize, depth: usize, out: &mut Vec<Line>) {
+    out.push(Line {
+        path: path.clone(),
+        offset,
+        size: l.size,
+        align: l.align,
+        what: what(l),
+    });
+    if depth >= MAX_DEPTH {
+        return;
+    }
+    match &l.shape {
+        Shape::Array { elem, len } if *len > 0 => {
+            flatten(elem, format!("{path}[i]"), offset, depth + 1, out)
+        }
+        Shape::Struct { fields } => {
+            for f in *fields {
+                flatten(
+                    f.layout,
+                    join(&path, f.name),
+                    offset.saturating_add(f.offset),
+                    depth + 1,
+                    out,
+                );
+            }
+        }
+        // Where the payload sits inside an Option is the compiler's choice; it is described
+        // at the Option's own offset.
+        Shape::Option { some } => flatten(some, format!("{path}?"), offset, depth + 1, out),
+        _ => {}
+    }
+}
+
+/// `l` as lines, the type itself first.
+pub(crate) fn lines(l: &TypeLayout) -> Vec<Line> {
+    let mut out = Vec::new();
+    flatten(l, String::new(), 0, 0, &mut out);
+    out
+}
+
+/// Tabs and newlines separate the stored fields; nothing of ours contains them, but a
+/// hand-written layout might.
+fn clean(s: &str) -> String {
+    s.replace(['\t', '\n'], " ")
+}
+
+/// The stored form: a line per [`Line`], fields separated by tabs, cut to
+/// [`MAX_DESCRIPTION`] bytes at a line boundary.
+pub(crate) fn encode(l: &TypeLayout) -> Vec<u8> {
+    let mut out = String::new();
+    for line in lines(l) {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "{}\t{}\t{}\t{}\t{}",
+            clean(&line.path),
+            line.offset,
+            line.size,
+            line.align,
+            clean(&line.what)
+        );
+        if out.len() + s.len() > MAX_DESCRIPTION {
+            break;
+        }
+        out.push_str(&s);
+    }
+    out.into_bytes()
+}
+
+/// Reads back what [`encode`] wrote; lines that do not parse (a damaged region) are skipped.
+pub(crate) fn decode(bytes: &[u8]) -> Vec<Line> {
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_DESCRIPTION)]);
+    text.lines()
+        .filter_map(|l| {
+            let mut parts = l.split('\t');
+            let path = parts.next()?.to_owned();
+            let offset = parts.next()?.parse().ok()?;
+            let size = parts.next()?.parse().ok()?;
+            let align = parts.next()?.parse().ok()?;
+            let what = parts.next()?.to_owned();
+            Some(Line {
+                path,
+                offset,
+                size,
+                align,
+                what,
+            })
+        })
+        .collect()
+}
+
+fn field_name(path: &str) -> String {
+    if path.is_empty() {
+        "the type".to_owned()
+    } else {
+        format!("field `{path}`")
+    }
+}
+
+/// How one line differs between here and there, if it does.
+fn compare(here: &Line, there: &Line) -> Option<String> {
+    let name = field_name(&here.path);
+    if here.what != there.what {
+        return Some(format!(
+            "{name} at offset {}: {} here, {} in the region",
+            here.offset, here.what, there.what
+        ));
+    }
+    if here.offset != there.offset {
+        return Some(format!(
+            "{name} ({}): at offset {} here, {} in the region",
+            here.what, here.offset, there.offset
+        ));
+    }
+    if (here.size, here.align) != (there.size, there.align) {
+        return Some(format!(
+            "{name} at offset {} ({}): {} bytes (align {}) here, {} bytes (align {}) in the \
+             region",
+            here.offset, here.what, here.size, here.align, there.size, there.align
+        ));
+    }
+    None
+}
+
+/// The first difference between this program's layout `here` and the region's description
+/// `there`, fields before the type as a whole (a field says more than a size).
+pub(crate) fn difference(here: &TypeLayout, there: &[Line]) -> String {
+    let here = lines(here);
+    if there.is_empty() {
+        return "the region keeps no readable description of its type".to_owned();
+    }
+    let find = |path: &str| there.iter().find(|t| t.path == path);
+    for h in here.iter().filter(|h| !h.path.is_empty()) {
+        match find(&h.path) {
+            Some(t) => {
+                if let Some(d) = compare(h, t) {
+                    return d;
+                }
+            }
+            None => {
+                return format!(
+                    "{} ({} at offset {}) is not in the region's type",
+                    field_name(&h.path),
+                    h.what,
+                    h.offset
+                )
+            }
+        }
+    }
+    for t in there.iter().filter(|t| !t.path.is_empty()) {
+        if !here.iter().any(|h| h.path == t.path) {
+            return format!(
+                "the region's type has a field `{}` ({} at offset {}) that this one does not",
+                t.path, t.what, t.offset
+            );
+        }
+    }
+    if let (Some(h), Some(t)) = (here.first(), find("")) {
+        if let Some(d) = compare(h, t) {
+            return d;
+        }
+    }
+    "the fields agree as far as the region describes them, but the fingerprints differ \
+     (a description cut short, or a damaged one)"
+        .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ShmSafe;
+
+    #[test]
+    fn a_description_survives_the_round_trip() {
+        let l = <([u32; 3], Option<u8>, crate::GenLock)>::LAYOUT;
+        assert_eq!(decode(&encode(l)), lines(l));
+        let paths: Vec<_> = lines(l).into_iter().map(|l| l.path).collect();
+        assert_eq!(paths, ["", "0", "0[i]", "1", "1?", "2"]);
+    }
+
+    #[test]
+    fn garbage_decodes_to_what_parses_and_never_panics() {
+        assert!(decode(b"").is_empty());
+        assert!(decode(&[0xff; 100]).is_empty());
+        let mut bytes = encode(u64::LAYOUT);
+        bytes.extend_from_slice(b"x\t1\t2\nhalf a line\t\t\t\t\n\t9\t9\t9\tu8\n");
+        let got = decode(&bytes);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(got[1].what, "u8");
+    }
+
+    #[test]
+    fn the_first_difference_is_named() {
+        let region = decode(&encode(<(u32, u8)>::LAYOUT));
+        assert_eq!(
+            difference(<(u64, u8)>::LAYOUT, &region),
+            "field `0` at offset 0: u64 here, u32 in the region"
+        );
+        assert_eq!(
+            difference(<(u32,)>::LAYOUT, &region),
+            "the region's type has a field `1` (u8 at offset 4) that this one does not"
+        );
+        assert_eq!(
+            difference(<(u32, u8, u8)>::LAYOUT, &region),
+            "field `2` (u8 at offset 5) is not in the region's type"
+        );
+        assert!(difference(u32::LAYOUT, &[]).contains("no readable description"));
+    }
+}

@@ -1,0 +1,303 @@
+//! Type identity in a region is structural (issue 9.3): a lookup finds an object whose
+//! layout matches, whatever path its type has in this program, refuses one whose layout
+//! differs and names the first field that does; enums and `Option`s live in shared memory
+//! without `unsafe`.
+
+mod common;
+
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+
+use lockkit::{shared_locked, Error, ShmPtr, ShmRegion, ShmSafe};
+
+/// Two copies of one source, at two paths (as two binaries built from one crate would name
+/// it differently, or one binary that vendors it twice).
+mod pub_a {
+    pub mod types {
+        #[derive(lockkit::ShmSafe)]
+        #[repr(C)]
+        pub struct Table {
+            pub enabled: bool,
+            pub hits: u32,
+            pub slots: [u16; 4],
+        }
+    }
+}
+mod look_b {
+    pub mod types {
+        #[derive(lockkit::ShmSafe)]
+        #[repr(C)]
+        pub struct Table {
+            pub enabled: bool,
+            pub hits: u32,
+            pub slots: [u16; 4],
+        }
+    }
+}
+/// The next version of the crate: same path, one field changed.
+mod v2 {
+    pub mod types {
+        #[derive(lockkit::ShmSafe)]
+        #[repr(C)]
+        pub struct Table {
+            pub enabled: u32,
+            pub hits: u32,
+            pub slots: [u16; 4],
+        }
+    }
+}
+/// A field renamed.
+mod renamed {
+    #[derive(lockkit::ShmSafe)]
+    #[repr(C)]
+    pub struct Table {
+        pub enabled: bool,
+        pub calls: u32,
+        pub slots: [u16; 4],
+    }
+}
+/// An array grown.
+mod grown {
+    #[derive(lockkit::ShmSafe)]
+    #[repr(C)]
+    pub struct Table {
+        pub enabled: bool,
+        pub hits: u32,
+        pub slots: [u16; 8],
+    }
+}
+
+fn region_with_table() -> ShmRegion {
+    let region = ShmRegion::anonymous(1 << 16).unwrap();
+    let t = region
+        .alloc(pub_a::types::Table {
+            enabled: true,
+            hits: 7,
+            slots: [1, 2, 3, 4],
+        })
+        .unwrap();
+    region.publish("table", &t).unwrap();
+    region
+}
+
+fn mismatch<T: ShmSafe>(region: &ShmRegion) -> String {
+    match region.lookup::<T>("table") {
+        Err(Error::TypeMismatch {
+            difference,
+            expected,
+            found,
+            ..
+        }) => {
+            assert!(expected.ends_with("Table") && found.ends_with("Table"));
+            difference
+        }
+        Err(e) => panic!("expected TypeMismatch, got {e}"),
+        Ok(_) => panic!("a different layout was accepted"),
+    }
+}
+
+#[test]
+fn the_same_struct_at_another_path_is_found() {
+    let region = region_with_table();
+    let t = region.lookup::<look_b::types::Table>("table").unwrap();
+    assert!(t.enabled);
+    assert_eq!((t.hits, t.slots), (7, [1, 2, 3, 4]));
+}
+
+#[test]
+fn a_changed_field_is_refused_and_named() {
+    let region = region_with_table();
+    assert_eq!(
+        mismatch::<v2::types::Table>(&region),
+        "field `enabled` at offset 0: u32 here, bool in the region"
+    );
+    assert_eq!(
+        mismatch::<renamed::Table>(&region),
+        "field `calls` (u32 at offset 4) is not in the region's type"
+    );
+    assert_eq!(
+        mismatch::<grown::Table>(&region),
+        "field `slots` at offset 8: array of 8 here, array of 4 in the region"
+    );
+    let e = region.lookup::<v2::types::Table>("table").err().unwrap();
+    assert!(
+        e.to_string().contains("holds another layout") && e.to_string().contains("field `enabled`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_pointer_resolved_as_another_layout_is_refused() {
+    let region = ShmRegion::anonymous(1 << 16).unwrap();
+    let t = region
+        .alloc(pub_a::types::Table {
+            enabled: false,
+            hits: 1,
+            slots: [0; 4],
+        })
+        .unwrap();
+    let same = ShmPtr::<look_b::types::Table>::from_offset(t.ptr().offset());
+    assert_eq!(region.get(same).unwrap().hits, 1);
+    let other = ShmPtr::<v2::types::Table>::from_offset(t.ptr().offset());
+    assert!(matches!(region.get(other), Err(Error::InvalidPtr { .. })));
+}
+
+#[test]
+fn unpublishing_frees_the_stored_description() {
+    let region = ShmRegion::anonymous(1 << 16).unwrap();
+    let t = region.alloc(7u64).unwrap();
+    let before = region.stats().unwrap().heap.allocations;
+    region.publish("n", &t).unwrap();
+    assert_eq!(
+        region.stats().unwrap().heap.allocations,
+        before + 1,
+        "one description"
+    );
+    region.unpublish("n").unwrap();
+    assert_eq!(region.stats().unwrap().heap.allocations, before);
+    region.publish("n", &t).unwrap();
+    // SAFETY: nobody uses `t` afterwards.
+    unsafe { region.free(t) }.unwrap();
+    assert_eq!(
+        region.stats().unwrap().heap.allocations,
+        before - 1,
+        "freeing a published object frees its root's description too"
+    );
+    region.check().unwrap();
+}
+
+/// A call's state, as a SIP proxy keeps it.
+#[derive(ShmSafe, Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+enum CallState {
+    Idle,
+    Ringing,
+    Talking,
+}
+
+/// The same enum in a later version, with a variant added.
+mod later {
+    #[derive(lockkit::ShmSafe, Clone, Copy)]
+    #[repr(u8)]
+    pub enum CallState {
+        Idle,
+        Ringing,
+        Talking,
+        Held,
+    }
+}
+
+#[derive(ShmSafe)]
+#[repr(u16)]
+enum Code {
+    Ok = 200,
+    NotFound = 404,
+}
+
+#[shared_locked]
+struct Call {
+    lock: lockkit::GenLock,
+    #[guarded_by(lock)]
+    state: CallState,
+    #[guarded_by(lock)]
+    peer: Option<u32>,
+    #[guarded_by(lock)]
+    last: Option<ShmPtr<u64>>,
+    answered: AtomicU32,
+}
+
+#[test]
+fn enums_and_options_live_in_shared_memory_across_fork() {
+    let region = ShmRegion::anonymous(1 << 16).unwrap();
+    // Zero bytes are `Idle` (the first variant), so the struct is zeroable except for the
+    // Options: allocate it by value.
+    let call = region
+        .alloc(Call::new(CallState::Idle, None, None, AtomicU32::new(0)))
+        .unwrap();
+    let leaf = region.alloc(42u64).unwrap();
+    let leaf_ptr = leaf.ptr();
+    let child = common::fork(|| {
+        let mut g = call.lock_lock();
+        assert_eq!(g.state, CallState::Idle);
+        g.state = CallState::Talking;
+        g.peer = Some(5060);
+        g.last = Some(leaf_ptr);
+        call.answered.store(1, Relaxed);
+        0
+    });
+    child.join();
+    let g = call.lock_lock();
+    assert_eq!(g.state, CallState::Talking);
+    assert_eq!(g.peer, Some(5060));
+    assert_eq!(*region.get(g.last.unwrap()).unwrap(), 42);
+    assert_eq!(call.answered.load(Relaxed), 1);
+}
+
+#[test]
+fn an_enum_with_other_variants_is_another_layout() {
+    let region = ShmRegion::anonymous(1 << 16).unwrap();
+    region
+        .publish("state", &region.alloc(CallState::Ringing).unwrap())
+        .unwrap();
+    assert_eq!(
+        *region.lookup::<CallState>("state").unwrap(),
+        CallState::Ringing
+    );
+    let e = region.lookup::<later::CallState>("state").err().unwrap();
+    let Error::TypeMismatch { difference, .. } = e else {
+        panic!("expected TypeMismatch, got {e}")
+    };
+    assert_eq!(
+        difference,
+        "the type at offset 0: enum u8 { Idle = 0, Ringing = 1, Talking = 2, Held = 3 } here, \
+         enum u8 { Idle = 0, Ringing = 1, Talking = 2 } in the region"
+    );
+    // Explicit discriminants are part of the layout too.
+    let code = region.alloc(Code::NotFound).unwrap();
+    assert!(matches!(*code, Code::NotFound));
+    assert!(matches!(Code::Ok as u16, 200));
+}
+
+#[test]
+fn zeroable_follows_the_fields() {
+    fn zeroable<T: lockkit::ShmZeroable>() {}
+    zeroable::<CallState>(); // the first variant is 0
+    zeroable::<pub_a::types::Table>();
+    let region = ShmRegion::anonymous(1 << 16).unwrap();
+    let t = region.alloc_zeroed::<look_b::types::Table>().unwrap();
+    assert!(!t.enabled && t.hits == 0);
+}
+
+#[test]
+fn layouts_describe_fields_at_their_real_offsets() {
+    use lockkit::layout::Shape;
+    let l = <Call as ShmSafe>::LAYOUT;
+    assert_eq!(l.name, "Call");
+    assert_eq!(l.size, std::mem::size_of::<Call>());
+    let Shape::Struct { fields } = &l.shape else {
+        panic!("a struct")
+    };
+    let names: Vec<_> = fields.iter().map(|f| f.name).collect();
+    assert_eq!(names, ["lock", "answered"]);
+    assert_eq!(
+        fields[1].offset,
+        std::mem::offset_of!(Call, answered),
+        "the offset is the compiler's"
+    );
+    // The guarded fields are inside the lock's ShmMutex, by name.
+    let Shape::Struct { fields: mutex } = &fields[0].layout.shape else {
+        panic!("a ShmMutex is a struct")
+    };
+    let Shape::Struct { fields: data } = &mutex[1].layout.shape else {
+        panic!("its data is the guarded fields' struct")
+    };
+    let names: Vec<_> = data.iter().map(|f| f.name).collect();
+    assert_eq!(names, ["state", "peer", "last"]);
+    assert_eq!(
+        <pub_a::types::Table as ShmSafe>::LAYOUT.fingerprint(),
+        <look_b::types::Table as ShmSafe>::LAYOUT.fingerprint()
+    );
+    assert_ne!(
+        <pub_a::types::Table as ShmSafe>::LAYOUT.fingerprint(),
+        <renamed::Table as ShmSafe>::LAYOUT.fingerprint()
+    );
+}

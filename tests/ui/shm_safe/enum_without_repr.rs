@@ -1,0 +1,7 @@
+#[derive(lockkit::ShmSafe)]
+enum State {
+    Idle,
+    Busy,
+}
+
+fn main() {}

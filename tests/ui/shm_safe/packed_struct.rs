@@ -1,0 +1,8 @@
+#[derive(lockkit::ShmSafe)]
+#[repr(C, packed)]
+struct Wire {
+    kind: u8,
+    len: u32,
+}
+
+fn main() {}
