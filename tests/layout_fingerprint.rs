@@ -301,3 +301,42 @@ fn layouts_describe_fields_at_their_real_offsets() {
         <renamed::Table as ShmSafe>::LAYOUT.fingerprint()
     );
 }
+
+/// A list node that links to its own type: the layout of `ShmPtr<Self>` records the
+/// target's size, not its layout, so describing it does not recurse forever.
+#[derive(ShmSafe)]
+#[repr(C)]
+struct Node {
+    next: ShmPtr<Node>,
+    value: u64,
+}
+
+#[test]
+fn a_type_that_links_to_itself_has_a_layout() {
+    let region = ShmRegion::anonymous(1 << 16).unwrap();
+    let tail = region
+        .alloc(Node {
+            next: ShmPtr::null(),
+            value: 2,
+        })
+        .unwrap();
+    let head = region
+        .alloc(Node {
+            next: tail.ptr(),
+            value: 1,
+        })
+        .unwrap();
+    region.publish("head", &head).unwrap();
+    let found = region.lookup::<Node>("head").unwrap();
+    assert_eq!(region.get(found.next).unwrap().value, 2);
+    assert_eq!(
+        region
+            .lookup::<pub_a::types::Table>("head")
+            .err()
+            .unwrap()
+            .to_string(),
+        "root \"head\" holds another layout: asked for \
+         layout_fingerprint::pub_a::types::Table, published as layout_fingerprint::Node; \
+         field `enabled` (bool at offset 0) is not in the region's type"
+    );
+}

@@ -18,6 +18,13 @@ const DESC_TAG: u64 = TypeLayout::opaque::<u64>("lockkit::LayoutDescription/1", 
 
 const WORD: u64 = size_of::<AtomicU64>() as u64;
 
+/// What every description block is at least: its length word.
+const DESC_LAYOUT: Layout = Layout {
+    size: WORD,
+    align: WORD,
+    tag: DESC_TAG,
+};
+
 impl ShmRegion {
     /// The word at `offset` (a multiple of 8 inside a live block of this region).
     ///
@@ -54,17 +61,7 @@ impl ShmRegion {
     pub(super) fn read_description(&self, root: &Root) -> Vec<u8> {
         let offset = root.desc.load(Relaxed);
         let heap = self.heap();
-        let live = offset != 0
-            && heap
-                .check_live(
-                    offset,
-                    Layout {
-                        size: WORD,
-                        align: WORD,
-                        tag: DESC_TAG,
-                    },
-                )
-                .is_ok();
+        let live = offset != 0 && heap.check_live(offset, DESC_LAYOUT).is_ok();
         let Some(capacity) = live.then(|| heap.capacity(offset).ok()).flatten() else {
             return Vec::new();
         };
@@ -90,8 +87,10 @@ impl ShmRegion {
             w.store(0, Relaxed);
         }
         let desc = root.desc.swap(0, Relaxed);
-        if desc != 0 {
-            // A description another process freed or damaged is simply forgotten.
+        // Only a description block is freed: a root damaged to name another object (with
+        // its generation) must not free that object. One another process freed or damaged
+        // is simply forgotten.
+        if desc != 0 && self.heap().check_live(desc, DESC_LAYOUT).is_ok() {
             let _ = self.heap().free(desc, root.desc_gen.load(Relaxed));
         }
     }
