@@ -87,73 +87,147 @@ impl<T: ?Sized> DerefMut for Fallback<'_, T> {
     }
 }
 
+// The functions `locked!` calls return their guard through a type parameter (`G`, `D`)
+// fixed by a helper trait, not through a projection (`L::Guard<'_>`): when `L` is not a
+// lock, the unsatisfied bound is the only error; a projection in the return type would be
+// reported a second time, as not normalisable, at the whole macro call.
+
+/// `L`'s guard is `G`: [`Lockable`], restated for the functions below.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a lock that `locked!` can take",
+    label = "not a lockkit lock",
+    note = "locked! takes a GenLock, a ShmMutex, a GrpLock, a lock-set entry (`set[i]`), or a \
+            ShmBox, Arc, Box or reference leading to one"
+)]
+pub trait GuardOf<'a, G> {
+    /// [`Lockable::lock_guard`].
+    #[track_caller]
+    fn take(&'a self) -> G;
+    /// [`Lockable::try_lock_guard`].
+    #[track_caller]
+    fn try_take(&'a self) -> Option<G>;
+}
+
+impl<'a, L: Lockable + ?Sized + 'a> GuardOf<'a, L::Guard<'a>> for L {
+    #[inline(always)]
+    fn take(&'a self) -> L::Guard<'a> {
+        self.lock_guard()
+    }
+    #[inline(always)]
+    fn try_take(&'a self) -> Option<L::Guard<'a>> {
+        self.try_lock_guard()
+    }
+}
+
+/// [`TimedLockable`], restated as [`GuardOf`] restates [`Lockable`].
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be waited for with a timeout",
+    label = "no timed lock",
+    note = "locked!(try_for(timeout) ..) takes a GenLock, a ShmMutex, a RecLock, or a ShmBox, \
+            Arc, Box or reference leading to one; use locked!(try ..) for the others"
+)]
+pub trait TimedGuardOf<'a, G> {
+    /// [`TimedLockable::try_lock_guard_for`].
+    #[track_caller]
+    fn try_take_for(&'a self, timeout: Duration) -> Option<G>;
+}
+
+impl<'a, L: TimedLockable + ?Sized + 'a> TimedGuardOf<'a, L::Guard<'a>> for L {
+    #[inline(always)]
+    fn try_take_for(&'a self, timeout: Duration) -> Option<L::Guard<'a>> {
+        self.try_lock_guard_for(timeout)
+    }
+}
+
+/// [`RwLockable`] with data `D`, restated as [`GuardOf`] restates [`Lockable`].
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a reader-writer lock",
+    label = "not an RwLock",
+    note = "locked!(read ..) and locked!(write ..) take an RwLock, or a ShmBox, Arc, Box or \
+            reference leading to one; for other locks drop `read`/`write`"
+)]
+pub trait RwOf<D> {
+    /// [`RwLockable::rw`].
+    fn rw_of(&self) -> &crate::RwLock<D>;
+}
+
+impl<L: RwLockable + ?Sized> RwOf<L::Data> for L {
+    #[inline(always)]
+    fn rw_of(&self) -> &crate::RwLock<L::Data> {
+        self.rw()
+    }
+}
+
 /// `locked!(l => ..)`: takes `l`.
 #[inline(always)]
 #[track_caller]
-pub fn lock<L: Lockable + ?Sized>(l: &L) -> L::Guard<'_> {
-    l.lock_guard()
+pub fn lock<'a, L: GuardOf<'a, G> + ?Sized, G>(l: &'a L) -> G {
+    l.take()
 }
 
 /// `locked!(try l => .. else ..)`.
 #[inline(always)]
 #[track_caller]
-pub fn try_lock<L: Lockable + ?Sized>(l: &L) -> Option<L::Guard<'_>> {
-    l.try_lock_guard()
+pub fn try_lock<'a, L: GuardOf<'a, G> + ?Sized, G>(l: &'a L) -> Option<G> {
+    l.try_take()
 }
 
 /// `locked!(try_for(timeout) l => .. else ..)`.
 #[inline(always)]
 #[track_caller]
-pub fn try_lock_for<L: TimedLockable + ?Sized>(l: &L, timeout: Duration) -> Option<L::Guard<'_>> {
-    l.try_lock_guard_for(timeout)
+pub fn try_lock_for<'a, L: TimedGuardOf<'a, G> + ?Sized, G>(
+    l: &'a L,
+    timeout: Duration,
+) -> Option<G> {
+    l.try_take_for(timeout)
 }
 
 /// `locked!(read g = rw => ..)`.
 #[inline(always)]
 #[track_caller]
-pub fn read<L: RwLockable + ?Sized>(l: &L) -> ReadGuard<'_, L::Data> {
-    l.rw().read()
+pub fn read<L: RwOf<D> + ?Sized, D: ShmSafe>(l: &L) -> ReadGuard<'_, D> {
+    l.rw_of().read()
 }
 
 /// `locked!(try read g = rw => .. else ..)`.
 #[inline(always)]
 #[track_caller]
-pub fn try_read<L: RwLockable + ?Sized>(l: &L) -> Option<ReadGuard<'_, L::Data>> {
-    l.rw().try_read()
+pub fn try_read<L: RwOf<D> + ?Sized, D: ShmSafe>(l: &L) -> Option<ReadGuard<'_, D>> {
+    l.rw_of().try_read()
 }
 
 /// `locked!(try_for(timeout) read g = rw => .. else ..)`.
 #[inline(always)]
 #[track_caller]
-pub fn try_read_for<L: RwLockable + ?Sized>(
+pub fn try_read_for<L: RwOf<D> + ?Sized, D: ShmSafe>(
     l: &L,
     timeout: Duration,
-) -> Option<ReadGuard<'_, L::Data>> {
-    l.rw().try_read_for(timeout)
+) -> Option<ReadGuard<'_, D>> {
+    l.rw_of().try_read_for(timeout)
 }
 
 /// `locked!(write g = rw => ..)`.
 #[inline(always)]
 #[track_caller]
-pub fn write<L: RwLockable + ?Sized>(l: &L) -> WriteGuard<'_, L::Data> {
-    l.rw().write()
+pub fn write<L: RwOf<D> + ?Sized, D: ShmSafe>(l: &L) -> WriteGuard<'_, D> {
+    l.rw_of().write()
 }
 
 /// `locked!(try write g = rw => .. else ..)`.
 #[inline(always)]
 #[track_caller]
-pub fn try_write<L: RwLockable + ?Sized>(l: &L) -> Option<WriteGuard<'_, L::Data>> {
-    l.rw().try_write()
+pub fn try_write<L: RwOf<D> + ?Sized, D: ShmSafe>(l: &L) -> Option<WriteGuard<'_, D>> {
+    l.rw_of().try_write()
 }
 
 /// `locked!(try_for(timeout) write g = rw => .. else ..)`.
 #[inline(always)]
 #[track_caller]
-pub fn try_write_for<L: RwLockable + ?Sized>(
+pub fn try_write_for<L: RwOf<D> + ?Sized, D: ShmSafe>(
     l: &L,
     timeout: Duration,
-) -> Option<WriteGuard<'_, L::Data>> {
-    l.rw().try_write_for(timeout)
+) -> Option<WriteGuard<'_, D>> {
+    l.rw_of().try_write_for(timeout)
 }
 
 /// Holds several locks, taken in one global order; releases them in reverse.

@@ -29,6 +29,8 @@ struct Expansion {
     impls: Vec<TokenStream>,
     /// Inherent methods: `new` and the accessors.
     methods: Vec<TokenStream>,
+    /// Bounds of the impl holding `methods`.
+    method_bounds: Vec<TokenStream>,
 }
 
 impl Expansion {
@@ -39,6 +41,7 @@ impl Expansion {
             asserts,
             impls,
             methods,
+            method_bounds,
         } = self;
         quote! {
             #item
@@ -46,7 +49,7 @@ impl Expansion {
             const _: () = {
                 #(#asserts)*
                 #(#impls)*
-                impl #name {
+                impl #name where #(#method_bounds)* {
                     #(#methods)*
                 }
             };
@@ -156,15 +159,13 @@ fn shm_assert(input: &Input, f: &Field) -> Option<TokenStream> {
     })
 }
 
-/// The trait impls of the struct: `ShmSafe`, and `ShmZeroable` when every field is.
-fn trait_impls(input: &Input, laid_out: &[LaidOut]) -> Vec<TokenStream> {
-    let (krate, name) = (&input.krate, &input.item.ident);
-    let bounds = zeroable_bounds(krate, name, input.fields.iter().map(|f| f.ty));
-    // SAFETY (of the impl): every field is asserted ShmSafe above; locks and guarded data
-    // are stored inline (repr(C)), and guarded data is reached only through guards.
-    // A `#[lock]` field whose type is not a lock is reported at its type; the bound keeps
-    // the LAYOUT's offset_of! from reporting it again.
-    let lock_bounds: Vec<TokenStream> = input
+/// `for<'__lk> Lock: LockKind` for each lock that guards fields. A `#[lock]` field whose type
+/// is not a lock is reported once, at its type (where the struct names its backend); these
+/// (deferred) bounds keep the impls that name the backend again (`LAYOUT`'s `offset_of!`,
+/// `new`) from reporting it a second time, at the attribute.
+fn lock_kind_bounds(input: &Input) -> Vec<TokenStream> {
+    let krate = &input.krate;
+    input
         .fields
         .iter()
         .filter(|f| is_guarding_lock(input, f))
@@ -172,7 +173,16 @@ fn trait_impls(input: &Input, laid_out: &[LaidOut]) -> Vec<TokenStream> {
             let ty = f.ty;
             quote!(for<'__lk> #ty: #krate::__private::LockKind,)
         })
-        .collect();
+        .collect()
+}
+
+/// The trait impls of the struct: `ShmSafe`, and `ShmZeroable` when every field is.
+fn trait_impls(input: &Input, laid_out: &[LaidOut]) -> Vec<TokenStream> {
+    let (krate, name) = (&input.krate, &input.item.ident);
+    let bounds = zeroable_bounds(krate, name, input.fields.iter().map(|f| f.ty));
+    // SAFETY (of the impl): every field is asserted ShmSafe above; locks and guarded data
+    // are stored inline (repr(C)), and guarded data is reached only through guards.
+    let lock_bounds = lock_kind_bounds(input);
     let shm_safe = shm_safe_impl(krate, name, &input.item.generics, laid_out, &lock_bounds);
     vec![quote! {
         #shm_safe
@@ -475,6 +485,7 @@ pub(crate) fn expand(input: &Input) -> TokenStream {
         asserts,
         impls: trait_impls(input, &laid_out),
         methods,
+        method_bounds: lock_kind_bounds(input),
     }
     .into_tokens(name)
 }
@@ -528,6 +539,7 @@ pub(crate) fn fallback(input: &Input) -> TokenStream {
         asserts: Vec::new(),
         impls: vec![impls],
         methods,
+        method_bounds: Vec::new(),
     }
     .into_tokens(name)
 }

@@ -309,12 +309,7 @@ impl ShmRegion {
     /// Only [`ShmSafe`] types can be allocated; `T` must have no drop glue (shared objects are
     /// never dropped, only freed).
     pub fn alloc<T: ShmSafe>(&self, value: T) -> Result<ShmBox<T>> {
-        const {
-            assert!(
-                !std::mem::needs_drop::<T>(),
-                "shared objects are never dropped"
-            )
-        };
+        const { assert_no_drop::<T>() };
         let block = self.alloc_block(layout_of::<T>())?;
         // SAFETY: the block is fresh, sized and aligned for T, and nobody else knows of it.
         unsafe { (self.inner.map.base().add(block.0 as usize) as *mut T).write(value) };
@@ -324,12 +319,7 @@ impl ShmRegion {
     /// Allocates a `T` whose bytes are all zero: an unlocked lock, zero counters, null
     /// pointers (Kamailio's `lock_alloc` needs no `lock_init` after this).
     pub fn alloc_zeroed<T: ShmZeroable>(&self) -> Result<ShmBox<T>> {
-        const {
-            assert!(
-                !std::mem::needs_drop::<T>(),
-                "shared objects are never dropped"
-            )
-        };
+        const { assert_no_drop::<T>() };
         let block = self.alloc_block(layout_of::<T>())?;
         // SAFETY: as in `alloc`; zero bytes are a valid T by `T: ShmZeroable`.
         unsafe {
@@ -585,6 +575,17 @@ impl ShmRegion {
             self.lock_slice(offset, len as usize)
         }))
     }
+}
+
+/// Refuses a type with drop glue, at compile time (the user's call is named in the note
+/// "the above error was encountered while instantiating").
+const fn assert_no_drop<T>() {
+    assert!(
+        !std::mem::needs_drop::<T>(),
+        "this type has a Drop impl (or a field with one), and shared objects are never \
+         dropped, only freed (another process may still use them): remove the Drop impl and \
+         release what it held explicitly before `free`"
+    )
 }
 
 fn root_key(name: &str) -> Result<[u64; ROOT_NAME_LEN / 8]> {
