@@ -10,7 +10,7 @@ use lockkit::{Error, GenLock, GenLockSet, ShmBox, ShmMutex, ShmPtr, ShmRegion};
 
 fn heap_start(r: &ShmRegion) -> u64 {
     let s = r.stats().unwrap();
-    (s.size - s.heap_size) as u64
+    s.heap_start as u64
 }
 
 #[test]

@@ -26,7 +26,7 @@ fn a_block_header_forged_inside_an_objects_data_is_not_an_object() {
     // A forged header at a block-aligned spot inside `data`.
     let heap_start = {
         let s = region.stats().unwrap();
-        (s.size - s.heap_size) as u64
+        s.heap_start as u64
     };
     let first = (8..64)
         .map(|i| base + i * 8)

@@ -142,25 +142,56 @@ fn a_pointer_resolved_as_another_layout_is_refused() {
 }
 
 #[test]
-fn unpublishing_frees_the_stored_description() {
+fn descriptions_live_outside_the_heap() {
     let region = ShmRegion::anonymous(1 << 16).unwrap();
-    let t = region.alloc(7u64).unwrap();
-    let before = region.stats().unwrap().heap.allocations;
-    region.publish("n", &t).unwrap();
+    let whole = region.stats().unwrap().heap;
+    let first = region.alloc(7u64).unwrap();
+    let second = region.alloc(pub_a::types::Table {
+        enabled: true,
+        hits: 0,
+        slots: [0; 4],
+    });
+    region.publish("t", second.as_ref().unwrap()).unwrap();
     assert_eq!(
         region.stats().unwrap().heap.allocations,
-        before + 1,
-        "one description"
+        2,
+        "the objects only"
     );
-    region.unpublish("n").unwrap();
-    assert_eq!(region.stats().unwrap().heap.allocations, before);
-    region.publish("n", &t).unwrap();
-    // SAFETY: nobody uses `t` afterwards.
-    unsafe { region.free(t) }.unwrap();
+    // SAFETY: nobody uses them afterwards.
+    unsafe {
+        region.free(first).unwrap();
+        region.free(second.unwrap()).unwrap();
+    }
+    let after = region.stats().unwrap().heap;
     assert_eq!(
-        region.stats().unwrap().heap.allocations,
-        before - 1,
-        "freeing a published object frees its root's description too"
+        (after.allocations, after.free_blocks, after.free),
+        (0, 1, whole.free),
+        "the heap is whole again"
+    );
+    region.check().unwrap();
+}
+
+#[test]
+fn a_full_registry_leaves_types_undescribed_and_allocation_working() {
+    // A 64 KiB region has a 4 KiB registry; descriptions of arrays of distinct lengths
+    // are ~40 bytes each, so some hundred of them fill it.
+    let region = ShmRegion::anonymous(1 << 16).unwrap();
+    macro_rules! alloc_each {
+        ($($n:literal)*) => {$(
+            let _ = region.alloc([0u8; $n]).unwrap();
+        )*};
+    }
+    alloc_each!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30
+        31 32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47 48 49 50 51 52 53 54 55 56 57 58 59
+        60 61 62 63 64 65 66 67 68 69 70 71 72 73 74 75 76 77 78 79 80 81 82 83 84 85 86 87 88
+        89 90 91 92 93 94 95 96 97 98 99 100 101 102 103 104 105 106 107 108 109 110);
+    let t = region.alloc(7u64).unwrap();
+    region.publish("late", &t).unwrap();
+    let e = region.lookup::<u32>("late").err().unwrap();
+    assert!(
+        e.to_string().contains("no readable description")
+            || e.to_string().contains("u32 here, u64 in the region"),
+        "{e}"
     );
     region.check().unwrap();
 }

@@ -14,7 +14,7 @@ use crate::{Error, GenLock, Result};
 
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"LOCKKIT\0");
 /// Bump whenever the header, block or root layout changes.
-pub(crate) const LAYOUT_VERSION: u32 = 3;
+pub(crate) const LAYOUT_VERSION: u32 = 4;
 const READY: u32 = 0x5245_4459;
 pub(crate) const NBINS: usize = 48;
 pub(crate) const NROOTS: usize = 32;
@@ -52,6 +52,9 @@ pub(crate) struct Header {
     pub(crate) used: AtomicU64,
     /// Number of live allocations.
     pub(crate) live: AtomicU64,
+    /// Bytes of the type registry (`shm/types.rs`) in use, published with `Release` after
+    /// the entry they cover is written.
+    pub(crate) types_used: AtomicU64,
     /// Heads of the free lists, by size class (0 = empty).
     pub(crate) bins: [AtomicU64; NBINS],
     pub(crate) roots: [Root; NROOTS],
@@ -66,19 +69,16 @@ pub(crate) struct Root {
     pub(crate) tag: AtomicU64,
     /// The published type's name, zero-padded and cut to fit, for error messages.
     pub(crate) type_name: [AtomicU64; ROOT_TYPE_LEN / 8],
-    /// The block holding the published type's layout, written out (`layout::encode`), and
-    /// its generation; 0 if none. A lookup with another layout reads it to say which field
-    /// differs.
-    pub(crate) desc: AtomicU64,
-    pub(crate) desc_gen: AtomicU64,
 }
 
 pub(crate) const HEADER_SIZE: usize = size_of::<Header>();
 /// Where the allocator's block-start bitmap starts: after the header, on a cache line. The
 /// heap follows the bitmap; no block, and so no safe handle, covers either.
 pub(crate) const BITMAP_START: usize = (HEADER_SIZE + 63) & !63;
-/// The smallest region: header, a bitmap line, the smallest heap.
-const MIN_TOTAL: usize = BITMAP_START + 64 + MIN_HEAP;
+/// The smallest type registry (at the end of the region, after the heap).
+const MIN_TYPES: u64 = 4096;
+/// The smallest region: header, a bitmap line, the smallest heap, the smallest registry.
+const MIN_TOTAL: usize = BITMAP_START + 64 + MIN_HEAP + MIN_TYPES as usize;
 
 /// The identity fields, as read from a file or written at creation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,8 +115,20 @@ impl Identity {
         Ok(Identity {
             total_size: total as u64,
             heap_start: BITMAP_START as u64 + bitmap_bytes,
-            heap_end: (total as u64) & !(super::heap::GRAN - 1),
+            heap_end: (total as u64 - Identity::types_bytes(total as u64))
+                & !(super::heap::GRAN - 1),
         })
+    }
+
+    /// The size of the type registry of a region of `total` bytes: 1/64 of it, between
+    /// 4 KiB and 1 MiB (thousands of described types).
+    fn types_bytes(total: u64) -> u64 {
+        (total / 64).clamp(MIN_TYPES, 1 << 20) & !63
+    }
+
+    /// Where the type registry lies: from the heap's end to the region's.
+    pub(crate) fn types_area(&self) -> (u64, u64) {
+        (self.heap_end, self.total_size)
     }
 }
 

@@ -6,12 +6,12 @@
 //! typed reference handed out points at a live block of that type (checked by the allocator's
 //! tags, or guaranteed by the handle that allocated it).
 
-mod description;
 mod handle;
 mod header;
 mod heap;
 mod map;
 mod options;
+mod types;
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -77,6 +77,8 @@ struct Inner {
     map: Mapping,
     heap_start: u64,
     heap_end: u64,
+    /// The type registry's bytes (`types.rs`): after the heap, to the region's end.
+    types_area: (u64, u64),
     /// `/name` for named regions.
     name: Option<String>,
     /// The pid that created the named object; only it unlinks the name on drop.
@@ -111,6 +113,11 @@ pub struct RegionStats {
     pub size: usize,
     /// The bytes the allocator manages.
     pub heap_size: usize,
+    /// Where they start, from the region's start (after the header and the allocator's
+    /// block-start bitmap; the type registry follows the heap).
+    pub heap_start: usize,
+    /// The registry of type descriptions (see [`layout`]): its size and the bytes in use.
+    pub type_registry: (usize, usize),
     /// The allocator's figures.
     pub heap: HeapStats,
 }
@@ -216,6 +223,7 @@ impl ShmRegion {
                 map,
                 heap_start: id.heap_start,
                 heap_end: id.heap_end,
+                types_area: id.types_area(),
                 name,
                 creator,
                 unlink_on_drop: AtomicBool::new(creator.is_some()),
@@ -256,12 +264,7 @@ impl ShmRegion {
                 if root.name.iter().any(|w| w.load(Relaxed) != 0)
                     && !heap.is_live_payload(root.offset.load(Relaxed))
                 {
-                    self.clear_root(root);
-                }
-                // A description whose block did not survive is forgotten, not freed.
-                let desc = root.desc.load(Relaxed);
-                if desc != 0 && !heap.is_live_payload(desc) {
-                    root.desc.store(0, Relaxed);
+                    clear_root(root);
                 }
             }
             GenLockGuard::mark_consistent(&mut g);
@@ -289,8 +292,12 @@ impl ShmRegion {
         }
     }
 
-    fn alloc_block(&self, layout: Layout) -> Result<(u64, u64)> {
+    /// Allocates a block for a value of type `ty` (tag and size in `layout`), registering
+    /// `ty`'s description first. A description that does not fit is left out (the object
+    /// matters more; the lock report then names the type as undescribed).
+    fn alloc_block(&self, layout: Layout, ty: &TypeLayout) -> Result<(u64, u64)> {
         let _g = self.alloc_lock()?;
+        let _ = self.register_type(layout.tag, ty);
         self.heap().alloc(layout)
     }
 
@@ -310,7 +317,7 @@ impl ShmRegion {
     /// never dropped, only freed).
     pub fn alloc<T: ShmSafe>(&self, value: T) -> Result<ShmBox<T>> {
         const { assert_no_drop::<T>() };
-        let block = self.alloc_block(layout_of::<T>())?;
+        let block = self.alloc_block(layout_of::<T>(), T::LAYOUT)?;
         // SAFETY: the block is fresh, sized and aligned for T, and nobody else knows of it.
         unsafe { (self.inner.map.base().add(block.0 as usize) as *mut T).write(value) };
         Ok(self.boxed(block))
@@ -320,7 +327,7 @@ impl ShmRegion {
     /// pointers (Kamailio's `lock_alloc` needs no `lock_init` after this).
     pub fn alloc_zeroed<T: ShmZeroable>(&self) -> Result<ShmBox<T>> {
         const { assert_no_drop::<T>() };
-        let block = self.alloc_block(layout_of::<T>())?;
+        let block = self.alloc_block(layout_of::<T>(), T::LAYOUT)?;
         // SAFETY: as in `alloc`; zero bytes are a valid T by `T: ShmZeroable`.
         unsafe {
             std::ptr::write_bytes(
@@ -392,7 +399,7 @@ impl ShmRegion {
                 requested: usize::MAX,
                 largest_free: 0,
             })?;
-        let block = self.alloc_block(layout)?;
+        let block = self.alloc_block(layout, LockSetHead::<R>::LAYOUT)?;
         // SAFETY: the fresh block holds the head and n PaddedLocks; zero bytes are a valid
         // head and unlocked locks.
         unsafe {
@@ -421,6 +428,11 @@ impl ShmRegion {
         Ok(RegionStats {
             size: self.size(),
             heap_size: (self.inner.heap_end - self.inner.heap_start) as usize,
+            heap_start: self.inner.heap_start as usize,
+            type_registry: (
+                (self.inner.types_area.1 - self.inner.types_area.0) as usize,
+                self.header().types_used.load(Relaxed) as usize,
+            ),
             heap: self.heap().stats()?,
         })
     }
@@ -477,11 +489,9 @@ impl ShmRegion {
             .iter()
             .find(|r| r.name.iter().all(|w| w.load(Relaxed) == 0))
             .ok_or(Error::RootTableFull { capacity: NROOTS })?;
-        // Written before the slot is: a process killed in between leaves a block that
-        // nothing names (reported by stats() as orphaned), never a root without one.
-        let (desc, desc_gen) = self.store_description(&layout::encode(layout))?;
-        slot.desc.store(desc, Relaxed);
-        slot.desc_gen.store(desc_gen, Relaxed);
+        // Normally registered when the object was allocated; a region whose registry was
+        // damaged gets it back here if there is room.
+        let _ = self.register_type(tag, layout);
         slot.offset.store(offset, Relaxed);
         slot.tag.store(tag, Relaxed);
         let ty: [u64; ROOT_TYPE_LEN / 8] = header::pack(ty.as_bytes());
@@ -500,7 +510,7 @@ impl ShmRegion {
         let _g = self.alloc_lock()?;
         let root = find_root(&self.header().roots, &key)
             .ok_or_else(|| Error::RootNotFound { name: name.into() })?;
-        self.clear_root(root);
+        clear_root(root);
         Ok(())
     }
 
@@ -508,7 +518,7 @@ impl ShmRegion {
     fn unpublish_offset(&self, offset: u64) {
         for r in &self.header().roots {
             if r.offset.load(Relaxed) == offset && r.name.iter().any(|w| w.load(Relaxed) != 0) {
-                self.clear_root(r);
+                clear_root(r);
             }
         }
     }
@@ -524,7 +534,7 @@ impl ShmRegion {
         let root = find_root(&self.header().roots, &key)
             .ok_or_else(|| Error::RootNotFound { name: name.into() })?;
         if root.tag.load(Relaxed) != tag {
-            let there = layout::decode(&self.read_description(root));
+            let there = layout::decode(&self.description(root.tag.load(Relaxed)));
             return Err(Error::TypeMismatch {
                 name: name.into(),
                 expected: expected.into(),
@@ -586,6 +596,12 @@ const fn assert_no_drop<T>() {
          dropped, only freed (another process may still use them): remove the Drop impl and \
          release what it held explicitly before `free`"
     )
+}
+
+fn clear_root(root: &header::Root) {
+    for w in &root.name {
+        w.store(0, Relaxed);
+    }
 }
 
 fn root_key(name: &str) -> Result<[u64; ROOT_NAME_LEN / 8]> {

@@ -1,0 +1,110 @@
+//! The region's type registry: the layout description (`layout::encode`) of every type that
+//! was ever allocated in the region, once per fingerprint, in an append-only area after the
+//! heap (outside every block: no handle reaches it, and the allocator's figures and free
+//! space are untouched by it). A lookup of another layout reads the published type's
+//! description from it to say which field differs; the lock report reads it to find the
+//! locks inside every live object.
+//!
+//! An entry is `[fingerprint, len, text..]` in 8-byte words, read and written as atomics.
+//! Writers hold the allocator lock, write an entry whole and then publish it by advancing
+//! `Header::types_used` with `Release`; readers (the inspector among them, which takes no
+//! lock) read `types_used` with `Acquire`, bound every walk by the area, and accept any
+//! bytes: another process may have damaged it. A process killed while registering leaves
+//! bytes past `types_used`, overwritten by the next entry. A full registry leaves later types
+//! undescribed; nothing else depends on it.
+
+use std::mem::size_of;
+use std::sync::atomic::{AtomicU64, Ordering::*};
+
+use super::ShmRegion;
+use crate::layout::{self, TypeLayout};
+
+const WORD: u64 = size_of::<AtomicU64>() as u64;
+/// Words before an entry's text: fingerprint, length.
+const HEAD_WORDS: u64 = 2;
+
+/// Why a type could not be described.
+#[derive(Debug)]
+pub(crate) struct RegistryFull;
+
+impl ShmRegion {
+    /// The registry word `i` (counted from the area's start), if the area has it.
+    fn type_word(&self, i: u64) -> Option<&AtomicU64> {
+        let (start, end) = self.inner.types_area;
+        let at = start.checked_add(i.checked_mul(WORD)?)?;
+        if at.checked_add(WORD)? > end {
+            return None;
+        }
+        // SAFETY: `at..at + 8` lies inside the mapping (the area ends at the region's end,
+        // which the identity check tied to the mapping's length), 8-aligned (the area
+        // starts on a granule), and any bytes are a valid AtomicU64.
+        Some(unsafe { self.object::<AtomicU64>(at) })
+    }
+
+    /// Each published entry as (first word index, fingerprint, text length), in order.
+    fn type_entries(&self) -> Vec<(u64, u64, u64)> {
+        let (start, end) = self.inner.types_area;
+        let used_words = self.header().types_used.load(Acquire).min(end - start) / WORD;
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i + HEAD_WORDS <= used_words {
+            let (Some(fp), Some(len)) = (self.type_word(i), self.type_word(i + 1)) else {
+                break;
+            };
+            let len = len.load(Relaxed);
+            let words = len.div_ceil(WORD);
+            if words > used_words - i - HEAD_WORDS {
+                break; // damaged: runs past what is published
+            }
+            out.push((i, fp.load(Relaxed), len));
+            i += HEAD_WORDS + words;
+        }
+        out
+    }
+
+    /// Makes sure `layout` (with fingerprint `tag`) is described; the caller holds the
+    /// allocator lock. Cheap when it is: a walk over the entries' heads.
+    pub(super) fn register_type(&self, tag: u64, layout: &TypeLayout) -> Result<(), RegistryFull> {
+        let entries = self.type_entries();
+        if entries.iter().any(|&(_, fp, _)| fp == tag) {
+            return Ok(());
+        }
+        let next = entries
+            .last()
+            .map_or(0, |&(i, _, len)| i + HEAD_WORDS + len.div_ceil(WORD));
+        let text = layout::encode(layout);
+        let words = (text.len() as u64).div_ceil(WORD);
+        // The last word must exist before anything is written.
+        self.type_word(next + HEAD_WORDS + words.max(1) - 1)
+            .ok_or(RegistryFull)?;
+        let word = |i| self.type_word(i).expect("checked: inside the area");
+        word(next).store(tag, Relaxed);
+        word(next + 1).store(text.len() as u64, Relaxed);
+        for (k, chunk) in text.chunks(WORD as usize).enumerate() {
+            let mut w = [0u8; WORD as usize];
+            w[..chunk.len()].copy_from_slice(chunk);
+            word(next + HEAD_WORDS + k as u64).store(u64::from_le_bytes(w), Relaxed);
+        }
+        self.header()
+            .types_used
+            .store((next + HEAD_WORDS + words) * WORD, Release);
+        Ok(())
+    }
+
+    /// The description registered for fingerprint `tag`, or nothing.
+    pub(crate) fn description(&self, tag: u64) -> Vec<u8> {
+        let Some(&(i, _, len)) = self.type_entries().iter().find(|&&(_, fp, _)| fp == tag) else {
+            return Vec::new();
+        };
+        let len = len.min(layout::MAX_DESCRIPTION as u64);
+        let mut out = Vec::with_capacity(len as usize);
+        for k in 0..len.div_ceil(WORD) {
+            match self.type_word(i + HEAD_WORDS + k) {
+                Some(w) => out.extend_from_slice(&w.load(Relaxed).to_le_bytes()),
+                None => break,
+            }
+        }
+        out.truncate(len as usize);
+        out
+    }
+}
