@@ -57,6 +57,7 @@ mod lockable;
 mod model;
 pub mod raw;
 mod rec_lock;
+pub mod report;
 mod rw_lock;
 mod semaphore;
 pub mod shm;

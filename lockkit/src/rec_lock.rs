@@ -131,6 +131,11 @@ impl RecLock {
     pub fn owner(&self) -> Option<Owner> {
         self.raw.owner()
     }
+
+    /// The futex underneath, for the lock report.
+    pub(crate) fn raw_futex(&self) -> &Futex {
+        &self.raw
+    }
 }
 
 impl RecLock {

@@ -375,6 +375,9 @@ unsafe impl RawLock for Futex {
     fn owner(&self) -> Option<crate::Owner> {
         Futex::owner(self)
     }
+    fn has_waiters(&self) -> bool {
+        self.word.load(Ordering::Relaxed) & WAITERS != 0
+    }
     fn is_inconsistent(&self) -> bool {
         Futex::is_inconsistent(self)
     }

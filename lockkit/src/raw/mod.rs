@@ -83,6 +83,12 @@ pub unsafe trait RawLock: Send + Sync + Sized {
     fn owner(&self) -> Option<crate::Owner> {
         None
     }
+    /// Whether a thread may be asleep waiting for the lock (a snapshot, for diagnostics;
+    /// a waiter that gave up may leave it set until the next release). Backends that cannot
+    /// tell say `false`.
+    fn has_waiters(&self) -> bool {
+        false
+    }
     /// After [`Acquired::OwnerDied`]: declares the guarded data repaired, so the lock can be
     /// used again.
     ///

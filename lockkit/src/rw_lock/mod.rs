@@ -4,7 +4,7 @@
 //! The protocol, its words and who wakes each sleeper are in `raw.rs`; this file is the
 //! typed lock and its guards.
 
-mod raw;
+pub(crate) mod raw;
 
 use std::cell::UnsafeCell;
 use std::fmt;

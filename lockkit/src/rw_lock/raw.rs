@@ -131,6 +131,9 @@ pub(crate) struct RawRwLock {
     inconsistent: AtomicU32,
 }
 
+// SAFETY: five atomic words, valid for any bytes; `snapshot` only loads.
+unsafe impl crate::shm::view::AnyBytes for RawRwLock {}
+
 impl RawRwLock {
     #[cfg(not(loom))]
     pub(crate) const fn new() -> Self {
@@ -485,6 +488,23 @@ impl RawRwLock {
     pub(crate) fn readers(&self) -> Option<u32> {
         let s = self.state.load(Relaxed);
         (!is_write_locked(s)).then_some(count(s))
+    }
+
+    /// A snapshot for the lock report: readers inside (or `None` while a writer is), the
+    /// writer's owner id (0 if none), whether anyone waits, and the inconsistent flag.
+    pub(crate) fn snapshot(&self) -> (Option<u32>, u32, bool, bool) {
+        let s = self.state.load(Relaxed);
+        let writer = if is_write_locked(s) {
+            self.writer.load(Relaxed)
+        } else {
+            0
+        };
+        (
+            (!is_write_locked(s)).then_some(count(s)),
+            writer,
+            s & (READERS_WAITING | WRITERS_WAITING) != 0,
+            self.is_inconsistent(),
+        )
     }
 
     /// Whether a writer waits (a snapshot).

@@ -154,6 +154,40 @@ impl<'a> Heap<'a> {
         Ok((self.word(word)?, 1 << (unit % 64)))
     }
 
+    /// Every live object as (payload offset, type tag, payload capacity), found through the
+    /// block-start bitmap, without the allocator lock: for the lock report, which must work
+    /// while the application is wedged (perhaps inside the allocator). Blocks that change
+    /// during the walk may be missed or seen half-changed; a header that does not check out
+    /// is skipped. The walk is bounded by the bitmap's size.
+    pub(crate) fn live_blocks(&self) -> Vec<(u64, u64, u64)> {
+        let mut out = Vec::new();
+        let units = (self.end - self.start) / GRAN;
+        let mut unit = 0;
+        while unit < units {
+            let at = BITMAP + unit / 64 * 8;
+            let Ok(w) = self.word(at).and_then(|w| {
+                if at + 8 > self.start {
+                    Err(corrupt("bitmap overrun".into()))
+                } else {
+                    Ok(w)
+                }
+            }) else {
+                break;
+            };
+            let mut bits = w.load(Relaxed);
+            while bits != 0 {
+                let bit = u64::from(bits.trailing_zeros());
+                bits &= bits - 1;
+                let b = self.start + (unit + bit) * GRAN;
+                if let (Ok((size, true)), Ok(tag)) = (self.block(b), self.word(b + 16)) {
+                    out.push((b + HDR, tag.load(Relaxed), size - HDR));
+                }
+            }
+            unit += 64;
+        }
+        out
+    }
+
     /// Whether the bitmap says a used block starts at `b`.
     fn is_live_start(&self, b: u64) -> Result<bool> {
         let (w, bit) = self.live_bit(b)?;

@@ -238,10 +238,27 @@ pub(crate) struct OpenedObject {
 
 impl OpenedObject {
     pub(crate) fn open(name: &ShmName) -> Result<OpenedObject> {
+        Self::open_flags(name, libc::O_RDWR)
+    }
+
+    /// For the inspector, which never writes.
+    pub(crate) fn open_read_only(name: &ShmName) -> Result<OpenedObject> {
+        Self::open_flags(name, libc::O_RDONLY)
+    }
+
+    fn open_flags(name: &ShmName, flags: libc::c_int) -> Result<OpenedObject> {
         // SAFETY: a valid C string; no O_CREAT, so the mode argument is unused.
-        let fd = unsafe { libc::shm_open(name.c.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC, 0) };
+        let fd = unsafe { libc::shm_open(name.c.as_ptr(), flags | libc::O_CLOEXEC, 0) };
         let file = file_from_fd(fd).map_err(|e| open_error(name, e))?;
         Ok(OpenedObject { file })
+    }
+
+    /// A read-only mapping of the first `len` bytes.
+    pub(crate) fn map_read_only(&self, len: usize) -> Result<memmap2::Mmap> {
+        // SAFETY: a MAP_SHARED, PROT_READ mapping of a file we hold open; other processes
+        // write it at any time, and the inspector reads it only through atomics (View).
+        unsafe { memmap2::MmapOptions::new().len(len).map(&self.file) }
+            .map_err(|e| Error::os("mmap", e))
     }
 
     /// The object's owner and permission bits.

@@ -7,11 +7,12 @@
 //! tags, or guaranteed by the handle that allocated it).
 
 mod handle;
-mod header;
+pub(crate) mod header;
 mod heap;
-mod map;
+pub(crate) mod map;
 mod options;
 mod types;
+pub(crate) mod view;
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -19,11 +20,12 @@ use std::mem::size_of;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 
+pub(crate) use handle::lock_size;
 pub use handle::{ShmBox, ShmLockSet, ShmPtr};
 pub use heap::HeapStats;
 pub use options::RegionOptions;
 
-use handle::{layout_of, lock_size, LockSetHead};
+use handle::{layout_of, LockSetHead};
 use header::{Header, Identity, NROOTS, ROOT_NAME_LEN, ROOT_TYPE_LEN};
 use heap::{Heap, Layout};
 use map::{Mapping, ShmName};
@@ -77,8 +79,8 @@ struct Inner {
     map: Mapping,
     heap_start: u64,
     heap_end: u64,
-    /// The type registry's bytes (`types.rs`): after the heap, to the region's end.
-    types_area: (u64, u64),
+    /// The validated layout (heap bounds, type registry).
+    id: Identity,
     /// `/name` for named regions.
     name: Option<String>,
     /// The pid that created the named object; only it unlinks the name on drop.
@@ -223,7 +225,7 @@ impl ShmRegion {
                 map,
                 heap_start: id.heap_start,
                 heap_end: id.heap_end,
-                types_area: id.types_area(),
+                id,
                 name,
                 creator,
                 unlink_on_drop: AtomicBool::new(creator.is_some()),
@@ -235,6 +237,11 @@ impl ShmRegion {
         // SAFETY: the mapping is at least HEAP_START bytes (Identity::for_size checked it)
         // and page-aligned; Header is all atomics, valid for any bytes.
         unsafe { &*(self.inner.map.base() as *const Header) }
+    }
+
+    pub(crate) fn view(&self) -> view::View<'_> {
+        // SAFETY: our live mapping, its identity validated when it was attached.
+        unsafe { view::View::new(self.inner.map.base(), self.inner.map.len(), self.inner.id) }
     }
 
     fn heap(&self) -> Heap<'_> {
@@ -297,7 +304,7 @@ impl ShmRegion {
     /// matters more; the lock report then names the type as undescribed).
     fn alloc_block(&self, layout: Layout, ty: &TypeLayout) -> Result<(u64, u64)> {
         let _g = self.alloc_lock()?;
-        let _ = self.register_type(layout.tag, ty);
+        let _ = self.view().register_type(layout.tag, ty);
         self.heap().alloc(layout)
     }
 
@@ -430,7 +437,7 @@ impl ShmRegion {
             heap_size: (self.inner.heap_end - self.inner.heap_start) as usize,
             heap_start: self.inner.heap_start as usize,
             type_registry: (
-                (self.inner.types_area.1 - self.inner.types_area.0) as usize,
+                (self.inner.id.types_area().1 - self.inner.id.types_area().0) as usize,
                 self.header().types_used.load(Relaxed) as usize,
             ),
             heap: self.heap().stats()?,
@@ -491,7 +498,7 @@ impl ShmRegion {
             .ok_or(Error::RootTableFull { capacity: NROOTS })?;
         // Normally registered when the object was allocated; a region whose registry was
         // damaged gets it back here if there is room.
-        let _ = self.register_type(tag, layout);
+        let _ = self.view().register_type(tag, layout);
         slot.offset.store(offset, Relaxed);
         slot.tag.store(tag, Relaxed);
         let ty: [u64; ROOT_TYPE_LEN / 8] = header::pack(ty.as_bytes());
@@ -534,7 +541,7 @@ impl ShmRegion {
         let root = find_root(&self.header().roots, &key)
             .ok_or_else(|| Error::RootNotFound { name: name.into() })?;
         if root.tag.load(Relaxed) != tag {
-            let there = layout::decode(&self.description(root.tag.load(Relaxed)));
+            let there = layout::decode(&self.view().description(root.tag.load(Relaxed)));
             return Err(Error::TypeMismatch {
                 name: name.into(),
                 expected: expected.into(),

@@ -16,7 +16,7 @@
 use std::mem::size_of;
 use std::sync::atomic::{AtomicU64, Ordering::*};
 
-use super::ShmRegion;
+use super::view::View;
 use crate::layout::{self, TypeLayout};
 
 const WORD: u64 = size_of::<AtomicU64>() as u64;
@@ -27,23 +27,20 @@ const HEAD_WORDS: u64 = 2;
 #[derive(Debug)]
 pub(crate) struct RegistryFull;
 
-impl ShmRegion {
+impl<'a> View<'a> {
     /// The registry word `i` (counted from the area's start), if the area has it.
-    fn type_word(&self, i: u64) -> Option<&AtomicU64> {
-        let (start, end) = self.inner.types_area;
+    fn type_word(&self, i: u64) -> Option<&'a AtomicU64> {
+        let (start, end) = self.id.types_area();
         let at = start.checked_add(i.checked_mul(WORD)?)?;
         if at.checked_add(WORD)? > end {
             return None;
         }
-        // SAFETY: `at..at + 8` lies inside the mapping (the area ends at the region's end,
-        // which the identity check tied to the mapping's length), 8-aligned (the area
-        // starts on a granule), and any bytes are a valid AtomicU64.
-        Some(unsafe { self.object::<AtomicU64>(at) })
+        self.word(at)
     }
 
     /// Each published entry as (first word index, fingerprint, text length), in order.
     fn type_entries(&self) -> Vec<(u64, u64, u64)> {
-        let (start, end) = self.inner.types_area;
+        let (start, end) = self.id.types_area();
         let used_words = self.header().types_used.load(Acquire).min(end - start) / WORD;
         let mut out = Vec::new();
         let mut i = 0;

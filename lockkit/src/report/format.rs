@@ -1,0 +1,131 @@
+//! The report as a table for people and as JSON for scripts (written by hand: lockkit has no
+//! serialisation dependency, and the shape is small and fixed).
+
+use std::fmt::{self, Write};
+
+use super::{LockInfo, LockReport};
+
+/// The holder column: `pid 4121 tid 4123 alive`, `tid 4123 dead`, `-`.
+pub(crate) fn holder_text(l: &LockInfo) -> String {
+    match l.holder {
+        Some(o) if o.alive => format!("pid {} tid {} alive", o.pid, o.tid),
+        Some(o) => format!("tid {} DEAD", o.tid),
+        None if l.readers > 0 => format!("{} reader(s)", l.readers),
+        None => "-".into(),
+    }
+}
+
+impl fmt::Display for LockReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.locks.is_empty() {
+            writeln!(
+                f,
+                "no lock held or waited for ({} objects scanned)",
+                self.objects
+            )?;
+        } else {
+            let place_w = self
+                .locks
+                .iter()
+                .map(|l| l.place().len())
+                .max()
+                .unwrap_or(0)
+                .max(4);
+            writeln!(
+                f,
+                "{:place_w$}  {:16}  {:28}  {:7}  NOTE",
+                "LOCK", "KIND", "HOLDER", "WAITERS"
+            )?;
+            for l in &self.locks {
+                let note = if l.inconsistent {
+                    "holder died: data may need repair"
+                } else {
+                    ""
+                };
+                writeln!(
+                    f,
+                    "{:place_w$}  {:16}  {:28}  {:7}  {}",
+                    l.place(),
+                    l.kind,
+                    holder_text(l),
+                    if l.waiters { "yes" } else { "no" },
+                    note
+                )?;
+            }
+        }
+        if self.undescribed > 0 {
+            writeln!(
+                f,
+                "{} object(s) of undescribed types not scanned (type registry full or damaged)",
+                self.undescribed
+            )?;
+        }
+        if self.mixed_pid_namespaces {
+            writeln!(
+                f,
+                "processes of several pid namespaces use this region: holders' liveness cannot \
+                 be judged"
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// `s` as a JSON string.
+pub(crate) fn json_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+impl LockInfo {
+    /// The lock as a JSON object.
+    pub fn to_json(&self) -> String {
+        let holder = match self.holder {
+            Some(o) => format!(
+                "{{\"pid\":{},\"tid\":{},\"alive\":{}}}",
+                o.pid, o.tid, o.alive
+            ),
+            None => "null".into(),
+        };
+        format!(
+            "{{\"place\":{},\"object\":{},\"field\":{},\"kind\":{},\"offset\":{},\
+             \"holder\":{},\"readers\":{},\"waiters\":{},\"inconsistent\":{}}}",
+            json_str(&self.place()),
+            json_str(&self.object),
+            json_str(&self.field),
+            json_str(&self.kind),
+            self.offset,
+            holder,
+            self.readers,
+            self.waiters,
+            self.inconsistent
+        )
+    }
+}
+
+impl LockReport {
+    /// The report as one JSON object: `{"objects":..,"undescribed":..,
+    /// "mixed_pid_namespaces":..,"locks":[..]}`.
+    pub fn to_json(&self) -> String {
+        let locks: Vec<String> = self.locks.iter().map(LockInfo::to_json).collect();
+        format!(
+            "{{\"objects\":{},\"undescribed\":{},\"mixed_pid_namespaces\":{},\"locks\":[{}]}}",
+            self.objects,
+            self.undescribed,
+            self.mixed_pid_namespaces,
+            locks.join(",")
+        )
+    }
+}

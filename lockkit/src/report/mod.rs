@@ -1,0 +1,102 @@
+//! Who holds what: a report of the locks in a region that are held, waited for, or left
+//! inconsistent by a holder that died, readable by another process without taking any lock
+//! (so it works while the application is wedged).
+//!
+//! The locks are found through the region's type registry (see [`layout`](crate::layout)):
+//! every live object's type is described there, field by field, and lockkit's locks are
+//! recognisable in the descriptions, wherever they are nested (a `#[shared_locked]` struct's
+//! locks, a lock set's stripes, arrays of structs with locks, runtime lock sets). Objects
+//! are named by the root they are published under, fields by their path in the object.
+//!
+//! ```
+//! use lockkit::{shared_locked, GenLock, ShmRegion};
+//!
+//! #[shared_locked]
+//! struct Registrar {
+//!     calls: GenLock,
+//!     #[guarded_by(calls)]
+//!     active: u64,
+//! }
+//!
+//! let region = ShmRegion::anonymous(1 << 16)?;
+//! let reg = region.alloc(Registrar::new(0))?;
+//! region.publish("registrar", &reg)?;
+//! let g = reg.lock_calls();
+//! let report = region.report();
+//! let held = &report.locks[0];
+//! assert_eq!((held.object.as_str(), held.field.as_str()), ("registrar", "calls"));
+//! assert_eq!(held.holder.unwrap().pid, std::process::id());
+//! drop(g);
+//! assert!(region.report().locks.is_empty());
+//! # Ok::<(), lockkit::Error>(())
+//! ```
+//!
+//! From another terminal, `lockkit-top /NAME` prints the same report (see
+//! [`Inspector`]).
+
+mod format;
+mod inspect;
+mod scan;
+
+pub use inspect::Inspector;
+
+use crate::Owner;
+
+/// The locks of a region worth a look, and what the scan saw.
+#[derive(Debug, Clone, Default)]
+pub struct LockReport {
+    /// Locks that are held, have waiters, or were left inconsistent, in region order.
+    pub locks: Vec<LockInfo>,
+    /// Live objects scanned.
+    pub objects: usize,
+    /// Live objects whose type the registry does not describe (it was full, or damaged):
+    /// locks inside them cannot be found.
+    pub undescribed: usize,
+    /// Whether processes of several pid namespaces use the region: thread ids in lock
+    /// words then name threads of different namespaces, and `alive` cannot be judged.
+    pub mixed_pid_namespaces: bool,
+}
+
+/// One lock in a [`LockReport`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockInfo {
+    /// What kind of lock: `GenLock<futex>`, `RwLock`, `RecLock`, `LockSet<spin>`.
+    pub kind: String,
+    /// The object it is in: the name it is published under, or `object@0x..` (its offset).
+    pub object: String,
+    /// Where in the object: a field path (`calls`, `stripes[3]`, `table[2].lock`), empty
+    /// when the object is the lock.
+    pub field: String,
+    /// Its offset in the region.
+    pub offset: u64,
+    /// The holder (the writer, for an `RwLock`), if one is recorded.
+    pub holder: Option<Owner>,
+    /// Readers inside an `RwLock`.
+    pub readers: u32,
+    /// Whether a thread may be waiting for it.
+    pub waiters: bool,
+    /// Whether a holder died holding it and nobody has marked it consistent since.
+    pub inconsistent: bool,
+}
+
+impl LockInfo {
+    /// `object.field` (`object[i]` for an element of a runtime lock set), or the object
+    /// alone.
+    pub fn place(&self) -> String {
+        if self.field.is_empty() {
+            self.object.clone()
+        } else if self.field.starts_with('[') {
+            format!("{}{}", self.object, self.field)
+        } else {
+            format!("{}.{}", self.object, self.field)
+        }
+    }
+}
+
+impl crate::ShmRegion {
+    /// The locks in this region that are held, waited for, or inconsistent (see the
+    /// [`report`](crate::report) module). Takes no lock, not even the allocator's.
+    pub fn report(&self) -> LockReport {
+        scan::scan(&self.view())
+    }
+}

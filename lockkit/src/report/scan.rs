@@ -1,0 +1,284 @@
+//! Finding the locks in a region's live objects, through the type registry, without taking
+//! any lock. Everything read may change under the scan or be damaged: every offset is
+//! checked before it is read, every walk is bounded, and what does not check out is
+//! skipped.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
+
+use super::{LockInfo, LockReport};
+use crate::layout::{decode, Line};
+use crate::raw::{Futex, PosixSem, PthreadMutex, RawLock, Spin, SysvSem};
+use crate::rw_lock::raw::RawRwLock;
+use crate::shm::header;
+use crate::shm::view::View;
+use crate::{GenLock, Owner, RecLock};
+
+/// The most lock instances looked at in one object (a huge array of locks is sampled from
+/// its start).
+const MAX_INSTANCES: usize = 1 << 20;
+/// The offset of the first lock after a runtime lock set's head (its own cache line).
+const SET_HEAD: u64 = 64;
+
+/// What a lock in a description is.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind<'s> {
+    Gen(&'s str),
+    Rw,
+    Rec,
+    /// A runtime-sized lock set's head; the locks follow it.
+    SetHead(&'s str),
+}
+
+fn kind_of(what: &str) -> Option<Kind<'_>> {
+    let backend = |prefix: &str| {
+        what.strip_prefix(prefix)
+            .and_then(|r| r.strip_prefix('<'))
+            .and_then(|r| r.strip_suffix('>'))
+    };
+    if let Some(b) = backend("lockkit::GenLock/1").or_else(|| backend("lockkit::PaddedLock/1")) {
+        return Some(Kind::Gen(b));
+    }
+    if let Some(b) = backend("lockkit::LockSetHead/1") {
+        return Some(Kind::SetHead(b));
+    }
+    match what {
+        "lockkit::RwLock/2" => Some(Kind::Rw),
+        "lockkit::RecLock/1" => Some(Kind::Rec),
+        _ => None,
+    }
+}
+
+/// A lock's state: holder, readers, waiters, inconsistent. `None` if it could not be read.
+type State = (Option<Owner>, u32, bool, bool);
+
+fn gen_state<R: RawLock>(view: &View<'_>, at: u64) -> Option<State> {
+    let l: &GenLock<R> = view.object(at)?;
+    let raw = l.raw();
+    Some((raw.owner(), 0, raw.has_waiters(), raw.is_inconsistent()))
+}
+
+fn gen_state_of(view: &View<'_>, backend: &str, at: u64) -> Option<State> {
+    match backend {
+        "futex" => gen_state::<Futex>(view, at),
+        "spin" => gen_state::<Spin>(view, at),
+        "pthread-robust" => gen_state::<PthreadMutex>(view, at),
+        "posix-sem" => gen_state::<PosixSem>(view, at),
+        "sysv-sem" => gen_state::<SysvSem>(view, at),
+        _ => None,
+    }
+}
+
+fn lock_size_of(backend: &str) -> Option<u64> {
+    use crate::shm::lock_size;
+    Some(match backend {
+        "futex" => lock_size::<Futex>(),
+        "spin" => lock_size::<Spin>(),
+        "pthread-robust" => lock_size::<PthreadMutex>(),
+        "posix-sem" => lock_size::<PosixSem>(),
+        "sysv-sem" => lock_size::<SysvSem>(),
+        _ => return None,
+    })
+}
+
+fn state_at(view: &View<'_>, kind: Kind<'_>, at: u64) -> Option<State> {
+    match kind {
+        Kind::Gen(b) => gen_state_of(view, b, at),
+        Kind::Rec => {
+            let l: &RecLock = view.object(at)?;
+            Some((l.owner(), 0, l.raw_futex().has_waiters(), false))
+        }
+        Kind::Rw => {
+            let l: &RawRwLock = view.object(at)?;
+            let (readers, writer, waiters, inconsistent) = l.snapshot();
+            let holder = (writer != 0).then(|| Owner::from_owner_id(writer));
+            Some((holder, readers.unwrap_or(0), waiters, inconsistent))
+        }
+        Kind::SetHead(_) => None,
+    }
+}
+
+/// The kind as the report names it.
+fn kind_name(kind: Kind<'_>) -> String {
+    match kind {
+        Kind::Gen(b) => format!("GenLock<{b}>"),
+        Kind::Rw => "RwLock".into(),
+        Kind::Rec => "RecLock".into(),
+        Kind::SetHead(b) => format!("LockSet<{b}>"),
+    }
+}
+
+/// Every lock of an object described by `lines`: (path, offset in the object, kind), with
+/// arrays expanded (`stripes[i]` becomes `stripes[0]`, `stripes[1]`, ..).
+fn locks_in<'l>(lines: &'l [Line]) -> Vec<(String, u64, Kind<'l>)> {
+    let by_path: HashMap<&str, &Line> = lines.iter().map(|l| (l.path.as_str(), l)).collect();
+    let mut out = Vec::new();
+    for line in lines {
+        let Some(kind) = kind_of(&line.what) else {
+            continue;
+        };
+        // Each `[i]` level: its array's length and its element's size.
+        let mut levels = Vec::new();
+        let mut search = 0;
+        let mut ok = true;
+        while let Some(k) = line.path[search..].find("[i]") {
+            let end = search + k;
+            let array = by_path.get(&line.path[..end]);
+            let elem = by_path.get(&line.path[..end + 3]);
+            match (array, elem) {
+                (Some(a), Some(e)) => {
+                    let n = a
+                        .what
+                        .strip_prefix("array of ")
+                        .and_then(|n| n.parse::<u64>().ok());
+                    match n {
+                        Some(n) => levels.push((end, n, e.size as u64)),
+                        None => ok = false,
+                    }
+                }
+                _ => ok = false,
+            }
+            search = end + 3;
+        }
+        if !ok {
+            continue;
+        }
+        let mut index = vec![0u64; levels.len()];
+        'instances: loop {
+            if out.len() >= MAX_INSTANCES {
+                break;
+            }
+            let mut offset = line.offset as u64;
+            let mut path = String::new();
+            let mut from = 0;
+            for (&(at, _, stride), &k) in levels.iter().zip(&index) {
+                offset = offset.saturating_add(k.saturating_mul(stride));
+                path.push_str(&line.path[from..at]);
+                path.push_str(&format!("[{k}]"));
+                from = at + 3;
+            }
+            path.push_str(&line.path[from..]);
+            out.push((path, offset, kind));
+            // The next index, last level fastest.
+            for l in (0..levels.len()).rev() {
+                index[l] += 1;
+                if index[l] < levels[l].1 {
+                    continue 'instances;
+                }
+                index[l] = 0;
+            }
+            break;
+        }
+    }
+    out
+}
+
+/// `calls.lock` inside a `ShmMutex` (a `lock` beside a `data`) is reported as `calls`.
+fn display_path(lines: &[Line], path: &str) -> String {
+    let Some(prefix) = path.strip_suffix("lock") else {
+        return path.to_owned();
+    };
+    let data = format!("{prefix}data");
+    let template = |p: &str| {
+        // Compare with array indices written back as `[i]`.
+        let mut t = String::new();
+        let mut rest = p;
+        while let Some(open) = rest.find('[') {
+            t.push_str(&rest[..open]);
+            match rest[open..].find(']') {
+                Some(close) => {
+                    t.push_str("[i]");
+                    rest = &rest[open + close + 1..];
+                }
+                None => {
+                    rest = &rest[open..];
+                    break;
+                }
+            }
+        }
+        t.push_str(rest);
+        t
+    };
+    let data = template(&data);
+    if lines.iter().any(|l| l.path == data) {
+        prefix.trim_end_matches('.').to_owned()
+    } else {
+        path.to_owned()
+    }
+}
+
+pub(crate) fn scan(view: &View<'_>) -> LockReport {
+    let hdr = view.header();
+    let roots: HashMap<u64, String> = hdr
+        .roots
+        .iter()
+        .filter(|r| r.name.iter().any(|w| w.load(Relaxed) != 0))
+        .map(|r| (r.offset.load(Relaxed), header::unpack(&r.name)))
+        .collect();
+    let mut descriptions: HashMap<u64, Vec<Line>> = HashMap::new();
+    let mut report = LockReport {
+        mixed_pid_namespaces: hdr.mixed_pid_ns.load(Relaxed) != 0,
+        ..LockReport::default()
+    };
+    for (payload, tag, capacity) in view.heap().live_blocks() {
+        report.objects += 1;
+        let lines = descriptions
+            .entry(tag)
+            .or_insert_with(|| decode(&view.description(tag)));
+        if lines.is_empty() {
+            report.undescribed += 1;
+            continue;
+        }
+        let object = roots
+            .get(&payload)
+            .cloned()
+            .unwrap_or_else(|| format!("object@{payload:#x}"));
+        for (path, rel, kind) in locks_in(lines) {
+            let instances: Vec<(String, u64, Kind<'_>)> = match kind {
+                Kind::SetHead(b) => {
+                    let (Some(len), Some(size)) = (view.word(payload + rel), lock_size_of(b))
+                    else {
+                        continue;
+                    };
+                    let room = capacity.saturating_sub(rel + SET_HEAD) / size;
+                    let n = len.load(Relaxed).min(room).min(MAX_INSTANCES as u64);
+                    (0..n)
+                        .map(|i| {
+                            let p = if path.is_empty() {
+                                format!("[{i}]")
+                            } else {
+                                format!("{path}[{i}]")
+                            };
+                            (p, rel + SET_HEAD + i * size, Kind::Gen(b))
+                        })
+                        .collect()
+                }
+                _ => vec![(path, rel, kind)],
+            };
+            for (path, rel, kind) in instances {
+                if rel >= capacity {
+                    continue;
+                }
+                let at = payload + rel;
+                let Some((holder, readers, waiters, inconsistent)) = state_at(view, kind, at)
+                else {
+                    continue;
+                };
+                if holder.is_none() && readers == 0 && !waiters && !inconsistent {
+                    continue;
+                }
+                report.locks.push(LockInfo {
+                    kind: kind_name(kind),
+                    object: object.clone(),
+                    field: display_path(lines, &path),
+                    offset: at,
+                    holder,
+                    readers,
+                    waiters,
+                    inconsistent,
+                });
+            }
+        }
+    }
+    report
+}

@@ -1,0 +1,90 @@
+//! A bounds-checked, read-mostly view of a mapped region's bytes, shared by a region's own
+//! mapping and the inspector's read-only one: the type registry and the lock report read
+//! through it and never take a lock.
+
+use std::sync::atomic::AtomicU64;
+
+use super::header::{Header, Identity, HEADER_SIZE};
+use super::heap::Heap;
+
+/// A mapped region, identity validated.
+pub(crate) struct View<'a> {
+    base: *mut u8,
+    len: u64,
+    pub(crate) id: Identity,
+    _map: std::marker::PhantomData<&'a ()>,
+}
+
+impl<'a> View<'a> {
+    /// # Safety
+    /// `base..base + len` is a live mapping of a region (page-aligned) for `'a`, whose
+    /// identity `id` was validated against `len` (`heap_start..heap_end` and the type
+    /// registry lie inside it). The view only reads through atomics, unless the caller uses
+    /// it to write (and then the mapping must be writable).
+    pub(crate) unsafe fn new(base: *mut u8, len: usize, id: Identity) -> View<'a> {
+        debug_assert!(len >= HEADER_SIZE && id.total_size <= len as u64);
+        View {
+            base,
+            len: len as u64,
+            id,
+            _map: std::marker::PhantomData,
+        }
+    }
+
+    pub(crate) fn header(&self) -> &'a Header {
+        // SAFETY: the mapping holds at least a header (identity validated); Header is all
+        // atomics, valid for any bytes.
+        unsafe { &*(self.base as *const Header) }
+    }
+
+    pub(crate) fn heap(&self) -> Heap<'a> {
+        // SAFETY: base/len describe the live mapping; the validated identity puts the heap
+        // inside it.
+        unsafe {
+            Heap::new(
+                self.base,
+                self.len as usize,
+                self.header(),
+                self.id.heap_start,
+                self.id.heap_end,
+            )
+        }
+    }
+
+    /// The word at `offset`, if it lies inside the mapping and is 8-aligned.
+    pub(crate) fn word(&self, offset: u64) -> Option<&'a AtomicU64> {
+        self.object::<AtomicU64>(offset)
+    }
+
+    /// A `T` at `offset`, if it lies inside the mapping and is aligned for `T`. Only for
+    /// types every bit pattern of which is a valid value, used through `&T` (atomics, locks
+    /// made of atomics and C structs behind `UnsafeCell`).
+    pub(crate) fn object<T: AnyBytes>(&self, offset: u64) -> Option<&'a T> {
+        let size = std::mem::size_of::<T>() as u64;
+        let end = offset.checked_add(size)?;
+        if end > self.len || offset % std::mem::align_of::<T>() as u64 != 0 {
+            return None;
+        }
+        // SAFETY: in bounds and aligned (checked; the mapping is page-aligned), and any
+        // bytes are a valid T (`AnyBytes`); the mapping lives for 'a.
+        Some(unsafe { &*(self.base.add(offset as usize) as *const T) })
+    }
+}
+
+/// Types for which every bit pattern is a valid value and whose every method used by the
+/// view's callers only loads (or writes through atomics): what may be read at an offset
+/// another process chose.
+///
+/// # Safety
+/// Implementors are valid for any bytes.
+pub(crate) unsafe trait AnyBytes {}
+
+// SAFETY: an atomic integer.
+unsafe impl AnyBytes for AtomicU64 {}
+// SAFETY: an atomic integer.
+unsafe impl AnyBytes for std::sync::atomic::AtomicU32 {}
+// SAFETY: the lock word(s) of every backend are atomics or C structs behind UnsafeCell
+// (pthread_mutex_t, sem_t), all valid for any bytes.
+unsafe impl<R: crate::raw::RawLock> AnyBytes for crate::GenLock<R> {}
+// SAFETY: a futex word and a counter.
+unsafe impl AnyBytes for crate::RecLock {}
