@@ -144,15 +144,13 @@ fn a_dead_holder_is_reported_dead_and_its_lock_inconsistent_after_recovery() {
     drop(g);
 }
 
-/// The `lockkit-top` binary, built if this test run did not build it.
+/// The `lockkit-top` binary of this source tree, built (into this test's own target
+/// directory, so it is never a stale one from another build) on first use.
 fn lockkit_top() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let beside = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .map(|d| d.join("lockkit-top"));
-    if let Some(p) = beside.filter(|p| p.exists()) {
-        return p;
+    static BUILT: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(p) = &*built {
+        return p.clone();
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let target = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("lockkit-top");
@@ -173,7 +171,9 @@ fn lockkit_top() -> PathBuf {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    target.join("debug").join("lockkit-top")
+    let path = target.join("debug").join("lockkit-top");
+    *built = Some(path.clone());
+    path
 }
 
 fn run_top(args: &[&str]) -> (bool, String) {
@@ -304,4 +304,54 @@ fn the_inspector_survives_a_region_damaged_under_it() {
         n
     });
     assert!(reports > 10, "only {reports} reports in 2 s");
+}
+
+/// With `lock-debug`, the report says where the holder took each lock and for how long
+/// (`cargo test --test report --features lock-debug`).
+#[cfg(feature = "lock-debug")]
+#[test]
+fn with_lock_debug_the_report_names_the_site_and_a_growing_hold_time() {
+    let region = ShmRegion::anonymous(1 << 20).unwrap();
+    let reg = region.alloc_zeroed::<Registrar>().unwrap();
+    region.publish("registrar", &reg).unwrap();
+    let holder = common::fork(|| hold_calls_and_stripe(&reg));
+    wait_for(&reg.step, 1);
+    let first = region.report();
+    std::thread::sleep(Duration::from_millis(300));
+    let second = region.report();
+    let calls = |r: &lockkit::report::LockReport| {
+        r.locks
+            .iter()
+            .find(|l| l.field == "calls")
+            .cloned()
+            .unwrap_or_else(|| panic!("{r}"))
+    };
+    let (a, b) = (calls(&first), calls(&second));
+    // Where `hold_calls_and_stripe` calls the accessors (track_caller points at the method).
+    let site_of = |call: &str| {
+        let src = include_str!("report.rs");
+        let (n, text) = src
+            .lines()
+            .enumerate()
+            .find(|(_, l)| l.contains(&format!("= reg.{call}(")))
+            .unwrap();
+        format!("tests/report.rs:{}:{}", n + 1, text.find(call).unwrap() + 1)
+    };
+    assert_eq!(a.site, Some(site_of("lock_calls")), "{first}");
+    let stripe = first
+        .locks
+        .iter()
+        .find(|l| l.field == "stripes[3]")
+        .unwrap();
+    assert_eq!(stripe.site, Some(site_of("lock_per_aor")), "{first}");
+    let (ha, hb) = (a.held_for.unwrap(), b.held_for.unwrap());
+    assert!(hb >= ha + Duration::from_millis(250), "{ha:?} then {hb:?}");
+    assert!(first.to_string().contains("tests/report.rs:"), "{first}");
+    assert!(
+        first.to_json().contains("\"held_ms\":"),
+        "{}",
+        first.to_json()
+    );
+    reg.step.store(2, Release);
+    holder.join();
 }

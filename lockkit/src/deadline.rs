@@ -53,14 +53,9 @@ impl Deadline {
     /// (`pthread_mutex_clocklock`, `sem_clockwait`); `None` for no deadline.
     pub(crate) fn monotonic_timespec(&self) -> Option<libc::timespec> {
         let left = self.left().unwrap_or(Some(Duration::ZERO))?;
-        let mut now = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: a valid clock id and a valid out pointer.
-        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
-        let nanos = now.tv_nsec as u64 + u64::from(left.subsec_nanos());
-        let secs = (now.tv_sec as u64)
+        let now = crate::sys::monotonic_ns();
+        let nanos = now % 1_000_000_000 + u64::from(left.subsec_nanos());
+        let secs = (now / 1_000_000_000)
             .saturating_add(left.as_secs())
             .saturating_add(nanos / 1_000_000_000)
             .min(i64::MAX as u64);

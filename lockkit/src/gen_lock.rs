@@ -42,7 +42,24 @@ use crate::raw::{Acquired, Futex, RawLock};
 #[repr(C)]
 pub struct GenLock<R: RawLock = Futex> {
     raw: R,
+    /// Where and since when the holder took it (feature `lock-debug`).
+    #[cfg(feature = "lock-debug")]
+    held_at: crate::lock_debug::HeldAt,
 }
+
+/// A `GenLock`'s identity in layouts: with `lock-debug` it is larger (and a region shared
+/// by programs built with and without the feature would be misread), so it is another type.
+pub(crate) const LAYOUT_ID: &str = if cfg!(feature = "lock-debug") {
+    "lockkit::GenLock/1+debug"
+} else {
+    "lockkit::GenLock/1"
+};
+/// The same for a lock set's padded lock.
+pub(crate) const PADDED_LAYOUT_ID: &str = if cfg!(feature = "lock-debug") {
+    "lockkit::PaddedLock/1+debug"
+} else {
+    "lockkit::PaddedLock/1"
+};
 
 impl<R: RawLock> Default for GenLock<R> {
     fn default() -> Self {
@@ -102,7 +119,11 @@ impl GenLock {
 impl<R: RawLock> GenLock<R> {
     /// An unlocked lock of backend `R` (the same as zeroed memory).
     pub const fn with_backend() -> Self {
-        GenLock { raw: R::INIT }
+        GenLock {
+            raw: R::INIT,
+            #[cfg(feature = "lock-debug")]
+            held_at: crate::lock_debug::HeldAt::new(),
+        }
     }
 
     /// The algorithm underneath.
@@ -205,7 +226,10 @@ unsafe impl<R: RawLock> Sync for GenLockGuard<'_, R> {}
 
 impl<'a, R: RawLock> GenLockGuard<'a, R> {
     #[inline]
+    #[track_caller]
     fn new(lock: &'a GenLock<R>, acquired: Acquired) -> Self {
+        #[cfg(feature = "lock-debug")]
+        lock.held_at.record(std::panic::Location::caller());
         GenLockGuard {
             lock,
             acquired,

@@ -52,6 +52,8 @@ mod error;
 mod gen_lock;
 pub mod grp;
 pub mod layout;
+#[cfg(feature = "lock-debug")]
+mod lock_debug;
 mod lock_set;
 mod lockable;
 mod model;
@@ -98,7 +100,7 @@ extern crate self as lockkit;
 // shared memory.
 unsafe impl<R: raw::RawLock> ShmSafe for GenLock<R> {
     const LAYOUT: &'static layout::TypeLayout =
-        &layout::TypeLayout::opaque::<Self>("lockkit::GenLock/1", R::NAME);
+        &layout::TypeLayout::opaque::<Self>(gen_lock::LAYOUT_ID, R::NAME);
 }
 // SAFETY: by the RawLock contract zero bytes are `INIT`, an unlocked lock.
 unsafe impl<R: raw::RawLock> ShmZeroable for GenLock<R> {}

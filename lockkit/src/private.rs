@@ -419,6 +419,29 @@ pub mod regions {
         }
     }
 
+    /// The registered mapping that holds `addr`: its base, length and object identity.
+    #[cfg_attr(not(feature = "lock-debug"), allow(dead_code))]
+    pub(crate) fn region_of(addr: usize) -> Option<(usize, usize, u64, u64)> {
+        let used = USED.load(Acquire);
+        for slot in &TABLE[..used] {
+            loop {
+                let seq = slot.seq.load(Acquire);
+                let (base, len) = (slot.base.load(Relaxed), slot.len.load(Relaxed));
+                let ids = (slot.dev.load(Relaxed), slot.ino.load(Relaxed));
+                fence(Acquire);
+                if seq % 2 == 1 || slot.seq.load(Relaxed) != seq {
+                    std::hint::spin_loop();
+                    continue;
+                }
+                if addr.wrapping_sub(base) < len {
+                    return Some((base, len, ids.0, ids.1));
+                }
+                break;
+            }
+        }
+        None
+    }
+
     /// The base of the registered mapping that holds `addr` (where its region header is).
     pub(crate) fn region_base(addr: usize) -> Option<usize> {
         let used = USED.load(Acquire);

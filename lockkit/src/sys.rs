@@ -91,6 +91,30 @@ fn futex_failed(op: &str, e: i32) -> ! {
     )
 }
 
+/// `CLOCK_MONOTONIC` now, in nanoseconds: the clock every process on the machine shares.
+pub(crate) fn monotonic_ns() -> u64 {
+    clock_ns(libc::CLOCK_MONOTONIC)
+}
+
+/// `CLOCK_MONOTONIC_COARSE` now, in nanoseconds: the same clock at the kernel tick's
+/// resolution (1 to 10 ms), read in a few nanoseconds. For lock hold times (`lock-debug`),
+/// written in the lock path by one process and read by another.
+pub(crate) fn coarse_ns() -> u64 {
+    clock_ns(libc::CLOCK_MONOTONIC_COARSE)
+}
+
+fn clock_ns(clock: libc::clockid_t) -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid clock id and a valid out pointer.
+    unsafe { libc::clock_gettime(clock, &mut now) };
+    (now.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(now.tv_nsec as u64)
+}
+
 pub(crate) fn errno() -> i32 {
     std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
 }

@@ -33,23 +33,26 @@ impl fmt::Display for LockReport {
                 .max(4);
             writeln!(
                 f,
-                "{:place_w$}  {:16}  {:28}  {:7}  NOTE",
-                "LOCK", "KIND", "HOLDER", "WAITERS"
+                "{:place_w$}  {:16}  {:28}  {:7}  {:>9}  TAKEN AT",
+                "LOCK", "KIND", "HOLDER", "WAITERS", "HELD"
             )?;
             for l in &self.locks {
-                let note = if l.inconsistent {
-                    "holder died: data may need repair"
-                } else {
-                    ""
-                };
+                let held = l
+                    .held_for
+                    .map_or("-".into(), |d| format!("{:.3}s", d.as_secs_f64()));
+                let mut at = l.site.clone().unwrap_or_else(|| "-".into());
+                if l.inconsistent {
+                    at.push_str("  (holder died: data may need repair)");
+                }
                 writeln!(
                     f,
-                    "{:place_w$}  {:16}  {:28}  {:7}  {}",
+                    "{:place_w$}  {:16}  {:28}  {:7}  {:>9}  {}",
                     l.place(),
                     l.kind,
                     holder_text(l),
                     if l.waiters { "yes" } else { "no" },
-                    note
+                    held,
+                    at
                 )?;
             }
         }
@@ -99,9 +102,14 @@ impl LockInfo {
             ),
             None => "null".into(),
         };
+        let site = self.site.as_deref().map_or("null".into(), json_str);
+        let held = self
+            .held_for
+            .map_or("null".into(), |d| d.as_millis().to_string());
         format!(
             "{{\"place\":{},\"object\":{},\"field\":{},\"kind\":{},\"offset\":{},\
-             \"holder\":{},\"readers\":{},\"waiters\":{},\"inconsistent\":{}}}",
+             \"holder\":{},\"readers\":{},\"waiters\":{},\"inconsistent\":{},\
+             \"site\":{},\"held_ms\":{}}}",
             json_str(&self.place()),
             json_str(&self.object),
             json_str(&self.field),
@@ -110,7 +118,9 @@ impl LockInfo {
             holder,
             self.readers,
             self.waiters,
-            self.inconsistent
+            self.inconsistent,
+            site,
+            held
         )
     }
 }

@@ -77,6 +77,11 @@ pub struct LockInfo {
     pub waiters: bool,
     /// Whether a holder died holding it and nobody has marked it consistent since.
     pub inconsistent: bool,
+    /// Where the holder took it (`file:line:column`), when the program that took it was
+    /// built with the `lock-debug` feature.
+    pub site: Option<String>,
+    /// How long it has been held, with `lock-debug`.
+    pub held_for: Option<std::time::Duration>,
 }
 
 impl LockInfo {

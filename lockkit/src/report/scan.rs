@@ -23,11 +23,12 @@ const SET_HEAD: u64 = 64;
 /// What a lock in a description is.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Kind<'s> {
-    Gen(&'s str),
+    /// A `GenLock` (or a lock set's padded one) of a backend, with `lock-debug` words or not.
+    Gen(&'s str, bool),
     Rw,
     Rec,
     /// A runtime-sized lock set's head; the locks follow it.
-    SetHead(&'s str),
+    SetHead(&'s str, bool),
 }
 
 fn kind_of(what: &str) -> Option<Kind<'_>> {
@@ -37,10 +38,18 @@ fn kind_of(what: &str) -> Option<Kind<'_>> {
             .and_then(|r| r.strip_suffix('>'))
     };
     if let Some(b) = backend("lockkit::GenLock/1").or_else(|| backend("lockkit::PaddedLock/1")) {
-        return Some(Kind::Gen(b));
+        return Some(Kind::Gen(b, false));
+    }
+    if let Some(b) =
+        backend("lockkit::GenLock/1+debug").or_else(|| backend("lockkit::PaddedLock/1+debug"))
+    {
+        return Some(Kind::Gen(b, true));
     }
     if let Some(b) = backend("lockkit::LockSetHead/1") {
-        return Some(Kind::SetHead(b));
+        return Some(Kind::SetHead(b, false));
+    }
+    if let Some(b) = backend("lockkit::LockSetHead/1+debug") {
+        return Some(Kind::SetHead(b, true));
     }
     match what {
         "lockkit::RwLock/2" => Some(Kind::Rw),
@@ -51,6 +60,44 @@ fn kind_of(what: &str) -> Option<Kind<'_>> {
 
 /// A lock's state: holder, readers, waiters, inconsistent. `None` if it could not be read.
 type State = (Option<Owner>, u32, bool, bool);
+
+/// The size of a backend's lock word(s): where a `lock-debug` lock's debug words start
+/// (rounded up to 8).
+fn raw_size(backend: &str) -> Option<u64> {
+    use std::mem::size_of;
+    Some(match backend {
+        "futex" => size_of::<Futex>(),
+        "spin" => size_of::<Spin>(),
+        "pthread-robust" => size_of::<PthreadMutex>(),
+        "posix-sem" => size_of::<PosixSem>(),
+        "sysv-sem" => size_of::<SysvSem>(),
+        _ => return None,
+    } as u64)
+}
+
+/// What a `lock-debug` lock at `at` recorded: its holder's site and how long ago it took
+/// it.
+fn held_at(
+    view: &View<'_>,
+    backend: &str,
+    at: u64,
+) -> (Option<String>, Option<std::time::Duration>) {
+    let Some(words) = raw_size(backend).map(|s| at + s.next_multiple_of(8)) else {
+        return (None, None);
+    };
+    let site = view
+        .object::<std::sync::atomic::AtomicU32>(words)
+        .map(|w| w.load(Relaxed))
+        .filter(|&s| s != 0)
+        .and_then(|s| view.site(s - 1));
+    let now = crate::sys::coarse_ns();
+    let held = view
+        .word(words + 8)
+        .map(|w| w.load(Relaxed))
+        .filter(|&t| t != 0 && t <= now)
+        .map(|t| std::time::Duration::from_nanos(now - t));
+    (site, held)
+}
 
 fn gen_state<R: RawLock>(view: &View<'_>, at: u64) -> Option<State> {
     let l: &GenLock<R> = view.object(at)?;
@@ -69,21 +116,16 @@ fn gen_state_of(view: &View<'_>, backend: &str, at: u64) -> Option<State> {
     }
 }
 
-fn lock_size_of(backend: &str) -> Option<u64> {
-    use crate::shm::lock_size;
-    Some(match backend {
-        "futex" => lock_size::<Futex>(),
-        "spin" => lock_size::<Spin>(),
-        "pthread-robust" => lock_size::<PthreadMutex>(),
-        "posix-sem" => lock_size::<PosixSem>(),
-        "sysv-sem" => lock_size::<SysvSem>(),
-        _ => return None,
-    })
+/// The stride of a runtime lock set's padded locks, as the program that made it laid them
+/// out (with `lock-debug` words or not): a cache line or more each.
+fn lock_size_of(backend: &str, debug: bool) -> Option<u64> {
+    let words = raw_size(backend)?.next_multiple_of(8) + if debug { 16 } else { 0 };
+    Some(words.next_multiple_of(64))
 }
 
 fn state_at(view: &View<'_>, kind: Kind<'_>, at: u64) -> Option<State> {
     match kind {
-        Kind::Gen(b) => gen_state_of(view, b, at),
+        Kind::Gen(b, _) => gen_state_of(view, b, at),
         Kind::Rec => {
             let l: &RecLock = view.object(at)?;
             Some((l.owner(), 0, l.raw_futex().has_waiters(), false))
@@ -94,17 +136,17 @@ fn state_at(view: &View<'_>, kind: Kind<'_>, at: u64) -> Option<State> {
             let holder = (writer != 0).then(|| Owner::from_owner_id(writer));
             Some((holder, readers.unwrap_or(0), waiters, inconsistent))
         }
-        Kind::SetHead(_) => None,
+        Kind::SetHead(..) => None,
     }
 }
 
 /// The kind as the report names it.
 fn kind_name(kind: Kind<'_>) -> String {
     match kind {
-        Kind::Gen(b) => format!("GenLock<{b}>"),
+        Kind::Gen(b, _) => format!("GenLock<{b}>"),
         Kind::Rw => "RwLock".into(),
         Kind::Rec => "RecLock".into(),
-        Kind::SetHead(b) => format!("LockSet<{b}>"),
+        Kind::SetHead(b, _) => format!("LockSet<{b}>"),
     }
 }
 
@@ -235,8 +277,9 @@ pub(crate) fn scan(view: &View<'_>) -> LockReport {
             .unwrap_or_else(|| format!("object@{payload:#x}"));
         for (path, rel, kind) in locks_in(lines) {
             let instances: Vec<(String, u64, Kind<'_>)> = match kind {
-                Kind::SetHead(b) => {
-                    let (Some(len), Some(size)) = (view.word(payload + rel), lock_size_of(b))
+                Kind::SetHead(b, debug) => {
+                    let (Some(len), Some(size)) =
+                        (view.word(payload + rel), lock_size_of(b, debug))
                     else {
                         continue;
                     };
@@ -249,7 +292,7 @@ pub(crate) fn scan(view: &View<'_>) -> LockReport {
                             } else {
                                 format!("{path}[{i}]")
                             };
-                            (p, rel + SET_HEAD + i * size, Kind::Gen(b))
+                            (p, rel + SET_HEAD + i * size, Kind::Gen(b, debug))
                         })
                         .collect()
                 }
@@ -267,6 +310,10 @@ pub(crate) fn scan(view: &View<'_>) -> LockReport {
                 if holder.is_none() && readers == 0 && !waiters && !inconsistent {
                     continue;
                 }
+                let (site, held_for) = match kind {
+                    Kind::Gen(b, true) if holder.is_some() => held_at(view, b, at),
+                    _ => (None, None),
+                };
                 report.locks.push(LockInfo {
                     kind: kind_name(kind),
                     object: object.clone(),
@@ -276,6 +323,8 @@ pub(crate) fn scan(view: &View<'_>) -> LockReport {
                     readers,
                     waiters,
                     inconsistent,
+                    site,
+                    held_for,
                 });
             }
         }

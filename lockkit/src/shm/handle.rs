@@ -171,8 +171,14 @@ pub(crate) struct LockSetHead<R> {
 // SAFETY: an atomic counter; the backend is a marker. Never reachable as a `&T` from safe
 // code: the head is read only by the region's lock-set functions.
 unsafe impl<R: RawLock> ShmSafe for LockSetHead<R> {
-    const LAYOUT: &'static crate::layout::TypeLayout =
-        &crate::layout::TypeLayout::opaque::<Self>("lockkit::LockSetHead/1", R::NAME);
+    const LAYOUT: &'static crate::layout::TypeLayout = &crate::layout::TypeLayout::opaque::<Self>(
+        if cfg!(feature = "lock-debug") {
+            "lockkit::LockSetHead/1+debug"
+        } else {
+            "lockkit::LockSetHead/1"
+        },
+        R::NAME,
+    );
 }
 
 /// A lock set whose size is chosen at run time, allocated in a region

@@ -14,7 +14,7 @@ use crate::{Error, GenLock, Result};
 
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"LOCKKIT\0");
 /// Bump whenever the header, block or root layout changes.
-pub(crate) const LAYOUT_VERSION: u32 = 4;
+pub(crate) const LAYOUT_VERSION: u32 = 5;
 const READY: u32 = 0x5245_4459;
 pub(crate) const NBINS: usize = 48;
 pub(crate) const NROOTS: usize = 32;
@@ -44,7 +44,7 @@ pub(crate) struct Header {
     pub(crate) mixed_pid_ns: AtomicU32,
     _reserved: AtomicU32,
     /// Guards the allocator and the root table.
-    pub(crate) alloc_lock: GenLock,
+    pub(crate) alloc_lock: AllocLock,
     /// The next allocation generation (never 0), so a stale handle cannot free a block that
     /// was freed and handed out again.
     pub(crate) next_gen: AtomicU64,
@@ -55,9 +55,31 @@ pub(crate) struct Header {
     /// Bytes of the type registry (`shm/types.rs`) in use, published with `Release` after
     /// the entry they cover is written.
     pub(crate) types_used: AtomicU64,
+    /// Entries of the lock-site table (`shm/sites.rs`) claimed so far.
+    pub(crate) sites_used: AtomicU64,
     /// Heads of the free lists, by size class (0 = empty).
     pub(crate) bins: [AtomicU64; NBINS],
     pub(crate) roots: [Root; NROOTS],
+}
+
+/// Room for the allocator's `GenLock` whether or not it carries `lock-debug` words: the
+/// header's layout must not depend on a cargo feature, or a program built without it could
+/// not even open (or inspect) a region made by one built with it.
+#[repr(C, align(8))]
+pub(crate) struct AllocLock([AtomicU64; 3]);
+
+impl AllocLock {
+    pub(crate) fn get(&self) -> &GenLock {
+        const {
+            assert!(
+                std::mem::size_of::<GenLock>() <= std::mem::size_of::<AllocLock>()
+                    && std::mem::align_of::<GenLock>() <= std::mem::align_of::<AllocLock>()
+            )
+        };
+        // SAFETY: a futex GenLock is atomics only (valid for any bytes, zero = unlocked), and
+        // fits in this slot with its alignment (checked above).
+        unsafe { &*(self as *const AllocLock as *const GenLock) }
+    }
 }
 
 /// A named root: where an object is and what type it was published as.
@@ -75,10 +97,12 @@ pub(crate) const HEADER_SIZE: usize = size_of::<Header>();
 /// Where the allocator's block-start bitmap starts: after the header, on a cache line. The
 /// heap follows the bitmap; no block, and so no safe handle, covers either.
 pub(crate) const BITMAP_START: usize = (HEADER_SIZE + 63) & !63;
-/// The smallest type registry (at the end of the region, after the heap).
+/// The smallest type registry (after the heap).
 const MIN_TYPES: u64 = 4096;
-/// The smallest region: header, a bitmap line, the smallest heap, the smallest registry.
-const MIN_TOTAL: usize = BITMAP_START + 64 + MIN_HEAP + MIN_TYPES as usize;
+/// The smallest table of lock sites (after the type registry, to the region's end).
+const MIN_SITES: u64 = 4096;
+/// The smallest region: header, a bitmap line, the smallest heap, registry and site table.
+const MIN_TOTAL: usize = BITMAP_START + 64 + MIN_HEAP + (MIN_TYPES + MIN_SITES) as usize;
 
 /// The identity fields, as read from a file or written at creation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,9 +139,25 @@ impl Identity {
         Ok(Identity {
             total_size: total as u64,
             heap_start: BITMAP_START as u64 + bitmap_bytes,
-            heap_end: (total as u64 - Identity::types_bytes(total as u64))
+            heap_end: (total as u64
+                - Identity::types_bytes(total as u64)
+                - Identity::sites_bytes(total as u64))
                 & !(super::heap::GRAN - 1),
         })
+    }
+
+    /// The size of the table of lock sites (`lock-debug`): 1/128 of the region, between
+    /// 4 KiB and 256 KiB (32 to 2048 distinct sites).
+    fn sites_bytes(total: u64) -> u64 {
+        (total / 128).clamp(MIN_SITES, 1 << 18) & !127
+    }
+
+    /// Where the table of lock sites lies: at the region's end.
+    pub(crate) fn sites_area(&self) -> (u64, u64) {
+        (
+            self.total_size - Identity::sites_bytes(self.total_size),
+            self.total_size,
+        )
     }
 
     /// The size of the type registry of a region of `total` bytes: 1/64 of it, between
@@ -126,9 +166,9 @@ impl Identity {
         (total / 64).clamp(MIN_TYPES, 1 << 20) & !63
     }
 
-    /// Where the type registry lies: from the heap's end to the region's.
+    /// Where the type registry lies: from the heap's end to the site table.
     pub(crate) fn types_area(&self) -> (u64, u64) {
-        (self.heap_end, self.total_size)
+        (self.heap_end, self.sites_area().0)
     }
 }
 

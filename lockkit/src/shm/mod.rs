@@ -11,6 +11,7 @@ pub(crate) mod header;
 mod heap;
 pub(crate) mod map;
 mod options;
+mod sites;
 mod types;
 pub(crate) mod view;
 
@@ -263,7 +264,7 @@ impl ShmRegion {
     /// (`Heap::rebuild`) and the lock marked consistent; if the damage cannot be repaired,
     /// `CorruptRegion`, and the next caller tries again.
     fn alloc_lock(&self) -> Result<GenLockGuard<'_>> {
-        let mut g = self.header().alloc_lock.lock();
+        let mut g = self.header().alloc_lock.get().lock();
         if GenLockGuard::owner_died(&g) {
             self.heap().rebuild()?;
             let heap = self.heap();
