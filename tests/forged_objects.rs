@@ -96,3 +96,29 @@ fn publishing_a_handle_whose_object_was_freed_is_refused() {
     assert!(matches!(e, Error::StaleHandle), "{e}");
     assert!(region.lookup::<ShmMutex<u64>>("gone").is_err());
 }
+
+#[test]
+fn a_refused_free_leaves_the_name_of_the_object_now_at_that_offset() {
+    let region = ShmRegion::anonymous(1 << 20).unwrap();
+    let old = region.alloc(ShmMutex::new(1u64)).unwrap();
+    // SAFETY: a bitwise copy, as a forked child would hold (one leaked region reference
+    // balances its drop); the copy is only freed again, which must be refused.
+    let stale = unsafe { std::ptr::read(&old) };
+    std::mem::forget(region.clone());
+    let offset = old.ptr().offset();
+    // SAFETY: nothing uses the object afterwards.
+    unsafe { region.free(old).unwrap() };
+    // The block is handed out again, to an object published under a name.
+    let new = region.alloc(ShmMutex::new(2u64)).unwrap();
+    assert_eq!(new.ptr().offset(), offset, "the allocator reused the block");
+    region.publish("new", &new).unwrap();
+    // SAFETY: the stale copy's free must be refused and change nothing.
+    let again = unsafe { region.free(stale) };
+    assert!(matches!(again, Err(Error::StaleHandle)), "{again:?}");
+    let found = region.lookup::<ShmMutex<u64>>("new");
+    assert!(
+        found.as_ref().is_ok_and(|m| *m.lock() == 2),
+        "the refused free unpublished the new object: {:?}",
+        found.err()
+    );
+}

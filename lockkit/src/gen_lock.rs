@@ -4,6 +4,11 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::time::Duration;
 
+#[cfg(feature = "lock-debug")]
+use std::panic::Location;
+
+#[cfg(feature = "lock-debug")]
+use crate::lock_order::What;
 use crate::raw::{Acquired, Futex, RawLock};
 
 /// A lock that works across processes: put it in shared memory and every process that maps
@@ -138,24 +143,37 @@ impl<R: RawLock> GenLock<R> {
     #[inline]
     #[track_caller]
     pub fn lock(&self) -> GenLockGuard<'_, R> {
+        #[cfg(feature = "lock-debug")]
+        crate::lock_order::before_wait(self.addr(), What::Lock, Location::caller());
         let how = self.raw.lock();
+        #[cfg(feature = "lock-debug")]
+        crate::lock_order::acquired(self.addr(), What::Lock, Location::caller(), true);
         GenLockGuard::new(self, how)
+    }
+
+    #[cfg(feature = "lock-debug")]
+    fn addr(&self) -> usize {
+        self as *const Self as usize
     }
 
     /// Takes the lock if it is free (Kamailio's `lock_try`).
     #[inline]
     #[track_caller]
     pub fn try_lock(&self) -> Option<GenLockGuard<'_, R>> {
-        self.raw.try_lock().map(|how| GenLockGuard::new(self, how))
+        let how = self.raw.try_lock()?;
+        #[cfg(feature = "lock-debug")]
+        crate::lock_order::acquired(self.addr(), What::Lock, Location::caller(), false);
+        Some(GenLockGuard::new(self, how))
     }
 
     /// Takes the lock, waiting at most `timeout`. Returns `None` at once if the calling
     /// thread holds it (waiting could only time out).
     #[track_caller]
     pub fn try_lock_for(&self, timeout: Duration) -> Option<GenLockGuard<'_, R>> {
-        self.raw
-            .try_lock_for(timeout)
-            .map(|how| GenLockGuard::new(self, how))
+        let how = self.raw.try_lock_for(timeout)?;
+        #[cfg(feature = "lock-debug")]
+        crate::lock_order::acquired(self.addr(), What::Lock, Location::caller(), false);
+        Some(GenLockGuard::new(self, how))
     }
 
     /// Releases the backend's kernel object (Kamailio's `lock_destroy`): needed only for
@@ -189,6 +207,8 @@ impl<R: RawLock> GenLock<R> {
     /// # Safety
     /// The calling thread holds the lock and no guard for this acquisition will be dropped.
     pub(crate) unsafe fn force_unlock(&self) {
+        #[cfg(feature = "lock-debug")]
+        crate::lock_order::released(self.addr());
         // SAFETY: per the contract.
         unsafe { self.raw.unlock() }
     }
@@ -273,6 +293,8 @@ impl<R: RawLock> Drop for GenLockGuard<'_, R> {
             // A copy `fork` made: the parent's thread holds the lock, not this process.
             return;
         }
+        #[cfg(feature = "lock-debug")]
+        crate::lock_order::released(self.lock.addr());
         // SAFETY: a guard exists only while its thread holds the lock (it is created right
         // after a successful acquisition, is !Send, is dropped once, and was not copied into
         // this process by fork: checked above).

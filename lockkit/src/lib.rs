@@ -52,8 +52,13 @@ mod error;
 mod gen_lock;
 pub mod grp;
 pub mod layout;
-#[cfg(feature = "lock-debug")]
+#[cfg_attr(not(feature = "lock-debug"), allow(dead_code))]
 mod lock_debug;
+#[cfg(feature = "lock-debug")]
+pub mod lock_order;
+#[cfg(not(feature = "lock-debug"))]
+#[allow(dead_code)]
+mod lock_order;
 mod lock_set;
 mod lockable;
 mod model;

@@ -62,7 +62,7 @@ thread_local! {
 
 /// The index of `at` in the site table of the region holding `addr`, recorded there the
 /// first time it is met.
-fn site_index(addr: usize, at: &'static Location<'static>) -> Option<u32> {
+pub(crate) fn site_index(addr: usize, at: &'static Location<'static>) -> Option<u32> {
     let (base, len, dev, ino) = crate::__private::regions::region_of(addr)?;
     let site = at as *const Location<'static> as usize;
     let slot = (site >> 3) % CACHE;

@@ -119,6 +119,8 @@ impl Drop for Inner {
         // The last reference is gone: nobody holds the group (a guard is a reference).
         self.flags.fetch_or(DESTROYED, Relaxed);
         self.life.destroy();
+        #[cfg(feature = "lock-debug")]
+        crate::lock_order::forget_local(self as *const Inner as usize);
     }
 }
 
@@ -522,6 +524,8 @@ impl Inner {
         if !last {
             return;
         }
+        #[cfg(feature = "lock-debug")]
+        crate::lock_order::released(self as *const Inner as usize);
         self.owner.store(0, Relaxed);
         if self.flags.load(Relaxed) & CHAINED != 0 {
             self.release_chain();

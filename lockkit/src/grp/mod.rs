@@ -250,8 +250,9 @@ impl GrpLock {
     /// while this thread waited. Where that can happen, use
     /// [`lock_alive`](GrpLock::lock_alive).
     #[inline]
+    #[cfg_attr(feature = "lock-debug", track_caller)]
     pub fn lock(&self) -> GrpGuard<'_> {
-        match self.inner.enter(Mode::Wait) {
+        match enter(&self.inner, Mode::Wait) {
             Ok(held) => GrpGuard::new(held, Hand::Borrowed(self)),
             Err(_) => destroyed(),
         }
@@ -259,8 +260,9 @@ impl GrpLock {
 
     /// Like [`lock`](GrpLock::lock), but tells a group destroyed by `force_destroy` (before
     /// or while this thread waited) with `Err(Destroyed)` instead of panicking.
+    #[cfg_attr(feature = "lock-debug", track_caller)]
     pub fn lock_alive(&self) -> Result<GrpGuard<'_>, Destroyed> {
-        match self.inner.enter(Mode::Wait) {
+        match enter(&self.inner, Mode::Wait) {
             Ok(held) => Ok(GrpGuard::new(held, Hand::Borrowed(self))),
             Err(_) => Err(Destroyed),
         }
@@ -268,8 +270,9 @@ impl GrpLock {
 
     /// Like [`lock`](GrpLock::lock), but the guard owns this reference, so it can outlive
     /// every other handle and its release can be the one that destroys the group.
+    #[cfg_attr(feature = "lock-debug", track_caller)]
     pub fn lock_owned(self) -> GrpGuard<'static> {
-        let held: *const Inner = match self.inner.enter(Mode::Wait) {
+        let held: *const Inner = match enter(&self.inner, Mode::Wait) {
             Ok(held) => held,
             Err(_) => destroyed(),
         };
@@ -283,8 +286,9 @@ impl GrpLock {
     ///
     /// # Panics
     /// If the group was destroyed by `force_destroy`.
+    #[cfg_attr(feature = "lock-debug", track_caller)]
     pub fn try_lock(&self) -> Option<GrpGuard<'_>> {
-        match self.inner.enter(Mode::Try) {
+        match enter(&self.inner, Mode::Try) {
             Ok(held) => Some(GrpGuard::new(held, Hand::Borrowed(self))),
             Err(Fail::Busy) => None,
             Err(Fail::Dead) => destroyed(),
@@ -296,8 +300,9 @@ impl GrpLock {
     ///
     /// # Panics
     /// If the group was destroyed by `force_destroy`.
+    #[cfg_attr(feature = "lock-debug", track_caller)]
     pub fn try_lock_for(&self, timeout: Duration) -> Option<GrpGuard<'_>> {
-        match self.inner.enter(Mode::within(timeout)) {
+        match enter(&self.inner, Mode::within(timeout)) {
             Ok(held) => Some(GrpGuard::new(held, Hand::Borrowed(self))),
             Err(Fail::Busy) => None,
             Err(Fail::Dead) => destroyed(),
@@ -458,19 +463,19 @@ impl fmt::Debug for GrpLock {
 // a held group is never replaced).
 unsafe impl ChainLock for GrpLock {
     fn chain_acquire(&self) {
-        if self.inner.enter(Mode::Wait).is_err() {
+        if enter(&self.inner, Mode::Wait).is_err() {
             destroyed()
         }
     }
     fn chain_try_acquire(&self) -> bool {
-        match self.inner.enter(Mode::Try) {
+        match enter(&self.inner, Mode::Try) {
             Ok(_) => true,
             Err(Fail::Busy) => false,
             Err(Fail::Dead) => destroyed(),
         }
     }
     fn chain_try_acquire_for(&self, timeout: Duration) -> bool {
-        match self.inner.enter(Mode::within(timeout)) {
+        match enter(&self.inner, Mode::within(timeout)) {
             Ok(_) => true,
             Err(Fail::Busy) => false,
             Err(Fail::Dead) => destroyed(),
@@ -489,4 +494,27 @@ unsafe impl ChainLock for GrpLock {
     fn chain_group(&self) -> Option<&GrpLock> {
         Some(self)
     }
+}
+
+/// `inner.enter(mode)`, seen by the lock-order checker (feature `lock-debug`): the group
+/// counts as one lock, taken where `lock()` was called; its chained locks, which it only
+/// tries, are held beside it.
+#[inline(always)]
+#[cfg_attr(feature = "lock-debug", track_caller)]
+fn enter(inner: &Inner, mode: Mode) -> Result<&Inner, inner::Fail> {
+    #[cfg(feature = "lock-debug")]
+    if !inner.resolve().held_by_me() {
+        use crate::lock_order::{acquired, before_wait, What};
+        let site = std::panic::Location::caller();
+        let waits = matches!(mode, Mode::Wait);
+        if waits {
+            before_wait(inner.resolve() as *const Inner as usize, What::Group, site);
+        }
+        let taken = inner.enter(mode);
+        if let Ok(g) = &taken {
+            acquired(*g as *const Inner as usize, What::Group, site, waits);
+        }
+        return taken;
+    }
+    inner.enter(mode)
 }

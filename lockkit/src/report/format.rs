@@ -3,7 +3,7 @@
 
 use std::fmt::{self, Write};
 
-use super::{LockInfo, LockReport};
+use super::{LockInfo, LockReport, OrderInversion};
 
 /// The holder column: `pid 4121 tid 4123 alive`, `tid 4123 dead`, `-`.
 pub(crate) fn holder_text(l: &LockInfo) -> String {
@@ -70,6 +70,15 @@ impl fmt::Display for LockReport {
                  be judged"
             )?;
         }
+        if !self.inversions.is_empty() {
+            writeln!(
+                f,
+                "lock-order inversions (each order of a pair taken both ways round):"
+            )?;
+            for i in &self.inversions {
+                writeln!(f, "  {i}")?;
+            }
+        }
         Ok(())
     }
 }
@@ -127,15 +136,54 @@ impl LockInfo {
 
 impl LockReport {
     /// The report as one JSON object: `{"objects":..,"undescribed":..,
-    /// "mixed_pid_namespaces":..,"locks":[..]}`.
+    /// "mixed_pid_namespaces":..,"locks":[..],"inversions":[..]}`.
     pub fn to_json(&self) -> String {
         let locks: Vec<String> = self.locks.iter().map(LockInfo::to_json).collect();
+        let inversions: Vec<String> = self
+            .inversions
+            .iter()
+            .map(OrderInversion::to_json)
+            .collect();
         format!(
-            "{{\"objects\":{},\"undescribed\":{},\"mixed_pid_namespaces\":{},\"locks\":[{}]}}",
+            "{{\"objects\":{},\"undescribed\":{},\"mixed_pid_namespaces\":{},\"locks\":[{}],\
+             \"inversions\":[{}]}}",
             self.objects,
             self.undescribed,
             self.mixed_pid_namespaces,
-            locks.join(",")
+            locks.join(","),
+            inversions.join(",")
+        )
+    }
+}
+
+impl fmt::Display for OrderInversion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let at = |s: &Option<String>| s.clone().unwrap_or_else(|| "?".into());
+        write!(
+            f,
+            "{} taken at {} while holding {} (taken at {}), by pid {} tid {}",
+            self.taken,
+            at(&self.taken_at),
+            self.held,
+            at(&self.held_at),
+            self.pid,
+            self.tid
+        )
+    }
+}
+
+impl OrderInversion {
+    /// The order as a JSON object.
+    pub fn to_json(&self) -> String {
+        let opt = |s: &Option<String>| s.as_deref().map_or("null".into(), json_str);
+        format!(
+            "{{\"held\":{},\"held_at\":{},\"taken\":{},\"taken_at\":{},\"pid\":{},\"tid\":{}}}",
+            json_str(&self.held),
+            opt(&self.held_at),
+            json_str(&self.taken),
+            opt(&self.taken_at),
+            self.pid,
+            self.tid
         )
     }
 }

@@ -36,7 +36,7 @@
 
 mod format;
 mod inspect;
-mod scan;
+pub(crate) mod scan;
 
 pub use inspect::Inspector;
 
@@ -55,10 +55,31 @@ pub struct LockReport {
     /// Whether processes of several pid namespaces use the region: thread ids in lock
     /// words then name threads of different namespaces, and `alive` cannot be judged.
     pub mixed_pid_namespaces: bool,
+    /// Lock-order inversions recorded in the region by programs built with the `lock-debug`
+    /// feature (the lock-order checker, `lockkit::lock_order`): each order of each inverted pair.
+    pub inversions: Vec<OrderInversion>,
+}
+
+/// One order of a pair of locks that were taken both ways round: `taken` was taken while
+/// `held` was held.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderInversion {
+    /// The lock that was held (`object.field`, `allocator`, or its offset).
+    pub held: String,
+    /// Where `held` had been taken, if recorded.
+    pub held_at: Option<String>,
+    /// The lock taken (or about to be waited for) while `held` was held.
+    pub taken: String,
+    /// Where.
+    pub taken_at: Option<String>,
+    /// The process and thread that took them in this order.
+    pub pid: u32,
+    /// See `pid`.
+    pub tid: u32,
 }
 
 /// One lock in a [`LockReport`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LockInfo {
     /// What kind of lock: `GenLock<futex>`, `RwLock`, `RecLock`, `LockSet<spin>`.
     pub kind: String,

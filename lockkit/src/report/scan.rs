@@ -249,7 +249,12 @@ fn display_path(lines: &[Line], path: &str) -> String {
     }
 }
 
-pub(crate) fn scan(view: &View<'_>) -> LockReport {
+/// Visits every lock of every described live object: `(object, lines, path, offset, kind)`.
+/// Returns (objects, undescribed).
+fn walk(
+    view: &View<'_>,
+    mut visit: impl FnMut(&str, &[Line], &str, u64, Kind<'_>),
+) -> (usize, usize) {
     let hdr = view.header();
     let roots: HashMap<u64, String> = hdr
         .roots
@@ -258,17 +263,14 @@ pub(crate) fn scan(view: &View<'_>) -> LockReport {
         .map(|r| (r.offset.load(Relaxed), header::unpack(&r.name)))
         .collect();
     let mut descriptions: HashMap<u64, Vec<Line>> = HashMap::new();
-    let mut report = LockReport {
-        mixed_pid_namespaces: hdr.mixed_pid_ns.load(Relaxed) != 0,
-        ..LockReport::default()
-    };
+    let (mut objects, mut undescribed) = (0, 0);
     for (payload, tag, capacity) in view.heap().live_blocks() {
-        report.objects += 1;
+        objects += 1;
         let lines = descriptions
             .entry(tag)
             .or_insert_with(|| decode(&view.description(tag)));
         if lines.is_empty() {
-            report.undescribed += 1;
+            undescribed += 1;
             continue;
         }
         let object = roots
@@ -299,35 +301,93 @@ pub(crate) fn scan(view: &View<'_>) -> LockReport {
                 _ => vec![(path, rel, kind)],
             };
             for (path, rel, kind) in instances {
-                if rel >= capacity {
-                    continue;
+                if rel < capacity {
+                    visit(&object, lines, &path, payload + rel, kind);
                 }
-                let at = payload + rel;
-                let Some((holder, readers, waiters, inconsistent)) = state_at(view, kind, at)
-                else {
-                    continue;
-                };
-                if holder.is_none() && readers == 0 && !waiters && !inconsistent {
-                    continue;
-                }
-                let (site, held_for) = match kind {
-                    Kind::Gen(b, true) if holder.is_some() => held_at(view, b, at),
-                    _ => (None, None),
-                };
-                report.locks.push(LockInfo {
-                    kind: kind_name(kind),
-                    object: object.clone(),
-                    field: display_path(lines, &path),
-                    offset: at,
-                    holder,
-                    readers,
-                    waiters,
-                    inconsistent,
-                    site,
-                    held_for,
-                });
             }
         }
     }
+    (objects, undescribed)
+}
+
+/// The place (`object.field`) of the lock at `offset`, for messages; `allocator` for the
+/// region's own lock.
+pub(crate) fn place_of(view: &View<'_>, offset: u64) -> Option<String> {
+    let alloc = std::ptr::addr_of!(view.header().alloc_lock) as u64
+        - view.header() as *const header::Header as u64;
+    if offset == alloc {
+        return Some("allocator".into());
+    }
+    let mut found = None;
+    walk(view, |object, lines, path, at, _| {
+        if at == offset && found.is_none() {
+            let info = LockInfo {
+                object: object.to_owned(),
+                field: display_path(lines, path),
+                ..LockInfo::default()
+            };
+            found = Some(info.place());
+        }
+    });
+    found
+}
+
+pub(crate) fn scan(view: &View<'_>) -> LockReport {
+    let mut report = LockReport {
+        mixed_pid_namespaces: view.header().mixed_pid_ns.load(Relaxed) != 0,
+        ..LockReport::default()
+    };
+    let mut locks = Vec::new();
+    let (objects, undescribed) = walk(view, |object, lines, path, at, kind| {
+        let Some((holder, readers, waiters, inconsistent)) = state_at(view, kind, at) else {
+            return;
+        };
+        if holder.is_none() && readers == 0 && !waiters && !inconsistent {
+            return;
+        }
+        let (site, held_for) = match kind {
+            Kind::Gen(b, true) if holder.is_some() => held_at(view, b, at),
+            _ => (None, None),
+        };
+        locks.push(LockInfo {
+            kind: kind_name(kind),
+            object: object.to_owned(),
+            field: display_path(lines, path),
+            offset: at,
+            holder,
+            readers,
+            waiters,
+            inconsistent,
+            site,
+            held_for,
+        });
+    });
+    report.locks = locks;
+    report.objects = objects;
+    report.undescribed = undescribed;
+    report.inversions = inversions(view);
     report
+}
+
+/// The lock-order inversions recorded in the region (by programs built with `lock-debug`),
+/// each order with its sites.
+fn inversions(view: &View<'_>) -> Vec<super::OrderInversion> {
+    let mut places: HashMap<u64, String> = HashMap::new();
+    let mut place = |off: u64| {
+        places
+            .entry(off)
+            .or_insert_with(|| place_of(view, off).unwrap_or_else(|| format!("offset {off:#x}")))
+            .clone()
+    };
+    crate::lock_order::region_inversions(view)
+        .into_iter()
+        .map(|(e, held_at, taken_at)| super::OrderInversion {
+            held: place(e.from),
+            held_at,
+            taken: place(e.to),
+            taken_at,
+            pid: e.pid as u32,
+            tid: e.tid as u32,
+        })
+        .collect()
 }

@@ -99,10 +99,14 @@ pub(crate) const HEADER_SIZE: usize = size_of::<Header>();
 pub(crate) const BITMAP_START: usize = (HEADER_SIZE + 63) & !63;
 /// The smallest type registry (after the heap).
 const MIN_TYPES: u64 = 4096;
-/// The smallest table of lock sites (after the type registry, to the region's end).
+/// The smallest table of lock sites (after the lock-order table, to the region's end).
 const MIN_SITES: u64 = 4096;
-/// The smallest region: header, a bitmap line, the smallest heap, registry and site table.
-const MIN_TOTAL: usize = BITMAP_START + 64 + MIN_HEAP + (MIN_TYPES + MIN_SITES) as usize;
+/// The smallest lock-order table (after the type registry).
+const MIN_ORDER: u64 = 4096;
+/// The smallest region: header, a bitmap line, the smallest heap, registry, lock-order
+/// table and site table.
+const MIN_TOTAL: usize =
+    BITMAP_START + 64 + MIN_HEAP + (MIN_TYPES + MIN_ORDER + MIN_SITES) as usize;
 
 /// The identity fields, as read from a file or written at creation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,6 +145,7 @@ impl Identity {
             heap_start: BITMAP_START as u64 + bitmap_bytes,
             heap_end: (total as u64
                 - Identity::types_bytes(total as u64)
+                - Identity::order_bytes(total as u64)
                 - Identity::sites_bytes(total as u64))
                 & !(super::heap::GRAN - 1),
         })
@@ -160,15 +165,27 @@ impl Identity {
         )
     }
 
+    /// The size of the lock-order table (`lock-debug`, `lock_order`): 1/128 of the region,
+    /// between 4 KiB and 256 KiB (64 to 4096 recorded lock pairs).
+    fn order_bytes(total: u64) -> u64 {
+        (total / 128).clamp(MIN_ORDER, 1 << 18) & !63
+    }
+
+    /// Where the lock-order table lies: between the type registry and the site table.
+    pub(crate) fn order_area(&self) -> (u64, u64) {
+        let end = self.sites_area().0;
+        (end - Identity::order_bytes(self.total_size), end)
+    }
+
     /// The size of the type registry of a region of `total` bytes: 1/64 of it, between
     /// 4 KiB and 1 MiB (thousands of described types).
     fn types_bytes(total: u64) -> u64 {
         (total / 64).clamp(MIN_TYPES, 1 << 20) & !63
     }
 
-    /// Where the type registry lies: from the heap's end to the site table.
+    /// Where the type registry lies: from the heap's end to the lock-order table.
     pub(crate) fn types_area(&self) -> (u64, u64) {
-        (self.heap_end, self.sites_area().0)
+        (self.heap_end, self.order_area().0)
     }
 }
 

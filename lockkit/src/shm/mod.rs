@@ -367,8 +367,18 @@ impl ShmRegion {
             return Err(Error::ForeignHandle);
         }
         let _g = self.alloc_lock()?;
+        #[cfg(feature = "lock-debug")]
+        let capacity = self.heap().capacity(offset).ok();
+        // Free first: a handle that is stale (its block was freed, and the offset may now
+        // be another object's, published under a name) must change nothing, not even that
+        // name.
+        self.heap().free(offset, gen)?;
         self.unpublish_offset(offset);
-        self.heap().free(offset, gen)
+        #[cfg(feature = "lock-debug")]
+        if let Some(capacity) = capacity {
+            crate::lock_order::forget_in_region(&self.view(), offset, offset + capacity);
+        }
+        Ok(())
     }
 
     /// Walks the whole heap under the allocator lock and reports the first inconsistency
