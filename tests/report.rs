@@ -355,3 +355,59 @@ fn with_lock_debug_the_report_names_the_site_and_a_growing_hold_time() {
     reg.step.store(2, Release);
     holder.join();
 }
+
+#[derive(lockkit::ShmSafe)]
+#[repr(C)]
+struct Victim {
+    a_long_field_name_that_leaves_room_for_the_hostile_text: u64,
+}
+
+/// Rewrites the type registry's description of `Victim` in the region's file with `text`.
+fn rewrite_victims_description(name: &str, text: &[u8]) {
+    use std::os::unix::fs::FileExt;
+    let path = common::shm_path(name);
+    let all = std::fs::read(&path).unwrap();
+    let fp = <Victim as lockkit::ShmSafe>::LAYOUT
+        .fingerprint()
+        .to_le_bytes();
+    // A registry entry is [fingerprint, length, text], and a description starts with a tab.
+    let entry = (0..all.len() - 17)
+        .find(|&p| all[p..p + 8] == fp && all[p + 16] == b'\t')
+        .expect("the description is in the registry");
+    let old_len = u64::from_le_bytes(all[entry + 8..entry + 16].try_into().unwrap());
+    assert!(text.len() as u64 <= old_len, "the hostile text must fit");
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.write_all_at(&(text.len() as u64).to_le_bytes(), entry as u64 + 8)
+        .unwrap();
+    f.write_all_at(text, entry as u64 + 16).unwrap();
+}
+
+#[test]
+fn a_description_damaged_to_claim_huge_or_far_locks_costs_a_bounded_report() {
+    let (name, region) = named_region("hostile");
+    let victims: Vec<_> = (0..200)
+        .map(|_| {
+            region
+                .alloc(Victim {
+                    a_long_field_name_that_leaves_room_for_the_hostile_text: 1,
+                })
+                .unwrap()
+        })
+        .collect();
+    // A million locks in an 8-byte object (the scan used to expand them for every object
+    // of the type: minutes), then a lock set at an offset near 2^64 (an overflow panic).
+    let huge = b"\t0\t8\t8\tstruct\nx\t0\t8\t8\tarray of 1000000\nx[i]\t0\t8\t8\tlockkit::GenLock/1<futex>\n";
+    let far = b"\t18446744073709551600\t64\t64\tlockkit::LockSetHead/1<futex>\n";
+    for text in [&huge[..], &far[..]] {
+        rewrite_victims_description(&name, text);
+        let t0 = Instant::now();
+        let report = region.report();
+        assert_eq!(report.objects, 200, "{report}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "the report took {:?}",
+            t0.elapsed()
+        );
+    }
+    drop(victims);
+}

@@ -23,6 +23,10 @@ pub struct GrpGuard<'a> {
     /// level is released by the thread that holds it.
     held: NonNull<Inner>,
     hand: ManuallyDrop<Hand<'a>>,
+    /// The process's fork generation when the level was taken: a copy `fork` made holds
+    /// nothing in the child, and must not release the parent's chained locks (which may be
+    /// in shared memory) when it is dropped there.
+    fork_generation: u32,
 }
 
 impl<'a> GrpGuard<'a> {
@@ -32,6 +36,7 @@ impl<'a> GrpGuard<'a> {
         GrpGuard {
             held: NonNull::from(held),
             hand: ManuallyDrop::new(hand),
+            fork_generation: crate::sys::fork_generation(),
         }
     }
 
@@ -44,6 +49,10 @@ impl<'a> GrpGuard<'a> {
 
     #[inline]
     fn unlock_level(&self) {
+        if self.fork_generation != crate::sys::fork_generation() {
+            // A copy `fork` made: the parent's thread holds the group, not this process.
+            return;
+        }
         // SAFETY: `held` is valid while the hand lives (see the field), and this thread holds
         // it: the guard is !Send, and neither `force_destroy` nor `replace` touches a group
         // that a thread holds.

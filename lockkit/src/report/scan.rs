@@ -152,7 +152,7 @@ fn kind_name(kind: Kind<'_>) -> String {
 
 /// Every lock of an object described by `lines`: (path, offset in the object, kind), with
 /// arrays expanded (`stripes[i]` becomes `stripes[0]`, `stripes[1]`, ..).
-fn locks_in<'l>(lines: &'l [Line]) -> Vec<(String, u64, Kind<'l>)> {
+fn locks_in<'l>(lines: &'l [Line], limit: usize) -> Vec<(String, u64, Kind<'l>)> {
     let by_path: HashMap<&str, &Line> = lines.iter().map(|l| (l.path.as_str(), l)).collect();
     let mut out = Vec::new();
     for line in lines {
@@ -187,7 +187,7 @@ fn locks_in<'l>(lines: &'l [Line]) -> Vec<(String, u64, Kind<'l>)> {
         }
         let mut index = vec![0u64; levels.len()];
         'instances: loop {
-            if out.len() >= MAX_INSTANCES {
+            if out.len() >= MAX_INSTANCES.min(limit) {
                 break;
             }
             let mut offset = line.offset as u64;
@@ -249,6 +249,10 @@ fn display_path(lines: &[Line], path: &str) -> String {
     }
 }
 
+/// The most lock instances one scan looks at, over all objects: a description damaged to
+/// claim huge arrays of locks costs a bounded time, not minutes.
+const SCAN_BUDGET: usize = 1 << 20;
+
 /// Visits every lock of every described live object: `(object, lines, path, offset, kind)`.
 /// Returns (objects, undescribed).
 fn walk(
@@ -262,13 +266,28 @@ fn walk(
         .filter(|r| r.name.iter().any(|w| w.load(Relaxed) != 0))
         .map(|r| (r.offset.load(Relaxed), header::unpack(&r.name)))
         .collect();
+    let blocks = view.heap().live_blocks();
     let mut descriptions: HashMap<u64, Vec<Line>> = HashMap::new();
-    let (mut objects, mut undescribed) = (0, 0);
-    for (payload, tag, capacity) in view.heap().live_blocks() {
-        objects += 1;
-        let lines = descriptions
+    for &(_, tag, _) in &blocks {
+        descriptions
             .entry(tag)
             .or_insert_with(|| decode(&view.description(tag)));
+    }
+    // Each type's locks, expanded once (not once per object), within the budget.
+    let mut budget = SCAN_BUDGET;
+    let mut expanded: HashMap<u64, Vec<(String, u64, Kind<'_>)>> = HashMap::new();
+    for (&tag, lines) in &descriptions {
+        let mut locks = locks_in(lines, budget);
+        budget -= locks.len();
+        // By offset, so that each object's walk stops at its capacity.
+        locks.sort_by_key(|&(_, rel, _)| rel);
+        expanded.insert(tag, locks);
+    }
+    let mut budget = SCAN_BUDGET;
+    let (mut objects, mut undescribed) = (0, 0);
+    for (payload, tag, capacity) in blocks {
+        objects += 1;
+        let lines = &descriptions[&tag];
         if lines.is_empty() {
             undescribed += 1;
             continue;
@@ -277,33 +296,35 @@ fn walk(
             .get(&payload)
             .cloned()
             .unwrap_or_else(|| format!("object@{payload:#x}"));
-        for (path, rel, kind) in locks_in(lines) {
-            let instances: Vec<(String, u64, Kind<'_>)> = match kind {
-                Kind::SetHead(b, debug) => {
-                    let (Some(len), Some(size)) =
-                        (view.word(payload + rel), lock_size_of(b, debug))
-                    else {
-                        continue;
-                    };
-                    let room = capacity.saturating_sub(rel + SET_HEAD) / size;
-                    let n = len.load(Relaxed).min(room).min(MAX_INSTANCES as u64);
-                    (0..n)
-                        .map(|i| {
-                            let p = if path.is_empty() {
-                                format!("[{i}]")
-                            } else {
-                                format!("{path}[{i}]")
-                            };
-                            (p, rel + SET_HEAD + i * size, Kind::Gen(b, debug))
-                        })
-                        .collect()
-                }
-                _ => vec![(path, rel, kind)],
+        for (path, rel, kind) in &expanded[&tag] {
+            let (path, rel, kind) = (path.as_str(), *rel, *kind);
+            if budget == 0 || rel >= capacity {
+                break;
+            }
+            budget -= 1;
+            let Kind::SetHead(b, debug) = kind else {
+                visit(&object, lines, path, payload + rel, kind);
+                continue;
             };
-            for (path, rel, kind) in instances {
-                if rel < capacity {
-                    visit(&object, lines, &path, payload + rel, kind);
-                }
+            let (Some(len), Some(size)) = (view.word(payload + rel), lock_size_of(b, debug)) else {
+                continue;
+            };
+            let room = capacity.saturating_sub(rel + SET_HEAD) / size;
+            let n = len.load(Relaxed).min(room).min(budget as u64);
+            budget -= n as usize;
+            for i in 0..n {
+                let p = if path.is_empty() {
+                    format!("[{i}]")
+                } else {
+                    format!("{path}[{i}]")
+                };
+                visit(
+                    &object,
+                    lines,
+                    &p,
+                    payload + rel + SET_HEAD + i * size,
+                    Kind::Gen(b, debug),
+                );
             }
         }
     }

@@ -17,6 +17,13 @@ use crate::{ShmSafe, ShmZeroable};
 /// `T`'s structural layout (computed at compile time), so a process asking for another
 /// layout gets an error, not a misread, whatever the two types are called.
 pub(crate) fn layout_of<T: ShmSafe>() -> Layout {
+    const {
+        assert!(
+            align_of::<T>() <= 4096,
+            "this type is aligned to more than 4096 bytes, and a region's mapping is only \
+             page-aligned, so no object in it could be: lower its `#[repr(align(..))]`"
+        )
+    };
     Layout {
         size: size_of::<T>() as u64,
         align: align_of::<T>() as u64,
