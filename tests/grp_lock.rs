@@ -688,3 +688,59 @@ fn the_write_side_of_an_rwlock_can_be_chained() {
     );
     drop(g);
 }
+
+/// With `grp-debug`, a region's report lists this process's live groups and where each
+/// reference was taken, so a leak is found among all groups at once (issue 13.5).
+#[cfg(feature = "grp-debug")]
+#[test]
+fn the_report_lists_every_live_group_with_where_each_reference_was_taken() {
+    let region = lockkit::ShmRegion::anonymous(1 << 16).unwrap();
+    let group = GrpLock::new();
+    let made = line!() - 1;
+    let leaked = group.clone();
+    let cloned = line!() - 1;
+    let other = GrpLock::new();
+    let other_line = line!() - 1;
+    let held = std::thread::spawn({
+        let g = other.clone();
+        move || g.lock_owned().release()
+    });
+    assert_eq!(held.join().unwrap(), lockkit::grp::Released::Alive);
+    let report = region.report();
+    let at = |line: u32| format!("tests/grp_lock.rs:{line}:");
+    let ours = report
+        .groups
+        .iter()
+        .find(|g| g.references.iter().any(|r| r.starts_with(&at(made))))
+        .unwrap_or_else(|| panic!("{report}"));
+    assert_eq!(ours.references.len(), 2, "{report}");
+    assert!(
+        ours.references.iter().any(|r| r.starts_with(&at(cloned))),
+        "{report}"
+    );
+    assert!(
+        report
+            .groups
+            .iter()
+            .any(|g| g.references.iter().any(|r| r.starts_with(&at(other_line)))),
+        "{report}"
+    );
+    let text = report.to_string();
+    assert!(text.contains("group locks of this process"), "{text}");
+    assert!(
+        report.to_json().contains("\"groups\":[{"),
+        "{}",
+        report.to_json()
+    );
+    // Gone groups are not listed.
+    drop((group, leaked));
+    let after = region.report();
+    assert!(
+        !after
+            .groups
+            .iter()
+            .any(|g| g.references.iter().any(|r| r.starts_with(&at(made)))),
+        "{after}"
+    );
+    drop(other);
+}

@@ -371,3 +371,35 @@ fn a_type_that_links_to_itself_has_a_layout() {
          field `enabled` (bool at offset 0) is not in the region's type"
     );
 }
+
+/// A plain struct with a lock beside plain data: safe code reads `data` through `&`.
+#[derive(lockkit::ShmSafe)]
+#[repr(C)]
+struct LooksLikeAMutex {
+    lock: lockkit::GenLock,
+    data: u64,
+}
+
+#[test]
+fn a_mutex_is_not_a_plain_struct_of_the_same_fields() {
+    // Same fields, same offsets; but the mutex's data is written while `&` to the mutex
+    // exist, so lending `&u64` to it would be undefined behaviour.
+    assert_ne!(
+        <lockkit::ShmMutex<u64> as ShmSafe>::LAYOUT.fingerprint(),
+        <LooksLikeAMutex as ShmSafe>::LAYOUT.fingerprint()
+    );
+    let region = ShmRegion::anonymous(1 << 16).unwrap();
+    let m = region.alloc(lockkit::ShmMutex::new(1u64)).unwrap();
+    region.publish("m", &m).unwrap();
+    match region.lookup::<LooksLikeAMutex>("m") {
+        Err(Error::TypeMismatch { .. }) => {}
+        other => panic!(
+            "a mutex was looked up as a plain struct: {:?}",
+            other.map(|_| ())
+        ),
+    }
+    assert_eq!(
+        *region.lookup::<lockkit::ShmMutex<u64>>("m").unwrap().lock(),
+        1
+    );
+}

@@ -59,13 +59,26 @@ pub(crate) fn with_fallback(e: syn::Error, fallback: TokenStream) -> TokenStream
     out
 }
 
-/// `crate = "path"`: the path the generated code reaches lockkit through.
+/// `crate = "name"`: the name lockkit has in this crate (a renamed dependency), which the
+/// generated code reaches it through, as `::name`.
+///
+/// Only a crate's name, never a module path: the generated `unsafe impl`s rely on the checks
+/// they call through this path (`__private`'s assertions and layouts), and a module of the
+/// user's that re-exported lockkit's traits beside checks of its own would make a type that
+/// cannot live in shared memory `ShmSafe` without a line of `unsafe`. `::name` is always an
+/// extern crate, never a module in scope.
 pub(crate) fn crate_path(lit: &syn::LitStr) -> syn::Result<TokenStream> {
     let path: syn::Path = lit
         .parse()
         .map_err(|_| syn::Error::new(lit.span(), crate::msg::CRATE_PATH))?;
+    let name = match path.segments.iter().collect::<Vec<_>>().as_slice() {
+        [seg] if seg.arguments.is_none() && seg.ident != "crate" && seg.ident != "self" => {
+            seg.ident.clone()
+        }
+        _ => return Err(syn::Error::new(lit.span(), crate::msg::CRATE_NOT_A_CRATE)),
+    };
     // Respan so errors about the path point at the user's string.
-    let path = crate::ctxt::respan(path.to_token_stream(), lit.span());
+    let path = crate::ctxt::respan(quote::quote!(::#name), lit.span());
     Ok(path)
 }
 

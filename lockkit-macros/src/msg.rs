@@ -19,6 +19,9 @@ pub(crate) fn fill(text: &str, args: &[(&str, &dyn std::fmt::Display)]) -> Strin
 pub(crate) const CRATE_PATH: &str =
     "crate = \"..\" takes the path lockkit is known by in this crate, e.g. crate = \"lk\"";
 pub(crate) const CRATE_TWICE: &str = "crate = \"..\" is given twice";
+pub(crate) const CRATE_NOT_A_CRATE: &str = "crate = \"..\" takes the name of the crate lockkit is \
+     renamed to in Cargo.toml (one identifier, e.g. crate = \"lk\"), not a module path: the \
+     generated unsafe impls rely on the checks reached through it";
 
 // locked!
 pub(crate) const LOCKED_ARROW: &str =

@@ -94,9 +94,8 @@ impl NonShm {
 /// When the suspect is inside the field's type (`Option<Vec<u8>>`, `[String; 4]`), the
 /// suspect is what is asserted, at its own tokens: asserting the whole type would report the
 /// innermost failing obligation (`Vec<u8>: ShmSafe`) with the generic message. The whole
-/// type is then not asserted (that would be a second error for the same mistake); the impl
-/// that needs it is bounded by it, so nothing unsound follows if the suspect turns out to be
-/// a user type that is `ShmSafe`.
+/// type is then checked only if the suspect turns out to be `ShmSafe` (a user type named
+/// `String` inside a type that is not): a second error for the same mistake otherwise.
 pub(crate) fn shm_assertion(krate: &TokenStream, ty: &Type) -> Option<TokenStream> {
     use quote::quote_spanned;
     use syn::spanned::Spanned;
@@ -108,9 +107,26 @@ pub(crate) fn shm_assertion(krate: &TokenStream, ty: &Type) -> Option<TokenStrea
     let span = asserted.span();
     let krate = crate::ctxt::respan(krate.clone(), span);
     let assertion = syn::Ident::new(assertion, span);
-    Some(quote_spanned! {span=>
+    let mut out = quote_spanned! {span=>
         const _: () = #krate::__private::#assertion::<#asserted>();
-    })
+    };
+    // The suspect is only a part: if it turns out to be ShmSafe (a user type named like a
+    // std one), the whole type must still be. Checked without a second error when the
+    // suspect is not (see `assert_whole_field`).
+    if !std::ptr::eq(asserted, ty) {
+        let whole_span = ty.span();
+        out.extend(quote_spanned! {whole_span=>
+            const _: () = {
+                #[allow(unused_imports)]
+                use #krate::__private::IsShmSafeFallback as _;
+                #krate::__private::assert_whole_field(
+                    #krate::__private::LayoutOf::<#asserted>::IS_SHM_SAFE,
+                    #krate::__private::LayoutOf::<#ty>::IS_SHM_SAFE,
+                )
+            };
+        });
+    }
+    Some(out)
 }
 
 /// The first part of `ty` (outermost first) that looks as if it cannot live in shared

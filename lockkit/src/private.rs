@@ -776,6 +776,8 @@ pub struct LayoutOf<T: ?Sized>(PhantomData<T>);
 impl<T: ShmSafe> LayoutOf<T> {
     /// `T`'s layout.
     pub const LAYOUT: &'static crate::layout::TypeLayout = T::LAYOUT;
+    /// `T` is `ShmSafe`.
+    pub const IS_SHM_SAFE: bool = true;
 }
 
 /// The placeholder behind [`LayoutOf`] (never in a program that compiles).
@@ -786,6 +788,29 @@ pub trait LayoutFallback {
 }
 
 impl<T: ?Sized> LayoutFallback for LayoutOf<T> {}
+
+/// The fallback half of [`LayoutOf::IS_SHM_SAFE`]: `false` for a type that is not
+/// `ShmSafe` (a separate trait, so generated code can ask without bringing the layout
+/// placeholder into scope).
+pub trait IsShmSafeFallback {
+    /// The type is not `ShmSafe`.
+    const IS_SHM_SAFE: bool = false;
+}
+
+impl<T: ?Sized> IsShmSafeFallback for LayoutOf<T> {}
+
+/// A field whose type holds a part that looked as if it could not live in shared memory is
+/// asserted at that part (for the part's message); this checks the rest: if the part is
+/// `ShmSafe` (a user type named `String`, say), the whole field type must be too. When the
+/// part is not, its assertion has already reported the field, and this stays silent (one
+/// mistake, one error).
+pub const fn assert_whole_field(part_is_shm_safe: bool, whole_is_shm_safe: bool) {
+    assert!(
+        !part_is_shm_safe || whole_is_shm_safe,
+        "this field's type is not ShmSafe (it cannot live in shared memory): make it a type \
+         that is (#[derive(ShmSafe)] on a #[repr(C)] type of ShmSafe fields)"
+    );
+}
 
 /// Checks, at compile time, that a field can live in shared memory; generated with the
 /// field's span so the error points at the field.

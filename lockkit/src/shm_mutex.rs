@@ -54,6 +54,7 @@ unsafe impl<T: ShmSafe, R: RawLock> ShmSafe for ShmMutex<T, R> {
                 offset: std::mem::offset_of!(Self, data),
                 layout: T::LAYOUT,
             },
+            crate::layout::FieldLayout::interior_mutable(std::mem::offset_of!(Self, data)),
         ],
     );
 }

@@ -12,18 +12,35 @@ mod on {
     use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
     use std::sync::Mutex;
 
+    use std::sync::Arc;
+
     pub(crate) type RefId = u64;
 
+    type Table = Mutex<BTreeMap<u64, &'static Location<'static>>>;
+
+    /// Every live group of the process, by its serial number: its table of references, for
+    /// [`live_groups`] (shared, so that listing a group never holds a reference to it,
+    /// whose release could be the last and run its handlers in the lister).
+    static GROUPS: Mutex<BTreeMap<u64, Arc<Table>>> = Mutex::new(BTreeMap::new());
+
+    fn groups() -> std::sync::MutexGuard<'static, BTreeMap<u64, Arc<Table>>> {
+        GROUPS.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     pub(crate) struct Refs {
+        group: u64,
         next: AtomicU64,
-        live: Mutex<BTreeMap<u64, &'static Location<'static>>>,
+        live: Arc<Table>,
     }
 
     impl Refs {
-        pub(crate) fn new() -> Self {
+        pub(crate) fn new(group: u64) -> Self {
+            let live = Arc::new(Mutex::new(BTreeMap::new()));
+            groups().insert(group, Arc::clone(&live));
             Refs {
+                group,
                 next: AtomicU64::new(0),
-                live: Mutex::new(BTreeMap::new()),
+                live,
             }
         }
 
@@ -51,6 +68,31 @@ mod on {
             }
         }
     }
+
+    impl Drop for Refs {
+        fn drop(&mut self) {
+            groups().remove(&self.group);
+        }
+    }
+
+    /// The live groups of this process, oldest first, with where each live reference was
+    /// taken.
+    pub fn live_groups() -> Vec<crate::report::GroupRefs> {
+        let tables: Vec<(u64, Arc<Table>)> =
+            groups().iter().map(|(&g, t)| (g, Arc::clone(t))).collect();
+        tables
+            .into_iter()
+            .map(|(group, table)| crate::report::GroupRefs {
+                group,
+                references: table
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .values()
+                    .map(|l| l.to_string())
+                    .collect(),
+            })
+            .collect()
+    }
 }
 
 #[cfg(not(feature = "grp-debug"))]
@@ -65,7 +107,7 @@ mod on {
     }
 
     impl Refs {
-        pub(crate) fn new() -> Self {
+        pub(crate) fn new(_group: u64) -> Self {
             Refs { _none: () }
         }
         #[track_caller]
@@ -79,4 +121,6 @@ mod on {
     }
 }
 
+#[cfg(feature = "grp-debug")]
+pub use on::live_groups;
 pub(crate) use on::{RefId, Refs};

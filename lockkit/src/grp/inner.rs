@@ -272,7 +272,7 @@ impl Inner {
             subgroups: Mutex::new(Vec::new()),
             id,
             life: Life::new(),
-            refs: debug::Refs::new(),
+            refs: debug::Refs::new(id),
         }
     }
 

@@ -85,6 +85,8 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 pub use chain::{AsLockSet, ChainLock, SetEntry};
+#[cfg(feature = "grp-debug")]
+pub use debug::live_groups;
 pub use error::{ChainError, Destroyed, ForceDestroyError, Released, ReplaceError};
 pub use guard::GrpGuard;
 pub use life::HandlerId;

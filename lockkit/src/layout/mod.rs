@@ -180,6 +180,28 @@ pub struct VariantLayout {
     pub value: i128,
 }
 
+/// The layout of [`FieldLayout::interior_mutable`]'s marker.
+const INTERIOR_MUTABLE: TypeLayout = TypeLayout {
+    name: "interior mutability",
+    size: 0,
+    align: 1,
+    shape: Shape::Empty,
+};
+
+impl FieldLayout {
+    /// A marker for a hand-written layout: the bytes at `offset` are written while shared
+    /// references to the value exist (data behind a lock's `UnsafeCell`). No Rust field can
+    /// have its name, so a plain struct of the same fields (which lends `&T` to those bytes
+    /// freely) never has the same fingerprint as the lock that guards them.
+    pub const fn interior_mutable(offset: usize) -> FieldLayout {
+        FieldLayout {
+            name: "#interior-mutable",
+            offset,
+            layout: &INTERIOR_MUTABLE,
+        }
+    }
+}
+
 impl TypeLayout {
     /// The layout of a primitive `T` of kind `kind`.
     pub const fn scalar<T>(kind: Scalar) -> TypeLayout {

@@ -3,7 +3,7 @@
 
 use std::fmt::{self, Write};
 
-use super::{LockInfo, LockReport, OrderInversion};
+use super::{GroupRefs, LockInfo, LockReport, OrderInversion};
 
 /// The holder column: `pid 4121 tid 4123 alive`, `tid 4123 dead`, `-`.
 pub(crate) fn holder_text(l: &LockInfo) -> String {
@@ -69,6 +69,20 @@ impl fmt::Display for LockReport {
                 "processes of several pid namespaces use this region: holders' liveness cannot \
                  be judged"
             )?;
+        }
+        if !self.groups.is_empty() {
+            writeln!(f, "group locks of this process (grp-debug):")?;
+            for g in &self.groups {
+                writeln!(
+                    f,
+                    "  group #{}: {} reference(s)",
+                    g.group,
+                    g.references.len()
+                )?;
+                for r in &g.references {
+                    writeln!(f, "    reference taken at {r}")?;
+                }
+            }
         }
         if !self.inversions.is_empty() {
             writeln!(
@@ -136,7 +150,7 @@ impl LockInfo {
 
 impl LockReport {
     /// The report as one JSON object: `{"objects":..,"undescribed":..,
-    /// "mixed_pid_namespaces":..,"locks":[..],"inversions":[..]}`.
+    /// "mixed_pid_namespaces":..,"locks":[..],"inversions":[..],"groups":[..]}`.
     pub fn to_json(&self) -> String {
         let locks: Vec<String> = self.locks.iter().map(LockInfo::to_json).collect();
         let inversions: Vec<String> = self
@@ -144,14 +158,16 @@ impl LockReport {
             .iter()
             .map(OrderInversion::to_json)
             .collect();
+        let groups: Vec<String> = self.groups.iter().map(GroupRefs::to_json).collect();
         format!(
             "{{\"objects\":{},\"undescribed\":{},\"mixed_pid_namespaces\":{},\"locks\":[{}],\
-             \"inversions\":[{}]}}",
+             \"inversions\":[{}],\"groups\":[{}]}}",
             self.objects,
             self.undescribed,
             self.mixed_pid_namespaces,
             locks.join(","),
-            inversions.join(",")
+            inversions.join(","),
+            groups.join(",")
         )
     }
 }
@@ -184,6 +200,18 @@ impl OrderInversion {
             opt(&self.taken_at),
             self.pid,
             self.tid
+        )
+    }
+}
+
+impl GroupRefs {
+    /// The group as a JSON object: `{"group":..,"references":["file:line:col",..]}`.
+    pub fn to_json(&self) -> String {
+        let refs: Vec<String> = self.references.iter().map(|r| json_str(r)).collect();
+        format!(
+            "{{\"group\":{},\"references\":[{}]}}",
+            self.group,
+            refs.join(",")
         )
     }
 }

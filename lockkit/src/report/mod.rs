@@ -58,6 +58,20 @@ pub struct LockReport {
     /// Lock-order inversions recorded in the region by programs built with the `lock-debug`
     /// feature (the lock-order checker, `lockkit::lock_order`): each order of each inverted pair.
     pub inversions: Vec<OrderInversion>,
+    /// With the `grp-debug` feature, the live group locks of the process that made the report
+    /// (group locks live in process memory, so another process's inspector cannot see
+    /// them), each with where every live reference was taken: a leaked reference shows as
+    /// a line that should not be there (PJLIB's `pj_grp_lock_dump`, for every group at once).
+    pub groups: Vec<GroupRefs>,
+}
+
+/// A live group lock and its references, in a [`LockReport`] (feature `grp-debug`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupRefs {
+    /// The group's serial number in its process (the order groups were made in).
+    pub group: u64,
+    /// Where each live reference was taken (`file:line:column`), oldest first.
+    pub references: Vec<String>,
 }
 
 /// One order of a pair of locks that were taken both ways round: `taken` was taken while
@@ -121,8 +135,15 @@ impl LockInfo {
 
 impl crate::ShmRegion {
     /// The locks in this region that are held, waited for, or inconsistent (see the
-    /// [`report`](crate::report) module). Takes no lock, not even the allocator's.
+    /// [`report`](crate::report) module), and with `grp-debug` this process's group locks
+    /// and their references. Takes no lock of the region, not even the allocator's.
     pub fn report(&self) -> LockReport {
-        scan::scan(&self.view())
+        #[allow(unused_mut)]
+        let mut report = scan::scan(&self.view());
+        #[cfg(feature = "grp-debug")]
+        {
+            report.groups = crate::grp::live_groups();
+        }
+        report
     }
 }

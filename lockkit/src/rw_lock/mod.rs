@@ -65,6 +65,7 @@ unsafe impl<T: ShmSafe> ShmSafe for RwLock<T> {
                 offset: std::mem::offset_of!(Self, data),
                 layout: T::LAYOUT,
             },
+            crate::layout::FieldLayout::interior_mutable(std::mem::offset_of!(Self, data)),
         ],
     );
 }
