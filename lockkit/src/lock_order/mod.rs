@@ -54,7 +54,7 @@
 
 mod table;
 
-use std::cell::RefCell;
+use std::cell::Cell;
 use std::fmt;
 use std::hash::Hasher;
 use std::panic::Location;
@@ -213,39 +213,105 @@ impl Id {
     }
 }
 
-/// A lock the thread holds.
+/// A lock the thread holds. Small (it is pushed and popped on every acquisition); its
+/// [`Id`] is worked out only when another lock is involved.
 #[derive(Clone, Copy)]
 struct Held {
     addr: usize,
-    id: Id,
     what: What,
     site: &'static Location<'static>,
 }
 
+impl Held {
+    fn id(&self) -> Id {
+        Id::of(self.addr)
+    }
+}
+
+/// The most locks one thread's stack records at once; locks taken beyond that are not
+/// checked (nor is anything taken while they are held, against them).
+const MAX_HELD: usize = 32;
+
+/// The locks a thread holds: a fixed array of cells, so the lock path touches no heap, no
+/// borrow flag and no thread-local destructor.
 struct Stack {
-    fork_generation: u32,
-    held: Vec<Held>,
+    fork_generation: Cell<u32>,
+    len: Cell<usize>,
+    slots: [Cell<Option<Held>>; MAX_HELD],
 }
 
 thread_local! {
-    static HELD: RefCell<Stack> = const {
-        RefCell::new(Stack { fork_generation: 0, held: Vec::new() })
+    static HELD: Stack = const {
+        Stack {
+            fork_generation: Cell::new(0),
+            len: Cell::new(0),
+            slots: [const { Cell::new(None) }; MAX_HELD],
+        }
     };
 }
 
-/// The locks this thread holds (none in a fork child: its copies of guards hold nothing).
-fn with_held<T>(f: impl FnOnce(&mut Vec<Held>) -> T) -> Option<T> {
-    HELD.try_with(|s| {
-        let mut s = s.try_borrow_mut().ok()?;
+impl Stack {
+    /// The stack as this process sees it: empty in a fork child (its copies of guards hold
+    /// nothing).
+    #[inline]
+    fn current(&self) -> usize {
         let generation = crate::sys::fork_generation();
-        if s.fork_generation != generation {
-            s.fork_generation = generation;
-            s.held.clear();
+        if self.fork_generation.get() != generation {
+            self.fork_generation.set(generation);
+            self.len.set(0);
         }
-        Some(f(&mut s.held))
+        self.len.get()
+    }
+
+    fn snapshot(&self, len: usize) -> Vec<Held> {
+        self.slots[..len].iter().filter_map(Cell::get).collect()
+    }
+}
+
+/// The locks this thread holds, oldest first (`None` when it holds none: the common case,
+/// which allocates nothing).
+#[inline]
+fn held_now() -> Option<Vec<Held>> {
+    HELD.try_with(|s| {
+        let len = s.current();
+        (len > 0).then(|| s.snapshot(len))
     })
     .ok()
     .flatten()
+}
+
+/// Records that this thread holds `h`; returns what it held before when `want_before`.
+#[inline]
+fn push(h: Held, want_before: bool) -> Option<Vec<Held>> {
+    HELD.try_with(|s| {
+        let len = s.current();
+        let before = (want_before && len > 0).then(|| s.snapshot(len));
+        if len < MAX_HELD {
+            s.slots[len].set(Some(h));
+            s.len.set(len + 1);
+        }
+        before
+    })
+    .ok()
+    .flatten()
+}
+
+/// Forgets the latest entry for the lock at `addr`.
+#[inline]
+fn pop(addr: usize) {
+    let _ = HELD.try_with(|s| {
+        let len = s.current();
+        let Some(i) = (0..len)
+            .rev()
+            .find(|&i| s.slots[i].get().is_some_and(|h| h.addr == addr))
+        else {
+            return;
+        };
+        for j in i..len - 1 {
+            s.slots[j].set(s.slots[j + 1].get());
+        }
+        s.len.set(len - 1);
+    });
 }
 
 /// The process's own table, for edges that involve a lock outside every region, or locks
@@ -361,6 +427,7 @@ fn with_edge<T>(
 
 /// Records "`to` was taken while `from` was held"; returns the flags the edge had.
 fn record(from: &Held, to: &Held, flags: u64) -> u64 {
+    let (from_id, to_id) = (from.id(), to.id());
     let edge = |a: u64, b: u64, region: bool| Edge {
         from: a,
         to: b,
@@ -370,11 +437,11 @@ fn record(from: &Held, to: &Held, flags: u64) -> u64 {
         tid: u64::from(crate::sys::tid()),
         flags,
     };
-    if from.id.same_region(&to.id) {
-        let (Id::Shm { off: a, .. }, Id::Shm { off: b, .. }) = (from.id, to.id) else {
+    if from_id.same_region(&to_id) {
+        let (Id::Shm { off: a, .. }, Id::Shm { off: b, .. }) = (from_id, to_id) else {
             return 0;
         };
-        with_view(&from.id, |view| {
+        with_view(&from_id, |view| {
             let t = EdgeTable(RegionWords::of(view));
             if let Some((e, old)) = t.find(a, b) {
                 return t.flag(e, flags) | old.flags;
@@ -385,7 +452,7 @@ fn record(from: &Held, to: &Held, flags: u64) -> u64 {
         .unwrap_or(0)
     } else {
         let t = EdgeTable(LocalWords);
-        let (a, b) = (from.id.code(), to.id.code());
+        let (a, b) = (from_id.code(), to_id.code());
         if let Some((e, old)) = t.find(a, b) {
             return t.flag(e, flags) | old.flags;
         }
@@ -395,8 +462,9 @@ fn record(from: &Held, to: &Held, flags: u64) -> u64 {
 }
 
 fn describe(h: &Held) -> String {
-    match h.id {
-        Id::Shm { off, .. } => with_view(&h.id, |view| crate::report::scan::place_of(view, off))
+    let id = h.id();
+    match id {
+        Id::Shm { off, .. } => with_view(&id, |view| crate::report::scan::place_of(view, off))
             .flatten()
             .unwrap_or_else(|| format!("the lock at offset {off:#x} of its region")),
         Id::Local(a) => match h.what {
@@ -410,17 +478,13 @@ fn describe(h: &Held) -> String {
 /// lock it holds.
 #[inline]
 pub(crate) fn before_wait(addr: usize, what: What, site: &'static Location<'static>) {
-    let Some(held) = with_held(|h| (!h.is_empty()).then(|| h.clone())).flatten() else {
+    let Some(held) = held_now() else {
         return;
     };
-    let taking = Held {
-        addr,
-        id: Id::of(addr),
-        what,
-        site,
-    };
+    let taking = Held { addr, what, site };
+    let taking_id = taking.id();
     for h in held.iter().filter(|h| h.addr != addr) {
-        let found = with_edge(&taking.id, &h.id, |edge, view, _| {
+        let found = with_edge(&taking_id, &h.id(), |edge, view, _| {
             (
                 site_text(edge.held_site, view),
                 site_text(edge.taken_site, view),
@@ -458,18 +522,8 @@ pub(crate) fn before_wait(addr: usize, what: What, site: &'static Location<'stat
 /// The calling thread took the lock at `addr`, waiting for it (`waited`) or by a try.
 #[inline]
 pub(crate) fn acquired(addr: usize, what: What, site: &'static Location<'static>, waited: bool) {
-    let taken = Held {
-        addr,
-        id: Id::of(addr),
-        what,
-        site,
-    };
-    let held = with_held(|h| {
-        let before = (waited && !h.is_empty()).then(|| h.clone());
-        h.push(taken);
-        before
-    })
-    .flatten();
+    let taken = Held { addr, what, site };
+    let held = push(taken, waited);
     for h in held.iter().flatten().filter(|h| h.addr != addr) {
         record(h, &taken, 0);
     }
@@ -478,11 +532,7 @@ pub(crate) fn acquired(addr: usize, what: What, site: &'static Location<'static>
 /// The calling thread released the lock at `addr`.
 #[inline]
 pub(crate) fn released(addr: usize) {
-    with_held(|h| {
-        if let Some(i) = h.iter().rposition(|l| l.addr == addr) {
-            h.remove(i);
-        }
-    });
+    pop(addr);
 }
 
 /// A group lock at `addr` is gone: forgets its edges.
