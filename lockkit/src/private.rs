@@ -679,6 +679,20 @@ struct Element<T>(UnsafeCell<T>);
 // gives when a guard is sent to another thread.)
 unsafe impl<T: ShmSafe> Sync for Element<T> {}
 
+impl<T, R: crate::raw::RawLock> StripeGuard<'_, T, R> {
+    /// Whether a holder of this element's stripe died holding it (see
+    /// [`GenLockGuard::owner_died`]): the elements of the stripe may be half-updated.
+    pub fn owner_died(guard: &Self) -> bool {
+        GenLockGuard::owner_died(&guard._stripe)
+    }
+
+    /// Declares the stripe's data repaired after an owner death (see
+    /// [`GenLockGuard::mark_consistent`]).
+    pub fn mark_consistent(guard: &mut Self) {
+        GenLockGuard::mark_consistent(&mut guard._stripe)
+    }
+}
+
 impl<T, R: crate::raw::RawLock> Deref for StripeGuard<'_, T, R> {
     type Target = T;
     fn deref(&self) -> &T {

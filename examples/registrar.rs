@@ -1,0 +1,808 @@
+//! The flagship: a pre-forked SIP registrar in the shape of Kamailio's usrloc and PJSIP's
+//! dialogs, using everything lockkit has, and checking at the end that nothing was lost.
+//!
+//! ```text
+//! cargo run --release --example registrar                      # 4 workers, 5 seconds
+//! cargo run --release --example registrar -- --kill-one        # SIGKILL a worker holding a lock
+//! cargo run --release --example registrar -- --compare         # striped table vs one global lock
+//! cargo run -p lockkit --bin lockkit-top -- --watch /lockkit-registrar   # while it runs
+//! ```
+//!
+//! - The parent creates the named region `/lockkit-registrar` and in it the location table:
+//!   a `#[shared_locked]` struct whose 1024 buckets are striped over a `GenLockSet<16>`
+//!   (bucket `i` is reachable only under stripe `i % 16`), and a log per worker.
+//! - It forks the workers. Each runs REGISTER-like inserts and refreshes, lookups and
+//!   expiries on its own address-of-records (so every binding has one owner to check it
+//!   against), each under its bucket's stripe, and writes what it did to its log in shared
+//!   memory.
+//! - Inside each worker, as in PJSIP, two threads (request handling and a timer) share the
+//!   worker's dialogs. A dialog is a group lock whose members (the dialog and its
+//!   transaction, `#[grp_member]`) the group destroys when its last reference goes, and whose
+//!   group lock chains the shared stripe lock of the dialog's bucket, so the two are always
+//!   taken in one order.
+//! - Once a second the parent prints the operations so far and the lock it saw held longest
+//!   (from `region.report()`, which takes no lock). At the end it checks every bucket and
+//!   every worker's bindings, refresh counts and dialogs against the workers' logs, prints a
+//!   table, and ends with `verified: ... OK` (exit status 0), or `FAILED` (1).
+//! - `--kill-one` makes worker 0 stop in the middle of an update, holding its bucket's
+//!   stripe with the bucket's count already bumped, and SIGKILLs it there. The next worker
+//!   to take that stripe is told the owner died, repairs the bucket and marks the lock
+//!   consistent; the check explains what the dead worker had done and still passes.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::*};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use lockkit::grp::{AsLockSet, GrpLock, SetEntry, WeakGrpLock};
+use lockkit::{
+    grp_member, locked, shared_locked, GenLock, GenLockSet, LockSet, ShmBox, ShmRegion, ShmSafe,
+    StripeGuard,
+};
+
+const BUCKETS: usize = 1024;
+const SLOTS: usize = 8;
+const STRIPES: usize = 16;
+const MAX_WORKERS: usize = 16;
+/// Address-of-records per worker (ids `1 + w * AORS + k`).
+const AORS: u64 = 512;
+const NAME: &str = "/lockkit-registrar";
+
+/// One contact binding of an address-of-record; `aor == 0` is a free slot.
+#[derive(ShmSafe, Clone, Copy)]
+#[repr(C)]
+struct Binding {
+    aor: u64,
+    expires: u64,
+    cseq: u32,
+    owner: u32,
+}
+
+#[derive(ShmSafe, Clone, Copy)]
+#[repr(C)]
+struct Bucket {
+    /// Slots in use: kept equal to the number of slots whose `aor` is set (a worker killed
+    /// between the two leaves them apart; the next holder of the stripe repairs it).
+    used: u32,
+    _pad: u32,
+    slots: [Binding; SLOTS],
+}
+
+/// What a worker did, written by it alone (atomics, so the parent can read it at any time).
+/// Each log has cache lines of its own: counters of two workers on one line would bounce it
+/// between their cores on every operation.
+#[derive(ShmSafe)]
+#[repr(C, align(128))]
+struct WorkerLog {
+    pid: AtomicU32,
+    /// 0 not started, 1 running, 2 finished.
+    state: AtomicU32,
+    ops: AtomicU64,
+    registers: AtomicU64,
+    refreshes: AtomicU64,
+    expiries: AtomicU64,
+    lookups: AtomicU64,
+    hits: AtomicU64,
+    /// Bindings of this worker in the table, by its own count.
+    live: AtomicU64,
+    /// The sum of its bindings' cseq (each register counts 1, each refresh 1 more).
+    cseq_sum: AtomicU64,
+    /// REGISTERs refused because the bucket was full.
+    full: AtomicU64,
+    dialogs_made: AtomicU64,
+    dialogs_destroyed: AtomicU64,
+    /// Times its threads marked the table under a dialog's group lock.
+    dialog_marks: AtomicU64,
+    /// Buckets it repaired after another worker died holding their stripe.
+    repairs: AtomicU64,
+    /// The update in progress: `op << 56 | aor`, 0 when none.
+    pending: AtomicU64,
+    /// Set while it holds a stripe (for `--kill-one`).
+    holding: AtomicU32,
+    /// The stripe it holds while `holding`.
+    stripe: AtomicU32,
+}
+
+#[shared_locked]
+struct Registrar {
+    stripes: GenLockSet<16>,
+    #[striped_by(stripes)]
+    buckets: [Bucket; 1024],
+    /// `--one-lock`: taken around every bucket operation, for the comparison.
+    #[standalone]
+    global: GenLock,
+    /// Marks made under each worker's dialog group locks (which hold a stripe), a cache line
+    /// each.
+    dialog_marks: [Counter; 16],
+    logs: [WorkerLog; 16],
+    /// Read by every worker on every operation, written twice: a line of its own.
+    control: Control,
+}
+
+#[derive(ShmSafe)]
+#[repr(C, align(128))]
+struct Control {
+    start: AtomicU32,
+    stop: AtomicU32,
+    /// 1 + the worker to stop mid-update and kill; 0 for none.
+    doomed: AtomicU32,
+}
+
+/// A counter on a cache line of its own.
+#[derive(ShmSafe)]
+#[repr(C, align(128))]
+struct Counter(AtomicU64);
+
+impl std::ops::Deref for Counter {
+    type Target = AtomicU64;
+    fn deref(&self) -> &AtomicU64 {
+        &self.0
+    }
+}
+
+const REGISTER: u64 = 1;
+const EXPIRE: u64 = 2;
+
+fn bucket_of(aor: u64) -> usize {
+    (aor.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40) as usize % BUCKETS
+}
+
+/// The registrar's table, shared by the threads of a worker.
+type Table = Arc<ShmBox<Registrar>>;
+
+/// The table's stripes, as a lock set a dialog's group can chain an entry of.
+struct Stripes(Table);
+
+impl AsLockSet for Stripes {
+    fn lock_set(&self) -> &LockSet {
+        &self.0.stripes
+    }
+}
+
+/// A dialog: a member of its own group lock.
+#[grp_member(on_destroy = ended)]
+struct Dialog {
+    #[grp]
+    group: WeakGrpLock,
+    table: Table,
+    worker: usize,
+    requests: u32,
+}
+
+impl Dialog {
+    fn ended(&mut self) {
+        self.table.logs[self.worker]
+            .dialogs_destroyed
+            .fetch_add(1, Relaxed);
+    }
+}
+
+/// A dialog's transaction, handled by the timer thread.
+#[grp_member]
+struct Transaction {
+    #[grp]
+    group: WeakGrpLock,
+    retransmits: u32,
+}
+
+struct Args {
+    workers: usize,
+    seconds: f64,
+    kill_one: bool,
+    one_lock: bool,
+    compare: bool,
+    name: String,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut a = Args {
+        workers: 4,
+        seconds: 5.0,
+        kill_one: false,
+        one_lock: false,
+        compare: false,
+        name: NAME.into(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = |what: &str| it.next().ok_or(format!("{flag} needs {what}"));
+        match flag.as_str() {
+            "--workers" => {
+                a.workers = value("a number")?
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=MAX_WORKERS).contains(n))
+                    .ok_or(format!("--workers takes 1 to {MAX_WORKERS}"))?
+            }
+            "--seconds" => {
+                a.seconds = value("a number")?
+                    .parse()
+                    .ok()
+                    .filter(|s: &f64| *s > 0.0 && s.is_finite())
+                    .ok_or("--seconds takes a positive number")?
+            }
+            "--kill-one" => a.kill_one = true,
+            "--one-lock" => a.one_lock = true,
+            "--compare" => a.compare = true,
+            "--name" => a.name = value("a region name")?,
+            "-h" | "--help" => {
+                return Err("usage: registrar [--workers N] [--seconds S] [--kill-one] \
+                            [--one-lock] [--compare] [--name /NAME]"
+                    .into())
+            }
+            other => return Err(format!("unknown argument {other:?} (try --help)")),
+        }
+    }
+    if a.kill_one && a.workers < 2 {
+        return Err("--kill-one needs at least 2 workers (one to kill, one to go on)".into());
+    }
+    Ok(a)
+}
+
+/// Takes bucket `b`'s stripe; if a holder died holding it, repairs the stripe's buckets
+/// first (their counts may be off by the update it was making) and marks it consistent.
+fn bucket<'t>(reg: &'t Registrar, b: usize, log: &WorkerLog) -> StripeGuard<'t, Bucket> {
+    let mut g = reg.lock_buckets(b);
+    if StripeGuard::owner_died(&g) {
+        drop(g);
+        // Every bucket of the stripe, each through the stripe's lock (the one just seen to
+        // have died is handed to us again, still marked; the others are unaffected).
+        let stripe = b % STRIPES;
+        for other in (stripe..BUCKETS).step_by(STRIPES) {
+            let mut o = reg.lock_buckets(other);
+            o.used = o.slots.iter().filter(|s| s.aor != 0).count() as u32;
+        }
+        g = reg.lock_buckets(b);
+        StripeGuard::mark_consistent(&mut g);
+        log.repairs.fetch_add(1, Relaxed);
+    }
+    g
+}
+
+/// One REGISTER: refresh the binding of `aor`, or insert it.
+fn register(reg: &Registrar, w: usize, aor: u64, doomed: bool) {
+    let log = &reg.logs[w];
+    let b = bucket_of(aor);
+    let mut g = bucket(reg, b, log);
+    log.pending.store(REGISTER << 56 | aor, Relaxed);
+    log.stripe.store((b % STRIPES) as u32, Relaxed);
+    log.holding.store(1, Release);
+    if let Some(s) = g.slots.iter_mut().find(|s| s.aor == aor) {
+        s.cseq += 1;
+        s.expires += 3600;
+        log.refreshes.fetch_add(1, Relaxed);
+        log.cseq_sum.fetch_add(1, Relaxed);
+    } else if (g.used as usize) < SLOTS {
+        g.used += 1;
+        if doomed {
+            // --kill-one: stop here, the count bumped and the binding not written, holding
+            // the stripe, until the parent's SIGKILL lands.
+            log.holding.store(2, Release);
+            let t0 = Instant::now();
+            while t0.elapsed() < Duration::from_secs(10) {
+                std::hint::spin_loop();
+            }
+            eprintln!("registrar: worker {w} was to be killed and was not");
+            // SAFETY: leave at once, as the kill would have.
+            unsafe { libc::_exit(3) };
+        }
+        let slot = g
+            .slots
+            .iter_mut()
+            .find(|s| s.aor == 0)
+            .expect("used < SLOTS");
+        *slot = Binding {
+            aor,
+            expires: 3600,
+            cseq: 1,
+            owner: w as u32,
+        };
+        log.registers.fetch_add(1, Relaxed);
+        log.live.fetch_add(1, Relaxed);
+        log.cseq_sum.fetch_add(1, Relaxed);
+    } else {
+        log.full.fetch_add(1, Relaxed);
+    }
+    log.holding.store(0, Release);
+    log.pending.store(0, Relaxed);
+}
+
+fn lookup(reg: &Registrar, w: usize, aor: u64) {
+    let log = &reg.logs[w];
+    let g = bucket(reg, bucket_of(aor), log);
+    if g.slots.iter().any(|s| s.aor == aor) {
+        log.hits.fetch_add(1, Relaxed);
+    }
+    log.lookups.fetch_add(1, Relaxed);
+}
+
+fn expire(reg: &Registrar, w: usize, aor: u64) {
+    let log = &reg.logs[w];
+    let mut g = bucket(reg, bucket_of(aor), log);
+    log.pending.store(EXPIRE << 56 | aor, Relaxed);
+    if let Some(s) = g.slots.iter_mut().find(|s| s.aor == aor) {
+        let cseq = s.cseq;
+        s.aor = 0;
+        g.used -= 1;
+        log.expiries.fetch_add(1, Relaxed);
+        log.live.fetch_sub(1, Relaxed);
+        log.cseq_sum.fetch_sub(u64::from(cseq), Relaxed);
+    }
+    log.pending.store(0, Relaxed);
+}
+
+/// A worker process: a request thread and a timer thread sharing dialogs.
+fn worker(table: Table, w: usize, one_lock: bool) -> i32 {
+    let reg: &Registrar = &table;
+    let log = &reg.logs[w];
+    log.pid.store(std::process::id(), Relaxed);
+    log.state.store(1, Release);
+    while reg.control.start.load(Acquire) == 0 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let (to_timer, timer_rx) = mpsc::channel::<(GrpLock, lockkit::grp::Member<Transaction>)>();
+    let timer = {
+        let table = Arc::clone(&table);
+        std::thread::spawn(move || {
+            // The timer: retransmits each transaction once, under its dialog's group lock
+            // (which also holds the dialog's bucket stripe), then lets go of the dialog.
+            for (dialog, tsx) in timer_rx {
+                locked!(t = tsx => {
+                    t.retransmits += 1;
+                    table.dialog_marks[w].fetch_add(1, Relaxed);
+                    table.logs[w].dialog_marks.fetch_add(1, Relaxed);
+                });
+                drop(tsx);
+                drop(dialog); // the last reference (if the request thread is done) destroys it
+            }
+        })
+    };
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64 ^ ((w as u64 + 1) << 17);
+    let mut ops = 0u64;
+    let doomed = reg.control.doomed.load(Relaxed) == w as u32 + 1;
+    let kill_after = 20_000;
+    while reg.control.stop.load(Relaxed) == 0 {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let aor = 1 + w as u64 * AORS + rng % AORS;
+        let _global = one_lock.then(|| reg.global.lock());
+        match (rng >> 32) % 100 {
+            0..=44 => register(reg, w, aor, doomed && ops >= kill_after),
+            45..=84 => lookup(reg, w, aor),
+            85..=96 => expire(reg, w, aor),
+            _ => {
+                drop(_global);
+                // A dialog for this AOR: its group chains the bucket's stripe (before the
+                // group's own lock), so whoever takes the dialog takes the stripe first.
+                let dialog = GrpLock::new();
+                let stripe = SetEntry::new(Stripes(Arc::clone(&table)), bucket_of(aor) % STRIPES);
+                dialog
+                    .chain_lock(Arc::new(stripe), -1)
+                    .expect("a new group can chain a lock");
+                let d = Dialog {
+                    group: WeakGrpLock::new(),
+                    table: Arc::clone(&table),
+                    worker: w,
+                    requests: 0,
+                }
+                .join(&dialog);
+                let tsx = Transaction {
+                    group: WeakGrpLock::new(),
+                    retransmits: 0,
+                }
+                .join(&dialog);
+                log.dialogs_made.fetch_add(1, Relaxed);
+                locked!(d = d => {
+                    d.requests += 1;
+                    reg.dialog_marks[w].fetch_add(1, Relaxed);
+                    log.dialog_marks.fetch_add(1, Relaxed);
+                });
+                drop(d);
+                if to_timer.send((dialog, tsx)).is_err() {
+                    break;
+                }
+            }
+        }
+        ops += 1;
+        log.ops.store(ops, Relaxed);
+    }
+    drop(to_timer);
+    timer.join().expect("the timer thread");
+    log.state.store(2, Release);
+    0
+}
+
+fn fork(work: impl FnOnce() -> i32) -> libc::pid_t {
+    // SAFETY: the parent has one thread when it forks; the child runs `work` and `_exit`s
+    // without returning into the parent's code.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+    if pid == 0 {
+        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).unwrap_or(101);
+        // SAFETY: ends the child without the parent's exit handlers.
+        unsafe { libc::_exit(code) };
+    }
+    pid
+}
+
+/// Waits for `pid` at most `limit`; its exit code, 128 + signal, or `None` on time-out.
+fn wait_for(pid: libc::pid_t, limit: Duration) -> Option<i32> {
+    let t0 = Instant::now();
+    loop {
+        let mut status = 0;
+        // SAFETY: our own child; WNOHANG never blocks.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if r == pid {
+            return Some(if libc::WIFEXITED(status) {
+                libc::WEXITSTATUS(status)
+            } else {
+                128 + libc::WTERMSIG(status)
+            });
+        }
+        if t0.elapsed() > limit {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// The lock the parent saw held the longest, from reports taken every 100 ms.
+#[derive(Default)]
+struct Longest {
+    since: std::collections::HashMap<(u64, u32), Instant>,
+    best: Option<(String, u32, Duration)>,
+}
+
+impl Longest {
+    fn sample(&mut self, region: &ShmRegion) {
+        let report = region.report();
+        let now = Instant::now();
+        let held: Vec<_> = report
+            .locks
+            .iter()
+            .filter_map(|l| l.holder.map(|h| ((l.offset, h.tid), l.place(), h.pid)))
+            .collect();
+        self.since.retain(|k, _| held.iter().any(|(h, ..)| h == k));
+        for (key, place, pid) in held {
+            let t = *self.since.entry(key).or_insert(now);
+            let d = now - t;
+            if self.best.as_ref().is_none_or(|b| d > b.2) {
+                self.best = Some((place, pid, d));
+            }
+        }
+    }
+}
+
+struct RunResult {
+    ops: u64,
+    elapsed: f64,
+    ok: bool,
+    /// The `verified: ..` line.
+    line: String,
+}
+
+fn run(a: &Args, one_lock: bool, kill_one: bool, quiet: bool) -> Result<RunResult, String> {
+    let _ = ShmRegion::unlink(&a.name);
+    let region = ShmRegion::create(&a.name, 4 << 20).map_err(|e| format!("{}: {e}", a.name))?;
+    let table: Table = Arc::new(
+        region
+            .alloc_zeroed::<Registrar>()
+            .map_err(|e| e.to_string())?,
+    );
+    region
+        .publish("registrar", &table)
+        .map_err(|e| e.to_string())?;
+    if kill_one {
+        table.control.doomed.store(1, Relaxed);
+    }
+    if !quiet {
+        println!(
+            "registrar: region {} ({} buckets over {} stripes), {} workers, {} s{}{}",
+            a.name,
+            BUCKETS,
+            STRIPES,
+            a.workers,
+            a.seconds,
+            if one_lock { ", one global lock" } else { "" },
+            if kill_one {
+                ", killing worker 0 mid-update"
+            } else {
+                ""
+            }
+        );
+    }
+    let pids: Vec<libc::pid_t> = (0..a.workers)
+        .map(|w| {
+            let t = Arc::clone(&table);
+            fork(move || worker(t, w, one_lock))
+        })
+        .collect();
+    let t0 = Instant::now();
+    while (0..a.workers).any(|w| table.logs[w].state.load(Acquire) == 0) {
+        if t0.elapsed() > Duration::from_secs(30) {
+            return Err("workers did not start within 30 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let t0 = Instant::now();
+    table.control.start.store(1, Release);
+    let total = || {
+        (0..a.workers)
+            .map(|w| table.logs[w].ops.load(Relaxed))
+            .sum::<u64>()
+    };
+    let mut killed: Option<(usize, u32, String)> = None;
+    let mut longest = Longest::default();
+    let mut last = (Instant::now(), 0u64);
+    let run_for = Duration::from_secs_f64(a.seconds);
+    while t0.elapsed() < run_for {
+        std::thread::sleep(Duration::from_millis(100));
+        longest.sample(&region);
+        if kill_one && killed.is_none() && table.logs[0].holding.load(Acquire) == 2 {
+            let stripe = table.logs[0].stripe.load(Relaxed);
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(pids[0], libc::SIGKILL) };
+            let code = wait_for(pids[0], Duration::from_secs(10));
+            killed = Some((0, stripe, format!("{code:?}")));
+            if !quiet {
+                println!(
+                    "  killed worker 0 (pid {}) with SIGKILL while it held stripe {stripe}, \
+                     mid-REGISTER",
+                    pids[0]
+                );
+            }
+        }
+        if !quiet && last.0.elapsed() >= Duration::from_secs(1) {
+            let n = total();
+            let rate = (n - last.1) as f64 / last.0.elapsed().as_secs_f64();
+            let held = longest
+                .best
+                .as_ref()
+                .map_or("none seen".into(), |(p, pid, d)| {
+                    if d.is_zero() {
+                        format!("{p} by pid {pid} (held at one report, none held across two)")
+                    } else {
+                        format!(
+                            "{p} by pid {pid}, held across reports {:.0} ms apart",
+                            d.as_secs_f64() * 1e3
+                        )
+                    }
+                });
+            println!(
+                "  {:>4.1} s: {n:>10} ops, {:>6.2} Mops/s; held longest: {held}",
+                t0.elapsed().as_secs_f64(),
+                rate / 1e6
+            );
+            last = (Instant::now(), n);
+        }
+    }
+    table.control.stop.store(1, Release);
+    let elapsed = t0.elapsed().as_secs_f64();
+    for (w, &pid) in pids.iter().enumerate() {
+        if killed.as_ref().is_some_and(|k| k.0 == w) {
+            continue;
+        }
+        match wait_for(pid, Duration::from_secs(30)) {
+            Some(0) => {}
+            Some(code) => return Err(format!("worker {w} (pid {pid}) exited with {code}")),
+            None => {
+                // SAFETY: our own child, stuck: kill it so nothing is left behind.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                return Err(format!("worker {w} (pid {pid}) did not finish within 30 s"));
+            }
+        }
+    }
+    if kill_one && killed.is_none() {
+        return Err("--kill-one: worker 0 never reached the point to be killed at".into());
+    }
+    let ops = total();
+    let ok = verify(
+        &table,
+        a.workers,
+        killed.as_ref().map(|k| (k.0, k.1)),
+        quiet,
+    );
+    let line = if ok {
+        format!(
+            "verified: {} workers, {ops} operations, {} bindings, {} dialogs{}: OK",
+            a.workers,
+            (0..a.workers)
+                .map(|w| table.logs[w].live.load(Relaxed))
+                .sum::<u64>(),
+            (0..a.workers)
+                .map(|w| table.logs[w].dialogs_made.load(Relaxed))
+                .sum::<u64>(),
+            if killed.is_some() {
+                ", one worker killed"
+            } else {
+                ""
+            }
+        )
+    } else {
+        "verified: FAILED".to_string()
+    };
+    let _ = ShmRegion::unlink(&a.name);
+    Ok(RunResult {
+        ops,
+        elapsed,
+        ok,
+        line,
+    })
+}
+
+/// Checks the table against the logs; prints the summary and every discrepancy.
+fn verify(reg: &Registrar, workers: usize, killed: Option<(usize, u32)>, quiet: bool) -> bool {
+    let mut ok = true;
+    let mut fail = |msg: String| {
+        println!("  MISMATCH: {msg}");
+        ok = false;
+    };
+    // Every bucket: its count matches its slots, and each binding is an owner's own AOR.
+    let mut live = [0u64; MAX_WORKERS];
+    let mut cseq = [0u64; MAX_WORKERS];
+    for b in 0..BUCKETS {
+        let g = reg.lock_buckets(b);
+        let used = g.slots.iter().filter(|s| s.aor != 0).count() as u32;
+        if used != g.used {
+            fail(format!(
+                "bucket {b}: count {} but {used} slots in use",
+                g.used
+            ));
+        }
+        for s in g.slots.iter().filter(|s| s.aor != 0) {
+            let w = s.owner as usize;
+            if w >= workers || (s.aor - 1) / AORS != w as u64 || bucket_of(s.aor) != b {
+                fail(format!(
+                    "bucket {b}: binding of aor {} by worker {w}",
+                    s.aor
+                ));
+                continue;
+            }
+            live[w] += 1;
+            cseq[w] += u64::from(s.cseq);
+        }
+    }
+    if !quiet {
+        println!(
+            "\n| worker | status | ops | registers | refreshes | expiries | lookups (hits) \
+             | bindings | dialogs | repairs |"
+        );
+        println!("|---|---|---|---|---|---|---|---|---|---|");
+    }
+    for w in 0..workers {
+        let l = &reg.logs[w];
+        let get = |a: &AtomicU64| a.load(Relaxed);
+        let dead = killed.is_some_and(|k| k.0 == w);
+        if get(&l.live) != live[w] {
+            fail(format!(
+                "worker {w}: log says {} bindings, the table holds {}",
+                get(&l.live),
+                live[w]
+            ));
+        }
+        if get(&l.cseq_sum) != cseq[w] {
+            fail(format!(
+                "worker {w}: log says cseq sum {}, the table {}",
+                get(&l.cseq_sum),
+                cseq[w]
+            ));
+        }
+        let marks = reg.dialog_marks[w].load(Relaxed);
+        if marks != get(&l.dialog_marks) && !dead {
+            fail(format!(
+                "worker {w}: {marks} dialog marks in the table, {} in its log",
+                get(&l.dialog_marks)
+            ));
+        }
+        if !dead && get(&l.dialogs_made) != get(&l.dialogs_destroyed) {
+            fail(format!(
+                "worker {w}: {} dialogs made, {} destroyed by their groups",
+                get(&l.dialogs_made),
+                get(&l.dialogs_destroyed)
+            ));
+        }
+        if !quiet {
+            println!(
+                "| {w} | {} | {} | {} | {} | {} | {} ({}) | {} | {}/{} | {} |",
+                if dead { "killed" } else { "finished" },
+                get(&l.ops),
+                get(&l.registers),
+                get(&l.refreshes),
+                get(&l.expiries),
+                get(&l.lookups),
+                get(&l.hits),
+                live[w],
+                get(&l.dialogs_destroyed),
+                get(&l.dialogs_made),
+                get(&l.repairs),
+            );
+        }
+    }
+    if let Some((w, stripe)) = killed {
+        let l = &reg.logs[w];
+        let repairs: u64 = (0..workers)
+            .map(|v| reg.logs[v].repairs.load(Relaxed))
+            .sum();
+        let pending = l.pending.load(Relaxed);
+        if !quiet {
+            println!(
+                "\nworker {w} was killed holding stripe {stripe} in the middle of REGISTER of \
+                 aor {} (its bucket's count bumped, the binding not written). Before that it \
+                 had completed {} operations, all in the table as its log says: {} bindings, \
+                 cseq sum {}. The stripe's next holder was told the owner died and repaired it \
+                 ({repairs} repair(s)); its dialogs still in flight died with it ({} made, {} \
+                 destroyed).",
+                pending & ((1 << 56) - 1),
+                l.ops.load(Relaxed),
+                live[w],
+                cseq[w],
+                l.dialogs_made.load(Relaxed),
+                l.dialogs_destroyed.load(Relaxed),
+            );
+        }
+        if repairs == 0 {
+            fail(format!(
+                "nobody repaired stripe {stripe} after worker {w} died"
+            ));
+        }
+        if pending >> 56 != REGISTER {
+            fail(format!(
+                "worker {w} died with no REGISTER pending ({pending:#x})"
+            ));
+        }
+    }
+    ok
+}
+
+fn main() {
+    let a = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("registrar: {e}");
+            std::process::exit(2);
+        }
+    };
+    let result = if a.compare {
+        let striped = run(&a, false, false, true);
+        let one = run(&a, true, false, true);
+        match (striped, one) {
+            (Ok(s), Ok(o)) => {
+                let (rs, ro) = (s.ops as f64 / s.elapsed, o.ops as f64 / o.elapsed);
+                println!(
+                    "striped over {STRIPES} locks: {:.2} Mops/s; one global lock: {:.2} Mops/s; \
+                     ratio {:.2}x ({} workers, {} s each)",
+                    rs / 1e6,
+                    ro / 1e6,
+                    rs / ro,
+                    a.workers,
+                    a.seconds
+                );
+                if s.ok && o.ok {
+                    println!("verified: both runs OK");
+                    Ok(true)
+                } else {
+                    Ok(false)
+                }
+            }
+            (Err(e), _) | (_, Err(e)) => Err(e),
+        }
+    } else {
+        run(&a, a.one_lock, a.kill_one, false).map(|r| {
+            println!(
+                "throughput: {:.2} Mops/s over {:.1} s",
+                r.ops as f64 / r.elapsed / 1e6,
+                r.elapsed
+            );
+            println!("{}", r.line);
+            r.ok
+        })
+    };
+    match result {
+        Ok(true) => {}
+        Ok(false) => std::process::exit(1),
+        Err(e) => {
+            eprintln!("registrar: {e}");
+            std::process::exit(1);
+        }
+    }
+}
