@@ -403,3 +403,92 @@ fn a_mutex_is_not_a_plain_struct_of_the_same_fields() {
         1
     );
 }
+
+#[shared_locked]
+struct StripedTable {
+    stripes: lockkit::GenLockSet<4>,
+    #[striped_by(stripes)]
+    per_aor: [u32; 16],
+}
+
+/// The same field names and types, but plain: `&[u32; 16]` for anyone.
+#[derive(lockkit::ShmSafe)]
+#[repr(C)]
+struct PlainTable {
+    stripes: lockkit::GenLockSet<4>,
+    per_aor: [u32; 16],
+}
+
+#[test]
+fn a_striped_field_is_not_a_plain_array() {
+    assert_ne!(
+        <StripedTable as ShmSafe>::LAYOUT.fingerprint(),
+        <PlainTable as ShmSafe>::LAYOUT.fingerprint()
+    );
+    let region = ShmRegion::anonymous(1 << 16).unwrap();
+    let t = region.alloc_zeroed::<StripedTable>().unwrap();
+    region.publish("t", &t).unwrap();
+    assert!(matches!(
+        region.lookup::<PlainTable>("t"),
+        Err(Error::TypeMismatch { .. })
+    ));
+    *t.lock_per_aor(3) = 7;
+    assert_eq!(
+        *region.lookup::<StripedTable>("t").unwrap().lock_per_aor(3),
+        7
+    );
+}
+
+/// Two layouts whose 64-bit fingerprints collide: field names found by a collision search
+/// (a review's: about 1.7e10 hashes), a `u8` in one where the other has a `bool`.
+mod collide_u8 {
+    #[derive(lockkit::ShmSafe)]
+    #[repr(C)]
+    pub struct Flags {
+        pub f: u8,
+        pub xslqbgrxooaeki: u8,
+    }
+}
+mod collide_bool {
+    #[derive(lockkit::ShmSafe)]
+    #[repr(C)]
+    pub struct Flags {
+        pub f: bool,
+        pub xsbzkahkov21fb: u8,
+    }
+}
+
+#[test]
+fn layouts_whose_fingerprints_collide_are_still_told_apart() {
+    let (a, b) = (
+        <collide_u8::Flags as ShmSafe>::LAYOUT.fingerprint(),
+        <collide_bool::Flags as ShmSafe>::LAYOUT.fingerprint(),
+    );
+    assert_eq!(a, b, "the test needs a real collision");
+    let region = ShmRegion::anonymous(1 << 16).unwrap();
+    let w = region
+        .alloc(collide_u8::Flags {
+            f: 2,
+            xslqbgrxooaeki: 0,
+        })
+        .unwrap();
+    region.publish("flags", &w).unwrap();
+    // Looked up or resolved as the other layout: refused (a `bool` holding 2 otherwise).
+    let e = region
+        .lookup::<collide_bool::Flags>("flags")
+        .map(|_| ())
+        .unwrap_err();
+    assert!(matches!(e, Error::LayoutCollision { .. }), "{e}");
+    let p = ShmPtr::<collide_bool::Flags>::from_offset(w.ptr().offset());
+    assert!(matches!(region.get(p), Err(Error::LayoutCollision { .. })));
+    // Nor can the other layout be allocated in this region under the shared fingerprint.
+    let e = region
+        .alloc(collide_bool::Flags {
+            f: true,
+            xsbzkahkov21fb: 0,
+        })
+        .map(|_| ())
+        .unwrap_err();
+    assert!(matches!(e, Error::LayoutCollision { .. }), "{e}");
+    assert_eq!(region.lookup::<collide_u8::Flags>("flags").unwrap().f, 2);
+}

@@ -76,6 +76,10 @@ pub enum Error {
     RootExists { name: String },
     /// Every slot of the root table is in use.
     RootTableFull { capacity: usize },
+    /// Another type in the region has this type's 64-bit layout fingerprint but a different
+    /// layout (two layouts whose hashes collide, which only field names chosen for it
+    /// produce): objects of this type cannot be told from that one's, so none is handed out.
+    LayoutCollision { type_name: String },
     /// The handle was already freed (perhaps through a copy that `fork` made).
     StaleHandle,
     /// The handle belongs to another region.
@@ -204,6 +208,11 @@ impl fmt::Display for Error {
                 f,
                 "the region's root table is full ({capacity} roots): publish one root that \
                  points at the others"
+            ),
+            LayoutCollision { type_name } => write!(
+                f,
+                "{type_name} has the layout fingerprint of another type in this region, whose \
+                 layout differs: rename a field of one of them"
             ),
             StaleHandle => f.write_str(
                 "the object was already freed (perhaps through a copy of the handle made by \

@@ -656,8 +656,20 @@ impl<T> std::fmt::Debug for Striped<T> {
 unsafe impl<T: ShmSafe> Sync for Striped<T> {}
 // SAFETY: an UnsafeCell of a ShmSafe value.
 unsafe impl<T: ShmSafe> ShmSafe for Striped<T> {
-    // repr(transparent): laid out as the array it wraps.
-    const LAYOUT: &'static crate::layout::TypeLayout = T::LAYOUT;
+    // repr(transparent): laid out as the array it wraps, and written under the stripes'
+    // locks while `&` to the struct exist (marked, so a plain struct with the same fields is
+    // another type).
+    const LAYOUT: &'static crate::layout::TypeLayout = &crate::layout::TypeLayout::of_fields::<Self>(
+        "Striped",
+        &[
+            crate::layout::FieldLayout {
+                name: "data",
+                offset: 0,
+                layout: T::LAYOUT,
+            },
+            crate::layout::FieldLayout::interior_mutable(0),
+        ],
+    );
 }
 // SAFETY: zero bytes are a zero T.
 unsafe impl<T: ShmZeroable> ShmZeroable for Striped<T> {}

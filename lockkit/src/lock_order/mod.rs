@@ -48,9 +48,15 @@
 //! object forgets the edges of the locks in it. Locks outside every region (and group
 //! locks) are named by their address, and their edges live in a table of this process; a
 //! group's edges are forgotten when it is destroyed, but a plain `GenLock` in process
-//! memory that is dropped and another made at its address share their edges. The check
-//! is for pairs (A after B, then B after A), not for longer cycles. A full table records
-//! nothing more (1/128 of a region, up to 4096 pairs; 4096 pairs in the process).
+//! memory that is dropped and another made at its address share their edges. So are the
+//! edges between locks of two *different* regions: an AB/BA pair split between two regions
+//! is caught within one process, not across processes. The check is for pairs (A after B,
+//! then B after A), not for longer cycles, and, as in lockdep, it does not know that a
+//! third lock taken first by both threads (a gate) already keeps them apart: such a pair
+//! is reported too, though it cannot deadlock while the gate is always taken. A full table
+//! records nothing more (1/128 of a region, up to 4096 live pairs; 4096 in the process;
+//! the entries of freed objects are used again). A thread's first 32 held locks are
+//! tracked; locks taken while it holds more are not checked.
 
 mod table;
 
@@ -134,7 +140,8 @@ impl fmt::Display for Inversion {
             f,
             "lock order inversion: this thread holds {} (taken at {}) and is about to wait \
              for {} (at {}), but pid {} tid {} took {} (at {}) while holding {} (taken at {}): \
-             two threads doing both can deadlock; take them in one order",
+             two threads doing both can deadlock (unless another lock both always hold first \
+             keeps them apart); take them in one order",
             self.held,
             self.held_at,
             self.taking,

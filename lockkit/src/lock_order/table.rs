@@ -7,7 +7,7 @@
 //! pid, flags, tid]`. A writer claims an empty entry by a compare-exchange of its key from
 //! 0 to `BUSY`, writes the rest, and publishes the key with `Release`; readers skip `BUSY`
 //! entries (an edge being written is missed for that instant, never misread). Entries are
-//! never reused: a forgotten edge becomes a tombstone, which lookups step over. Two
+//! a forgotten edge becomes a tombstone, which lookups step over and inserts reuse. Two
 //! threads recording one new edge at once may both claim an entry for it; either is
 //! correct. A full table records nothing more.
 
@@ -113,11 +113,10 @@ impl<W: Words> EdgeTable<W> {
         for e in self.probe(k) {
             let head = self.w(e, 0)?;
             match head.load(Acquire) {
-                EMPTY => {
-                    if head
-                        .compare_exchange(EMPTY, BUSY, Acquire, Relaxed)
-                        .is_err()
-                    {
+                free @ (EMPTY | TOMB) => {
+                    // A tombstone is reused: lookups step over it either way, so the chains
+                    // through it stay whole, and freed objects do not wear the table out.
+                    if head.compare_exchange(free, BUSY, Acquire, Relaxed).is_err() {
                         continue;
                     }
                     let fields = [
@@ -242,5 +241,12 @@ mod tests {
             assert!(t.find(i, i + 1).is_some(), "{i}");
         }
         assert_eq!(t.edges().len(), 6);
+        // The forgotten entries are used again: freed objects do not wear the table out.
+        assert!(t.insert(edge(100, 101)).is_some());
+        assert!(t.insert(edge(102, 103)).is_some());
+        assert_eq!(t.insert(edge(104, 105)), None);
+        for i in (0..8).filter(|&i| i != 2 && i != 3) {
+            assert!(t.find(i, i + 1).is_some(), "{i}");
+        }
     }
 }

@@ -305,7 +305,11 @@ impl ShmRegion {
     /// matters more; the lock report then names the type as undescribed).
     fn alloc_block(&self, layout: Layout, ty: &TypeLayout) -> Result<(u64, u64)> {
         let _g = self.alloc_lock()?;
-        let _ = self.view().register_type(layout.tag, ty);
+        if self.view().register_type(layout.tag, ty) == Err(types::Registered::Collision) {
+            return Err(Error::LayoutCollision {
+                type_name: ty.name.into(),
+            });
+        }
         self.heap().alloc(layout)
     }
 
@@ -392,7 +396,9 @@ impl ShmRegion {
 
     /// Resolves a [`ShmPtr`], checking that it points at a live `T` in this region.
     pub fn get<T: ShmSafe>(&self, ptr: ShmPtr<T>) -> Result<&T> {
-        self.heap().check_live(ptr.offset(), layout_of::<T>())?;
+        let layout = layout_of::<T>();
+        self.heap().check_live(ptr.offset(), layout)?;
+        self.check_described::<T>(layout.tag)?;
         // SAFETY: check_live found a live block tagged for T, large and aligned enough.
         Ok(unsafe { self.object(ptr.offset()) })
     }
@@ -563,6 +569,30 @@ impl ShmRegion {
         Ok(root.offset.load(Relaxed))
     }
 
+    /// Checks that the region describes fingerprint `tag` as `T`'s layout (not another
+    /// layout whose fingerprint collides with it); remembered per thread, region and type.
+    fn check_described<T: ShmSafe>(&self, tag: u64) -> Result<()> {
+        thread_local! {
+            static CHECKED: std::cell::RefCell<std::collections::HashSet<(usize, u64, usize)>> =
+                std::cell::RefCell::new(std::collections::HashSet::new());
+        }
+        let key = (
+            Arc::as_ptr(&self.inner) as usize,
+            tag,
+            T::LAYOUT as *const TypeLayout as usize,
+        );
+        if CHECKED.try_with(|c| c.borrow().contains(&key)) == Ok(true) {
+            return Ok(());
+        }
+        if !self.view().described_as(tag, T::LAYOUT) {
+            return Err(Error::LayoutCollision {
+                type_name: std::any::type_name::<T>().into(),
+            });
+        }
+        let _ = CHECKED.try_with(|c| c.borrow_mut().insert(key));
+        Ok(())
+    }
+
     /// Finds the object published as `name`, checking that it has `T`'s layout (compared
     /// structurally, see [`layout`]: the same struct compiled into another
     /// program under another path is found; a changed field is not). A mismatch is
@@ -589,6 +619,7 @@ impl ShmRegion {
         let offset = self.root_offset(name, (layout.tag, LockSetHead::<R>::LAYOUT), &expected)?;
         let heap = self.heap();
         heap.check_live(offset, layout)?;
+        self.check_described::<LockSetHead<R>>(layout.tag)?;
         // SAFETY: a live block tagged as a lock-set head of this backend.
         let head: &LockSetHead<R> = unsafe { self.object(offset) };
         let len = head.len.load(Relaxed);

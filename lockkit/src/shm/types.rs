@@ -23,9 +23,14 @@ const WORD: u64 = size_of::<AtomicU64>() as u64;
 /// Words before an entry's text: fingerprint, length.
 const HEAD_WORDS: u64 = 2;
 
-/// Why a type could not be described.
-#[derive(Debug)]
-pub(crate) struct RegistryFull;
+/// Why a type was not (newly) described.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Registered {
+    /// No room left: the type stays undescribed (and unchecked beyond its fingerprint).
+    Full,
+    /// Another layout is described under the same fingerprint.
+    Collision,
+}
 
 impl<'a> View<'a> {
     /// The registry word `i` (counted from the area's start), if the area has it.
@@ -61,10 +66,14 @@ impl<'a> View<'a> {
 
     /// Makes sure `layout` (with fingerprint `tag`) is described; the caller holds the
     /// allocator lock. Cheap when it is: a walk over the entries' heads.
-    pub(super) fn register_type(&self, tag: u64, layout: &TypeLayout) -> Result<(), RegistryFull> {
+    pub(super) fn register_type(&self, tag: u64, layout: &TypeLayout) -> Result<(), Registered> {
         let entries = self.type_entries();
         if entries.iter().any(|&(_, fp, _)| fp == tag) {
-            return Ok(());
+            return if self.described_as(tag, layout) {
+                Ok(())
+            } else {
+                Err(Registered::Collision)
+            };
         }
         let next = entries
             .last()
@@ -73,7 +82,7 @@ impl<'a> View<'a> {
         let words = (text.len() as u64).div_ceil(WORD);
         // The last word must exist before anything is written.
         self.type_word(next + HEAD_WORDS + words.max(1) - 1)
-            .ok_or(RegistryFull)?;
+            .ok_or(Registered::Full)?;
         let word = |i| self.type_word(i).expect("checked: inside the area");
         word(next).store(tag, Relaxed);
         word(next + 1).store(text.len() as u64, Relaxed);
@@ -86,6 +95,14 @@ impl<'a> View<'a> {
             .types_used
             .store((next + HEAD_WORDS + words) * WORD, Release);
         Ok(())
+    }
+
+    /// Whether the description registered for `tag` is `layout`'s, or none is (a full or
+    /// damaged registry cannot tell; the fingerprint is then the only check). A 64-bit
+    /// fingerprint can be made to collide by choosing field names; the description cannot.
+    pub(crate) fn described_as(&self, tag: u64, layout: &TypeLayout) -> bool {
+        let there = self.description(tag);
+        there.is_empty() || there == layout::encode(layout)
     }
 
     /// The description registered for fingerprint `tag`, or nothing.
