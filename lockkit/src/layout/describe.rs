@@ -144,11 +144,17 @@ pub(crate) fn decode(bytes: &[u8]) -> Vec<Line> {
     text.lines()
         .filter_map(|l| {
             let mut parts = l.split('\t');
-            let path = parts.next()?.to_owned();
+            // The region's bytes, which reach messages and terminals: no control characters.
+            let clean = |s: &str| -> String {
+                s.chars()
+                    .map(|c| if c.is_control() { '?' } else { c })
+                    .collect()
+            };
+            let path = clean(parts.next()?);
             let offset = parts.next()?.parse().ok()?;
             let size = parts.next()?.parse().ok()?;
             let align = parts.next()?.parse().ok()?;
-            let what = parts.next()?.to_owned();
+            let what = clean(parts.next()?);
             Some(Line {
                 path,
                 offset,

@@ -264,7 +264,14 @@ fn walk(
         .roots
         .iter()
         .filter(|r| r.name.iter().any(|w| w.load(Relaxed) != 0))
-        .map(|r| (r.offset.load(Relaxed), header::unpack(&r.name)))
+        .map(|r| {
+            // Names are the region's bytes, and reach terminals: no control characters.
+            let name: String = header::unpack(&r.name)
+                .chars()
+                .map(|c| if c.is_control() { '?' } else { c })
+                .collect();
+            (r.offset.load(Relaxed), name)
+        })
         .collect();
     let blocks = view.heap().live_blocks();
     let mut descriptions: HashMap<u64, Vec<Line>> = HashMap::new();
