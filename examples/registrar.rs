@@ -55,6 +55,22 @@ struct Binding {
     expires: u64,
     cseq: u32,
     owner: u32,
+    /// The contact URI, as the REGISTER carried it (checked at the end against the AOR).
+    contact: [u8; 64],
+}
+
+/// The contact a REGISTER for `aor` carries: `sip:<aor>@10.<..>:5060;transport=udp`.
+fn contact_for(aor: u64) -> [u8; 64] {
+    use std::io::Write;
+    let mut c = [0u8; 64];
+    let _ = write!(
+        &mut c[..],
+        "sip:{aor}@10.{}.{}.{}:5060;transport=udp",
+        (aor >> 16) & 255,
+        (aor >> 8) & 255,
+        aor & 255
+    );
+    c
 }
 
 #[derive(ShmSafe, Clone, Copy)]
@@ -125,6 +141,8 @@ struct Control {
     stop: AtomicU32,
     /// 1 + the worker to stop mid-update and kill; 0 for none.
     doomed: AtomicU32,
+    /// `--one-lock`: every bucket operation also takes the global lock.
+    one_lock: AtomicU32,
 }
 
 /// A counter on a cache line of its own.
@@ -240,7 +258,35 @@ fn parse_args() -> Result<Args, String> {
 
 /// Takes bucket `b`'s stripe; if a holder died holding it, repairs the stripe's buckets
 /// first (their counts may be off by the update it was making) and marks it consistent.
-fn bucket<'t>(reg: &'t Registrar, b: usize, log: &WorkerLog) -> StripeGuard<'t, Bucket> {
+fn bucket<'t>(reg: &'t Registrar, b: usize, log: &WorkerLog) -> Locked<'t> {
+    // `--one-lock`: the global lock first, at the same point the stripe would be taken.
+    let global = (reg.control.one_lock.load(Relaxed) != 0).then(|| reg.global.lock());
+    Locked {
+        stripe: stripe(reg, b, log),
+        _global: global,
+    }
+}
+
+/// A bucket under its stripe (and, with `--one-lock`, the global lock).
+struct Locked<'t> {
+    stripe: StripeGuard<'t, Bucket>,
+    _global: Option<lockkit::GenLockGuard<'t>>,
+}
+
+impl std::ops::Deref for Locked<'_> {
+    type Target = Bucket;
+    fn deref(&self) -> &Bucket {
+        &self.stripe
+    }
+}
+
+impl std::ops::DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut Bucket {
+        &mut self.stripe
+    }
+}
+
+fn stripe<'t>(reg: &'t Registrar, b: usize, log: &WorkerLog) -> StripeGuard<'t, Bucket> {
     let mut g = reg.lock_buckets(b);
     if StripeGuard::owner_died(&g) {
         drop(g);
@@ -262,6 +308,7 @@ fn bucket<'t>(reg: &'t Registrar, b: usize, log: &WorkerLog) -> StripeGuard<'t, 
 fn register(reg: &Registrar, w: usize, aor: u64, doomed: bool) {
     let log = &reg.logs[w];
     let b = bucket_of(aor);
+    let contact = contact_for(aor);
     let mut g = bucket(reg, b, log);
     log.pending.store(REGISTER << 56 | aor, Relaxed);
     log.stripe.store((b % STRIPES) as u32, Relaxed);
@@ -269,6 +316,9 @@ fn register(reg: &Registrar, w: usize, aor: u64, doomed: bool) {
     if let Some(s) = g.slots.iter_mut().find(|s| s.aor == aor) {
         s.cseq += 1;
         s.expires += 3600;
+        if s.contact != contact {
+            s.contact = contact;
+        }
         log.refreshes.fetch_add(1, Relaxed);
         log.cseq_sum.fetch_add(1, Relaxed);
     } else if (g.used as usize) < SLOTS {
@@ -295,6 +345,7 @@ fn register(reg: &Registrar, w: usize, aor: u64, doomed: bool) {
             expires: 3600,
             cseq: 1,
             owner: w as u32,
+            contact,
         };
         log.registers.fetch_add(1, Relaxed);
         log.live.fetch_add(1, Relaxed);
@@ -309,7 +360,11 @@ fn register(reg: &Registrar, w: usize, aor: u64, doomed: bool) {
 fn lookup(reg: &Registrar, w: usize, aor: u64) {
     let log = &reg.logs[w];
     let g = bucket(reg, bucket_of(aor), log);
-    if g.slots.iter().any(|s| s.aor == aor) {
+    if let Some(s) = g.slots.iter().find(|s| s.aor == aor) {
+        // What a lookup answers with: the contact, copied out under the stripe.
+        let contact = s.contact;
+        drop(g);
+        std::hint::black_box(contact);
         log.hits.fetch_add(1, Relaxed);
     }
     log.lookups.fetch_add(1, Relaxed);
@@ -331,7 +386,7 @@ fn expire(reg: &Registrar, w: usize, aor: u64) {
 }
 
 /// A worker process: a request thread and a timer thread sharing dialogs.
-fn worker(table: Table, w: usize, one_lock: bool) -> i32 {
+fn worker(table: Table, w: usize) -> i32 {
     let reg: &Registrar = &table;
     let log = &reg.logs[w];
     log.pid.store(std::process::id(), Relaxed);
@@ -365,13 +420,11 @@ fn worker(table: Table, w: usize, one_lock: bool) -> i32 {
         rng ^= rng >> 7;
         rng ^= rng << 17;
         let aor = 1 + w as u64 * AORS + rng % AORS;
-        let _global = one_lock.then(|| reg.global.lock());
         match (rng >> 32) % 100 {
             0..=44 => register(reg, w, aor, doomed && ops >= kill_after),
             45..=84 => lookup(reg, w, aor),
             85..=96 => expire(reg, w, aor),
             _ => {
-                drop(_global);
                 // A dialog for this AOR: its group chains the bucket's stripe (before the
                 // group's own lock), so whoever takes the dialog takes the stripe first.
                 let dialog = GrpLock::new();
@@ -495,6 +548,7 @@ fn run(a: &Args, one_lock: bool, kill_one: bool, quiet: bool) -> Result<RunResul
     if kill_one {
         table.control.doomed.store(1, Relaxed);
     }
+    table.control.one_lock.store(u32::from(one_lock), Relaxed);
     if !quiet {
         println!(
             "registrar: region {} ({} buckets over {} stripes), {} workers, {} s{}{}",
@@ -514,7 +568,7 @@ fn run(a: &Args, one_lock: bool, kill_one: bool, quiet: bool) -> Result<RunResul
     let pids: Vec<libc::pid_t> = (0..a.workers)
         .map(|w| {
             let t = Arc::clone(&table);
-            fork(move || worker(t, w, one_lock))
+            fork(move || worker(t, w))
         })
         .collect();
     let t0 = Instant::now();
@@ -657,6 +711,9 @@ fn verify(reg: &Registrar, workers: usize, killed: Option<(usize, u32)>, quiet: 
                     s.aor
                 ));
                 continue;
+            }
+            if s.contact != contact_for(s.aor) {
+                fail(format!("bucket {b}: aor {} carries another contact", s.aor));
             }
             live[w] += 1;
             cseq[w] += u64::from(s.cseq);
