@@ -471,6 +471,15 @@ fn fork(work: impl FnOnce() -> i32) -> libc::pid_t {
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
     if pid == 0 {
+        // A worker must not outlive the parent (killed, or ended by a closed pipe): it would
+        // run on, unstopped, holding the region.
+        // SAFETY: prctl with an integer argument; getppid cannot fail.
+        unsafe {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            if libc::getppid() == 1 {
+                libc::_exit(1);
+            }
+        }
         let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).unwrap_or(101);
         // SAFETY: ends the child without the parent's exit handlers.
         unsafe { libc::_exit(code) };
@@ -812,6 +821,10 @@ fn verify(reg: &Registrar, workers: usize, killed: Option<(usize, u32)>, quiet: 
 }
 
 fn main() {
+    // Output piped into `head` and closed: end quietly, as a C tool does, instead of
+    // panicking on the failed write.
+    // SAFETY: restoring the default action of SIGPIPE, before any thread exists.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let a = match parse_args() {
         Ok(a) => a,
         Err(e) => {

@@ -127,6 +127,10 @@ fn render(report: &LockReport, seen: &Seen, args: &Args, now: Instant) -> String
 }
 
 fn main() -> ExitCode {
+    // Output piped into `head` and closed: end quietly, as a C tool does, instead of
+    // panicking on the failed write.
+    // SAFETY: restoring the default action of SIGPIPE, before any thread exists.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let args = match parse(std::env::args().skip(1)) {
         Ok(a) => a,
         Err(e) => {
