@@ -144,12 +144,8 @@ pub(crate) fn decode(bytes: &[u8]) -> Vec<Line> {
     text.lines()
         .filter_map(|l| {
             let mut parts = l.split('\t');
-            // The region's bytes, which reach messages and terminals: no control characters.
-            let clean = |s: &str| -> String {
-                s.chars()
-                    .map(|c| if c.is_control() { '?' } else { c })
-                    .collect()
-            };
+            // The region's bytes, which reach messages and terminals.
+            let clean = crate::shm::view::printable;
             let path = clean(parts.next()?);
             let offset = parts.next()?.parse().ok()?;
             let size = parts.next()?.parse().ok()?;

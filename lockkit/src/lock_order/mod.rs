@@ -406,11 +406,7 @@ fn site_text(code: u64, region: Option<&View<'_>>) -> Option<String> {
 }
 
 /// The recorded edge `from -> to`, if any, with its entry; run `f` on it in its table.
-fn with_edge<T>(
-    from: &Id,
-    to: &Id,
-    f: impl FnOnce(Edge, Option<&View<'_>>, u64) -> T,
-) -> Option<T> {
+fn with_edge<T>(from: &Id, to: &Id, f: impl FnOnce(Edge, Option<&View<'_>>) -> T) -> Option<T> {
     if from.same_region(to) {
         let (Id::Shm { off: a, .. }, Id::Shm { off: b, .. }) = (from, to) else {
             return None;
@@ -418,7 +414,7 @@ fn with_edge<T>(
         with_view(from, |view| {
             let t = EdgeTable(RegionWords::of(view));
             let (entry, edge) = t.find(*a, *b)?;
-            let out = f(edge, Some(view), entry);
+            let out = f(edge, Some(view));
             t.flag(entry, INVERTED);
             Some(out)
         })
@@ -426,7 +422,7 @@ fn with_edge<T>(
     } else {
         let t = EdgeTable(LocalWords);
         let (entry, edge) = t.find(from.code(), to.code())?;
-        let out = f(edge, None, entry);
+        let out = f(edge, None);
         t.flag(entry, INVERTED);
         Some(out)
     }
@@ -491,7 +487,7 @@ pub(crate) fn before_wait(addr: usize, what: What, site: &'static Location<'stat
     let taking = Held { addr, what, site };
     let taking_id = taking.id();
     for h in held.iter().filter(|h| h.addr != addr) {
-        let found = with_edge(&taking_id, &h.id(), |edge, view, _| {
+        let found = with_edge(&taking_id, &h.id(), |edge, view| {
             (
                 site_text(edge.held_site, view),
                 site_text(edge.taken_site, view),

@@ -265,11 +265,7 @@ fn walk(
         .iter()
         .filter(|r| r.name.iter().any(|w| w.load(Relaxed) != 0))
         .map(|r| {
-            // Names are the region's bytes, and reach terminals: no control characters.
-            let name: String = header::unpack(&r.name)
-                .chars()
-                .map(|c| if c.is_control() { '?' } else { c })
-                .collect();
+            let name = crate::shm::view::printable(&header::unpack(&r.name));
             (r.offset.load(Relaxed), name)
         })
         .collect();

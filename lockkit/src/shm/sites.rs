@@ -53,14 +53,7 @@ impl View<'_> {
             bytes.extend_from_slice(&self.site_word(index, 2 + w)?.load(Relaxed).to_le_bytes());
         }
         bytes.truncate(len);
-        // Whoever can write the region can write these bytes: no control characters (a
-        // terminal escape in a site would reach the inspector's screen).
-        Some(
-            String::from_utf8_lossy(&bytes)
-                .chars()
-                .map(|c| if c.is_control() { '?' } else { c })
-                .collect(),
-        )
+        Some(super::view::printable(&String::from_utf8_lossy(&bytes)))
     }
 
     /// The index of `text`'s entry, recording it if the table does not have it yet; `None`

@@ -7,6 +7,15 @@ use std::sync::atomic::AtomicU64;
 use super::header::{Header, Identity, HEADER_SIZE};
 use super::heap::Heap;
 
+/// `s` with every control character replaced by `?`: text read from a region (names, lock
+/// sites, layout descriptions) is whatever a writer of the region put there, and reaches
+/// messages and terminals (a terminal escape must not).
+pub(crate) fn printable(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
 /// A mapped region, identity validated.
 pub(crate) struct View<'a> {
     base: *mut u8,
