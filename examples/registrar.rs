@@ -59,6 +59,16 @@ struct Binding {
     contact: [u8; 64],
 }
 
+impl Binding {
+    const FREE: Binding = Binding {
+        aor: 0,
+        expires: 0,
+        cseq: 0,
+        owner: 0,
+        contact: [0; 64],
+    };
+}
+
 /// The contact a REGISTER for `aor` carries: `sip:<aor>@10.<..>:5060;transport=udp`.
 fn contact_for(aor: u64) -> [u8; 64] {
     use std::io::Write;
@@ -126,9 +136,10 @@ struct Registrar {
     /// `--one-lock`: taken around every bucket operation, for the comparison.
     #[standalone]
     global: GenLock,
-    /// Marks made under each worker's dialog group locks (which hold a stripe), a cache line
-    /// each.
-    dialog_marks: [Counter; 16],
+    /// Marks made under dialog group locks, per stripe: a plain load and store (not an atomic
+    /// add), so a dialog whose group did not really hold its bucket's stripe would lose
+    /// marks to another process's dialog on the same stripe. A cache line each.
+    stripe_marks: [Counter; 16],
     logs: [WorkerLog; 16],
     /// Read by every worker on every operation, written twice: a line of its own.
     control: Control,
@@ -250,6 +261,9 @@ fn parse_args() -> Result<Args, String> {
             other => return Err(format!("unknown argument {other:?} (try --help)")),
         }
     }
+    if a.compare && (a.kill_one || a.one_lock) {
+        return Err("--compare runs its own two runs: without --kill-one or --one-lock".into());
+    }
     if a.kill_one && a.workers < 2 {
         return Err("--kill-one needs at least 2 workers (one to kill, one to go on)".into());
     }
@@ -260,7 +274,13 @@ fn parse_args() -> Result<Args, String> {
 /// first (their counts may be off by the update it was making) and marks it consistent.
 fn bucket<'t>(reg: &'t Registrar, b: usize, log: &WorkerLog) -> Locked<'t> {
     // `--one-lock`: the global lock first, at the same point the stripe would be taken.
-    let global = (reg.control.one_lock.load(Relaxed) != 0).then(|| reg.global.lock());
+    let global = (reg.control.one_lock.load(Relaxed) != 0).then(|| {
+        let mut g = reg.global.lock();
+        // It guards no data of its own: a dead holder's buckets are repaired through their
+        // stripe, below.
+        lockkit::GenLockGuard::mark_consistent(&mut g);
+        g
+    });
     Locked {
         stripe: stripe(reg, b, log),
         _global: global,
@@ -376,13 +396,21 @@ fn expire(reg: &Registrar, w: usize, aor: u64) {
     log.pending.store(EXPIRE << 56 | aor, Relaxed);
     if let Some(s) = g.slots.iter_mut().find(|s| s.aor == aor) {
         let cseq = s.cseq;
-        s.aor = 0;
+        // The whole slot, not just its key: a half-written insert later must not revive
+        // this binding's old fields.
+        *s = Binding::FREE;
         g.used -= 1;
         log.expiries.fetch_add(1, Relaxed);
         log.live.fetch_sub(1, Relaxed);
         log.cseq_sum.fetch_sub(u64::from(cseq), Relaxed);
     }
     log.pending.store(0, Relaxed);
+}
+
+/// One mark on `stripe`'s counter, by a thread whose dialog group holds that stripe.
+fn mark(reg: &Registrar, stripe: usize) {
+    let c = &reg.stripe_marks[stripe];
+    c.store(c.load(Relaxed) + 1, Relaxed);
 }
 
 /// A worker process: a request thread and a timer thread sharing dialogs.
@@ -394,16 +422,17 @@ fn worker(table: Table, w: usize) -> i32 {
     while reg.control.start.load(Acquire) == 0 {
         std::thread::sleep(Duration::from_millis(1));
     }
-    let (to_timer, timer_rx) = mpsc::channel::<(GrpLock, lockkit::grp::Member<Transaction>)>();
+    let (to_timer, timer_rx) =
+        mpsc::channel::<(GrpLock, lockkit::grp::Member<Transaction>, usize)>();
     let timer = {
         let table = Arc::clone(&table);
         std::thread::spawn(move || {
             // The timer: retransmits each transaction once, under its dialog's group lock
             // (which also holds the dialog's bucket stripe), then lets go of the dialog.
-            for (dialog, tsx) in timer_rx {
+            for (dialog, tsx, stripe) in timer_rx {
                 locked!(t = tsx => {
                     t.retransmits += 1;
-                    table.dialog_marks[w].fetch_add(1, Relaxed);
+                    mark(&table, stripe);
                     table.logs[w].dialog_marks.fetch_add(1, Relaxed);
                 });
                 drop(tsx);
@@ -414,7 +443,7 @@ fn worker(table: Table, w: usize) -> i32 {
     let mut rng = 0x9e37_79b9_7f4a_7c15u64 ^ ((w as u64 + 1) << 17);
     let mut ops = 0u64;
     let doomed = reg.control.doomed.load(Relaxed) == w as u32 + 1;
-    let kill_after = 20_000;
+    let kill_after = 2_000;
     while reg.control.stop.load(Relaxed) == 0 {
         rng ^= rng << 13;
         rng ^= rng >> 7;
@@ -428,9 +457,10 @@ fn worker(table: Table, w: usize) -> i32 {
                 // A dialog for this AOR: its group chains the bucket's stripe (before the
                 // group's own lock), so whoever takes the dialog takes the stripe first.
                 let dialog = GrpLock::new();
-                let stripe = SetEntry::new(Stripes(Arc::clone(&table)), bucket_of(aor) % STRIPES);
+                let stripe = bucket_of(aor) % STRIPES;
+                let entry = SetEntry::new(Stripes(Arc::clone(&table)), stripe);
                 dialog
-                    .chain_lock(Arc::new(stripe), -1)
+                    .chain_lock(Arc::new(entry), -1)
                     .expect("a new group can chain a lock");
                 let d = Dialog {
                     group: WeakGrpLock::new(),
@@ -447,11 +477,11 @@ fn worker(table: Table, w: usize) -> i32 {
                 log.dialogs_made.fetch_add(1, Relaxed);
                 locked!(d = d => {
                     d.requests += 1;
-                    reg.dialog_marks[w].fetch_add(1, Relaxed);
+                    mark(reg, stripe);
                     log.dialog_marks.fetch_add(1, Relaxed);
                 });
                 drop(d);
-                if to_timer.send((dialog, tsx)).is_err() {
+                if to_timer.send((dialog, tsx, stripe)).is_err() {
                     break;
                 }
             }
@@ -599,8 +629,12 @@ fn run(a: &Args, one_lock: bool, kill_one: bool, quiet: bool) -> Result<RunResul
     let mut last = (Instant::now(), 0u64);
     let run_for = Duration::from_secs_f64(a.seconds);
     while t0.elapsed() < run_for {
-        std::thread::sleep(Duration::from_millis(100));
-        longest.sample(&region);
+        // Poll often until the doomed worker is killed, then every 100 ms.
+        let waiting_to_kill = kill_one && killed.is_none();
+        std::thread::sleep(Duration::from_millis(if waiting_to_kill { 1 } else { 100 }));
+        if !waiting_to_kill || last.0.elapsed() >= Duration::from_secs(1) {
+            longest.sample(&region);
+        }
         if kill_one && killed.is_none() && table.logs[0].holding.load(Acquire) == 2 {
             let stripe = table.logs[0].stripe.load(Relaxed);
             // SAFETY: signalling our own child.
@@ -684,7 +718,9 @@ fn run(a: &Args, one_lock: bool, kill_one: bool, quiet: bool) -> Result<RunResul
     } else {
         "verified: FAILED".to_string()
     };
-    let _ = ShmRegion::unlink(&a.name);
+    // The name goes with the last handle, and only if it still names this region (another
+    // run may have replaced it meanwhile).
+    drop((table, region));
     Ok(RunResult {
         ops,
         elapsed,
@@ -700,9 +736,23 @@ fn verify(reg: &Registrar, workers: usize, killed: Option<(usize, u32)>, quiet: 
         println!("  MISMATCH: {msg}");
         ok = false;
     };
-    // Every bucket: its count matches its slots, and each binding is an owner's own AOR.
+    // Every lock recovered: no stripe (nor the global lock) still marked as left by a dead
+    // holder.
+    for i in 0..STRIPES {
+        if reg.stripes.at(i).is_inconsistent() {
+            fail(format!(
+                "stripe {i} is still marked inconsistent: nobody repaired it"
+            ));
+        }
+    }
+    if reg.global.is_inconsistent() {
+        fail("the global lock is still marked inconsistent".into());
+    }
+    // Every bucket: its count matches its slots; each binding is its owner's own AOR, in
+    // its bucket, once, with its contact, and refreshed as often as its cseq says.
     let mut live = [0u64; MAX_WORKERS];
     let mut cseq = [0u64; MAX_WORKERS];
+    let mut seen = std::collections::HashSet::new();
     for b in 0..BUCKETS {
         let g = reg.lock_buckets(b);
         let used = g.slots.iter().filter(|s| s.aor != 0).count() as u32;
@@ -721,8 +771,17 @@ fn verify(reg: &Registrar, workers: usize, killed: Option<(usize, u32)>, quiet: 
                 ));
                 continue;
             }
+            if !seen.insert(s.aor) {
+                fail(format!("aor {} is bound twice", s.aor));
+            }
             if s.contact != contact_for(s.aor) {
                 fail(format!("bucket {b}: aor {} carries another contact", s.aor));
+            }
+            if s.cseq == 0 || s.expires != 3600 * u64::from(s.cseq) {
+                fail(format!(
+                    "aor {}: cseq {} but expires {} (each REGISTER adds 3600)",
+                    s.aor, s.cseq, s.expires
+                ));
             }
             live[w] += 1;
             cseq[w] += u64::from(s.cseq);
@@ -735,15 +794,26 @@ fn verify(reg: &Registrar, workers: usize, killed: Option<(usize, u32)>, quiet: 
         );
         println!("|---|---|---|---|---|---|---|---|---|---|");
     }
+    let mut marks_logged = 0;
     for w in 0..workers {
         let l = &reg.logs[w];
         let get = |a: &AtomicU64| a.load(Relaxed);
         let dead = killed.is_some_and(|k| k.0 == w);
+        marks_logged += get(&l.dialog_marks);
+        // The log against the table, and the log against itself.
         if get(&l.live) != live[w] {
             fail(format!(
                 "worker {w}: log says {} bindings, the table holds {}",
                 get(&l.live),
                 live[w]
+            ));
+        }
+        if get(&l.registers) - get(&l.expiries) != get(&l.live) {
+            fail(format!(
+                "worker {w}: {} inserted and {} expired, but {} live by its log",
+                get(&l.registers),
+                get(&l.expiries),
+                get(&l.live)
             ));
         }
         if get(&l.cseq_sum) != cseq[w] {
@@ -753,11 +823,13 @@ fn verify(reg: &Registrar, workers: usize, killed: Option<(usize, u32)>, quiet: 
                 cseq[w]
             ));
         }
-        let marks = reg.dialog_marks[w].load(Relaxed);
-        if marks != get(&l.dialog_marks) && !dead {
+        // Every REGISTER added 1 to some binding's cseq; expiries took theirs away.
+        if get(&l.cseq_sum) > get(&l.registers) + get(&l.refreshes) {
             fail(format!(
-                "worker {w}: {marks} dialog marks in the table, {} in its log",
-                get(&l.dialog_marks)
+                "worker {w}: cseq sum {} above its {} inserts and {} refreshes",
+                get(&l.cseq_sum),
+                get(&l.registers),
+                get(&l.refreshes)
             ));
         }
         if !dead && get(&l.dialogs_made) != get(&l.dialogs_destroyed) {
@@ -784,24 +856,46 @@ fn verify(reg: &Registrar, workers: usize, killed: Option<(usize, u32)>, quiet: 
             );
         }
     }
+    // Marks made under the dialogs' group locks: lost ones mean a group did not hold its
+    // stripe. A killed worker's two threads may each have marked the table and not yet
+    // their log.
+    let marked: u64 = reg.stripe_marks.iter().map(|c| c.load(Relaxed)).sum();
+    let slack = if killed.is_some() { 2 } else { 0 };
+    if marked < marks_logged || marked > marks_logged + slack {
+        fail(format!(
+            "{marked} marks made under dialog group locks, {marks_logged} logged"
+        ));
+    }
     if let Some((w, stripe)) = killed {
         let l = &reg.logs[w];
         let repairs: u64 = (0..workers)
             .map(|v| reg.logs[v].repairs.load(Relaxed))
             .sum();
         let pending = l.pending.load(Relaxed);
+        let op = match pending >> 56 {
+            REGISTER => "REGISTER",
+            EXPIRE => "expiry",
+            _ => "nothing",
+        };
         if !quiet {
             println!(
-                "\nworker {w} was killed holding stripe {stripe} in the middle of REGISTER of \
-                 aor {} (its bucket's count bumped, the binding not written). Before that it \
-                 had completed {} operations, all in the table as its log says: {} bindings, \
-                 cseq sum {}. The stripe's next holder was told the owner died and repaired it \
-                 ({repairs} repair(s)); its dialogs still in flight died with it ({} made, {} \
-                 destroyed).",
+                "\nworker {w} was killed holding stripe {stripe}, its pending update a {op} of aor {} \
+                 (its log's journal). Its log counts {} operations done, {} bindings and a \
+                 cseq sum of {}; the table holds {} and {} of its bindings: {}. Stripe repairs \
+                 by the other workers after being told the owner died: {repairs}; every stripe \
+                 is consistent again: {}. Its dialogs: {} made, {} destroyed before it died.",
                 pending & ((1 << 56) - 1),
                 l.ops.load(Relaxed),
+                l.live.load(Relaxed),
+                l.cseq_sum.load(Relaxed),
                 live[w],
                 cseq[w],
+                if l.live.load(Relaxed) == live[w] && l.cseq_sum.load(Relaxed) == cseq[w] {
+                    "the same (the pending update never landed)"
+                } else {
+                    "NOT the same"
+                },
+                (0..STRIPES).all(|i| !reg.stripes.at(i).is_inconsistent()),
                 l.dialogs_made.load(Relaxed),
                 l.dialogs_destroyed.load(Relaxed),
             );
