@@ -144,10 +144,10 @@ impl<R: RawLock> GenLock<R> {
     #[track_caller]
     pub fn lock(&self) -> GenLockGuard<'_, R> {
         #[cfg(feature = "lock-debug")]
-        crate::lock_order::before_wait(self.addr(), What::Lock, Location::caller());
+        let held = crate::lock_order::before_wait(self.addr(), What::Lock, Location::caller());
         let how = self.raw.lock();
         #[cfg(feature = "lock-debug")]
-        crate::lock_order::acquired(self.addr(), What::Lock, Location::caller(), true);
+        crate::lock_order::acquired(self.addr(), What::Lock, Location::caller(), held);
         GenLockGuard::new(self, how)
     }
 
@@ -162,7 +162,7 @@ impl<R: RawLock> GenLock<R> {
     pub fn try_lock(&self) -> Option<GenLockGuard<'_, R>> {
         let how = self.raw.try_lock()?;
         #[cfg(feature = "lock-debug")]
-        crate::lock_order::acquired(self.addr(), What::Lock, Location::caller(), false);
+        crate::lock_order::acquired(self.addr(), What::Lock, Location::caller(), None);
         Some(GenLockGuard::new(self, how))
     }
 
@@ -172,7 +172,7 @@ impl<R: RawLock> GenLock<R> {
     pub fn try_lock_for(&self, timeout: Duration) -> Option<GenLockGuard<'_, R>> {
         let how = self.raw.try_lock_for(timeout)?;
         #[cfg(feature = "lock-debug")]
-        crate::lock_order::acquired(self.addr(), What::Lock, Location::caller(), false);
+        crate::lock_order::acquired(self.addr(), What::Lock, Location::caller(), None);
         Some(GenLockGuard::new(self, how))
     }
 

@@ -508,13 +508,12 @@ fn enter(inner: &Inner, mode: Mode) -> Result<&Inner, inner::Fail> {
     if !inner.resolve().held_by_me() {
         use crate::lock_order::{acquired, before_wait, What};
         let site = std::panic::Location::caller();
-        let waits = matches!(mode, Mode::Wait);
-        if waits {
-            before_wait(inner.resolve() as *const Inner as usize, What::Group, site);
-        }
+        let held = matches!(mode, Mode::Wait)
+            .then(|| before_wait(inner.resolve() as *const Inner as usize, What::Group, site))
+            .flatten();
         let taken = inner.enter(mode);
         if let Ok(g) = &taken {
-            acquired(*g as *const Inner as usize, What::Group, site, waits);
+            acquired(*g as *const Inner as usize, What::Group, site, held);
         }
         return taken;
     }

@@ -270,15 +270,33 @@ impl Stack {
         self.len.get()
     }
 
-    fn snapshot(&self, len: usize) -> Vec<Held> {
-        self.slots[..len].iter().filter_map(Cell::get).collect()
+    fn snapshot(&self, len: usize) -> Snapshot {
+        let mut out = Snapshot {
+            held: [None; MAX_HELD],
+        };
+        for (o, s) in out.held.iter_mut().zip(&self.slots[..len]) {
+            *o = s.get();
+        }
+        out
     }
 }
 
-/// The locks this thread holds, oldest first (`None` when it holds none: the common case,
-/// which allocates nothing).
+/// The locks a thread held at one moment: a copy on the stack (the lock path allocates
+/// nothing, which `tests/grp_alloc.rs` checks for group locks).
+#[derive(Clone, Copy)]
+pub(crate) struct Snapshot {
+    held: [Option<Held>; MAX_HELD],
+}
+
+impl Snapshot {
+    fn iter(&self) -> impl Iterator<Item = &Held> {
+        self.held.iter().flatten()
+    }
+}
+
+/// The locks this thread holds, oldest first (`None` when it holds none: the common case).
 #[inline]
-fn held_now() -> Option<Vec<Held>> {
+fn held_now() -> Option<Snapshot> {
     HELD.try_with(|s| {
         let len = s.current();
         (len > 0).then(|| s.snapshot(len))
@@ -287,20 +305,16 @@ fn held_now() -> Option<Vec<Held>> {
     .flatten()
 }
 
-/// Records that this thread holds `h`; returns what it held before when `want_before`.
+/// Records that this thread holds `h`.
 #[inline]
-fn push(h: Held, want_before: bool) -> Option<Vec<Held>> {
-    HELD.try_with(|s| {
+fn push(h: Held) {
+    let _ = HELD.try_with(|s| {
         let len = s.current();
-        let before = (want_before && len > 0).then(|| s.snapshot(len));
         if len < MAX_HELD {
             s.slots[len].set(Some(h));
             s.len.set(len + 1);
         }
-        before
-    })
-    .ok()
-    .flatten()
+    });
 }
 
 /// Forgets the latest entry for the lock at `addr`.
@@ -478,12 +492,15 @@ fn describe(h: &Held) -> String {
 }
 
 /// Before the calling thread waits for the lock at `addr`: reports an inversion with any
-/// lock it holds.
+/// lock it holds. Returns what it holds, for [`acquired`] to record the edges from: taken
+/// now, before the lock's own acquisition takes more (a group's chained locks).
 #[inline]
-pub(crate) fn before_wait(addr: usize, what: What, site: &'static Location<'static>) {
-    let Some(held) = held_now() else {
-        return;
-    };
+pub(crate) fn before_wait(
+    addr: usize,
+    what: What,
+    site: &'static Location<'static>,
+) -> Option<Snapshot> {
+    let held = held_now()?;
     let taking = Held { addr, what, site };
     let taking_id = taking.id();
     for h in held.iter().filter(|h| h.addr != addr) {
@@ -520,14 +537,26 @@ pub(crate) fn before_wait(addr: usize, what: What, site: &'static Location<'stat
             _ => {}
         }
     }
+    Some(held)
 }
 
-/// The calling thread took the lock at `addr`, waiting for it (`waited`) or by a try.
+/// The calling thread took the lock at `addr`: by waiting, with `before` what
+/// [`before_wait`] saw it hold (edges are recorded from those), or by a try (`None`: a try
+/// records no edge).
 #[inline]
-pub(crate) fn acquired(addr: usize, what: What, site: &'static Location<'static>, waited: bool) {
+pub(crate) fn acquired(
+    addr: usize,
+    what: What,
+    site: &'static Location<'static>,
+    before: Option<Snapshot>,
+) {
     let taken = Held { addr, what, site };
-    let held = push(taken, waited);
-    for h in held.iter().flatten().filter(|h| h.addr != addr) {
+    push(taken);
+    for h in before
+        .iter()
+        .flat_map(Snapshot::iter)
+        .filter(|h| h.addr != addr)
+    {
         record(h, &taken, 0);
     }
 }
