@@ -1,29 +1,42 @@
-//! Where striping pays (issue 14): 4 forked processes on this machine's 2 cores, random keys,
-//! one `GenLock` against a `GenLockSet<16>`, for critical sections of a few lengths and
-//! with the guarded counter on its own cache line or on its lock's line.
+//! Where striping pays (issue 14): forked processes (4 by default) on this machine's 2 cores,
+//! random keys, one lock against 16, for critical sections of a few lengths. Rows:
+//!
+//! - `GenLock`, the guarded counter on its own cache line (the workload `BENCHMARKS.md` first
+//!   measured at 1.12x), and on its lock's line;
+//! - `GenLock`, keys split by worker: each worker keeps to stripes of its own, so no line
+//!   moves between cores: the set's cost without the coherence traffic of shared keys;
+//! - bare futex words (Kamailio's lock: no owner, no fork check), padded: the peer.
+//!
+//! "No lock" runs the same work with each worker on a counter of its own: the machine's
+//! parallel capacity at that moment.
 //!
 //! ```text
 //! cargo bench --bench stripes                 # 5 interleaved rounds of 300 ms per variant
-//! LOCKKIT_BENCH_ROUNDS=9 cargo bench --bench stripes
+//! LOCKKIT_BENCH_ROUNDS=9 LOCKKIT_BENCH_WORKERS=2 LOCKKIT_BENCH_CS=0,50 cargo bench --bench stripes
 //! ```
 //!
-//! Prints a markdown table of medians (Mops/s) and the set/one ratio per variant, with a
-//! lost-update check on every round.
+//! Prints a markdown table of medians (Mops/s) and of the set/one ratio taken inside each
+//! round (this machine's capacity swings between rounds), with a lost-update check on every
+//! round.
 
-use std::sync::atomic::{AtomicU64, Ordering::*};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::*};
+use std::time::Duration;
 
 use lockkit::{GenLock, GenLockSet, ShmRegion};
+
+mod common;
+use common::forked::{env, median, round, rounds_and_length, Gate, Line, MAX_WORKERS};
+use common::KamailioFutex;
 
 const STRIPES: usize = 16;
 
 /// What a worker does once: its index and a random key.
 type Op<'a> = dyn Fn(usize, u64) + 'a;
-const WORKERS: usize = 4;
 
+/// A bare futex word (Kamailio's lock, no owner tracking) alone on its cache line.
 #[repr(C, align(64))]
 #[derive(lockkit::ShmSafe)]
-struct Line(AtomicU64);
+struct PaddedWord(AtomicU32);
 
 /// A lock with its counter on the same cache line.
 #[repr(C, align(64))]
@@ -36,16 +49,15 @@ struct LockAndCounter {
 #[derive(lockkit::ShmSafe)]
 #[repr(C)]
 struct Shared {
-    ready: Line,
-    start: Line,
-    stop: Line,
-    ops: [Line; WORKERS],
+    gate: Gate,
     /// Counters on lines of their own.
     apart: [Line; STRIPES],
     /// Locks with their counters.
     together: [LockAndCounter; STRIPES],
     one: LockAndCounter,
     set: GenLockSet<16>,
+    words: [PaddedWord; STRIPES],
+    word: PaddedWord,
 }
 
 /// Work inside the critical section: `n` dependent multiply-adds (about 1 ns each).
@@ -60,59 +72,11 @@ fn work(n: u32, seed: u64) -> u64 {
 
 /// One round; panics if an increment was lost (the counters must move by exactly the
 /// operations done).
-fn round(s: &Shared, run_for: Duration, op: &Op<'_>) -> f64 {
+fn measure(s: &Shared, workers: usize, run_for: Duration, op: &Op<'_>) -> f64 {
     let before = counted(s);
-    for l in [&s.ready, &s.start, &s.stop] {
-        l.0.store(0, SeqCst);
-    }
-    for o in &s.ops {
-        o.0.store(0, SeqCst);
-    }
-    let pids: Vec<libc::pid_t> = (0..WORKERS)
-        .map(|w| {
-            // SAFETY: the bench is single-threaded; the child only works on shared memory
-            // and `_exit`s.
-            let pid = unsafe { libc::fork() };
-            assert!(pid >= 0, "fork failed");
-            if pid == 0 {
-                s.ready.0.fetch_add(1, SeqCst);
-                while s.start.0.load(Acquire) == 0 {
-                    std::hint::spin_loop();
-                }
-                let mut rng = 0x2545_f491_4f6c_dd1du64 ^ ((w as u64 + 1) << 20);
-                let mut n = 0u64;
-                while s.stop.0.load(Relaxed) == 0 {
-                    for _ in 0..64 {
-                        rng ^= rng << 13;
-                        rng ^= rng >> 7;
-                        rng ^= rng << 17;
-                        op(w, rng);
-                    }
-                    n += 64;
-                }
-                s.ops[w].0.store(n, SeqCst);
-                // SAFETY: leave without the parent's exit handlers.
-                unsafe { libc::_exit(0) };
-            }
-            pid
-        })
-        .collect();
-    while s.ready.0.load(SeqCst) < WORKERS as u64 {
-        std::thread::yield_now();
-    }
-    let t0 = Instant::now();
-    s.start.0.store(1, Release);
-    std::thread::sleep(run_for);
-    s.stop.0.store(1, Release);
-    for pid in pids {
-        let mut status = 0;
-        // SAFETY: reaping our own child.
-        unsafe { libc::waitpid(pid, &mut status, 0) };
-    }
-    let elapsed = t0.elapsed().as_secs_f64();
-    let ops: u64 = s.ops.iter().map(|o| o.0.load(SeqCst)).sum();
-    assert_eq!(counted(s) - before, ops, "lost updates");
-    ops as f64 / elapsed / 1e6
+    let r = round(&s.gate, workers, run_for, op);
+    assert_eq!(counted(s) - before, r.total(), "lost updates");
+    r.mops()
 }
 
 fn counted(s: &Shared) -> u64 {
@@ -121,39 +85,23 @@ fn counted(s: &Shared) -> u64 {
         + s.one.count.load(SeqCst)
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
 fn main() {
-    let quick = !std::env::args().any(|a| a == "--bench");
-    let env = |k: &str, d: u64| {
-        std::env::var(k)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(d)
-    };
-    let rounds = if quick {
-        1
-    } else {
-        env("LOCKKIT_BENCH_ROUNDS", 5)
-    } as usize;
-    let run_for = Duration::from_millis(if quick {
-        20
-    } else {
-        env("LOCKKIT_BENCH_MS", 300)
-    });
+    let workers = (env("LOCKKIT_BENCH_WORKERS", 4) as usize).clamp(1, MAX_WORKERS);
+    let (rounds, run_for) = rounds_and_length(5);
     let region = ShmRegion::anonymous(1 << 20).unwrap();
     let s = region.alloc_zeroed::<Shared>().unwrap();
     let s: &Shared = &s;
+    println!("{workers} processes, {rounds} rounds of {run_for:?} per variant\n");
     println!(
-        "| critical section | counter | one lock Mops/s | 16 locks Mops/s | ratio | no lock \
-         (each worker its own counter) Mops/s | ceiling |"
+        "| critical section | lock | counter | one lock Mops/s | 16 locks Mops/s | ratio (range) | \
+         no lock Mops/s | ceiling |"
     );
-    println!("|---|---|---|---|---|---|---|");
-    for cs in [0u32, 50, 200] {
-        // (one lock, 16 locks), counters apart; then counters on the lock's line.
+    println!("|---|---|---|---|---|---|---|---|");
+    let sections: Vec<u32> = std::env::var("LOCKKIT_BENCH_CS")
+        .ok()
+        .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![0, 50, 200]);
+    for &cs in &sections {
         let apart_one = |_: usize, k: u64| {
             let _g = s.one.lock.lock();
             let c = &s.apart[(k % STRIPES as u64) as usize].0;
@@ -179,6 +127,34 @@ fn main() {
             std::hint::black_box(work(cs, k));
             l.count.store(l.count.load(Relaxed) + 1, Relaxed);
         };
+        // What the set does when no line moves between cores: each worker keeps to stripes
+        // of its own (w, w + workers, ...), so a lock and its counter stay in one cache.
+        let split_set = |w: usize, k: u64| {
+            let per = (STRIPES / workers).max(1) as u64;
+            let i = ((k % per) as usize * workers + w) % STRIPES;
+            let _g = s.set.lock(i);
+            let c = &s.apart[i].0;
+            std::hint::black_box(work(cs, k));
+            c.store(c.load(Relaxed) + 1, Relaxed);
+        };
+        // The peer: bare futex words (Kamailio's lock, no owner, no fork check), padded.
+        let word_one = |_: usize, k: u64| {
+            let l = KamailioFutex::over(&s.word.0);
+            l.lock();
+            let c = &s.apart[(k % STRIPES as u64) as usize].0;
+            std::hint::black_box(work(cs, k));
+            c.store(c.load(Relaxed) + 1, Relaxed);
+            l.unlock();
+        };
+        let word_set = |_: usize, k: u64| {
+            let i = (k % STRIPES as u64) as usize;
+            let l = KamailioFutex::over(&s.words[i].0);
+            l.lock();
+            let c = &s.apart[i].0;
+            std::hint::black_box(work(cs, k));
+            c.store(c.load(Relaxed) + 1, Relaxed);
+            l.unlock();
+        };
         // The ceiling: the same work with no lock at all, each worker on a counter of its
         // own, so no cache line moves: what the machine can do in parallel.
         let alone = |w: usize, k: u64| {
@@ -186,21 +162,39 @@ fn main() {
             let c = &s.apart[w].0;
             c.store(c.load(Relaxed) + 1, Relaxed);
         };
-        let variants: [(&str, &Op<'_>, &Op<'_>); 2] = [
-            ("on its own line", &apart_one, &apart_set),
-            ("on its lock's line", &together_one, &together_set),
+        let variants: [(&str, &str, &Op<'_>, &Op<'_>); 4] = [
+            ("GenLock", "on its own line", &apart_one, &apart_set),
+            (
+                "GenLock, keys split by worker",
+                "on its own line",
+                &apart_one,
+                &split_set,
+            ),
+            (
+                "GenLock",
+                "on its lock's line",
+                &together_one,
+                &together_set,
+            ),
+            ("bare futex word", "on its own line", &word_one, &word_set),
         ];
-        for (what, one, set) in variants {
-            let (mut a, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
+        for (lock, what, one, set) in variants {
+            let (mut a, mut b, mut c, mut ratios) = (vec![], vec![], vec![], vec![]);
             for _ in 0..rounds {
-                a.push(round(s, run_for, one));
-                b.push(round(s, run_for, set));
-                c.push(round(s, run_for, &alone));
+                a.push(measure(s, workers, run_for, one));
+                b.push(measure(s, workers, run_for, set));
+                c.push(measure(s, workers, run_for, &alone));
+                // Within the round: one and 16 ran back to back, under the same conditions.
+                ratios.push(b[b.len() - 1] / a[a.len() - 1]);
             }
-            let (a, b, c) = (median(a), median(b), median(c));
+            let (lo, hi) = (
+                ratios.iter().copied().fold(f64::INFINITY, f64::min),
+                ratios.iter().copied().fold(0.0, f64::max),
+            );
+            let (a, b, c, r) = (median(a), median(b), median(c), median(ratios));
             println!(
-                "| {cs} multiply-adds | {what} | {a:.2} | {b:.2} | **{:.2}x** | {c:.2} | {:.2}x |",
-                b / a,
+                "| {cs} multiply-adds | {lock} | {what} | {a:.2} | {b:.2} | **{r:.2}x** \
+                 ({lo:.2}-{hi:.2}) | {c:.2} | {:.2}x |",
                 c / a
             );
         }

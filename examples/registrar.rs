@@ -33,10 +33,9 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::*};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use lockkit::grp::{AsLockSet, GrpLock, SetEntry, WeakGrpLock};
+use lockkit::grp::{FieldSet, GrpLock, SetEntry, WeakGrpLock};
 use lockkit::{
-    grp_member, locked, shared_locked, GenLock, GenLockSet, LockSet, ShmBox, ShmRegion, ShmSafe,
-    StripeGuard,
+    grp_member, locked, shared_locked, GenLock, GenLockSet, ShmBox, ShmRegion, ShmSafe, StripeGuard,
 };
 
 const BUCKETS: usize = 1024;
@@ -177,15 +176,6 @@ fn bucket_of(aor: u64) -> usize {
 
 /// The registrar's table, shared by the threads of a worker.
 type Table = Arc<ShmBox<Registrar>>;
-
-/// The table's stripes, as a lock set a dialog's group can chain an entry of.
-struct Stripes(Table);
-
-impl AsLockSet for Stripes {
-    fn lock_set(&self) -> &LockSet {
-        &self.0.stripes
-    }
-}
 
 /// A dialog: a member of its own group lock.
 #[grp_member(on_destroy = ended)]
@@ -458,7 +448,8 @@ fn worker(table: Table, w: usize) -> i32 {
                 // group's own lock), so whoever takes the dialog takes the stripe first.
                 let dialog = GrpLock::new();
                 let stripe = bucket_of(aor) % STRIPES;
-                let entry = SetEntry::new(Stripes(Arc::clone(&table)), stripe);
+                let stripes = FieldSet::new(Arc::clone(&table), |t| &t.stripes);
+                let entry = SetEntry::new(stripes, stripe);
                 dialog
                     .chain_lock(Arc::new(entry), -1)
                     .expect("a new group can chain a lock");

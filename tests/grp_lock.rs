@@ -6,7 +6,8 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::time::Duration;
 
 use lockkit::grp::{
-    ChainError, ChainLock, Destroyed, ForceDestroyError, GrpLock, Released, ReplaceError, SetEntry,
+    ChainError, ChainLock, Destroyed, FieldSet, ForceDestroyError, GrpLock, Released, ReplaceError,
+    SetEntry,
 };
 use lockkit::{GenLock, ShmRegion};
 
@@ -538,6 +539,50 @@ fn shm_locks_set_entries_and_other_groups_can_be_chained() {
     assert!(std::thread::spawn(move || o.try_lock().is_some())
         .join()
         .unwrap());
+}
+
+/// A table whose stripes are a field, as a `#[shared_locked]` struct has them.
+#[derive(lockkit::ShmSafe)]
+#[repr(C)]
+struct StripedTable {
+    stripes: lockkit::GenLockSet<4>,
+    /// Incremented with a load and a store (not an atomic add), so only mutual exclusion
+    /// keeps every increment.
+    counts: [std::sync::atomic::AtomicU64; 4],
+}
+
+#[test]
+fn groups_chaining_a_stripe_of_a_shared_struct_exclude_each_other() {
+    let region = ShmRegion::anonymous(1 << 20).unwrap();
+    let table = Arc::new(region.alloc_zeroed::<StripedTable>().unwrap());
+    // Four groups, each chaining stripe 1 through a FieldSet of its own: whoever holds a
+    // group holds that stripe, so the plain increments below never collide.
+    let groups: Vec<GrpLock> = (0..4)
+        .map(|_| {
+            let g = GrpLock::new();
+            let stripes = FieldSet::new(Arc::clone(&table), |t| &t.stripes);
+            g.chain_lock(Arc::new(SetEntry::new(stripes, 1)), -1)
+                .unwrap();
+            g
+        })
+        .collect();
+    std::thread::scope(|s| {
+        for g in &groups {
+            let table = &table;
+            s.spawn(move || {
+                for _ in 0..20_000 {
+                    let _held = g.lock();
+                    let c = &table.counts[1];
+                    c.store(c.load(Relaxed) + 1, Relaxed);
+                }
+            });
+        }
+    });
+    assert_eq!(table.counts[1].load(Relaxed), 80_000);
+    assert!(table.stripes.iter().all(|l| !l.is_locked()));
+    drop(groups);
+    // The FieldSets let go of the table with their groups.
+    assert_eq!(Arc::strong_count(&table), 1);
 }
 
 #[test]

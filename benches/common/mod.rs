@@ -1,6 +1,8 @@
 //! Peers the benchmarks measure lockkit against, in the same run.
 #![allow(dead_code)] // each bench uses the part it needs
 
+pub mod forked;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use lockkit::ShmRegion;
@@ -62,10 +64,16 @@ impl GlibcMutex {
 
 /// Kamailio's futex lock (`futexlock.h`), re-written here from its published behaviour: a
 /// three-state word (0 free, 1 taken, 2 taken with waiters) that records no owner.
-#[repr(C)]
+#[repr(transparent)]
 pub struct KamailioFutex(pub AtomicU32);
 
 impl KamailioFutex {
+    /// The lock over a word that lives in shared memory (zero: free).
+    pub fn over(word: &AtomicU32) -> &KamailioFutex {
+        // SAFETY: KamailioFutex is repr(transparent) over AtomicU32; the lifetime carries over.
+        unsafe { &*(word as *const AtomicU32 as *const KamailioFutex) }
+    }
+
     #[inline]
     pub fn lock(&self) {
         if self

@@ -2,6 +2,8 @@
 //! the chain itself (a list kept in the group, read and edited only by the thread holding the
 //! group's own lock).
 
+use std::fmt;
+use std::ptr::NonNull;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -151,40 +153,133 @@ unsafe impl<T: ShmSafe> ChainLock for RwLock<T> {
 }
 
 /// Something that holds a lock set: a [`ShmLockSet`], a [`GenLockSet`], a `ShmBox` of one,
-/// or an `Arc` or `'static` reference to any of them.
-pub trait AsLockSet {
+/// an `Arc` or `'static` reference to any of them, or a set that is a field of a shared
+/// object ([`FieldSet`]).
+///
+/// # Safety
+/// `lock_set` returns the same set, at the same address, every time it is called on the
+/// same value. A [`SetEntry`] finds its lock through it on every acquisition and release:
+/// a set that changed in between would have the release unlock a lock that another thread
+/// holds. (A type that holds its set by value may move; the set moves with it.) To name a
+/// set inside a struct of your own, use [`FieldSet`] instead of implementing this trait:
+///
+/// ```compile_fail,E0200
+/// struct Mine(lockkit::GenLockSet<2>);
+/// impl lockkit::grp::AsLockSet for Mine {
+///     fn lock_set(&self) -> &lockkit::LockSet {
+///         &self.0
+///     }
+/// }
+/// ```
+pub unsafe trait AsLockSet {
     /// The set.
     fn lock_set(&self) -> &LockSet;
 }
 
-impl AsLockSet for LockSet {
+// SAFETY: the set itself.
+unsafe impl AsLockSet for LockSet {
     fn lock_set(&self) -> &LockSet {
         self
     }
 }
-impl AsLockSet for ShmLockSet {
+// SAFETY: the set it dereferences to, which it holds.
+unsafe impl AsLockSet for ShmLockSet {
     fn lock_set(&self) -> &LockSet {
         self
     }
 }
-impl<const N: usize> AsLockSet for GenLockSet<N> {
+// SAFETY: as above.
+unsafe impl<const N: usize> AsLockSet for GenLockSet<N> {
     fn lock_set(&self) -> &LockSet {
         self
     }
 }
-impl<T: AsLockSet> AsLockSet for ShmBox<T> {
+// SAFETY: a ShmBox points at one object for its whole life; that object's set (its own
+// contract) is the same every time.
+unsafe impl<T: AsLockSet> AsLockSet for ShmBox<T> {
     fn lock_set(&self) -> &LockSet {
         (**self).lock_set()
     }
 }
-impl<T: AsLockSet + ?Sized> AsLockSet for Arc<T> {
+// SAFETY: as for ShmBox: an Arc's target never changes.
+unsafe impl<T: AsLockSet + ?Sized> AsLockSet for Arc<T> {
     fn lock_set(&self) -> &LockSet {
         (**self).lock_set()
     }
 }
-impl<T: AsLockSet + ?Sized> AsLockSet for &T {
+// SAFETY: as for ShmBox: a reference's target never changes.
+unsafe impl<T: AsLockSet + ?Sized> AsLockSet for &T {
     fn lock_set(&self) -> &LockSet {
         (**self).lock_set()
+    }
+}
+
+/// A lock set that is a field (or any part) of a shared object, held together with the
+/// object: how a group chains a stripe of a `#[shared_locked]` table.
+///
+/// The set is found once, by `part`, when the `FieldSet` is made; the `FieldSet` keeps
+/// the object alive, so every later use names that same set.
+///
+/// ```
+/// use std::sync::Arc;
+/// use lockkit::grp::{FieldSet, GrpLock, SetEntry};
+/// use lockkit::GenLockSet;
+///
+/// #[derive(lockkit::ShmSafe)]
+/// #[repr(C)]
+/// struct Table {
+///     stripes: GenLockSet<4>,
+///     hits: u64,
+/// }
+///
+/// let region = lockkit::ShmRegion::anonymous(1 << 20)?;
+/// let table = Arc::new(region.alloc_zeroed::<Table>()?);
+/// let stripes = FieldSet::new(Arc::clone(&table), |t| &t.stripes);
+/// let group = GrpLock::new();
+/// group.chain_lock(Arc::new(SetEntry::new(stripes, 2)), -1).unwrap();
+/// let g = group.lock();
+/// assert!(table.stripes.get(2).unwrap().is_locked());
+/// drop(g);
+/// assert!(!table.stripes.get(2).unwrap().is_locked());
+/// # Ok::<(), lockkit::Error>(())
+/// ```
+pub struct FieldSet<T: ?Sized> {
+    /// Keeps the set's memory alive (and, being a second `Arc`, keeps anyone from getting
+    /// `&mut T` through `Arc::get_mut`).
+    _owner: Arc<T>,
+    set: NonNull<LockSet>,
+}
+
+impl<T: ?Sized> FieldSet<T> {
+    /// The set that `part` finds in `owner`.
+    pub fn new(owner: Arc<T>, part: impl for<'a> FnOnce(&'a T) -> &'a LockSet) -> Self {
+        let set = NonNull::from(part(&owner));
+        FieldSet { _owner: owner, set }
+    }
+}
+
+// SAFETY: the pointer is only read, as a `&LockSet` shared between threads (LockSet is
+// Sync); the owner is an `Arc<T>` with `T: Send + Sync`, as `Arc<T>` itself requires.
+unsafe impl<T: ?Sized + Send + Sync> Send for FieldSet<T> {}
+// SAFETY: as above.
+unsafe impl<T: ?Sized + Send + Sync> Sync for FieldSet<T> {}
+
+// SAFETY: the set is the one found at construction, every time. The reference `part` gave
+// borrowed from `&T`, and safe code cannot free or move what such a reference points at
+// while `T` lives and is only shared; `T` lives as long as `_owner`, and no `&mut T` can be
+// made while this second `Arc` exists.
+unsafe impl<T: ?Sized> AsLockSet for FieldSet<T> {
+    fn lock_set(&self) -> &LockSet {
+        // SAFETY: see the impl's comment: the set outlives `self`.
+        unsafe { self.set.as_ref() }
+    }
+}
+
+impl<T: ?Sized> fmt::Debug for FieldSet<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FieldSet")
+            .field("locks", &self.lock_set().len())
+            .finish_non_exhaustive()
     }
 }
 
