@@ -24,16 +24,22 @@
 //!   (from `region.report()`, which takes no lock). At the end it checks every bucket and
 //!   every worker's bindings, refresh counts and dialogs against the workers' logs, prints a
 //!   table, and ends with `verified: ... OK` (exit status 0), or `FAILED` (1).
+//! - Ctrl-C stops the run early: the workers ignore it and are stopped through the table,
+//!   the check runs on what they did, the region goes away, and the exit status is 130. A
+//!   second Ctrl-C ends it at once (the workers die with the parent).
+//! - `--compare` runs the same workload striped and with one global lock (every bucket
+//!   operation and every dialog also under it), `--rounds` pairs (3) alternating which goes
+//!   first, and prints both rates and their ratio.
 //! - `--kill-one` makes worker 0 stop in the middle of an update, holding its bucket's
 //!   stripe with the bucket's count already bumped, and SIGKILLs it there. The next worker
 //!   to take that stripe is told the owner died, repairs the bucket and marks the lock
 //!   consistent; the check explains what the dead worker had done and still passes.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::*};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::*};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use lockkit::grp::{FieldSet, GrpLock, SetEntry, WeakGrpLock};
+use lockkit::grp::{FieldLock, GrpLock, WeakGrpLock};
 use lockkit::{
     grp_member, locked, shared_locked, GenLock, GenLockSet, ShmBox, ShmRegion, ShmSafe, StripeGuard,
 };
@@ -170,6 +176,33 @@ impl std::ops::Deref for Counter {
 const REGISTER: u64 = 1;
 const EXPIRE: u64 = 2;
 
+/// Set by the first Ctrl-C (SIGINT) or SIGTERM: the run stops early, still verified, and
+/// the region goes away. A second one ends the parent at once (the workers die with it).
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_interrupt(_: libc::c_int) {
+    INTERRUPTED.store(true, Relaxed);
+}
+
+fn interrupted() -> bool {
+    INTERRUPTED.load(Relaxed)
+}
+
+/// Routes SIGINT and SIGTERM to [`INTERRUPTED`], once each.
+fn catch_interrupts() {
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: a zeroed sigaction is valid; the handler only stores to an atomic
+        // (async-signal-safe); SA_RESETHAND restores the default action after one delivery.
+        unsafe {
+            let mut act: libc::sigaction = std::mem::zeroed();
+            act.sa_sigaction = on_interrupt as extern "C" fn(libc::c_int) as libc::sighandler_t;
+            act.sa_flags = libc::SA_RESETHAND;
+            libc::sigemptyset(&mut act.sa_mask);
+            libc::sigaction(sig, &act, std::ptr::null_mut());
+        }
+    }
+}
+
 fn bucket_of(aor: u64) -> usize {
     (aor.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40) as usize % BUCKETS
 }
@@ -209,6 +242,8 @@ struct Args {
     kill_one: bool,
     one_lock: bool,
     compare: bool,
+    /// `--compare`: pairs of runs, alternating which goes first.
+    rounds: usize,
     name: String,
 }
 
@@ -219,6 +254,7 @@ fn parse_args() -> Result<Args, String> {
         kill_one: false,
         one_lock: false,
         compare: false,
+        rounds: 3,
         name: NAME.into(),
     };
     let mut it = std::env::args().skip(1);
@@ -242,10 +278,17 @@ fn parse_args() -> Result<Args, String> {
             "--kill-one" => a.kill_one = true,
             "--one-lock" => a.one_lock = true,
             "--compare" => a.compare = true,
+            "--rounds" => {
+                a.rounds = value("a number")?
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=100).contains(n))
+                    .ok_or("--rounds takes 1 to 100")?
+            }
             "--name" => a.name = value("a region name")?,
             "-h" | "--help" => {
                 return Err("usage: registrar [--workers N] [--seconds S] [--kill-one] \
-                            [--one-lock] [--compare] [--name /NAME]"
+                            [--one-lock] [--compare [--rounds N]] [--name /NAME]"
                     .into())
             }
             other => return Err(format!("unknown argument {other:?} (try --help)")),
@@ -433,6 +476,7 @@ fn worker(table: Table, w: usize) -> i32 {
     let mut rng = 0x9e37_79b9_7f4a_7c15u64 ^ ((w as u64 + 1) << 17);
     let mut ops = 0u64;
     let doomed = reg.control.doomed.load(Relaxed) == w as u32 + 1;
+    let one_lock = reg.control.one_lock.load(Relaxed) != 0;
     let kill_after = 2_000;
     while reg.control.stop.load(Relaxed) == 0 {
         rng ^= rng << 13;
@@ -446,12 +490,16 @@ fn worker(table: Table, w: usize) -> i32 {
             _ => {
                 // A dialog for this AOR: its group chains the bucket's stripe (before the
                 // group's own lock), so whoever takes the dialog takes the stripe first.
+                // With --one-lock, the global lock stands for every stripe, here too.
                 let dialog = GrpLock::new();
                 let stripe = bucket_of(aor) % STRIPES;
-                let stripes = FieldSet::new(Arc::clone(&table), |t| &t.stripes);
-                let entry = SetEntry::new(stripes, stripe);
+                let lock = if one_lock {
+                    FieldLock::new(Arc::clone(&table), |t| &t.global)
+                } else {
+                    FieldLock::new(Arc::clone(&table), |t| t.stripes.at(stripe))
+                };
                 dialog
-                    .chain_lock(Arc::new(entry), -1)
+                    .chain_lock(Arc::new(lock), -1)
                     .expect("a new group can chain a lock");
                 let d = Dialog {
                     group: WeakGrpLock::new(),
@@ -493,13 +541,19 @@ fn fork(work: impl FnOnce() -> i32) -> libc::pid_t {
     assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
     if pid == 0 {
         // A worker must not outlive the parent (killed, or ended by a closed pipe): it would
-        // run on, unstopped, holding the region.
-        // SAFETY: prctl with an integer argument; getppid cannot fail.
+        // run on, unstopped, holding the region. Ctrl-C reaches the whole process group: the
+        // workers leave it to the parent, which stops them through the table, so none dies
+        // holding a stripe.
+        // SAFETY: prctl with an integer argument; getppid cannot fail; SIG_IGN for SIGINT,
+        // SIG_DFL for SIGTERM (the parent's handler would only set the child's copy of a
+        // flag nobody reads).
         unsafe {
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
             if libc::getppid() == 1 {
                 libc::_exit(1);
             }
+            libc::signal(libc::SIGINT, libc::SIG_IGN);
+            libc::signal(libc::SIGTERM, libc::SIG_DFL);
         }
         let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).unwrap_or(101);
         // SAFETY: ends the child without the parent's exit handlers.
@@ -619,7 +673,7 @@ fn run(a: &Args, one_lock: bool, kill_one: bool, quiet: bool) -> Result<RunResul
     let mut longest = Longest::default();
     let mut last = (Instant::now(), 0u64);
     let run_for = Duration::from_secs_f64(a.seconds);
-    while t0.elapsed() < run_for {
+    while t0.elapsed() < run_for && !interrupted() {
         // Poll often until the doomed worker is killed, then every 100 ms.
         let waiting_to_kill = kill_one && killed.is_none();
         std::thread::sleep(Duration::from_millis(if waiting_to_kill { 1 } else { 100 }));
@@ -666,6 +720,9 @@ fn run(a: &Args, one_lock: bool, kill_one: bool, quiet: bool) -> Result<RunResul
     }
     table.control.stop.store(1, Release);
     let elapsed = t0.elapsed().as_secs_f64();
+    if interrupted() && !quiet {
+        println!("  interrupted after {elapsed:.1} s: stopping the workers and checking the table");
+    }
     for (w, &pid) in pids.iter().enumerate() {
         if killed.as_ref().is_some_and(|k| k.0 == w) {
             continue;
@@ -905,6 +962,67 @@ fn verify(reg: &Registrar, workers: usize, killed: Option<(usize, u32)>, quiet: 
     ok
 }
 
+/// `--compare`: `a.rounds` pairs of runs, striped and with one global lock, alternating
+/// which goes first (this machine's speed drifts); the ratio is taken inside each pair.
+fn compare(a: &Args) -> Result<bool, String> {
+    let (mut striped, mut one, mut ratios, mut ok) = (vec![], vec![], vec![], true);
+    for round in 0..a.rounds {
+        let mut pair = [0.0f64; 2];
+        let order = if round % 2 == 0 {
+            [false, true]
+        } else {
+            [true, false]
+        };
+        for one_lock in order {
+            let r = run(a, one_lock, false, true)?;
+            ok &= r.ok;
+            if !r.ok {
+                println!(
+                    "  {}: {}",
+                    if one_lock { "one lock" } else { "striped" },
+                    r.line
+                );
+            }
+            pair[usize::from(one_lock)] = r.ops as f64 / r.elapsed / 1e6;
+            if interrupted() {
+                return Err("interrupted".into());
+            }
+        }
+        println!(
+            "  round {}: striped {:.2} Mops/s, one global lock {:.2} Mops/s: {:.2}x",
+            round + 1,
+            pair[0],
+            pair[1],
+            pair[0] / pair[1]
+        );
+        striped.push(pair[0]);
+        one.push(pair[1]);
+        ratios.push(pair[0] / pair[1]);
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (lo, hi) = (
+        ratios.iter().copied().fold(f64::INFINITY, f64::min),
+        ratios.iter().copied().fold(0.0, f64::max),
+    );
+    println!(
+        "striped over {STRIPES} locks: {:.2} Mops/s; one global lock: {:.2} Mops/s; ratio {:.2}x \
+         (rounds {lo:.2}-{hi:.2}; medians of {} rounds, {} workers, {} s per run)",
+        median(striped),
+        median(one),
+        median(ratios),
+        a.rounds,
+        a.workers,
+        a.seconds
+    );
+    if ok {
+        println!("verified: all {} runs OK", 2 * a.rounds);
+    }
+    Ok(ok)
+}
+
 fn main() {
     // Output piped into `head` and closed: end quietly, as a C tool does, instead of
     // panicking on the failed write.
@@ -917,30 +1035,9 @@ fn main() {
             std::process::exit(2);
         }
     };
+    catch_interrupts();
     let result = if a.compare {
-        let striped = run(&a, false, false, true);
-        let one = run(&a, true, false, true);
-        match (striped, one) {
-            (Ok(s), Ok(o)) => {
-                let (rs, ro) = (s.ops as f64 / s.elapsed, o.ops as f64 / o.elapsed);
-                println!(
-                    "striped over {STRIPES} locks: {:.2} Mops/s; one global lock: {:.2} Mops/s; \
-                     ratio {:.2}x ({} workers, {} s each)",
-                    rs / 1e6,
-                    ro / 1e6,
-                    rs / ro,
-                    a.workers,
-                    a.seconds
-                );
-                if s.ok && o.ok {
-                    println!("verified: both runs OK");
-                    Ok(true)
-                } else {
-                    Ok(false)
-                }
-            }
-            (Err(e), _) | (_, Err(e)) => Err(e),
-        }
+        compare(&a)
     } else {
         run(&a, a.one_lock, a.kill_one, false).map(|r| {
             println!(
@@ -952,6 +1049,13 @@ fn main() {
             r.ok
         })
     };
+    if interrupted() {
+        if let Err(e) = &result {
+            eprintln!("registrar: {e}");
+        }
+        // As a shell expects of a program ended by Ctrl-C, after the check was printed.
+        std::process::exit(130);
+    }
     match result {
         Ok(true) => {}
         Ok(false) => std::process::exit(1),

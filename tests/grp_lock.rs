@@ -6,8 +6,8 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::time::Duration;
 
 use lockkit::grp::{
-    ChainError, ChainLock, Destroyed, FieldSet, ForceDestroyError, GrpLock, Released, ReplaceError,
-    SetEntry,
+    ChainError, ChainLock, Destroyed, FieldLock, ForceDestroyError, GrpLock, Released,
+    ReplaceError, SetEntry,
 };
 use lockkit::{GenLock, ShmRegion};
 
@@ -555,14 +555,13 @@ struct StripedTable {
 fn groups_chaining_a_stripe_of_a_shared_struct_exclude_each_other() {
     let region = ShmRegion::anonymous(1 << 20).unwrap();
     let table = Arc::new(region.alloc_zeroed::<StripedTable>().unwrap());
-    // Four groups, each chaining stripe 1 through a FieldSet of its own: whoever holds a
+    // Four groups, each chaining stripe 1 through a FieldLock of its own: whoever holds a
     // group holds that stripe, so the plain increments below never collide.
     let groups: Vec<GrpLock> = (0..4)
         .map(|_| {
             let g = GrpLock::new();
-            let stripes = FieldSet::new(Arc::clone(&table), |t| &t.stripes);
-            g.chain_lock(Arc::new(SetEntry::new(stripes, 1)), -1)
-                .unwrap();
+            let stripe = FieldLock::new(Arc::clone(&table), |t| t.stripes.at(1));
+            g.chain_lock(Arc::new(stripe), -1).unwrap();
             g
         })
         .collect();
@@ -581,7 +580,7 @@ fn groups_chaining_a_stripe_of_a_shared_struct_exclude_each_other() {
     assert_eq!(table.counts[1].load(Relaxed), 80_000);
     assert!(table.stripes.iter().all(|l| !l.is_locked()));
     drop(groups);
-    // The FieldSets let go of the table with their groups.
+    // The FieldLocks let go of the table with their groups.
     assert_eq!(Arc::strong_count(&table), 1);
 }
 

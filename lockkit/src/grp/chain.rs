@@ -16,9 +16,10 @@ use super::GrpLock;
 /// A lock a group can take and release on its holder's behalf: any lockkit lock.
 ///
 /// Implemented for [`GenLock`] and [`ShmMutex`] (in shared memory or not), [`RecLock`]
-/// (PJSUA's application lock is recursive), the write side of an [`RwLock`], an entry of a lock set ([`SetEntry`]), another
-/// [`GrpLock`](super::GrpLock), and for `Arc`s, `Box`es, references and [`ShmBox`]es of any
-/// of them.
+/// (PJSUA's application lock is recursive), the write side of an [`RwLock`], an entry of a
+/// lock set ([`SetEntry`]), another [`GrpLock`](super::GrpLock), a lock inside a shared
+/// object ([`FieldLock`]), and for `Arc`s, `Box`es, references and [`ShmBox`]es of any of
+/// them.
 ///
 /// # Safety
 /// - `chain_release` may only be called by the thread whose `chain_acquire` (or successful
@@ -153,15 +154,15 @@ unsafe impl<T: ShmSafe> ChainLock for RwLock<T> {
 }
 
 /// Something that holds a lock set: a [`ShmLockSet`], a [`GenLockSet`], a `ShmBox` of one,
-/// an `Arc` or `'static` reference to any of them, or a set that is a field of a shared
-/// object ([`FieldSet`]).
+/// or an `Arc` or `'static` reference to any of them.
 ///
 /// # Safety
 /// `lock_set` returns the same set, at the same address, every time it is called on the
 /// same value. A [`SetEntry`] finds its lock through it on every acquisition and release:
 /// a set that changed in between would have the release unlock a lock that another thread
-/// holds. (A type that holds its set by value may move; the set moves with it.) To name a
-/// set inside a struct of your own, use [`FieldSet`] instead of implementing this trait:
+/// holds. (A type that holds its set by value may move; the set moves with it.) To chain a
+/// lock of a set inside a struct of your own, use [`FieldLock`] instead of implementing
+/// this trait:
 ///
 /// ```compile_fail,E0200
 /// struct Mine(lockkit::GenLockSet<2>);
@@ -214,72 +215,92 @@ unsafe impl<T: AsLockSet + ?Sized> AsLockSet for &T {
     }
 }
 
-/// A lock set that is a field (or any part) of a shared object, held together with the
-/// object: how a group chains a stripe of a `#[shared_locked]` table.
+/// A lock that is a field (or any part) of a shared object, held together with the
+/// object: how a group chains a stripe, or any lock, of a `#[shared_locked]` table.
 ///
-/// The set is found once, by `part`, when the `FieldSet` is made; the `FieldSet` keeps
-/// the object alive, so every later use names that same set.
+/// The lock is found once, by `part`, when the `FieldLock` is made; the `FieldLock` keeps
+/// the object alive, so every acquisition and release names that same lock.
 ///
 /// ```
 /// use std::sync::Arc;
-/// use lockkit::grp::{FieldSet, GrpLock, SetEntry};
-/// use lockkit::GenLockSet;
+/// use lockkit::grp::{FieldLock, GrpLock};
+/// use lockkit::{GenLock, GenLockSet};
 ///
 /// #[derive(lockkit::ShmSafe)]
 /// #[repr(C)]
 /// struct Table {
 ///     stripes: GenLockSet<4>,
-///     hits: u64,
+///     global: GenLock,
 /// }
 ///
 /// let region = lockkit::ShmRegion::anonymous(1 << 20)?;
 /// let table = Arc::new(region.alloc_zeroed::<Table>()?);
-/// let stripes = FieldSet::new(Arc::clone(&table), |t| &t.stripes);
 /// let group = GrpLock::new();
-/// group.chain_lock(Arc::new(SetEntry::new(stripes, 2)), -1).unwrap();
+/// group.chain_lock(Arc::new(FieldLock::new(Arc::clone(&table), |t| t.stripes.at(2))), -1).unwrap();
 /// let g = group.lock();
-/// assert!(table.stripes.get(2).unwrap().is_locked());
+/// assert!(table.stripes.at(2).is_locked());
 /// drop(g);
-/// assert!(!table.stripes.get(2).unwrap().is_locked());
+/// assert!(!table.stripes.at(2).is_locked());
 /// # Ok::<(), lockkit::Error>(())
 /// ```
-pub struct FieldSet<T: ?Sized> {
-    /// Keeps the set's memory alive (and, being a second `Arc`, keeps anyone from getting
+pub struct FieldLock<T: ?Sized, L: ?Sized = GenLock> {
+    /// Keeps the lock's memory alive (and, being a second `Arc`, keeps anyone from getting
     /// `&mut T` through `Arc::get_mut`).
     _owner: Arc<T>,
-    set: NonNull<LockSet>,
+    lock: NonNull<L>,
 }
 
-impl<T: ?Sized> FieldSet<T> {
-    /// The set that `part` finds in `owner`.
-    pub fn new(owner: Arc<T>, part: impl for<'a> FnOnce(&'a T) -> &'a LockSet) -> Self {
-        let set = NonNull::from(part(&owner));
-        FieldSet { _owner: owner, set }
+impl<T: ?Sized, L: ?Sized> FieldLock<T, L> {
+    /// The lock that `part` finds in `owner`.
+    pub fn new(owner: Arc<T>, part: impl for<'a> FnOnce(&'a T) -> &'a L) -> Self {
+        let lock = NonNull::from(part(&owner));
+        FieldLock {
+            _owner: owner,
+            lock,
+        }
+    }
+
+    /// The lock.
+    pub fn lock(&self) -> &L {
+        // SAFETY: `part` borrowed the lock from `&T`, and safe code cannot free or move what
+        // such a reference points at while `T` lives and is only shared; `T` lives as long
+        // as `_owner`, and no `&mut T` can be made while this second `Arc` exists.
+        unsafe { self.lock.as_ref() }
     }
 }
 
-// SAFETY: the pointer is only read, as a `&LockSet` shared between threads (LockSet is
-// Sync); the owner is an `Arc<T>` with `T: Send + Sync`, as `Arc<T>` itself requires.
-unsafe impl<T: ?Sized + Send + Sync> Send for FieldSet<T> {}
+// SAFETY: the lock is only reached as `&L`, which `L: Sync` lets any thread hold; the owner
+// is an `Arc<T>`, which is Send and Sync for `T: Send + Sync`.
+unsafe impl<T: ?Sized + Send + Sync, L: ?Sized + Sync> Send for FieldLock<T, L> {}
 // SAFETY: as above.
-unsafe impl<T: ?Sized + Send + Sync> Sync for FieldSet<T> {}
+unsafe impl<T: ?Sized + Send + Sync, L: ?Sized + Sync> Sync for FieldLock<T, L> {}
 
-// SAFETY: the set is the one found at construction, every time. The reference `part` gave
-// borrowed from `&T`, and safe code cannot free or move what such a reference points at
-// while `T` lives and is only shared; `T` lives as long as `_owner`, and no `&mut T` can be
-// made while this second `Arc` exists.
-unsafe impl<T: ?Sized> AsLockSet for FieldSet<T> {
-    fn lock_set(&self) -> &LockSet {
-        // SAFETY: see the impl's comment: the set outlives `self`.
-        unsafe { self.set.as_ref() }
+// SAFETY: forwards to one lock, the same every time (see `lock`), under its own contract.
+unsafe impl<T: ?Sized + Send + Sync, L: ChainLock + ?Sized> ChainLock for FieldLock<T, L> {
+    fn chain_acquire(&self) {
+        self.lock().chain_acquire()
+    }
+    fn chain_try_acquire(&self) -> bool {
+        self.lock().chain_try_acquire()
+    }
+    fn chain_try_acquire_for(&self, timeout: Duration) -> bool {
+        self.lock().chain_try_acquire_for(timeout)
+    }
+    unsafe fn chain_release(&self) {
+        // SAFETY: forwarded contract.
+        unsafe { self.lock().chain_release() }
+    }
+    fn chain_id(&self) -> usize {
+        self.lock().chain_id()
+    }
+    fn chain_group(&self) -> Option<&GrpLock> {
+        self.lock().chain_group()
     }
 }
 
-impl<T: ?Sized> fmt::Debug for FieldSet<T> {
+impl<T: ?Sized, L: ?Sized> fmt::Debug for FieldLock<T, L> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FieldSet")
-            .field("locks", &self.lock_set().len())
-            .finish_non_exhaustive()
+        f.debug_struct("FieldLock").finish_non_exhaustive()
     }
 }
 

@@ -84,7 +84,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-pub use chain::{AsLockSet, ChainLock, FieldSet, SetEntry};
+pub use chain::{AsLockSet, ChainLock, FieldLock, SetEntry};
 #[cfg(feature = "grp-debug")]
 pub use debug::live_groups;
 pub use error::{ChainError, Destroyed, ForceDestroyError, Released, ReplaceError};
