@@ -31,10 +31,20 @@ use crate::{ReadGuard, RecLockGuard, WriteGuard};
     note = "#[shared_locked] treats a field as a lock when its type is GenLock or GenLockSet, \
             or when it is marked #[lock] / #[lock_set]; remove the marker if this field is data"
 )]
-pub trait LockKind {
+pub trait LockKind: sealed::Sealed {
     /// The lock's algorithm.
     type Raw: crate::raw::RawLock;
 }
+
+/// Only lockkit's own locks are lock kinds: generated code takes a striped field's set
+/// through its `Deref` to `LockSet` on every access and relies on it naming the same set
+/// each time, which a user type could break (two guards of one element at once).
+mod sealed {
+    pub trait Sealed {}
+    impl<R: crate::raw::RawLock> Sealed for crate::GenLock<R> {}
+    impl<const N: usize, R: crate::raw::RawLock> Sealed for crate::GenLockSet<N, R> {}
+}
+
 impl<R: crate::raw::RawLock> LockKind for GenLock<R> {
     type Raw = R;
 }

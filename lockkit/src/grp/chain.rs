@@ -158,9 +158,10 @@ unsafe impl<T: ShmSafe> ChainLock for RwLock<T> {
 ///
 /// # Safety
 /// `lock_set` returns the same set, at the same address, every time it is called on the
-/// same value. A [`SetEntry`] finds its lock through it on every acquisition and release:
-/// a set that changed in between would have the release unlock a lock that another thread
-/// holds. (A type that holds its set by value may move; the set moves with it.) To chain a
+/// same value, and does not lock, chain or unchain any group lock (it runs inside a group's
+/// operations, as [`ChainLock`]'s methods do). A [`SetEntry`] finds its lock through it on
+/// every acquisition and release: a set that changed in between would have the release
+/// unlock a lock that another thread holds. (A type that holds its set by value may move; the set moves with it.) To chain a
 /// lock of a set inside a struct of your own, use [`FieldLock`] instead of implementing
 /// this trait:
 ///

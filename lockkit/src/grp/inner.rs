@@ -611,6 +611,9 @@ impl Inner {
         link: Link,
         keep: &mut Vec<Arc<Inner>>,
     ) -> Result<(), (ChainError, Option<Link>)> {
+        // The chain's locks as they were, kept alive (declared before `held`, so dropped after
+        // it: a last reference's drop runs user code, which must not run under the own lock).
+        let present: Vec<Arc<dyn ChainLock>>;
         let (g, held) = match self.for_edit(true) {
             Ok(x) => x,
             Err(_) => return Err((ChainError::Destroyed, Some(link))),
@@ -629,16 +632,14 @@ impl Inner {
                 return Err((ChainError::Destroyed, Some(link)));
             }
         }
-        // SAFETY: this thread holds the own lock; the access is short (collects pointers).
-        let present: Vec<*const dyn ChainLock> = unsafe {
+        // Clones, not pointers: `same_lock` runs `chain_id`, which for some locks is user code
+        // (a lock set's `lock_set`) that could unchain a link and free it meanwhile.
+        // SAFETY: this thread holds the own lock; the access is short (clones the Arcs).
+        present = unsafe {
             g.chain
-                .with(|c| c.iter().map(|l| Arc::as_ptr(&l.lock)).collect())
+                .with(|c| c.iter().map(|l| Arc::clone(&l.lock)).collect())
         };
-        // SAFETY: the Arcs stay in the chain while the own lock is held (see `take_links`).
-        if present
-            .iter()
-            .any(|&p| same_lock(unsafe { &*p }, &*link.lock))
-        {
+        if present.iter().any(|p| same_lock(&**p, &*link.lock)) {
             return Err((ChainError::AlreadyChained, Some(link)));
         }
         if let Some(s) = &sub {
@@ -673,28 +674,30 @@ impl Inner {
 
     /// `GrpLock::unchain_lock`.
     pub(crate) fn unchain_lock(&self, lock: &dyn ChainLock) -> bool {
+        // As in `chain_link`: clones kept alive past the own lock.
+        let present: Vec<Arc<dyn ChainLock>>;
         let (g, held) = match self.for_edit(true) {
             Ok(x) => x,
             Err(_) => return false,
         };
-        // SAFETY: this thread holds the own lock; the access is short (collects pointers).
-        let present: Vec<*const dyn ChainLock> = unsafe {
+        // SAFETY: this thread holds the own lock; the access is short (clones the Arcs).
+        present = unsafe {
             g.chain
-                .with(|c| c.iter().map(|l| Arc::as_ptr(&l.lock)).collect())
+                .with(|c| c.iter().map(|l| Arc::clone(&l.lock)).collect())
         };
-        // SAFETY: the Arcs stay in the chain while the own lock is held.
-        let Some(i) = present
-            .iter()
-            .position(|&p| same_lock(unsafe { &*p }, lock))
-        else {
+        let Some(found) = present.iter().find(|p| same_lock(&***p, lock)) else {
             return false;
         };
+        // Found by identity now, not by the position seen before `same_lock` ran user code.
         // SAFETY: the own holder edits the chain; the access is short.
-        let (link, empty) = unsafe {
+        let Some((link, empty)) = (unsafe {
             g.chain.with_mut(|c| {
+                let i = c.iter().position(|l| Arc::ptr_eq(&l.lock, found))?;
                 let link = c.remove(i);
-                (link, c.is_empty())
+                Some((link, c.is_empty()))
             })
+        }) else {
+            return false;
         };
         if empty {
             g.flags.fetch_and(!CHAINED, Release);
