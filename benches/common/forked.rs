@@ -29,6 +29,8 @@ pub struct Round {
     pub seconds: f64,
     /// CPU seconds (user + system) the workers used.
     pub cpu_seconds: f64,
+    /// Of which in the kernel (futex waits and wakes, mostly).
+    pub sys_seconds: f64,
 }
 
 impl Round {
@@ -62,7 +64,7 @@ pub fn round(gate: &Gate, workers: usize, run_for: Duration, op: impl Fn(usize, 
     for o in &gate.ops {
         o.0.store(0, SeqCst);
     }
-    let cpu0 = children_cpu();
+    let before = children_usage();
     let pids: Vec<libc::pid_t> = (0..workers)
         .map(|w| {
             // SAFETY: the benches fork from one thread; the child only runs `op` on shared
@@ -109,23 +111,26 @@ pub fn round(gate: &Gate, workers: usize, run_for: Duration, op: impl Fn(usize, 
         );
     }
     let seconds = t0.elapsed().as_secs_f64();
+    let after = children_usage();
     Round {
         per_worker: gate.ops[..workers]
             .iter()
             .map(|o| o.0.load(SeqCst))
             .collect(),
         seconds,
-        cpu_seconds: children_cpu() - cpu0,
+        cpu_seconds: (after.0 - before.0) + (after.1 - before.1),
+        sys_seconds: after.1 - before.1,
     }
 }
 
-fn children_cpu() -> f64 {
+/// User and system CPU seconds of the reaped children.
+fn children_usage() -> (f64, f64) {
     // SAFETY: a valid out pointer for getrusage.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: as above.
     unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
     let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
-    t(ru.ru_utime) + t(ru.ru_stime)
+    (t(ru.ru_utime), t(ru.ru_stime))
 }
 
 /// The middle value (the upper one of an even count).

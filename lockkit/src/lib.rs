@@ -76,7 +76,7 @@ pub use __private::StripeGuard;
 pub use error::{Error, Result};
 pub use gen_lock::{GenLock, GenLockGuard, Owner};
 pub use grp::GrpLock;
-pub use lock_set::{GenLockSet, LockSet, PaddedLock};
+pub use lock_set::{GenLockSet, LockSet, PaddedLock, SET_ENTRY_BYTES};
 pub use lockable::Lockable;
 pub use rec_lock::{RecLock, RecLockGuard};
 pub use rw_lock::{ReadGuard, RwLock, WriteGuard};

@@ -72,11 +72,10 @@ pub(crate) fn site_index(addr: usize, at: &'static Location<'static>) -> Option<
     if let Some(c) = cached.filter(|c| (c.site, c.dev, c.ino) == (site, dev, ino)) {
         return c.index;
     }
-    let id = crate::shm::header::Identity::for_size(len).ok()?;
     // SAFETY: a registered mapping of `len` bytes at `base` holds the lock at `addr`, whose
-    // caller borrows it from a handle that keeps the mapping alive; the identity for `len`
-    // puts the site table inside it. Interning writes only atomics.
-    let view = unsafe { crate::shm::view::View::new(base as *mut u8, len, id) };
+    // caller borrows it from a handle that keeps the mapping alive. Interning writes only
+    // atomics.
+    let view = unsafe { crate::shm::view::View::of_registered(base, len) }?;
     let index = view.intern_site(&format!("{}:{}:{}", at.file(), at.line(), at.column()));
     let _ = SITES.try_with(|c| {
         c[slot].set(Some(Cached {

@@ -384,12 +384,10 @@ fn with_view<T>(id: &Id, f: impl FnOnce(&View<'_>) -> T) -> Option<T> {
     let Id::Shm { base, len, .. } = *id else {
         return None;
     };
-    let ident = crate::shm::header::Identity::for_size(len).ok()?;
     // SAFETY: `base..base + len` is a registered mapping of a region (its table entry was
     // read consistently just now), kept alive by the handle through which the caller
-    // borrows a lock in it; the identity for `len` puts the order area inside it, and the
-    // view writes only atomics there.
-    let view = unsafe { View::new(base as *mut u8, len, ident) };
+    // borrows a lock in it; the view writes only atomics there.
+    let view = unsafe { View::of_registered(base, len) }?;
     Some(f(&view))
 }
 

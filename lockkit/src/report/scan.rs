@@ -17,8 +17,8 @@ use crate::{GenLock, Owner, RecLock};
 /// The most lock instances looked at in one object (a huge array of locks is sampled from
 /// its start).
 const MAX_INSTANCES: usize = 1 << 20;
-/// The offset of the first lock after a runtime lock set's head (its own cache line).
-const SET_HEAD: u64 = 64;
+/// The offset of the first lock after a runtime lock set's head (as wide as a set entry).
+const SET_HEAD: u64 = crate::SET_ENTRY_BYTES as u64;
 
 /// What a lock in a description is.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -117,10 +117,10 @@ fn gen_state_of(view: &View<'_>, backend: &str, at: u64) -> Option<State> {
 }
 
 /// The stride of a runtime lock set's padded locks, as the program that made it laid them
-/// out (with `lock-debug` words or not): a cache line or more each.
+/// out (with `lock-debug` words or not): a set entry's width or more each.
 fn lock_size_of(backend: &str, debug: bool) -> Option<u64> {
     let words = raw_size(backend)?.next_multiple_of(8) + if debug { 16 } else { 0 };
-    Some(words.next_multiple_of(64))
+    Some(words.next_multiple_of(crate::SET_ENTRY_BYTES as u64))
 }
 
 fn state_at(view: &View<'_>, kind: Kind<'_>, at: u64) -> Option<State> {

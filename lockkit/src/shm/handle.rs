@@ -166,14 +166,27 @@ impl<T: fmt::Debug> fmt::Debug for ShmBox<T> {
 }
 
 /// The header of a runtime-sized lock set in its block: the number of locks, on a line of
-/// its own so the locks after it stay cache-line aligned.
-#[repr(C, align(64))]
+/// its own (as wide as a set entry) so the locks after it stay aligned.
+#[cfg_attr(
+    any(target_arch = "x86_64", target_arch = "aarch64"),
+    repr(C, align(128))
+)]
+#[cfg_attr(
+    not(any(target_arch = "x86_64", target_arch = "aarch64")),
+    repr(C, align(64))
+)]
 pub(crate) struct LockSetHead<R> {
     pub(crate) len: std::sync::atomic::AtomicU64,
     /// The backend is part of the block's type tag: a set of one backend is not found as a
     /// set of another.
     _backend: PhantomData<R>,
 }
+
+// The locks start right after the head, aligned.
+const _: () = assert!(
+    size_of::<LockSetHead<Futex>>() == align_of::<PaddedLock>()
+        && align_of::<LockSetHead<Futex>>() == align_of::<PaddedLock>()
+);
 
 // SAFETY: an atomic counter; the backend is a marker. Never reachable as a `&T` from safe
 // code: the head is read only by the region's lock-set functions.
@@ -215,7 +228,7 @@ impl<R: RawLock> fmt::Debug for ShmLockSet<R> {
     }
 }
 
-/// The bytes each lock of a runtime-sized set takes (one cache line for every backend).
+/// The bytes each lock of a runtime-sized set takes (`SET_ENTRY_BYTES` for every backend).
 pub(crate) const fn lock_size<R: RawLock>() -> u64 {
     size_of::<PaddedLock<R>>() as u64
 }

@@ -13,8 +13,9 @@ use crate::lock_set::StableHasher;
 use crate::{Error, GenLock, Result};
 
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"LOCKKIT\0");
-/// Bump whenever the header, block or root layout changes.
-pub(crate) const LAYOUT_VERSION: u32 = 5;
+/// Bump whenever the header, block or root layout changes, or the layout of something the
+/// report reads without a type (6: lock-set entries of 128 bytes on x86_64 and aarch64).
+pub(crate) const LAYOUT_VERSION: u32 = 6;
 const READY: u32 = 0x5245_4459;
 pub(crate) const NBINS: usize = 48;
 pub(crate) const NROOTS: usize = 32;

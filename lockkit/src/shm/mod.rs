@@ -291,7 +291,8 @@ impl ShmRegion {
     /// `offset` is the payload of a live lock-set block with at least `len` locks.
     unsafe fn lock_slice<R: RawLock>(&self, offset: u64, len: usize) -> &[PaddedLock<R>] {
         let first = offset as usize + size_of::<LockSetHead<R>>();
-        // SAFETY: per the contract, `len` initialised, 64-aligned PaddedLocks follow the head.
+        // SAFETY: per the contract, `len` initialised PaddedLocks follow the head, aligned as
+        // PaddedLock (the head has its alignment and a multiple of it as size).
         unsafe {
             std::slice::from_raw_parts(
                 self.inner.map.base().add(first) as *const PaddedLock<R>,

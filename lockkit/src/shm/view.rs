@@ -40,6 +40,20 @@ impl<'a> View<'a> {
         }
     }
 
+    /// The view of a mapping the process's region table lists (`base`, `len` from
+    /// `regions::region_of`), or `None` when `len` is not a region's size.
+    ///
+    /// # Safety
+    /// `base..base + len` is a registered mapping of a region that stays mapped for `'a`
+    /// (the caller borrows something in it from a handle that keeps it mapped), and the
+    /// view is only used to read, or to write atomics (the order and site tables).
+    pub(crate) unsafe fn of_registered(base: usize, len: usize) -> Option<View<'a>> {
+        let id = Identity::for_size(len).ok()?;
+        // SAFETY: the caller's contract; the identity for `len` puts the header, tables and
+        // heap inside the mapping.
+        Some(unsafe { View::new(base as *mut u8, len, id) })
+    }
+
     pub(crate) fn header(&self) -> &'a Header {
         // SAFETY: the mapping holds at least a header (identity validated); Header is all
         // atomics, valid for any bytes.
