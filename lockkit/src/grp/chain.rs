@@ -96,24 +96,35 @@ unsafe impl<R: RawLock> ChainLock for GenLock<R> {
     }
 }
 
+/// The methods of a `ChainLock` impl that forwards each of them to `$target`, an expression
+/// of `$this` naming a lock with a `ChainLock` impl of its own (whose contract then holds).
+macro_rules! forward_chain_methods {
+    ($this:ident => $target:expr) => {
+        fn chain_acquire(&$this) {
+            $target.chain_acquire()
+        }
+        fn chain_try_acquire(&$this) -> bool {
+            $target.chain_try_acquire()
+        }
+        fn chain_try_acquire_for(&$this, timeout: Duration) -> bool {
+            $target.chain_try_acquire_for(timeout)
+        }
+        unsafe fn chain_release(&$this) {
+            // SAFETY: forwarded contract.
+            unsafe { $target.chain_release() }
+        }
+        fn chain_id(&$this) -> usize {
+            $target.chain_id()
+        }
+        fn chain_group(&$this) -> Option<&GrpLock> {
+            $target.chain_group()
+        }
+    };
+}
+
 // SAFETY: the mutex's data is never touched; only its lock is taken and released.
 unsafe impl<T: crate::ShmSafe, R: RawLock> ChainLock for ShmMutex<T, R> {
-    fn chain_acquire(&self) {
-        self.raw_lock().chain_acquire()
-    }
-    fn chain_try_acquire(&self) -> bool {
-        self.raw_lock().chain_try_acquire()
-    }
-    fn chain_try_acquire_for(&self, timeout: Duration) -> bool {
-        self.raw_lock().chain_try_acquire_for(timeout)
-    }
-    unsafe fn chain_release(&self) {
-        // SAFETY: forwarded contract.
-        unsafe { self.raw_lock().chain_release() }
-    }
-    fn chain_id(&self) -> usize {
-        self.raw_lock().chain_id()
-    }
+    forward_chain_methods!(self => self.raw_lock());
 }
 
 // SAFETY: takes one level of the recursive lock and gives back that level, on the same
@@ -278,25 +289,7 @@ unsafe impl<T: ?Sized + Send + Sync, L: ?Sized + Sync> Sync for FieldLock<T, L> 
 
 // SAFETY: forwards to one lock, the same every time (see `lock`), under its own contract.
 unsafe impl<T: ?Sized + Send + Sync, L: ChainLock + ?Sized> ChainLock for FieldLock<T, L> {
-    fn chain_acquire(&self) {
-        self.lock().chain_acquire()
-    }
-    fn chain_try_acquire(&self) -> bool {
-        self.lock().chain_try_acquire()
-    }
-    fn chain_try_acquire_for(&self, timeout: Duration) -> bool {
-        self.lock().chain_try_acquire_for(timeout)
-    }
-    unsafe fn chain_release(&self) {
-        // SAFETY: forwarded contract.
-        unsafe { self.lock().chain_release() }
-    }
-    fn chain_id(&self) -> usize {
-        self.lock().chain_id()
-    }
-    fn chain_group(&self) -> Option<&GrpLock> {
-        self.lock().chain_group()
-    }
+    forward_chain_methods!(self => self.lock());
 }
 
 impl<T: ?Sized, L: ?Sized> fmt::Debug for FieldLock<T, L> {
@@ -311,25 +304,7 @@ macro_rules! forward_chain_lock {
             // SAFETY: forwards to the lock behind the handle (a ShmBox keeps its region
             // mapped while it lives).
             unsafe impl<T: ChainLock + $($bound)*> ChainLock for $ty {
-                fn chain_acquire(&self) {
-                    (**self).chain_acquire()
-                }
-                fn chain_try_acquire(&self) -> bool {
-                    (**self).chain_try_acquire()
-                }
-                fn chain_try_acquire_for(&self, timeout: Duration) -> bool {
-                    (**self).chain_try_acquire_for(timeout)
-                }
-                unsafe fn chain_release(&self) {
-                    // SAFETY: forwarded contract.
-                    unsafe { (**self).chain_release() }
-                }
-                fn chain_id(&self) -> usize {
-                    (**self).chain_id()
-                }
-                fn chain_group(&self) -> Option<&GrpLock> {
-                    (**self).chain_group()
-                }
+                forward_chain_methods!(self => (**self));
             }
         )*
     };
@@ -377,22 +352,7 @@ impl<S: AsLockSet> SetEntry<S> {
 
 // SAFETY: forwards to the entry's GenLock.
 unsafe impl<S: AsLockSet + Send + Sync> ChainLock for SetEntry<S> {
-    fn chain_acquire(&self) {
-        self.lock().chain_acquire()
-    }
-    fn chain_try_acquire(&self) -> bool {
-        self.lock().chain_try_acquire()
-    }
-    fn chain_try_acquire_for(&self, timeout: Duration) -> bool {
-        self.lock().chain_try_acquire_for(timeout)
-    }
-    unsafe fn chain_release(&self) {
-        // SAFETY: forwarded contract.
-        unsafe { self.lock().chain_release() }
-    }
-    fn chain_id(&self) -> usize {
-        self.lock().chain_id()
-    }
+    forward_chain_methods!(self => self.lock());
 }
 
 /// A lock in a group's chain.

@@ -165,21 +165,16 @@ impl<T: fmt::Debug> fmt::Debug for ShmBox<T> {
     }
 }
 
-/// The header of a runtime-sized lock set in its block: the number of locks, on a line of
-/// its own (as wide as a set entry) so the locks after it stay aligned.
-#[cfg_attr(
-    any(target_arch = "x86_64", target_arch = "aarch64"),
-    repr(C, align(128))
-)]
-#[cfg_attr(
-    not(any(target_arch = "x86_64", target_arch = "aarch64")),
-    repr(C, align(64))
-)]
-pub(crate) struct LockSetHead<R> {
+/// The header of a runtime-sized lock set in its block: the number of locks, as wide as a
+/// set entry so the locks after it stay aligned.
+#[repr(C)]
+pub(crate) struct LockSetHead<R: RawLock> {
     pub(crate) len: std::sync::atomic::AtomicU64,
     /// The backend is part of the block's type tag: a set of one backend is not found as a
     /// set of another.
     _backend: PhantomData<R>,
+    /// A set entry's alignment (and so its width), without restating it.
+    _align: [PaddedLock<R>; 0],
 }
 
 // The locks start right after the head, aligned.
