@@ -492,3 +492,35 @@ fn layouts_whose_fingerprints_collide_are_still_told_apart() {
     assert!(matches!(e, Error::LayoutCollision { .. }), "{e}");
     assert_eq!(region.lookup::<collide_u8::Flags>("flags").unwrap().f, 2);
 }
+
+#[test]
+fn a_check_remembered_for_a_dropped_region_does_not_pass_a_new_one() {
+    // Region after region, each dropped before the next is made: the allocator hands the
+    // next region the memory of the last one, where a cache keyed by address would find
+    // the first region's check and skip the second's.
+    for round in 0..32 {
+        {
+            let first = ShmRegion::anonymous(1 << 16).unwrap();
+            let t = first
+                .alloc(collide_bool::Flags {
+                    f: true,
+                    xsbzkahkov21fb: 0,
+                })
+                .unwrap();
+            // Checked (and remembered) as the bool layout, in the first region.
+            assert!(first.get(t.ptr()).unwrap().f);
+        }
+        let second = ShmRegion::anonymous(1 << 16).unwrap();
+        let w = second
+            .alloc(collide_u8::Flags {
+                f: 2,
+                xslqbgrxooaeki: 0,
+            })
+            .unwrap();
+        let p = ShmPtr::<collide_bool::Flags>::from_offset(w.ptr().offset());
+        assert!(
+            matches!(second.get(p), Err(Error::LayoutCollision { .. })),
+            "round {round}: a u8 holding 2 was lent out as a bool"
+        );
+    }
+}

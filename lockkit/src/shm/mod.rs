@@ -87,7 +87,13 @@ struct Inner {
     /// The pid that created the named object; only it unlinks the name on drop.
     creator: Option<u32>,
     unlink_on_drop: AtomicBool,
+    /// This mapping's number in the process, never reused (unlike the `Arc`'s address):
+    /// what per-thread caches of checks key on.
+    serial: u64,
 }
+
+/// The next mapping's [`Inner::serial`].
+static NEXT_SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl Drop for Inner {
     fn drop(&mut self) {
@@ -230,6 +236,7 @@ impl ShmRegion {
                 name,
                 creator,
                 unlink_on_drop: AtomicBool::new(creator.is_some()),
+                serial: NEXT_SERIAL.fetch_add(1, Relaxed),
             }),
         }
     }
@@ -571,14 +578,16 @@ impl ShmRegion {
     }
 
     /// Checks that the region describes fingerprint `tag` as `T`'s layout (not another
-    /// layout whose fingerprint collides with it); remembered per thread, region and type.
+    /// layout whose fingerprint collides with it); remembered per thread, mapping and type.
     fn check_described<T: ShmSafe>(&self, tag: u64) -> Result<()> {
         thread_local! {
-            static CHECKED: std::cell::RefCell<std::collections::HashSet<(usize, u64, usize)>> =
+            static CHECKED: std::cell::RefCell<std::collections::HashSet<(u64, u64, usize)>> =
                 std::cell::RefCell::new(std::collections::HashSet::new());
         }
+        // The mapping's serial, not its address: a region dropped and another mapped into the
+        // freed `Inner` would otherwise inherit the checks done on the first.
         let key = (
-            Arc::as_ptr(&self.inner) as usize,
+            self.inner.serial,
             tag,
             T::LAYOUT as *const TypeLayout as usize,
         );
