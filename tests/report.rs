@@ -241,6 +241,11 @@ fn the_inspector_shows_who_holds_what_and_for_how_long() {
         "{text}"
     );
     assert!(lines[0].contains("\"place\":\"registrar.calls\""), "{text}");
+    // The whole report, not just its locks: the inversions and groups arrays are there too.
+    assert!(
+        lines[0].ends_with(",\"inversions\":[],\"groups\":[]}"),
+        "{text}"
+    );
 
     let (ok, text) = run_top(&[
         "--watch",

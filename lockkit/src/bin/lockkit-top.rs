@@ -89,21 +89,12 @@ fn key(l: &LockInfo) -> Option<(u64, u32)> {
 fn render(report: &LockReport, seen: &Seen, args: &Args, now: Instant) -> String {
     let held_for = |l: &LockInfo| key(l).and_then(|k| seen.get(&k)).map(|t| now - *t);
     if args.json {
-        let locks: Vec<String> = report
-            .locks
-            .iter()
-            .map(|l| {
-                let mut j = l.to_json();
-                j.pop();
-                let ms = held_for(l).map_or("null".into(), |d| d.as_millis().to_string());
-                let long = held_for(l).is_some_and(|d| d >= args.threshold);
-                format!("{j},\"seen_held_ms\":{ms},\"held_too_long\":{long}}}")
-            })
-            .collect();
-        let mut j = report.to_json();
-        let at = j.rfind("\"locks\":").unwrap_or(j.len());
-        j.truncate(at);
-        return format!("{j}\"locks\":[{}]}}\n", locks.join(","));
+        let extra = |l: &LockInfo| {
+            let ms = held_for(l).map_or("null".into(), |d| d.as_millis().to_string());
+            let long = held_for(l).is_some_and(|d| d >= args.threshold);
+            format!("\"seen_held_ms\":{ms},\"held_too_long\":{long}")
+        };
+        return format!("{}\n", report.to_json_with(extra));
     }
     let mut out = report.to_string();
     if args.watch {

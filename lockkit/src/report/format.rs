@@ -152,7 +152,27 @@ impl LockReport {
     /// The report as one JSON object: `{"objects":..,"undescribed":..,
     /// "mixed_pid_namespaces":..,"locks":[..],"inversions":[..],"groups":[..]}`.
     pub fn to_json(&self) -> String {
-        let locks: Vec<String> = self.locks.iter().map(LockInfo::to_json).collect();
+        self.to_json_with(|_| String::new())
+    }
+
+    /// [`to_json`](LockReport::to_json), each lock's object extended by the members `extra`
+    /// gives for it (`"name":value` pairs joined by commas, or nothing): how a tool adds
+    /// what it knows about a lock (lockkit-top: how long it has seen it held).
+    pub fn to_json_with(&self, extra: impl Fn(&LockInfo) -> String) -> String {
+        let locks: Vec<String> = self
+            .locks
+            .iter()
+            .map(|l| {
+                let (mut j, more) = (l.to_json(), extra(l));
+                if !more.is_empty() {
+                    j.pop();
+                    j.push(',');
+                    j.push_str(&more);
+                    j.push('}');
+                }
+                j
+            })
+            .collect();
         let inversions: Vec<String> = self
             .inversions
             .iter()
