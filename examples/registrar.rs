@@ -31,9 +31,15 @@
 //!   operation and every dialog also under it), `--rounds` pairs (3) alternating which goes
 //!   first, and prints both rates and their ratio.
 //! - `--kill-one` makes worker 0 stop in the middle of an update, holding its bucket's
-//!   stripe with the bucket's count already bumped, and SIGKILLs it there. The next worker
-//!   to take that stripe is told the owner died, repairs the bucket and marks the lock
-//!   consistent; the check explains what the dead worker had done and still passes.
+//!   stripe, at one of six steps chosen at random (`--kill-at STEP` picks one: `journaled`,
+//!   `counted`, `written`, `half-logged`, `half-refreshed`, `cleared`), and SIGKILLs it
+//!   there. The next worker to take that stripe is told the owner died, repairs the
+//!   stripe's buckets (counts recounted from their slots, a half-done refresh rolled
+//!   forward) and marks the lock consistent. Each update is journaled in the worker's log
+//!   before the table changes (the update, the log's counters before it), and a slot's key
+//!   is written last and cleared first, so the check can tell from the table whether the
+//!   dead worker's last update landed, settle its log from the journal, explain what it had
+//!   completed, and still pass.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::*};
 use std::sync::{mpsc, Arc};
@@ -125,8 +131,15 @@ struct WorkerLog {
     dialog_marks: AtomicU64,
     /// Buckets it repaired after another worker died holding their stripe.
     repairs: AtomicU64,
-    /// The update in progress: `op << 56 | aor`, 0 when none.
+    /// The journal of the update in progress: `op << 56 | aor`, 0 when none. Written after
+    /// `before` and `pending_cseq`, before the table changes; cleared after the log is.
     pending: AtomicU64,
+    /// The table counters (`registers`, `refreshes`, `expiries`, `live`, `cseq_sum`) as they
+    /// were before the pending update: a worker killed in the middle of counting it leaves
+    /// each either at this value or at this plus the update's share.
+    before: [AtomicU64; 5],
+    /// The cseq of the binding the pending update found (0: none, an insert).
+    pending_cseq: AtomicU64,
     /// Set while it holds a stripe (for `--kill-one`).
     holding: AtomicU32,
     /// The stripe it holds while `holding`.
@@ -157,6 +170,8 @@ struct Control {
     stop: AtomicU32,
     /// 1 + the worker to stop mid-update and kill; 0 for none.
     doomed: AtomicU32,
+    /// Where in an update it stops ([`KillAt`] as a number).
+    kill_at: AtomicU32,
     /// `--one-lock`: every bucket operation also takes the global lock.
     one_lock: AtomicU32,
 }
@@ -203,6 +218,106 @@ fn catch_interrupts() {
     }
 }
 
+/// The points in an update where `--kill-one` stops worker 0, holding the stripe, to be
+/// killed: every step at which the table, the bucket's count and the log disagree.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum KillAt {
+    /// An insert journaled, the table not yet touched.
+    Journaled = 1,
+    /// An insert with the bucket's count bumped, the binding not written.
+    Counted,
+    /// An insert written to the table, none of it in the log.
+    Written,
+    /// An insert written and two of its three log counters updated.
+    HalfLogged,
+    /// A refresh with the cseq bumped and the expiry not.
+    HalfRefreshed,
+    /// An expiry with the binding cleared and the bucket's count not lowered.
+    Cleared,
+}
+
+impl KillAt {
+    const ALL: [KillAt; 6] = [
+        KillAt::Journaled,
+        KillAt::Counted,
+        KillAt::Written,
+        KillAt::HalfLogged,
+        KillAt::HalfRefreshed,
+        KillAt::Cleared,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            KillAt::Journaled => "journaled",
+            KillAt::Counted => "counted",
+            KillAt::Written => "written",
+            KillAt::HalfLogged => "half-logged",
+            KillAt::HalfRefreshed => "half-refreshed",
+            KillAt::Cleared => "cleared",
+        }
+    }
+
+    fn what(self) -> &'static str {
+        match self {
+            KillAt::Journaled => "an insert journaled, the table not yet touched",
+            KillAt::Counted => "an insert with the bucket's count bumped, the binding not written",
+            KillAt::Written => "an insert written to the table, none of it in its log",
+            KillAt::HalfLogged => "an insert written, two of its three log counters updated",
+            KillAt::HalfRefreshed => "a refresh with the cseq bumped and the expiry not",
+            KillAt::Cleared => "an expiry with the binding cleared, the bucket's count not lowered",
+        }
+    }
+
+    fn from_number(n: u32) -> Option<KillAt> {
+        KillAt::ALL.into_iter().find(|k| *k as u32 == n)
+    }
+}
+
+/// What each kind of update adds to the table counters (`registers`, `refreshes`,
+/// `expiries`, `live`, `cseq_sum`); an expiry takes its binding's cseq away.
+fn share_of(op: u64, found_cseq: u64) -> [i64; 5] {
+    match (op, found_cseq) {
+        (REGISTER, 0) => [1, 0, 0, 1, 1],
+        (REGISTER, _) => [0, 1, 0, 0, 1],
+        _ => [0, 0, 1, -1, -(found_cseq as i64)],
+    }
+}
+
+impl WorkerLog {
+    fn table_counters(&self) -> [&AtomicU64; 5] {
+        [
+            &self.registers,
+            &self.refreshes,
+            &self.expiries,
+            &self.live,
+            &self.cseq_sum,
+        ]
+    }
+
+    /// Journals an update before the table changes: the counters as they are, the cseq it
+    /// found, then (last, with Release: nothing before it may move after) the update.
+    fn begin(&self, op: u64, aor: u64, found_cseq: u32) {
+        for (b, c) in self.before.iter().zip(self.table_counters()) {
+            b.store(c.load(Relaxed), Relaxed);
+        }
+        self.pending_cseq.store(u64::from(found_cseq), Relaxed);
+        self.pending.store(op << 56 | aor, Release);
+        // The table writes that follow stay after the journal.
+        std::sync::atomic::fence(SeqCst);
+    }
+
+    /// Ends the journaled update, after its table writes and its counters.
+    fn end(&self) {
+        self.pending.store(0, Release);
+    }
+}
+
+/// A table write done: the log counters that follow stay after it (a kill between the two
+/// must find the write, as the journal says).
+fn written() {
+    std::sync::atomic::fence(SeqCst);
+}
+
 fn bucket_of(aor: u64) -> usize {
     (aor.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40) as usize % BUCKETS
 }
@@ -240,6 +355,8 @@ struct Args {
     workers: usize,
     seconds: f64,
     kill_one: bool,
+    /// Where `--kill-one` stops worker 0 (`--kill-at`; by default one chosen at random).
+    kill_at: Option<KillAt>,
     one_lock: bool,
     compare: bool,
     /// `--compare`: pairs of runs, alternating which goes first.
@@ -252,6 +369,7 @@ fn parse_args() -> Result<Args, String> {
         workers: 4,
         seconds: 5.0,
         kill_one: false,
+        kill_at: None,
         one_lock: false,
         compare: false,
         rounds: 3,
@@ -276,6 +394,16 @@ fn parse_args() -> Result<Args, String> {
                     .ok_or("--seconds takes a positive number")?
             }
             "--kill-one" => a.kill_one = true,
+            "--kill-at" => {
+                let v = value("a step")?;
+                a.kill_one = true;
+                a.kill_at = Some(KillAt::ALL.into_iter().find(|k| k.name() == v).ok_or_else(
+                    || {
+                        let names: Vec<_> = KillAt::ALL.iter().map(|k| k.name()).collect();
+                        format!("--kill-at takes one of {}", names.join(", "))
+                    },
+                )?);
+            }
             "--one-lock" => a.one_lock = true,
             "--compare" => a.compare = true,
             "--rounds" => {
@@ -287,8 +415,9 @@ fn parse_args() -> Result<Args, String> {
             }
             "--name" => a.name = value("a region name")?,
             "-h" | "--help" => {
-                return Err("usage: registrar [--workers N] [--seconds S] [--kill-one] \
-                            [--one-lock] [--compare [--rounds N]] [--name /NAME]"
+                return Err("usage: registrar [--workers N] [--seconds S] \
+                            [--kill-one | --kill-at STEP] [--one-lock] [--compare [--rounds N]] \
+                            [--name /NAME]"
                     .into())
             }
             other => return Err(format!("unknown argument {other:?} (try --help)")),
@@ -349,6 +478,10 @@ fn stripe<'t>(reg: &'t Registrar, b: usize, log: &WorkerLog) -> StripeGuard<'t, 
         for other in (stripe..BUCKETS).step_by(STRIPES) {
             let mut o = reg.lock_buckets(other);
             o.used = o.slots.iter().filter(|s| s.aor != 0).count() as u32;
+            // A refresh cut between its cseq and its expiry: rolled forward.
+            for s in o.slots.iter_mut().filter(|s| s.aor != 0) {
+                s.expires = 3600 * u64::from(s.cseq);
+            }
         }
         g = reg.lock_buckets(b);
         StripeGuard::mark_consistent(&mut g);
@@ -357,57 +490,77 @@ fn stripe<'t>(reg: &'t Registrar, b: usize, log: &WorkerLog) -> StripeGuard<'t, 
     g
 }
 
-/// One REGISTER: refresh the binding of `aor`, or insert it.
-fn register(reg: &Registrar, w: usize, aor: u64, doomed: bool) {
+/// `--kill-one`: stops here, holding the stripe, until the parent's SIGKILL lands.
+fn stall_for_the_kill(log: &WorkerLog, w: usize) -> ! {
+    log.holding.store(2, Release);
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(10) {
+        std::hint::spin_loop();
+    }
+    eprintln!("registrar: worker {w} was to be killed and was not");
+    // SAFETY: leave at once, as the kill would have.
+    unsafe { libc::_exit(3) };
+}
+
+/// One REGISTER: refresh the binding of `aor`, or insert it. `kill`: where to stop for
+/// `--kill-one`, if this update is the one.
+fn register(reg: &Registrar, w: usize, aor: u64, kill: Option<KillAt>) {
     let log = &reg.logs[w];
     let b = bucket_of(aor);
     let contact = contact_for(aor);
     let mut g = bucket(reg, b, log);
-    log.pending.store(REGISTER << 56 | aor, Relaxed);
     log.stripe.store((b % STRIPES) as u32, Relaxed);
     log.holding.store(1, Release);
-    if let Some(s) = g.slots.iter_mut().find(|s| s.aor == aor) {
-        s.cseq += 1;
-        s.expires += 3600;
-        if s.contact != contact {
-            s.contact = contact;
+    let stop = |at: KillAt| {
+        if kill == Some(at) {
+            stall_for_the_kill(log, w);
         }
+    };
+    if let Some(s) = g.slots.iter_mut().find(|s| s.aor == aor) {
+        log.begin(REGISTER, aor, s.cseq);
+        // The cseq first, then the expiry: a holder killed between the two leaves a binding
+        // the next holder rolls forward (expires = 3600 x cseq).
+        s.cseq += 1;
+        written();
+        stop(KillAt::HalfRefreshed);
+        s.expires += 3600;
+        written();
         log.refreshes.fetch_add(1, Relaxed);
         log.cseq_sum.fetch_add(1, Relaxed);
+        log.end();
     } else if (g.used as usize) < SLOTS {
+        log.begin(REGISTER, aor, 0);
+        stop(KillAt::Journaled);
         g.used += 1;
-        if doomed {
-            // --kill-one: stop here, the count bumped and the binding not written, holding
-            // the stripe, until the parent's SIGKILL lands.
-            log.holding.store(2, Release);
-            let t0 = Instant::now();
-            while t0.elapsed() < Duration::from_secs(10) {
-                std::hint::spin_loop();
-            }
-            eprintln!("registrar: worker {w} was to be killed and was not");
-            // SAFETY: leave at once, as the kill would have.
-            unsafe { libc::_exit(3) };
-        }
+        written();
+        stop(KillAt::Counted);
         let slot = g
             .slots
             .iter_mut()
             .find(|s| s.aor == 0)
             .expect("used < SLOTS");
+        // Every field but the key, then the key: a slot is in use once its aor is set, and
+        // by then it is whole.
         *slot = Binding {
-            aor,
+            aor: 0,
             expires: 3600,
             cseq: 1,
             owner: w as u32,
             contact,
         };
+        written();
+        slot.aor = aor;
+        written();
+        stop(KillAt::Written);
         log.registers.fetch_add(1, Relaxed);
         log.live.fetch_add(1, Relaxed);
+        stop(KillAt::HalfLogged);
         log.cseq_sum.fetch_add(1, Relaxed);
+        log.end();
     } else {
         log.full.fetch_add(1, Relaxed);
     }
     log.holding.store(0, Release);
-    log.pending.store(0, Relaxed);
 }
 
 fn lookup(reg: &Registrar, w: usize, aor: u64) {
@@ -423,21 +576,33 @@ fn lookup(reg: &Registrar, w: usize, aor: u64) {
     log.lookups.fetch_add(1, Relaxed);
 }
 
-fn expire(reg: &Registrar, w: usize, aor: u64) {
+fn expire(reg: &Registrar, w: usize, aor: u64, kill: Option<KillAt>) {
     let log = &reg.logs[w];
-    let mut g = bucket(reg, bucket_of(aor), log);
-    log.pending.store(EXPIRE << 56 | aor, Relaxed);
+    let b = bucket_of(aor);
+    let mut g = bucket(reg, b, log);
+    log.stripe.store((b % STRIPES) as u32, Relaxed);
+    log.holding.store(1, Release);
     if let Some(s) = g.slots.iter_mut().find(|s| s.aor == aor) {
         let cseq = s.cseq;
-        // The whole slot, not just its key: a half-written insert later must not revive
+        log.begin(EXPIRE, aor, cseq);
+        // The key first, then the rest of the slot: a free slot may hold stale fields, a
+        // slot in use never half of them; and a half-written insert later must not revive
         // this binding's old fields.
+        s.aor = 0;
+        written();
         *s = Binding::FREE;
+        written();
+        if kill == Some(KillAt::Cleared) {
+            stall_for_the_kill(log, w);
+        }
         g.used -= 1;
+        written();
         log.expiries.fetch_add(1, Relaxed);
         log.live.fetch_sub(1, Relaxed);
         log.cseq_sum.fetch_sub(u64::from(cseq), Relaxed);
+        log.end();
     }
-    log.pending.store(0, Relaxed);
+    log.holding.store(0, Release);
 }
 
 /// One mark on `stripe`'s counter, by a thread whose dialog group holds that stripe.
@@ -476,6 +641,7 @@ fn worker(table: Table, w: usize) -> i32 {
     let mut rng = 0x9e37_79b9_7f4a_7c15u64 ^ ((w as u64 + 1) << 17);
     let mut ops = 0u64;
     let doomed = reg.control.doomed.load(Relaxed) == w as u32 + 1;
+    let kill_at = KillAt::from_number(reg.control.kill_at.load(Relaxed));
     let one_lock = reg.control.one_lock.load(Relaxed) != 0;
     let kill_after = 2_000;
     while reg.control.stop.load(Relaxed) == 0 {
@@ -484,9 +650,9 @@ fn worker(table: Table, w: usize) -> i32 {
         rng ^= rng << 17;
         let aor = 1 + w as u64 * AORS + rng % AORS;
         match (rng >> 32) % 100 {
-            0..=44 => register(reg, w, aor, doomed && ops >= kill_after),
+            0..=44 => register(reg, w, aor, kill_at.filter(|_| doomed && ops >= kill_after)),
             45..=84 => lookup(reg, w, aor),
-            85..=96 => expire(reg, w, aor),
+            85..=96 => expire(reg, w, aor, kill_at.filter(|_| doomed && ops >= kill_after)),
             _ => {
                 // A dialog for this AOR: its group chains the bucket's stripe (before the
                 // group's own lock), so whoever takes the dialog takes the stripe first.
@@ -629,8 +795,17 @@ fn run(a: &Args, one_lock: bool, kill_one: bool, quiet: bool) -> Result<RunResul
     region
         .publish("registrar", &table)
         .map_err(|e| e.to_string())?;
+    // Where the doomed worker stops: as asked, or a step chosen at random (each run tries
+    // another way of dying mid-update).
+    let kill_at = a.kill_at.unwrap_or_else(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        KillAt::ALL[nanos as usize % KillAt::ALL.len()]
+    });
     if kill_one {
         table.control.doomed.store(1, Relaxed);
+        table.control.kill_at.store(kill_at as u32, Relaxed);
     }
     table.control.one_lock.store(u32::from(one_lock), Relaxed);
     if !quiet {
@@ -643,9 +818,12 @@ fn run(a: &Args, one_lock: bool, kill_one: bool, quiet: bool) -> Result<RunResul
             a.seconds,
             if one_lock { ", one global lock" } else { "" },
             if kill_one {
-                ", killing worker 0 mid-update"
+                format!(
+                    ", killing worker 0 mid-update (--kill-at {})",
+                    kill_at.name()
+                )
             } else {
-                ""
+                String::new()
             }
         );
     }
@@ -688,9 +866,9 @@ fn run(a: &Args, one_lock: bool, kill_one: bool, quiet: bool) -> Result<RunResul
             killed = Some((0, stripe, format!("{code:?}")));
             if !quiet {
                 println!(
-                    "  killed worker 0 (pid {}) with SIGKILL while it held stripe {stripe}, \
-                     mid-REGISTER",
-                    pids[0]
+                    "  killed worker 0 (pid {}) with SIGKILL while it held stripe {stripe}: {}",
+                    pids[0],
+                    kill_at.what()
                 );
             }
         }
@@ -744,7 +922,7 @@ fn run(a: &Args, one_lock: bool, kill_one: bool, quiet: bool) -> Result<RunResul
     let ok = verify(
         &table,
         a.workers,
-        killed.as_ref().map(|k| (k.0, k.1)),
+        killed.as_ref().map(|k| (k.0, k.1, kill_at)),
         quiet,
     );
     let line = if ok {
@@ -778,7 +956,74 @@ fn run(a: &Args, one_lock: bool, kill_one: bool, quiet: bool) -> Result<RunResul
 }
 
 /// Checks the table against the logs; prints the summary and every discrepancy.
-fn verify(reg: &Registrar, workers: usize, killed: Option<(usize, u32)>, quiet: bool) -> bool {
+/// A dead worker's table counters as they stand once its journaled update is settled:
+/// counted in full if the table shows it landed, not at all if not. `None` (with the reason)
+/// when a counter is neither at its journaled value nor at that plus the update's share.
+struct Settled {
+    counters: [u64; 5],
+    /// What the pending update was, and whether it landed; `None` when nothing was pending.
+    pending: Option<(&'static str, u64, bool)>,
+    /// Of the pending update's counters, how many its log had already counted.
+    counted: usize,
+    of: usize,
+}
+
+fn settle(l: &WorkerLog, table_cseq: impl Fn(u64) -> Option<u32>) -> Result<Settled, String> {
+    let now: Vec<u64> = l.table_counters().iter().map(|c| c.load(Relaxed)).collect();
+    let pending = l.pending.load(Relaxed);
+    let mut settled = Settled {
+        counters: [now[0], now[1], now[2], now[3], now[4]],
+        pending: None,
+        counted: 0,
+        of: 0,
+    };
+    if pending == 0 {
+        return Ok(settled);
+    }
+    let (op, aor) = (pending >> 56, pending & ((1 << 56) - 1));
+    let found = l.pending_cseq.load(Relaxed);
+    let share = share_of(op, found);
+    let (what, landed) = match (op, found) {
+        (REGISTER, 0) => ("an insert", table_cseq(aor).is_some()),
+        (REGISTER, c) => ("a refresh", table_cseq(aor).map(u64::from) == Some(c + 1)),
+        (EXPIRE, _) => ("an expiry", table_cseq(aor).is_none()),
+        _ => {
+            return Err(format!(
+                "its journal holds an unknown update ({pending:#x})"
+            ))
+        }
+    };
+    for (i, (b, d)) in l.before.iter().zip(share).enumerate() {
+        let before = b.load(Relaxed);
+        let after = before.wrapping_add_signed(d);
+        if d != 0 {
+            settled.of += 1;
+            settled.counted += usize::from(now[i] == after);
+        }
+        if now[i] != before && now[i] != after {
+            return Err(format!(
+                "counter {i} of its log is {}, neither {before} (before {what} it had \
+                 pending) nor {after} (after)",
+                now[i]
+            ));
+        }
+        if !landed && now[i] != before {
+            return Err(format!(
+                "its log counted {what} of aor {aor} that the table does not show"
+            ));
+        }
+        settled.counters[i] = if landed { after } else { before };
+    }
+    settled.pending = Some((what, aor, landed));
+    Ok(settled)
+}
+
+fn verify(
+    reg: &Registrar,
+    workers: usize,
+    killed: Option<(usize, u32, KillAt)>,
+    quiet: bool,
+) -> bool {
     let mut ok = true;
     let mut fail = |msg: String| {
         println!("  MISMATCH: {msg}");
@@ -800,7 +1045,7 @@ fn verify(reg: &Registrar, workers: usize, killed: Option<(usize, u32)>, quiet: 
     // its bucket, once, with its contact, and refreshed as often as its cseq says.
     let mut live = [0u64; MAX_WORKERS];
     let mut cseq = [0u64; MAX_WORKERS];
-    let mut seen = std::collections::HashSet::new();
+    let mut seen = std::collections::HashMap::new();
     for b in 0..BUCKETS {
         let g = reg.lock_buckets(b);
         let used = g.slots.iter().filter(|s| s.aor != 0).count() as u32;
@@ -819,7 +1064,7 @@ fn verify(reg: &Registrar, workers: usize, killed: Option<(usize, u32)>, quiet: 
                 ));
                 continue;
             }
-            if !seen.insert(s.aor) {
+            if seen.insert(s.aor, s.cseq).is_some() {
                 fail(format!("aor {} is bound twice", s.aor));
             }
             if s.contact != contact_for(s.aor) {
@@ -843,42 +1088,53 @@ fn verify(reg: &Registrar, workers: usize, killed: Option<(usize, u32)>, quiet: 
         println!("|---|---|---|---|---|---|---|---|---|---|");
     }
     let mut marks_logged = 0;
+    let mut dead_settled = None;
     for w in 0..workers {
         let l = &reg.logs[w];
         let get = |a: &AtomicU64| a.load(Relaxed);
         let dead = killed.is_some_and(|k| k.0 == w);
         marks_logged += get(&l.dialog_marks);
+        // A worker that finished has no update pending; the dead one's is settled from its
+        // journal against the table.
+        if !dead && get(&l.pending) != 0 {
+            fail(format!("worker {w} finished with an update pending"));
+        }
+        let settled = match settle(l, |aor| seen.get(&aor).copied()) {
+            Ok(s) => s,
+            Err(e) => {
+                fail(format!("worker {w}: {e}"));
+                continue;
+            }
+        };
+        let [registers, refreshes, expiries, live_logged, cseq_logged] = settled.counters;
         // The log against the table, and the log against itself.
-        if get(&l.live) != live[w] {
+        if live_logged != live[w] {
             fail(format!(
-                "worker {w}: log says {} bindings, the table holds {}",
-                get(&l.live),
+                "worker {w}: log says {live_logged} bindings, the table holds {}",
                 live[w]
             ));
         }
-        if get(&l.registers) - get(&l.expiries) != get(&l.live) {
+        if registers - expiries != live_logged {
             fail(format!(
-                "worker {w}: {} inserted and {} expired, but {} live by its log",
-                get(&l.registers),
-                get(&l.expiries),
-                get(&l.live)
+                "worker {w}: {registers} inserted and {expiries} expired, but {live_logged} \
+                 live by its log"
             ));
         }
-        if get(&l.cseq_sum) != cseq[w] {
+        if cseq_logged != cseq[w] {
             fail(format!(
-                "worker {w}: log says cseq sum {}, the table {}",
-                get(&l.cseq_sum),
+                "worker {w}: log says cseq sum {cseq_logged}, the table {}",
                 cseq[w]
             ));
         }
         // Every REGISTER added 1 to some binding's cseq; expiries took theirs away.
-        if get(&l.cseq_sum) > get(&l.registers) + get(&l.refreshes) {
+        if cseq_logged > registers + refreshes {
             fail(format!(
-                "worker {w}: cseq sum {} above its {} inserts and {} refreshes",
-                get(&l.cseq_sum),
-                get(&l.registers),
-                get(&l.refreshes)
+                "worker {w}: cseq sum {cseq_logged} above its {registers} inserts and \
+                 {refreshes} refreshes"
             ));
+        }
+        if dead {
+            dead_settled = Some(settled);
         }
         if !dead && get(&l.dialogs_made) != get(&l.dialogs_destroyed) {
             fail(format!(
@@ -892,9 +1148,9 @@ fn verify(reg: &Registrar, workers: usize, killed: Option<(usize, u32)>, quiet: 
                 "| {w} | {} | {} | {} | {} | {} | {} ({}) | {} | {}/{} | {} |",
                 if dead { "killed" } else { "finished" },
                 get(&l.ops),
-                get(&l.registers),
-                get(&l.refreshes),
-                get(&l.expiries),
+                registers,
+                refreshes,
+                expiries,
                 get(&l.lookups),
                 get(&l.hits),
                 live[w],
@@ -914,32 +1170,41 @@ fn verify(reg: &Registrar, workers: usize, killed: Option<(usize, u32)>, quiet: 
             "{marked} marks made under dialog group locks, {marks_logged} logged"
         ));
     }
-    if let Some((w, stripe)) = killed {
+    if let (Some((w, stripe, at)), Some(settled)) = (killed, dead_settled) {
         let l = &reg.logs[w];
         let repairs: u64 = (0..workers)
             .map(|v| reg.logs[v].repairs.load(Relaxed))
             .sum();
-        let pending = l.pending.load(Relaxed);
-        let op = match pending >> 56 {
-            REGISTER => "REGISTER",
-            EXPIRE => "expiry",
-            _ => "nothing",
+        let journal = match settled.pending {
+            Some((what, aor, true)) => format!(
+                "its journal holds {what} of aor {aor}, which the table shows landed; its \
+                 log had counted {} of its {} counters, the rest are counted from the journal",
+                settled.counted, settled.of
+            ),
+            Some((what, aor, false)) => format!(
+                "its journal holds {what} of aor {aor}, which the table shows never landed \
+                 (its log had counted none of it)"
+            ),
+            None => "its journal holds no update".into(),
         };
         if !quiet {
             println!(
-                "\nworker {w} was killed holding stripe {stripe}, its pending update a {op} of aor {} \
-                 (its log's journal). Its log counts {} operations done, {} bindings and a \
-                 cseq sum of {}; the table holds {} and {} of its bindings: {}. Stripe repairs \
-                 by the other workers after being told the owner died: {repairs}; every stripe \
-                 is consistent again: {}. Its dialogs: {} made, {} destroyed before it died.",
-                pending & ((1 << 56) - 1),
-                l.ops.load(Relaxed),
-                l.live.load(Relaxed),
-                l.cseq_sum.load(Relaxed),
+                "\nworker {w} was killed holding stripe {stripe} in the middle of {}: {journal}. \
+                 So it had completed {} inserts, {} refreshes and {} expiries, leaving {} \
+                 bindings with a cseq sum of {}; the table holds {} and {} of its bindings: {}. \
+                 Stripe repairs by the other workers after being told the owner died: \
+                 {repairs}; every stripe is consistent again: {}. Its dialogs: {} made, {} \
+                 destroyed before it died.",
+                at.what(),
+                settled.counters[0],
+                settled.counters[1],
+                settled.counters[2],
+                settled.counters[3],
+                settled.counters[4],
                 live[w],
                 cseq[w],
-                if l.live.load(Relaxed) == live[w] && l.cseq_sum.load(Relaxed) == cseq[w] {
-                    "the same (the pending update never landed)"
+                if settled.counters[3] == live[w] && settled.counters[4] == cseq[w] {
+                    "the same"
                 } else {
                     "NOT the same"
                 },
@@ -953,10 +1218,8 @@ fn verify(reg: &Registrar, workers: usize, killed: Option<(usize, u32)>, quiet: 
                 "nobody repaired stripe {stripe} after worker {w} died"
             ));
         }
-        if pending >> 56 != REGISTER {
-            fail(format!(
-                "worker {w} died with no REGISTER pending ({pending:#x})"
-            ));
+        if settled.pending.is_none() {
+            fail(format!("worker {w} died with no update in its journal"));
         }
     }
     ok
