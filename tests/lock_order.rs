@@ -244,3 +244,26 @@ fn the_edges_of_a_freed_object_are_forgotten() {
         assert!(inversions().is_empty(), "{:?}", inversions());
     });
 }
+
+#[test]
+fn a_dropped_group_forgets_its_edges_so_a_new_group_in_its_memory_starts_clean() {
+    in_child(|| {
+        set_on_inversion(OnInversion::Panic);
+        static W: GenLock = GenLock::new();
+        {
+            // The group, then W: an edge group -> W.
+            let g = GrpLock::new();
+            let _g = g.lock();
+            let _w = W.lock();
+        }
+        // New groups, W first: had the dead group's edge stayed, the one made in its memory
+        // would be reported as an inversion.
+        for _ in 0..100 {
+            let g = GrpLock::new();
+            let _w = W.lock();
+            let r = catch_unwind(AssertUnwindSafe(|| drop(g.lock())));
+            assert!(r.is_ok(), "a new group inherited a dead group's order");
+        }
+        assert!(inversions().is_empty(), "{:?}", inversions());
+    });
+}

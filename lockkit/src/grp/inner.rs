@@ -37,6 +37,7 @@
 //! - A thread waiting for a busy chained lock holds nothing of the group's; that lock's
 //!   holder releases it on its own, and nothing it waits for can be held by the sleeper.
 
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -105,6 +106,10 @@ pub(crate) struct Inner {
     pub(crate) id: u64,
     pub(crate) life: Life,
     pub(crate) refs: debug::Refs,
+    /// Where the group lives (its `Arc`'s allocation): the address the lock-order checker
+    /// knows it by, set once the group is in its `Arc`.
+    #[cfg(feature = "lock-debug")]
+    pub(crate) home: std::sync::atomic::AtomicUsize,
 }
 
 // SAFETY: `depth` is touched only by the group's holder and `chain` only by the own
@@ -118,9 +123,11 @@ impl Drop for Inner {
     fn drop(&mut self) {
         // The last reference is gone: nobody holds the group (a guard is a reference).
         self.flags.fetch_or(DESTROYED, Relaxed);
-        self.life.destroy();
+        // First, so a panicking handler cannot skip it; by the address the checker knew the
+        // group by (`release_ref` moves the group out of its allocation to drop it).
         #[cfg(feature = "lock-debug")]
-        crate::lock_order::forget_local(self as *const Inner as usize);
+        crate::lock_order::forget_local(self.home.load(Relaxed));
+        self.life.destroy();
     }
 }
 
@@ -273,6 +280,8 @@ impl Inner {
             id,
             life: Life::new(),
             refs: debug::Refs::new(id),
+            #[cfg(feature = "lock-debug")]
+            home: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -439,7 +448,13 @@ impl Inner {
                 Ok(()) => {
                     std::mem::forget(held);
                     self.become_holder(me);
-                    drop(dead);
+                    // Dropping a dead group can run its handlers: one that panics must not
+                    // leave this group held with no guard to give it back.
+                    if let Err(p) = catch_unwind(AssertUnwindSafe(|| drop(dead))) {
+                        // SAFETY: this thread became the holder just above.
+                        unsafe { self.release() };
+                        resume_unwind(p);
+                    }
                     return Ok(self);
                 }
                 Err((busy, group)) => {
@@ -742,8 +757,14 @@ impl Inner {
             let _graph = graph::lock();
             std::mem::take(&mut *lock_mutex(&g.subgroups));
         }
-        drop(chain);
-        g.life.destroy();
+        // Both, whatever either's user code does: a chained group whose last reference
+        // goes with the chain runs its handlers, and one of them panicking must not skip
+        // this group's own (the first panic is resumed after both).
+        let chain_dropped = catch_unwind(AssertUnwindSafe(|| drop(chain)));
+        let destroyed = catch_unwind(AssertUnwindSafe(|| g.life.destroy()));
+        if let Err(p) = chain_dropped.and(destroyed) {
+            resume_unwind(p);
+        }
         Ok(())
     }
 

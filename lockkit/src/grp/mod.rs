@@ -174,7 +174,10 @@ impl GrpLock {
     /// A new group with one reference: this handle (PJLIB's `pj_grp_lock_create`).
     #[track_caller]
     pub fn new() -> GrpLock {
-        GrpLock::from_arc(Arc::new(Inner::new(NEXT_GROUP.fetch_add(1, Relaxed))))
+        let inner = Arc::new(Inner::new(NEXT_GROUP.fetch_add(1, Relaxed)));
+        #[cfg(feature = "lock-debug")]
+        inner.home.store(Arc::as_ptr(&inner) as usize, Relaxed);
+        GrpLock::from_arc(inner)
     }
 
     #[track_caller]
