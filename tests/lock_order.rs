@@ -267,3 +267,52 @@ fn a_dropped_group_forgets_its_edges_so_a_new_group_in_its_memory_starts_clean()
         assert!(inversions().is_empty(), "{:?}", inversions());
     });
 }
+
+#[test]
+fn describing_a_leaked_guards_lock_never_reads_a_region_another_thread_unmapped() {
+    in_child(|| {
+        use std::sync::atomic::AtomicBool;
+        use std::time::{Duration, Instant};
+        set_on_inversion(OnInversion::Ignore);
+        static T: GenLock = GenLock::new();
+        let name = format!("/lockkit-test-unmapped-{}", std::process::id());
+        let (tx, rx) = std::sync::mpsc::channel::<ShmRegion>();
+        let stop = Arc::new(AtomicBool::new(false));
+        // Maps and unmaps the region over and over, holding its only handle.
+        let remapper = {
+            let (stop, name) = (Arc::clone(&stop), name.clone());
+            std::thread::spawn(move || {
+                let mut r = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+                while !stop.load(Relaxed) {
+                    drop(r);
+                    r = ShmRegion::open(&name).unwrap();
+                }
+            })
+        };
+        let r = ShmRegion::create(&name, 1 << 20).unwrap();
+        r.keep_name();
+        let l = r.alloc(GenLock::new()).unwrap();
+        // Objects enough that describing `l` walks the heap for a while.
+        let filler: Vec<_> = (0..3000)
+            .filter_map(|_| r.alloc(GenLock::new()).ok())
+            .collect();
+        drop(filler);
+        {
+            // The edge T -> l.
+            let _t = T.lock();
+            let _l = l.lock();
+        }
+        // l stays held by this thread with no handle to its region: each wait for T below
+        // finds the reverse of the edge and describes l, while the other thread unmaps it.
+        std::mem::forget(l.lock());
+        drop(l);
+        tx.send(r).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            drop(T.lock());
+        }
+        stop.store(true, Relaxed);
+        remapper.join().unwrap();
+        let _ = ShmRegion::unlink(&name);
+    });
+}

@@ -72,11 +72,18 @@ pub(crate) fn site_index(addr: usize, at: &'static Location<'static>) -> Option<
     if let Some(c) = cached.filter(|c| (c.site, c.dev, c.ino) == (site, dev, ino)) {
         return c.index;
     }
-    // SAFETY: a registered mapping of `len` bytes at `base` holds the lock at `addr`, whose
-    // caller borrows it from a handle that keeps the mapping alive. Interning writes only
-    // atomics.
-    let view = unsafe { crate::shm::view::View::of_registered(base, len) }?;
-    let index = view.intern_site(&format!("{}:{}:{}", at.file(), at.line(), at.column()));
+    let text = format!("{}:{}:{}", at.file(), at.line(), at.column());
+    let index = crate::__private::regions::pinned(addr, |b, l, d, i| {
+        if (b, l, d, i) != (base, len, dev, ino) {
+            return None;
+        }
+        // SAFETY: a registered mapping of a region, pinned (not unmapped) until this closure
+        // returns (the lock may be a leaked guard's, which keeps no handle). Interning
+        // writes only atomics.
+        let view = unsafe { crate::shm::view::View::of_registered(b, l) }?;
+        view.intern_site(&text)
+    })
+    .flatten();
     let _ = SITES.try_with(|c| {
         c[slot].set(Some(Cached {
             site,

@@ -328,6 +328,8 @@ pub mod regions {
         len: AtomicUsize,
         dev: AtomicU64,
         ino: AtomicU64,
+        /// Threads reading the mapping through [`pinned`]: `unregister` waits for none.
+        pins: AtomicU32,
     }
 
     #[allow(clippy::declare_interior_mutable_const)]
@@ -337,6 +339,7 @@ pub mod regions {
         len: AtomicUsize::new(0),
         dev: AtomicU64::new(0),
         ino: AtomicU64::new(0),
+        pins: AtomicU32::new(0),
     };
 
     static TABLE: [Slot; SLOTS] = [FREE; SLOTS];
@@ -371,6 +374,10 @@ pub mod regions {
     /// In a fork child (from the atfork handler, async-signal-safe: atomics only): the
     /// thread that may have been writing the table does not exist here.
     pub(crate) fn after_fork_in_child() {
+        // The threads that had mappings pinned do not exist here either.
+        for slot in &TABLE {
+            slot.pins.store(0, Relaxed);
+        }
         if WRITERS.load(Relaxed) {
             for slot in &TABLE {
                 if slot.seq.load(Relaxed) % 2 == 1 {
@@ -417,7 +424,8 @@ pub mod regions {
         USED.fetch_max(i + 1, Release);
     }
 
-    /// Forgets the mapping at `base`.
+    /// Forgets the mapping at `base`; returns once no thread reads it through [`pinned`],
+    /// so the caller may unmap it.
     pub(crate) fn unregister(base: *const u8) {
         let _w = Writing::start();
         let used = USED.load(Relaxed);
@@ -426,51 +434,71 @@ pub mod regions {
             .find(|s| s.len.load(Relaxed) != 0 && s.base.load(Relaxed) == base as usize)
         {
             write(slot, |s| s.len.store(0, Relaxed));
+            // Against `pinned`: this thread clears the slot then reads the pins, a reader
+            // pins then reads the slot; with a full fence on both sides, one sees the other.
+            fence(SeqCst);
+            while slot.pins.load(Relaxed) != 0 {
+                // A pinned section is short (a region's description read for a message).
+                std::thread::yield_now();
+            }
+            fence(Acquire);
         }
+    }
+
+    /// A slot's mapping, read consistently; `None` when free.
+    fn read(slot: &Slot) -> Option<(usize, usize, u64, u64)> {
+        loop {
+            let seq = slot.seq.load(Acquire);
+            let (base, len) = (slot.base.load(Relaxed), slot.len.load(Relaxed));
+            let ids = (slot.dev.load(Relaxed), slot.ino.load(Relaxed));
+            fence(Acquire);
+            if seq % 2 == 1 || slot.seq.load(Relaxed) != seq {
+                std::hint::spin_loop();
+                continue;
+            }
+            return (len != 0).then_some((base, len, ids.0, ids.1));
+        }
+    }
+
+    /// Runs `f` with the registered mapping that holds `addr` (its base, length and object
+    /// identity), which stays mapped until `f` returns: `unregister` waits for it. `None` if
+    /// no registered mapping holds `addr`. For reading a region that no handle of the
+    /// caller's keeps mapped (a lock whose guard was leaked); `f` must not drop a region.
+    #[cfg_attr(not(feature = "lock-debug"), allow(dead_code))]
+    pub(crate) fn pinned<T>(addr: usize, f: impl FnOnce(usize, usize, u64, u64) -> T) -> Option<T> {
+        let used = USED.load(Acquire);
+        let slot = TABLE[..used]
+            .iter()
+            .find(|s| read(s).is_some_and(|(base, len, ..)| addr.wrapping_sub(base) < len))?;
+        slot.pins.fetch_add(1, Relaxed);
+        fence(SeqCst);
+        /// Unpins on every path, a panic in `f` included.
+        struct Unpin<'a>(&'a AtomicU32);
+        impl Drop for Unpin<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Release);
+            }
+        }
+        let _unpin = Unpin(&slot.pins);
+        // Pinned: still the mapping holding `addr` (not unregistered meanwhile, nor reused)?
+        let (base, len, dev, ino) =
+            read(slot).filter(|&(base, len, ..)| addr.wrapping_sub(base) < len)?;
+        Some(f(base, len, dev, ino))
     }
 
     /// The registered mapping that holds `addr`: its base, length and object identity.
     #[cfg_attr(not(feature = "lock-debug"), allow(dead_code))]
     pub(crate) fn region_of(addr: usize) -> Option<(usize, usize, u64, u64)> {
         let used = USED.load(Acquire);
-        for slot in &TABLE[..used] {
-            loop {
-                let seq = slot.seq.load(Acquire);
-                let (base, len) = (slot.base.load(Relaxed), slot.len.load(Relaxed));
-                let ids = (slot.dev.load(Relaxed), slot.ino.load(Relaxed));
-                fence(Acquire);
-                if seq % 2 == 1 || slot.seq.load(Relaxed) != seq {
-                    std::hint::spin_loop();
-                    continue;
-                }
-                if addr.wrapping_sub(base) < len {
-                    return Some((base, len, ids.0, ids.1));
-                }
-                break;
-            }
-        }
-        None
+        TABLE[..used]
+            .iter()
+            .filter_map(read)
+            .find(|&(base, len, ..)| addr.wrapping_sub(base) < len)
     }
 
     /// The base of the registered mapping that holds `addr` (where its region header is).
     pub(crate) fn region_base(addr: usize) -> Option<usize> {
-        let used = USED.load(Acquire);
-        for slot in &TABLE[..used] {
-            loop {
-                let seq = slot.seq.load(Acquire);
-                let (base, len) = (slot.base.load(Relaxed), slot.len.load(Relaxed));
-                fence(Acquire);
-                if seq % 2 == 1 || slot.seq.load(Relaxed) != seq {
-                    std::hint::spin_loop();
-                    continue;
-                }
-                if addr.wrapping_sub(base) < len {
-                    return Some(base);
-                }
-                break;
-            }
-        }
-        None
+        region_of(addr).map(|(base, ..)| base)
     }
 
     /// Where `addr` is, as every process sees it.

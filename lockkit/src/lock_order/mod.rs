@@ -379,16 +379,30 @@ impl Words for RegionWords<'_, '_> {
     }
 }
 
-/// Runs `f` on the view of the region a `Shm` id is in.
+/// Runs `f` on the view of the region a `Shm` id is in, while it stays mapped (a held lock
+/// whose guard was leaked keeps no handle that would keep it so); `None` if that region is
+/// no longer mapped where the id saw it.
 fn with_view<T>(id: &Id, f: impl FnOnce(&View<'_>) -> T) -> Option<T> {
-    let Id::Shm { base, len, .. } = *id else {
+    let Id::Shm {
+        base,
+        len,
+        dev,
+        ino,
+        ..
+    } = *id
+    else {
         return None;
     };
-    // SAFETY: `base..base + len` is a registered mapping of a region (its table entry was
-    // read consistently just now), kept alive by the handle through which the caller
-    // borrows a lock in it; the view writes only atomics there.
-    let view = unsafe { View::of_registered(base, len) }?;
-    Some(f(&view))
+    crate::__private::regions::pinned(base, |b, l, d, i| {
+        if (b, l, d, i) != (base, len, dev, ino) {
+            return None;
+        }
+        // SAFETY: a registered mapping of a region, pinned (not unmapped) until this closure
+        // returns; the view writes only atomics there.
+        let view = unsafe { View::of_registered(b, l) }?;
+        Some(f(&view))
+    })
+    .flatten()
 }
 
 /// A site as stored in a table: its index in the region's site table + 1 (region tables,
