@@ -123,6 +123,9 @@ struct WorkerLog {
     live: AtomicU64,
     /// The sum of its bindings' cseq (each register counts 1, each refresh 1 more).
     cseq_sum: AtomicU64,
+    /// The cseq its expiries took away: `cseq_sum` is exactly `registers + refreshes -
+    /// expired_cseq`, so a refresh lost or counted twice shows.
+    expired_cseq: AtomicU64,
     /// REGISTERs refused because the bucket was full.
     full: AtomicU64,
     dialogs_made: AtomicU64,
@@ -134,10 +137,11 @@ struct WorkerLog {
     /// The journal of the update in progress: `op << 56 | aor`, 0 when none. Written after
     /// `before` and `pending_cseq`, before the table changes; cleared after the log is.
     pending: AtomicU64,
-    /// The table counters (`registers`, `refreshes`, `expiries`, `live`, `cseq_sum`) as they
+    /// The table counters (`registers`, `refreshes`, `expiries`, `live`, `cseq_sum`,
+    /// `expired_cseq`) as they
     /// were before the pending update: a worker killed in the middle of counting it leaves
     /// each either at this value or at this plus the update's share.
-    before: [AtomicU64; 5],
+    before: [AtomicU64; 6],
     /// The cseq of the binding the pending update found (0: none, an insert).
     pending_cseq: AtomicU64,
     /// Set while it holds a stripe (for `--kill-one`).
@@ -268,29 +272,42 @@ impl KillAt {
         }
     }
 
+    /// What the journal must show after a kill here: whether the update reached the table,
+    /// and how many of its log counters were counted.
+    fn expected(self) -> (bool, usize) {
+        match self {
+            KillAt::Journaled | KillAt::Counted => (false, 0),
+            KillAt::Written | KillAt::HalfRefreshed | KillAt::Cleared => (true, 0),
+            KillAt::HalfLogged => (true, 2),
+        }
+    }
+
     fn from_number(n: u32) -> Option<KillAt> {
         KillAt::ALL.into_iter().find(|k| *k as u32 == n)
     }
 }
 
 /// What each kind of update adds to the table counters (`registers`, `refreshes`,
-/// `expiries`, `live`, `cseq_sum`); an expiry takes its binding's cseq away.
-fn share_of(op: u64, found_cseq: u64) -> [i64; 5] {
+/// `expiries`, `live`, `cseq_sum`, `expired_cseq`), and the order in which it counts them:
+/// a worker killed in the middle has counted a prefix of that order.
+fn share_of(op: u64, found_cseq: u64) -> ([i64; 6], &'static [usize]) {
+    let c = found_cseq as i64;
     match (op, found_cseq) {
-        (REGISTER, 0) => [1, 0, 0, 1, 1],
-        (REGISTER, _) => [0, 1, 0, 0, 1],
-        _ => [0, 0, 1, -1, -(found_cseq as i64)],
+        (REGISTER, 0) => ([1, 0, 0, 1, 1, 0], &[0, 3, 4]),
+        (REGISTER, _) => ([0, 1, 0, 0, 1, 0], &[1, 4]),
+        _ => ([0, 0, 1, -1, -c, c], &[2, 3, 4, 5]),
     }
 }
 
 impl WorkerLog {
-    fn table_counters(&self) -> [&AtomicU64; 5] {
+    fn table_counters(&self) -> [&AtomicU64; 6] {
         [
             &self.registers,
             &self.refreshes,
             &self.expiries,
             &self.live,
             &self.cseq_sum,
+            &self.expired_cseq,
         ]
     }
 
@@ -600,6 +617,7 @@ fn expire(reg: &Registrar, w: usize, aor: u64, kill: Option<KillAt>) {
         log.expiries.fetch_add(1, Relaxed);
         log.live.fetch_sub(1, Relaxed);
         log.cseq_sum.fetch_sub(u64::from(cseq), Relaxed);
+        log.expired_cseq.fetch_add(u64::from(cseq), Relaxed);
         log.end();
     }
     log.holding.store(0, Release);
@@ -960,7 +978,7 @@ fn run(a: &Args, one_lock: bool, kill_one: bool, quiet: bool) -> Result<RunResul
 /// counted in full if the table shows it landed, not at all if not. `None` (with the reason)
 /// when a counter is neither at its journaled value nor at that plus the update's share.
 struct Settled {
-    counters: [u64; 5],
+    counters: [u64; 6],
     /// What the pending update was, and whether it landed; `None` when nothing was pending.
     pending: Option<(&'static str, u64, bool)>,
     /// Of the pending update's counters, how many its log had already counted.
@@ -972,7 +990,7 @@ fn settle(l: &WorkerLog, table_cseq: impl Fn(u64) -> Option<u32>) -> Result<Sett
     let now: Vec<u64> = l.table_counters().iter().map(|c| c.load(Relaxed)).collect();
     let pending = l.pending.load(Relaxed);
     let mut settled = Settled {
-        counters: [now[0], now[1], now[2], now[3], now[4]],
+        counters: std::array::from_fn(|i| now[i]),
         pending: None,
         counted: 0,
         of: 0,
@@ -982,7 +1000,7 @@ fn settle(l: &WorkerLog, table_cseq: impl Fn(u64) -> Option<u32>) -> Result<Sett
     }
     let (op, aor) = (pending >> 56, pending & ((1 << 56) - 1));
     let found = l.pending_cseq.load(Relaxed);
-    let share = share_of(op, found);
+    let (share, order) = share_of(op, found);
     let (what, landed) = match (op, found) {
         (REGISTER, 0) => ("an insert", table_cseq(aor).is_some()),
         (REGISTER, c) => ("a refresh", table_cseq(aor).map(u64::from) == Some(c + 1)),
@@ -993,26 +1011,31 @@ fn settle(l: &WorkerLog, table_cseq: impl Fn(u64) -> Option<u32>) -> Result<Sett
             ))
         }
     };
-    for (i, (b, d)) in l.before.iter().zip(share).enumerate() {
-        let before = b.load(Relaxed);
-        let after = before.wrapping_add_signed(d);
-        if d != 0 {
-            settled.of += 1;
-            settled.counted += usize::from(now[i] == after);
-        }
-        if now[i] != before && now[i] != after {
+    let before: Vec<u64> = l.before.iter().map(|b| b.load(Relaxed)).collect();
+    let after = |i: usize| before[i].wrapping_add_signed(share[i]);
+    // Counted: a prefix of the update's counters, in the order the worker counts them, and
+    // nothing else moved.
+    settled.of = order.len();
+    settled.counted = order
+        .iter()
+        .take_while(|&&i| share[i] != 0 && now[i] == after(i))
+        .count();
+    for i in 0..6 {
+        let counted = order[..settled.counted].contains(&i);
+        let expected = if counted { after(i) } else { before[i] };
+        if now[i] != expected {
             return Err(format!(
-                "counter {i} of its log is {}, neither {before} (before {what} it had \
-                 pending) nor {after} (after)",
-                now[i]
+                "counter {i} of its log is {}, but {what} it had pending, counted up to its \
+                 {} first counters, leaves it at {expected}",
+                now[i], settled.counted
             ));
         }
-        if !landed && now[i] != before {
-            return Err(format!(
-                "its log counted {what} of aor {aor} that the table does not show"
-            ));
-        }
-        settled.counters[i] = if landed { after } else { before };
+        settled.counters[i] = if landed { after(i) } else { before[i] };
+    }
+    if !landed && settled.counted > 0 {
+        return Err(format!(
+            "its log counted {what} of aor {aor} that the table does not show"
+        ));
     }
     settled.pending = Some((what, aor, landed));
     Ok(settled)
@@ -1106,7 +1129,8 @@ fn verify(
                 continue;
             }
         };
-        let [registers, refreshes, expiries, live_logged, cseq_logged] = settled.counters;
+        let [registers, refreshes, expiries, live_logged, cseq_logged, expired_cseq] =
+            settled.counters;
         // The log against the table, and the log against itself.
         if live_logged != live[w] {
             fail(format!(
@@ -1127,10 +1151,10 @@ fn verify(
             ));
         }
         // Every REGISTER added 1 to some binding's cseq; expiries took theirs away.
-        if cseq_logged > registers + refreshes {
+        if cseq_logged + expired_cseq != registers + refreshes {
             fail(format!(
-                "worker {w}: cseq sum {cseq_logged} above its {registers} inserts and \
-                 {refreshes} refreshes"
+                "worker {w}: cseq sum {cseq_logged} + {expired_cseq} expired is not its \
+                 {registers} inserts + {refreshes} refreshes"
             ));
         }
         if dead {
@@ -1218,8 +1242,18 @@ fn verify(
                 "nobody repaired stripe {stripe} after worker {w} died"
             ));
         }
-        if settled.pending.is_none() {
-            fail(format!("worker {w} died with no update in its journal"));
+        // The data tells what happened; the step it was killed at says what it must tell.
+        match settled.pending {
+            None => fail(format!("worker {w} died with no update in its journal")),
+            Some((_, _, landed)) if (landed, settled.counted) != at.expected() => fail(format!(
+                "worker {w} was killed at {} ({}), but the table and its log show the update \
+                 {} with {} of its counters counted",
+                at.name(),
+                at.what(),
+                if landed { "landed" } else { "not landed" },
+                settled.counted
+            )),
+            Some(_) => {}
         }
     }
     ok
