@@ -138,9 +138,9 @@ struct WorkerLog {
     /// `before` and `pending_cseq`, before the table changes; cleared after the log is.
     pending: AtomicU64,
     /// The table counters (`registers`, `refreshes`, `expiries`, `live`, `cseq_sum`,
-    /// `expired_cseq`) as they
-    /// were before the pending update: a worker killed in the middle of counting it leaves
-    /// each either at this value or at this plus the update's share.
+    /// `expired_cseq`) as they were before the pending update: a worker killed in the middle
+    /// of counting it leaves the first few of the update's counters (in the order it counts
+    /// them) at this value plus the update's share, and the rest at this value.
     before: [AtomicU64; 6],
     /// The cseq of the binding the pending update found (0: none, an insert).
     pending_cseq: AtomicU64,
