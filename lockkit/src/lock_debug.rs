@@ -73,14 +73,7 @@ pub(crate) fn site_index(addr: usize, at: &'static Location<'static>) -> Option<
         return c.index;
     }
     let text = format!("{}:{}:{}", at.file(), at.line(), at.column());
-    let index = crate::__private::regions::pinned(addr, |b, l, d, i| {
-        if (b, l, d, i) != (base, len, dev, ino) {
-            return None;
-        }
-        // SAFETY: a registered mapping of a region, pinned (not unmapped) until this closure
-        // returns (the lock may be a leaked guard's, which keeps no handle). Interning
-        // writes only atomics.
-        let view = unsafe { crate::shm::view::View::of_registered(b, l) }?;
+    let index = crate::shm::view::View::with_registered(addr, (base, len, dev, ino), |view| {
         view.intern_site(&text)
     })
     .flatten();

@@ -2,9 +2,9 @@
 //!
 //! Every entry has a cache line to itself, on x86_64 and aarch64 a pair of lines (128 bytes:
 //! their prefetchers fetch lines in adjacent pairs, so two locks 64 bytes apart still move
-//! between cores together; `cargo bench --bench stripes` measures both): with 16 locks
-//! sharing a line, contended processes
-//! spend their time moving that line between cores instead of in their critical sections.
+//! between cores together; `cargo bench --bench stripes` measures both). With 16 locks
+//! sharing a line, contended processes spend their time moving that line between cores
+//! instead of in their critical sections.
 
 use std::fmt;
 use std::hash::{Hash, Hasher};

@@ -393,16 +393,7 @@ fn with_view<T>(id: &Id, f: impl FnOnce(&View<'_>) -> T) -> Option<T> {
     else {
         return None;
     };
-    crate::__private::regions::pinned(base, |b, l, d, i| {
-        if (b, l, d, i) != (base, len, dev, ino) {
-            return None;
-        }
-        // SAFETY: a registered mapping of a region, pinned (not unmapped) until this closure
-        // returns; the view writes only atomics there.
-        let view = unsafe { View::of_registered(b, l) }?;
-        Some(f(&view))
-    })
-    .flatten()
+    View::with_registered(base, (base, len, dev, ino), f)
 }
 
 /// A site as stored in a table: its index in the region's site table + 1 (region tables,

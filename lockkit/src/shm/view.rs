@@ -40,18 +40,28 @@ impl<'a> View<'a> {
         }
     }
 
-    /// The view of a mapping the process's region table lists (`base`, `len` from
-    /// `regions::region_of`), or `None` when `len` is not a region's size.
-    ///
-    /// # Safety
-    /// `base..base + len` is a registered mapping of a region that stays mapped for `'a`
-    /// (the caller borrows something in it from a handle that keeps it mapped), and the
-    /// view is only used to read, or to write atomics (the order and site tables).
-    pub(crate) unsafe fn of_registered(base: usize, len: usize) -> Option<View<'a>> {
-        let id = Identity::for_size(len).ok()?;
-        // SAFETY: the caller's contract; the identity for `len` puts the header, tables and
-        // heap inside the mapping.
-        Some(unsafe { View::new(base as *mut u8, len, id) })
+    /// Runs `f` on the view of the registered mapping that holds `addr`, if it is still
+    /// `expected` (base, length, object identity, as `regions::region_of` gave them), while
+    /// it stays mapped (`regions::pinned`): for a region no handle of the caller's keeps
+    /// mapped, such as one holding a lock whose guard was leaked. `f` reads, or writes
+    /// atomics only (the order and site tables), and must not drop a region.
+    pub(crate) fn with_registered<T>(
+        addr: usize,
+        expected: (usize, usize, u64, u64),
+        f: impl FnOnce(&View<'_>) -> T,
+    ) -> Option<T> {
+        crate::__private::regions::pinned(addr, |base, len, dev, ino| {
+            if (base, len, dev, ino) != expected {
+                return None;
+            }
+            let id = Identity::for_size(len).ok()?;
+            // SAFETY: a registered mapping of a region, pinned (not unmapped) until this
+            // closure returns; the identity for `len` puts the header, tables and heap
+            // inside it; `f` only reads, or writes atomics.
+            let view = unsafe { View::new(base as *mut u8, len, id) };
+            Some(f(&view))
+        })
+        .flatten()
     }
 
     pub(crate) fn header(&self) -> &'a Header {
