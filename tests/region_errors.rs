@@ -133,7 +133,7 @@ fn a_region_of_another_layout_version_is_refused() {
     match ShmRegion::open(&name).unwrap_err() {
         Error::VersionMismatch {
             found, expected, ..
-        } => assert_eq!((found, expected), (99, 6)),
+        } => assert_eq!((found, expected), (99, 7)),
         e => panic!("expected VersionMismatch, got {e}"),
     }
 }

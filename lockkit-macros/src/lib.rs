@@ -238,9 +238,13 @@ pub fn grp_member(args: TokenStream, input: TokenStream) -> TokenStream {
 /// There is no poisoning (as in `parking_lot`, unlike `std::sync::Mutex`): a panic inside the
 /// block releases every lock it holds, and whatever the block wrote before the panic stays
 /// written for the next holder. Write multi-step updates so that each step leaves the data
-/// consistent. A process that dies holding a lock is reported to the next holder by the
-/// backends that detect owner death (`GenLockGuard::owner_died`); the futex backend does not
-/// detect it yet, so today the lock stays held.
+/// consistent. A process that dies (or calls `exec`) holding a lock is not a panic: the
+/// kernel says its process is gone, the next acquirer takes the lock over, and the lock stays
+/// marked inconsistent until a holder repairs the data and marks it consistent. Inside the
+/// block, ask the lock: `is_inconsistent()` on `GenLock`, `ShmMutex`, `RecLock` and `RwLock`
+/// (the default futex lock hands a dead holder's lock on within about a millisecond:
+/// `BENCHMARKS.md`). A *thread* that exits while a guard it leaked lives is not a death: its
+/// process lives, and the lock stays held, as `std`'s `Mutex` does.
 ///
 /// # Async
 /// `.await` inside the block is a compile error: the task would hold the lock while

@@ -75,13 +75,15 @@ impl<R: RawLock> Default for GenLock<R> {
 /// The process and thread holding a lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Owner {
-    /// The holder's process id (in the caller's pid namespace); 0 if it is not known (the
-    /// holder died, or the backend could not find it).
+    /// The holder's process id, as the holder saw it when it took its owner id (in its own
+    /// pid namespace); 0 if it is not known (the record was reused by a later id).
     pub pid: u32,
-    /// The holder's kernel thread id (as `gettid` returns it).
+    /// The holder's kernel thread id (as `gettid` returned it to the holder); 0 if not known.
     pub tid: u32,
-    /// Whether the holding thread still exists. `false` means it died holding the lock
-    /// (a thread that reused its id does not count); the next waiter takes the lock over.
+    /// Whether the holder's process is alive, by the kernel's word (the lock it holds on its
+    /// owner id). `false` means the process died or called `exec` holding the lock; the next
+    /// acquirer takes it over. A thread that exited with its guard leaked still counts as
+    /// alive while its process lives: the lock stays held.
     pub alive: bool,
 }
 
@@ -92,24 +94,6 @@ impl fmt::Display for Owner {
             f.write_str(" (dead)")?;
         }
         Ok(())
-    }
-}
-
-impl Owner {
-    /// The owner named by an owner id from a lock word: pid and liveness from the kernel.
-    pub(crate) fn from_owner_id(owner: u32) -> Owner {
-        let tid = crate::sys::owner_tid(owner);
-        let alive = crate::sys::owner_alive(owner);
-        let pid = if alive {
-            crate::sys::pid_of_tid(tid)
-        } else {
-            None
-        };
-        Owner {
-            pid: pid.unwrap_or(0),
-            tid,
-            alive,
-        }
     }
 }
 

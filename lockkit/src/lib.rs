@@ -40,8 +40,9 @@
 //! exit at any time. A guard the child inherited does not release its parent's lock when the
 //! child drops it: only the thread that took a lock releases it.
 //!
-//! lockkit caches each thread's kernel id; glibc's `fork` resets the cache in the child. A
-//! process made by a raw `clone(2)` or by glibc's `_Fork` runs no fork handlers and must call
+//! Each lock word names its holder by an owner id that is never handed out twice; glibc's
+//! `fork` gives the child new ids (and its own hold on them) in a fork handler. A process made
+//! by a raw `clone(2)` or by glibc's `_Fork` runs no fork handlers and must call
 //! [`refresh_thread_ids`] before it takes a lock.
 
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -52,6 +53,7 @@ mod error;
 mod gen_lock;
 pub mod grp;
 pub mod layout;
+mod liveness;
 #[cfg_attr(not(feature = "lock-debug"), allow(dead_code))]
 mod lock_debug;
 #[cfg(feature = "lock-debug")]

@@ -12,11 +12,9 @@
 #[cfg(not(loom))]
 pub(crate) use crate::deadline::Deadline;
 #[cfg(not(loom))]
-pub(crate) use crate::sys::{futex_wait, futex_wake};
+pub(crate) use crate::liveness::{holder_gone, id_at};
 #[cfg(not(loom))]
-pub(crate) use crate::sys::{
-    may_judge_owner, owner_alive, owner_id as tid, owner_id_confirmed as tid_confirmed,
-};
+pub(crate) use crate::sys::{futex_wait, futex_wake};
 #[cfg(not(loom))]
 pub(crate) use std::sync::atomic::AtomicU32;
 
@@ -26,7 +24,7 @@ pub(crate) use loom::sync::atomic::AtomicU32;
 pub(crate) use loom_futex::{futex_wait, futex_wake};
 #[cfg(loom)]
 #[allow(unused_imports)]
-pub(crate) use loom_ids::{may_judge_owner, owner_alive, tid, tid_confirmed};
+pub(crate) use loom_ids::{holder_gone, id_at};
 #[cfg(loom)]
 pub(crate) use loom_time::Deadline;
 
@@ -45,7 +43,7 @@ mod loom_ids {
         static ID: Cell<u32> = Cell::new(0);
     }
 
-    pub(crate) fn tid() -> u32 {
+    pub(crate) fn id_at(_addr: usize) -> u32 {
         ID.with(|id| {
             if id.get() == 0 {
                 id.set(NEXT.fetch_add(1, Relaxed));
@@ -54,18 +52,9 @@ mod loom_ids {
         })
     }
 
-    pub(crate) fn tid_confirmed(cached: u32) -> bool {
-        cached == tid()
-    }
-
-    /// Model threads do not die.
+    /// Model processes do not die.
     #[allow(dead_code)]
-    pub(crate) fn owner_alive(_owner: u32) -> bool {
-        true
-    }
-
-    #[allow(dead_code)]
-    pub(crate) fn may_judge_owner(_addr: usize) -> bool {
+    pub(crate) fn holder_gone(_addr: usize, _owner: u32) -> bool {
         false
     }
 }

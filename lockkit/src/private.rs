@@ -330,6 +330,10 @@ pub mod regions {
         ino: AtomicU64,
         /// Threads reading the mapping through [`pinned`]: `unregister` waits for none.
         pins: AtomicU32,
+        /// The file's entry in `crate::liveness` (which hands out owner ids).
+        file: AtomicUsize,
+        /// Where the region's owner-id area is in this mapping (`crate::liveness::Area`).
+        area: AtomicUsize,
     }
 
     #[allow(clippy::declare_interior_mutable_const)]
@@ -340,6 +344,8 @@ pub mod regions {
         dev: AtomicU64::new(0),
         ino: AtomicU64::new(0),
         pins: AtomicU32::new(0),
+        file: AtomicUsize::new(0),
+        area: AtomicUsize::new(0),
     };
 
     static TABLE: [Slot; SLOTS] = [FREE; SLOTS];
@@ -397,31 +403,46 @@ pub mod regions {
         slot.seq.fetch_add(1, Release);
     }
 
-    /// Records a mapping of `len` bytes at `base` of `file` (a memfd or a shm object). A
-    /// file whose identity cannot be read is not recorded: its locks are then ordered by
-    /// address, as process-local locks are.
-    pub(crate) fn register(base: *const u8, len: usize, file: &std::fs::File) {
+    /// Records a mapping of `len` bytes at `base` of `file` (a memfd or a shm object), whose
+    /// owner-id area (`crate::liveness::Area`) is at `area`. Fails when this process has
+    /// [`SLOTS`] mappings already or the file cannot be given an owner-id entry: a lock in an
+    /// unregistered mapping could not be judged, nor ordered, so it is not mapped at all.
+    pub(crate) fn register(
+        base: *const u8,
+        len: usize,
+        file: &std::fs::File,
+        area: usize,
+        writable: bool,
+    ) -> std::io::Result<()> {
         use std::os::unix::fs::MetadataExt;
-        let Ok(meta) = file.metadata() else { return };
-        if len == 0 {
-            return;
-        }
+        let meta = file.metadata()?;
         crate::sys::register_atfork();
+        let entry = crate::liveness::attach(file, writable)?;
         let _w = Writing::start();
         let Some((i, slot)) = TABLE
             .iter()
             .enumerate()
             .find(|(_, s)| s.len.load(Relaxed) == 0)
         else {
-            return;
+            drop(_w);
+            crate::liveness::detach(entry);
+            return Err(std::io::Error::other(format!(
+                "this process has {SLOTS} regions mapped already; drop one first"
+            )));
         };
         write(slot, |s| {
             s.base.store(base as usize, Relaxed);
             s.dev.store(meta.dev(), Relaxed);
             s.ino.store(meta.ino(), Relaxed);
-            s.len.store(len, Relaxed);
+            s.file.store(entry, Relaxed);
+            s.area.store(area, Relaxed);
+            s.len.store(len.max(1), Relaxed);
         });
         USED.fetch_max(i + 1, Release);
+        // After the slot is visible: a thread that cached this address range as process
+        // memory before it was must look again.
+        crate::liveness::mappings_changed();
+        Ok(())
     }
 
     /// Forgets the mapping at `base`; returns once no thread reads it through [`pinned`],
@@ -434,6 +455,7 @@ pub mod regions {
             .find(|s| s.len.load(Relaxed) != 0 && s.base.load(Relaxed) == base as usize)
         {
             write(slot, |s| s.len.store(0, Relaxed));
+            crate::liveness::mappings_changed();
             // Against `pinned`: this thread clears the slot then reads the pins, a reader
             // pins then reads the slot; with a full fence on both sides, one sees the other.
             fence(SeqCst);
@@ -442,7 +464,38 @@ pub mod regions {
                 std::thread::yield_now();
             }
             fence(Acquire);
+            crate::liveness::detach(slot.file.load(Relaxed));
         }
+    }
+
+    /// A registered mapping: where it is, its file's owner-id entry and its id area.
+    #[derive(Debug, Clone, Copy)]
+    pub(crate) struct Located {
+        pub(crate) base: usize,
+        pub(crate) len: usize,
+        pub(crate) file: usize,
+        pub(crate) area: usize,
+    }
+
+    /// The registered mapping that holds `addr`.
+    pub(crate) fn locate(addr: usize) -> Option<Located> {
+        let used = USED.load(Acquire);
+        TABLE[..used].iter().find_map(|slot| loop {
+            let seq = slot.seq.load(Acquire);
+            let (base, len) = (slot.base.load(Relaxed), slot.len.load(Relaxed));
+            let (file, area) = (slot.file.load(Relaxed), slot.area.load(Relaxed));
+            fence(Acquire);
+            if seq % 2 == 1 || slot.seq.load(Relaxed) != seq {
+                std::hint::spin_loop();
+                continue;
+            }
+            break (len != 0 && addr.wrapping_sub(base) < len).then_some(Located {
+                base,
+                len,
+                file,
+                area,
+            });
+        })
     }
 
     /// A slot's mapping, read consistently; `None` when free.
@@ -494,11 +547,6 @@ pub mod regions {
             .iter()
             .filter_map(read)
             .find(|&(base, len, ..)| addr.wrapping_sub(base) < len)
-    }
-
-    /// The base of the registered mapping that holds `addr` (where its region header is).
-    pub(crate) fn region_base(addr: usize) -> Option<usize> {
-        region_of(addr).map(|(base, ..)| base)
     }
 
     /// Where `addr` is, as every process sees it.
@@ -1046,7 +1094,7 @@ mod tests {
         let meta = file.metadata().unwrap();
         // Addresses no mapping can have (below mmap_min_addr), so no real region overlaps.
         let base = 0x1000 as *const u8;
-        regions::register(base, 0x100, &file);
+        regions::register(base, 0x100, &file, 0, false).unwrap();
         let [inside, outside] = regions::order_keys([0x1010, 0x1100]);
         assert_eq!(inside, [meta.dev(), meta.ino(), 0x10]);
         assert_eq!(outside, [u64::MAX, u64::MAX, 0x1100]);

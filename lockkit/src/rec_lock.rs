@@ -132,6 +132,18 @@ impl RecLock {
         self.raw.owner()
     }
 
+    /// Whether a holder's process died holding the lock and nobody has marked it consistent
+    /// since (a snapshot): for code that holds the lock through `locked!` and has no guard
+    /// to ask.
+    ///
+    /// ```
+    /// let lock = lockkit::RecLock::new();
+    /// assert!(!lock.is_inconsistent());
+    /// ```
+    pub fn is_inconsistent(&self) -> bool {
+        self.raw.is_inconsistent()
+    }
+
     /// The futex underneath, for the lock report.
     pub(crate) fn raw_futex(&self) -> &Futex {
         &self.raw

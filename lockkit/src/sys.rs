@@ -1,11 +1,12 @@
-//! The few system calls the locks need: futex wait/wake and the caller's (pid, tid).
+//! The few system calls the locks need: futex wait/wake, clocks, and the caller's (pid, tid)
+//! for diagnostics. Owner ids and the proof of a holder's death are in `crate::liveness`.
 //!
 //! Invariants kept here:
 //! - `futex_wait`/`futex_wake` are only given pointers derived from a live `&AtomicU32`, so the
 //!   kernel reads a valid, aligned word. They use the shared (not `FUTEX_PRIVATE_FLAG`) form,
 //!   because the word may live in memory mapped by several processes.
-//! - The (pid, tid) cache is per thread and is reset in a `fork` child by a `pthread_atfork`
-//!   handler, so a child never names itself with its parent's ids.
+//! - The tid cache is per thread and is reset in a `fork` child by a `pthread_atfork`
+//!   handler, which also gives the child its own owner ids (`crate::liveness`).
 
 use std::cell::Cell;
 use std::sync::atomic::AtomicU32;
@@ -120,64 +121,8 @@ pub(crate) fn errno() -> i32 {
 }
 
 thread_local! {
-    /// `owner_id << 32 | tid` of this thread, 0 until first asked for (and again after
-    /// `fork`).
-    static IDS: Cell<u64> = const { Cell::new(0) };
-}
-
-/// Bits of an owner id that hold the thread id: Linux caps thread ids below 2^22
-/// (`pid_max` is at most 4,194,304).
-pub(crate) const OWNER_TID_BITS: u32 = 22;
-const OWNER_TID_MASK: u32 = (1 << OWNER_TID_BITS) - 1;
-/// An owner id: the tid, and above it 8 bits derived from the thread's start time.
-pub(crate) const OWNER_MASK: u32 = (1 << 30) - 1;
-
-/// 8 bits of a thread's start time (clock ticks since boot), spread by a multiplicative
-/// hash, in `1..=255`. Two threads that share a tid (one dead, one that reused the id)
-/// almost surely started at different ticks, so they differ here with probability 254/255.
-/// Tag 0 means "unknown" (no `/proc` when the thread asked): such an owner is never judged
-/// by its start time.
-fn start_tag(start_ticks: u64) -> u32 {
-    ((start_ticks.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) % 255) as u32 + 1
-}
-
-/// A thread's state letter and start time, from `/proc/<tid>/stat` (`thread-self` for the
-/// caller); `None` if there is no such thread.
-fn thread_stat(tid: Option<u32>) -> Option<(u8, u64)> {
-    let path = match tid {
-        Some(t) => format!("/proc/{t}/stat"),
-        None => "/proc/thread-self/stat".to_owned(),
-    };
-    let stat = std::fs::read_to_string(path).ok()?;
-    // The command name is parenthesised and may hold anything, so parse after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let mut fields = rest.split(' ');
-    let state = fields.next()?.bytes().next()?;
-    // Field 22 of the file, starttime; `rest` starts at field 3.
-    let start = fields.nth(22 - 4)?.parse().ok()?;
-    Some((state, start))
-}
-
-/// Whether the thread that wrote `owner` (an [`owner_id`]) into a lock word still exists.
-/// False when no thread has its tid, when that thread is a zombie (its process exited and
-/// was not yet reaped), or when the thread with that tid started at another time (the
-/// owner died and its tid was reused).
-///
-/// When `/proc` cannot be read at all (not mounted in a sandbox), every owner counts as
-/// alive: without evidence, a lock is never taken from its holder.
-pub(crate) fn owner_alive(owner: u32) -> bool {
-    let tid = owner & OWNER_TID_MASK;
-    let tag = owner >> OWNER_TID_BITS;
-    match thread_stat(Some(tid)) {
-        None => thread_stat(None).is_none(),
-        Some((b'Z' | b'X' | b'x', _)) => false,
-        Some((_, start)) => tag == 0 || start_tag(start) == tag,
-    }
-}
-
-/// The thread id inside an owner id.
-pub(crate) fn owner_tid(owner: u32) -> u32 {
-    owner & OWNER_TID_MASK
+    /// This thread's kernel id, 0 until first asked for (and again after `fork`).
+    static TID: Cell<u32> = const { Cell::new(0) };
 }
 
 static ATFORK: Once = Once::new();
@@ -186,19 +131,28 @@ static ATFORK: Once = Once::new();
 /// child's copies of them know they hold nothing (see `crate::gen_lock`).
 static FORK_GENERATION: AtomicU32 = AtomicU32::new(0);
 
+/// The process whose ids the owner-id tables hold (0 until the atfork handler is registered).
+static IDS_PID: AtomicU32 = AtomicU32::new(0);
+
 extern "C" fn reset_ids_in_child() {
     // Runs in the child's only thread, which inherited the forking thread's cache.
-    let _ = IDS.try_with(|c| c.set(0));
+    let _ = TID.try_with(|c| c.set(0));
     FORK_GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    // SAFETY: getpid takes no arguments and cannot fail.
+    IDS_PID.store(
+        unsafe { libc::getpid() } as u32,
+        std::sync::atomic::Ordering::Relaxed,
+    );
     crate::__private::regions::after_fork_in_child();
+    crate::liveness::after_fork_in_child();
 }
 
 /// How many `fork`s separate this process from the first lockkit user in its line: a guard
 /// whose generation differs was copied into this process by `fork` and holds nothing here.
 ///
 /// The counting starts when the atfork handler is registered, which the first lock
-/// acquisition of the process does (every lock asks for its thread's ids before it hands out
-/// a guard); until then no guard exists that a fork could copy.
+/// acquisition of the process does (every lock asks for its thread's owner id before it hands
+/// out a guard); until then no guard exists that a fork could copy.
 #[inline]
 pub(crate) fn fork_generation() -> u32 {
     FORK_GENERATION.load(std::sync::atomic::Ordering::Relaxed)
@@ -208,77 +162,47 @@ pub(crate) fn fork_generation() -> u32 {
 #[cold]
 pub(crate) fn register_atfork() {
     ATFORK.call_once(|| {
-        // SAFETY: registering a handler that only touches this thread's TLS cell and an
-        // atomic; it is async-signal-safe and valid for the life of the process (a plain
-        // `extern "C" fn`).
+        IDS_PID.store(std::process::id(), std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: registering a handler that only touches this thread's TLS cells, atomics
+        // and file descriptors with async-signal-safe calls; it is valid for the life of the
+        // process (a plain `extern "C" fn`).
         unsafe {
             libc::pthread_atfork(None, None, Some(reset_ids_in_child));
         }
     });
 }
 
-#[cold]
-fn fill_ids() -> u64 {
-    register_atfork();
-    // SAFETY: gettid takes no arguments and cannot fail.
-    let tid = unsafe { libc::gettid() } as u32;
-    // /proc is how lockkit tells a live owner from a dead one; without it (an unusual
-    // sandbox), tag 0 still gives a working lock, only without reuse detection.
-    let tag = thread_stat(None).map_or(0, |(_, start)| start_tag(start));
-    let owner = (tid & OWNER_TID_MASK) | (tag << OWNER_TID_BITS);
-    let ids = (u64::from(owner) << 32) | u64::from(tid);
-    IDS.with(|c| c.set(ids));
-    ids
-}
-
-#[inline]
-fn ids() -> u64 {
-    let ids = IDS.with(Cell::get);
-    if ids != 0 {
-        ids
-    } else {
-        fill_ids()
-    }
-}
-
-/// Forgets the cached ids of the calling thread, so the next lock asks the kernel again.
+/// Forgets the cached ids of the calling thread, so the next lock asks again.
 ///
-/// `fork` (glibc's, and so `libc::fork` and `std::process::Command`) resets the cache in the
-/// child by itself. A child made by a raw `clone(2)` system call or by glibc's `_Fork` does
-/// not run fork handlers: until it calls this, it would take locks under its parent's thread
-/// id (and a recursive lock would count it as its parent).
+/// `fork` (glibc's, and so `libc::fork` and `std::process::Command`) gives the child new
+/// owner ids by itself. A child made by a raw `clone(2)` system call or by glibc's `_Fork`
+/// runs no fork handlers: until it calls this, it would take locks under its parent's owner
+/// ids, and its parent's death would go unseen while it lives. Called in such a child (a
+/// process other than the one the ids were taken by), this does what the fork handler does;
+/// called anywhere else, it only drops the calling thread's caches.
 pub fn refresh_thread_ids() {
-    let _ = IDS.try_with(|c| c.set(0));
-}
-
-/// Whether the cached thread id is still the kernel's, refreshing it if not. A system call:
-/// for the rare paths where believing a stale id would be wrong (a lock that names this
-/// thread as its holder).
-pub(crate) fn tid_confirmed(cached: u32) -> bool {
-    // SAFETY: gettid takes no arguments and cannot fail.
-    let real = unsafe { libc::gettid() } as u32;
-    if real != cached {
-        refresh_thread_ids();
+    let _ = TID.try_with(|c| c.set(0));
+    let mine = IDS_PID.load(std::sync::atomic::Ordering::Relaxed);
+    if mine != 0 && mine != std::process::id() {
+        reset_ids_in_child();
+    } else {
+        crate::liveness::forget_thread_ids();
     }
-    real == cached
 }
 
-/// The calling thread's owner id, what the futex, spin and reader-writer locks write into
-/// their words: its tid, and 8 bits of its start time (see [`owner_alive`]).
-#[inline]
-pub(crate) fn owner_id() -> u32 {
-    (ids() >> 32) as u32
-}
-
-/// Whether the cached owner id is still the calling thread's (see [`tid_confirmed`]).
-pub(crate) fn owner_id_confirmed(cached: u32) -> bool {
-    tid_confirmed(cached & OWNER_TID_MASK)
-}
-
-/// The calling thread's kernel thread id (unique across processes of one pid namespace).
+/// The calling thread's kernel thread id (unique across processes of one pid namespace;
+/// for diagnostics only).
 #[inline]
 pub(crate) fn tid() -> u32 {
-    ids() as u32
+    let t = TID.with(Cell::get);
+    if t != 0 {
+        return t;
+    }
+    register_atfork();
+    // SAFETY: gettid takes no arguments and cannot fail.
+    let t = unsafe { libc::gettid() } as u32;
+    TID.with(|c| c.set(t));
+    t
 }
 
 /// The calling process's id (a system call: glibc no longer caches it, so a fork child never
@@ -288,43 +212,18 @@ pub(crate) fn pid() -> u32 {
     std::process::id()
 }
 
-/// This process's pid namespace: the inode of `/proc/self/ns/pid` (0 if unknown). Not
-/// cached: a fork child in a new namespace would inherit its parent's answer.
-pub(crate) fn pid_namespace() -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self/ns/pid").map_or(0, |m| m.ino())
-}
-
-/// Whether a waiter may judge the owner of the lock at `addr` by its thread id. Not in a
-/// region that processes of several pid namespaces share: a tid written by one of them
-/// names another thread, or none, in the others' `/proc`, and a live owner could be judged
-/// dead. Locks outside every registered region (process memory) are always judged.
-pub(crate) fn may_judge_owner(addr: usize) -> bool {
-    match crate::__private::regions::region_base(addr) {
-        None => true,
-        // SAFETY: `base` starts a live region mapping: the lock at `addr`, inside it, is in
-        // use by the caller, so the mapping cannot be gone.
-        Some(base) => !unsafe { crate::shm::mixed_pid_ns_at(base) },
-    }
-}
-
 /// Whether process `pid` exists (a zombie counts as gone; a pid that was reused counts as
-/// existing: callers only wait longer).
+/// existing: callers only wait longer). Reads `/proc`: used only to tell whether a region's
+/// creator is still at work, never to hand a lock on.
 pub(crate) fn process_exists(pid: u32) -> bool {
-    match thread_stat(Some(pid)) {
-        Some((state, _)) => !matches!(state, b'Z' | b'X' | b'x'),
-        None => thread_stat(None).is_none(), // no /proc: no evidence of death
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rfind(')')
+            .and_then(|i| stat[i + 2..].bytes().next())
+            .is_none_or(|state| !matches!(state, b'Z' | b'X' | b'x')),
+        // No /proc at all: no evidence of death.
+        Err(_) => std::fs::metadata("/proc/self").is_err(),
     }
-}
-
-/// The process (thread group) that thread `tid` belongs to, from `/proc/<tid>/status`;
-/// `None` if no such thread exists (in this pid namespace).
-pub(crate) fn pid_of_tid(tid: u32) -> Option<u32> {
-    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Tgid:"))
-        .and_then(|v| v.trim().parse().ok())
 }
 
 #[cfg(test)]
@@ -332,35 +231,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ids_match_the_kernel() {
-        // SAFETY: see fill_ids.
+    fn tids_match_the_kernel() {
+        // SAFETY: see tid.
         let t = unsafe { libc::gettid() as u32 };
-        assert_eq!(owner_tid(owner_id()), t);
         assert_eq!(tid(), t);
         let other = std::thread::spawn(tid).join().unwrap();
         assert_ne!(other, t);
-    }
-
-    #[test]
-    fn a_threads_process_is_found_from_its_tid() {
-        let me = std::process::id();
-        let other = std::thread::spawn(tid).join().unwrap();
-        assert_eq!(pid_of_tid(tid()), Some(me));
-        assert_eq!(pid_of_tid(other), None, "that thread has exited");
-    }
-
-    #[test]
-    fn a_live_thread_is_alive_and_an_exited_one_or_a_reused_id_is_not() {
-        assert!(owner_alive(owner_id()));
-        let gone = std::thread::spawn(owner_id).join().unwrap();
-        assert!(!owner_alive(gone), "that thread has exited");
-        // This thread's tid with another start time: what a dead owner whose tid this
-        // thread reused looks like.
-        let me = owner_id();
-        let tag = me >> OWNER_TID_BITS;
-        let other = if tag == 255 { 1 } else { tag + 1 };
-        let impostor = owner_tid(me) | (other << OWNER_TID_BITS);
-        assert!(!owner_alive(impostor));
     }
 
     #[test]

@@ -26,13 +26,13 @@ pub(crate) use std::sync::{
 #[cfg(not(loom))]
 pub(crate) type OwnLock = crate::raw::Futex;
 
-/// The calling thread's identity as a group's holder (never 0): its owner id, the tid with
-/// 8 bits of the thread's start time, so a thread that reuses the tid of a thread that
-/// exited holding the group (a leaked guard) is not taken for the holder.
+/// The calling thread's identity as a group's holder (never 0): its owner id for process
+/// memory, never reused, so a thread is never taken for one that exited holding the group (a
+/// leaked guard).
 #[cfg(not(loom))]
 #[inline]
 pub(crate) fn tid() -> u32 {
-    crate::sys::owner_id()
+    crate::liveness::private_id()
 }
 
 /// The calling process's id.

@@ -1,22 +1,22 @@
 //! The futex lock behind [`GenLock`](crate::GenLock): a process-shared mutex whose word names
-//! its owner, and which hands a dead owner's lock to the next waiter.
+//! its owner, and which hands a dead owner's lock to the next acquirer.
 //!
 //! # The lock word
 //!
 //! ```text
-//!  31        30             29 .. 22        21 .. 0
-//! [WAITERS] [INCONSISTENT] [start tag]     [owner TID]
+//!  31        30             29 .. 0
+//! [WAITERS] [INCONSISTENT] [owner id]
 //! ```
 //!
-//! - owner bits `0`: unlocked. All-zero memory is therefore an unlocked lock, which is what
+//! - owner id `0`: unlocked. All-zero memory is therefore an unlocked lock, which is what
 //!   makes a zeroed shared-memory allocation ready to use.
-//! - owner bits = the holder's owner id: its thread id and 8 bits of its start time (so a
-//!   thread that later reuses a dead holder's tid is not taken for it; `sys::owner_alive`).
+//! - owner id = the holder's id (`crate::liveness`): one thread of one process incarnation,
+//!   never handed out twice, written by the compare-exchange that takes the lock.
 //! - `WAITERS`: somebody may be sleeping in `FUTEX_WAIT`; the unlocker must wake one.
-//! - `INCONSISTENT`: a holder died holding the lock; the data it guards may be half-updated.
-//!   It stays set, through releases, until a holder calls `mark_consistent`: every
-//!   acquisition meanwhile is told [`Acquired::OwnerDied`], so the signal cannot be missed by
-//!   code that ignores it once.
+//! - `INCONSISTENT`: a holder's process died holding the lock; the data it guards may be
+//!   half-updated. It stays set, through releases, until a holder calls `mark_consistent`:
+//!   every acquisition meanwhile is told [`Acquired::OwnerDied`], so the signal cannot be
+//!   missed by code that ignores it once.
 //!
 //! Transitions: `lock` moves `0 → me` with one compare-exchange (the fast path). When the
 //! word is taken, it spins a bounded number of times, then sets `WAITERS` and sleeps. A thread
@@ -26,20 +26,21 @@
 //! wakes one sleeper if `WAITERS` was set: one read-modify-write, the least a sleeping lock
 //! can pay.
 //!
-//! # Owner death: a liveness probe after a bounded sleep
-//! A waiter never sleeps longer than a probe interval (1 ms at first, doubling to 10 ms while
-//! the same owner holds on). When it wakes to find the same owner id in the word, it asks the
-//! kernel whether that thread still exists (`/proc/<tid>/stat`: absent, a zombie, or started
-//! at another time means dead) and, if not, takes the word over with one compare-exchange
-//! that expects exactly the dead owner's value: `me | WAITERS | INCONSISTENT`, reporting
-//! [`Acquired::OwnerDied`]. A live holder is never robbed: its word would be found alive,
-//! and the exact-value compare-exchange fails if anything changed. Measured hand-over:
-//! `BENCHMARKS.md`. Chosen over the kernel's robust list (which would be faster, in
-//! microseconds) because glibc owns each thread's list head and an entry must be linked on
-//! every acquisition, which would cost the uncontended path; the probe costs nothing until a
-//! waiter has slept a millisecond. Limits: the probe reads `/proc` of the caller's pid
-//! namespace (processes in different pid namespaces cannot judge each other's owners), and
-//! `try_lock` does not probe (only waits do).
+//! # Owner death: the kernel's word, asked after a bounded sleep
+//! The owner is a *process*: a lock changes hands without a release only when the kernel says
+//! the holder's process is gone (it died, however it was killed, or called `exec`): the OFD
+//! lock it held on its id's byte of the region's file is released (`crate::liveness`). A
+//! thread that exits while a guard it leaked lives leaves the lock held for ever, as `std`'s
+//! `Mutex` does (glibc's robust mutexes differ: they hand on a lock whose holding *thread*
+//! exited, with `EOWNERDEAD`). Locks in process memory are never taken over: their holder is
+//! a thread of the caller's own process.
+//!
+//! A waiter never sleeps longer than a probe interval (200 µs at first, doubling to 1 ms
+//! while the same holder holds on). When it wakes to find the same holder in the word, it asks
+//! the kernel (one `fcntl`) and, if the holder's process is gone, takes the word over with
+//! one compare-exchange that expects exactly the word it judged: `me | WAITERS |
+//! INCONSISTENT`, reporting [`Acquired::OwnerDied`]. A failed `try_lock` asks too, so a dead
+//! holder's lock is taken by `try_lock` as by `lock`. Measured hand-over: `BENCHMARKS.md`.
 //!
 //! A guard that `fork` copied into a child does not release its parent's lock: the guards
 //! check their fork generation before they call `unlock`.
@@ -49,11 +50,11 @@
 //! that takes the lock sets `WAITERS` again (others may still sleep), so each release wakes
 //! the next sleeper; a timed waiter that gives up leaves `WAITERS` set, which costs at most
 //! one spurious wake-up later, never a lost one. A holder that dies wakes nobody: its
-//! waiters' own probes find it dead.
+//! waiters' own probes, at most a probe interval later, find it gone.
 //!
 //! The word lives in memory that other processes can write, so every loop here tolerates any
-//! value in it: a garbage word can make a waiter wait (or take over a "dead" owner that never
-//! existed), never make it misbehave.
+//! value in it: a garbage word can make a waiter wait (or take over an id whose process the
+//! kernel says is gone), never make it misbehave.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -62,7 +63,8 @@ use std::time::Instant;
 
 use super::{Acquired, RawLock};
 use crate::deadline::Deadline;
-use crate::sys::{self, Wake, OWNER_MASK};
+use crate::liveness::{self, ID_MASK as OWNER_MASK};
+use crate::sys::{self, Wake};
 
 /// Set while some thread may be asleep on the word.
 const WAITERS: u32 = 1 << 31;
@@ -72,10 +74,11 @@ const INCONSISTENT: u32 = 1 << 30;
 /// handed the lock to each other on every operation and ran at 40 Mops/s; with 5, at 68
 /// (`cargo bench --bench contended`, BENCHMARKS.md).
 const SPIN_LIMIT: u32 = 5;
-/// A waiter's first nap before it checks that the owner is alive.
-const PROBE_FIRST: Duration = Duration::from_millis(1);
-/// The longest nap between two checks of one owner: bounds the hand-over after a death.
-const PROBE_MAX: Duration = Duration::from_millis(10);
+/// A waiter's first nap before it asks whether the owner's process is gone.
+const PROBE_FIRST: Duration = Duration::from_micros(200);
+/// The longest nap between two checks of one owner: bounds the hand-over after a death
+/// (one `fcntl` and one futex wait per interval while a live holder holds on).
+const PROBE_MAX: Duration = Duration::from_millis(1);
 
 /// A process-shared futex mutex with owner tracking and owner-death hand-over. Zero bytes
 /// are an unlocked lock.
@@ -93,6 +96,11 @@ impl Futex {
         }
     }
 
+    #[inline]
+    fn addr(&self) -> usize {
+        self as *const Self as usize
+    }
+
     /// Takes the lock, sleeping while another thread or process holds it. If the holder
     /// died, the lock is taken over and stays marked inconsistent ([`Futex::is_inconsistent`])
     /// until [`Futex::mark_consistent`].
@@ -106,7 +114,7 @@ impl Futex {
         let _ = self.acquire();
     }
 
-    /// Takes the lock if nobody holds it.
+    /// Takes the lock if nobody holds it (or its holder's process is gone).
     #[inline]
     pub fn try_lock(&self) -> bool {
         self.try_acquire().is_some()
@@ -121,7 +129,7 @@ impl Futex {
     #[inline]
     #[track_caller]
     pub(crate) fn acquire(&self) -> Acquired {
-        let me = sys::owner_id();
+        let me = liveness::id_at(self.addr());
         match self
             .word
             .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
@@ -137,30 +145,37 @@ impl Futex {
     /// [`try_lock`](Futex::try_lock), telling whether a previous owner died.
     #[inline]
     pub(crate) fn try_acquire(&self) -> Option<Acquired> {
-        let me = sys::owner_id();
+        let me = liveness::id_at(self.addr());
         match self
             .word
             .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
         {
             Ok(_) => Some(Acquired::Clean),
-            Err(w) => self.try_inconsistent(w, me),
+            Err(w) => self.try_taken(w, me),
         }
     }
 
-    /// A free but inconsistent lock: taken, and reported.
+    /// A word `try_lock` found taken: free but inconsistent (taken, and reported), or held by
+    /// an owner whose process the kernel says is gone (taken over).
     #[cold]
-    fn try_inconsistent(&self, w: u32, me: u32) -> Option<Acquired> {
-        (w & OWNER_MASK == 0
-            && self
+    fn try_taken(&self, w: u32, me: u32) -> Option<Acquired> {
+        let owner = w & OWNER_MASK;
+        if owner == 0 {
+            return self
                 .word
                 .compare_exchange(w, w | me, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok())
-        .then(|| how(w))
+                .is_ok()
+                .then(|| how(w));
+        }
+        if owner != me && liveness::holder_gone(self.addr(), owner) {
+            return self.take_over(owner, me);
+        }
+        None
     }
 
     /// [`try_lock_for`](Futex::try_lock_for), telling whether a previous owner died.
     pub(crate) fn try_acquire_for(&self, timeout: Duration) -> Option<Acquired> {
-        let me = sys::owner_id();
+        let me = liveness::id_at(self.addr());
         match self
             .word
             .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
@@ -204,11 +219,10 @@ impl Futex {
         self.word.load(Ordering::Relaxed) & INCONSISTENT != 0
     }
 
-    /// Whether the calling thread holds the lock. Confirms the thread id with the kernel
-    /// when the word names it, so a raw `clone(2)` child is never taken for its parent.
+    /// Whether the calling thread holds the lock (owner ids are never reused, so a thread is
+    /// never taken for an earlier holder).
     pub fn is_held_by_current_thread(&self) -> bool {
-        let me = sys::owner_id();
-        self.word.load(Ordering::Relaxed) & OWNER_MASK == me && sys::owner_id_confirmed(me)
+        self.word.load(Ordering::Relaxed) & OWNER_MASK == liveness::id_at(self.addr())
     }
 
     /// Whether some thread holds the lock at this instant.
@@ -218,21 +232,20 @@ impl Futex {
 
     /// The holder at this instant, or `None` when unlocked.
     ///
-    /// The tid is read from the lock word; the pid is the process the kernel says that
-    /// thread belongs to (`/proc/<tid>/status`, in the caller's pid namespace), or 0 when
-    /// no such thread exists any more; `alive` says whether the thread that took the lock
-    /// still exists (a thread that reused its tid does not count). Reads files: for
-    /// diagnostics, not for hot paths.
+    /// The owner id is read from the lock word; pid and tid are what the holder recorded when
+    /// it took its id (0 when a later id's record replaced it); `alive` is the kernel's word
+    /// on whether the holder's process still exists. A system call: for diagnostics, not for
+    /// hot paths.
     pub fn owner(&self) -> Option<crate::Owner> {
         let owner = self.word.load(Ordering::Acquire) & OWNER_MASK;
-        (owner != 0).then(|| crate::Owner::from_owner_id(owner))
+        (owner != 0).then(|| liveness::describe(self.addr(), owner))
     }
 
     /// The slow path: spin, then sleep in naps that end with a check of the owner's
     /// liveness. Returns `None` only when a timed attempt (`deadline` is `Some`) gave up.
     #[cold]
     #[track_caller]
-    fn lock_contended(&self, mut me: u32, deadline: Option<Deadline>) -> Option<Acquired> {
+    fn lock_contended(&self, me: u32, deadline: Option<Deadline>) -> Option<Acquired> {
         let mut spins = 0;
         let mut nap = PROBE_FIRST;
         loop {
@@ -253,16 +266,11 @@ impl Futex {
                 continue;
             }
             if owner == me {
-                if !sys::owner_id_confirmed(me) {
-                    // A stale cached id (a raw clone child): the word names another thread.
-                    me = sys::owner_id();
-                    continue;
-                }
                 if deadline.is_some() {
                     // A timed wait for a lock this thread holds can only time out.
                     return None;
                 }
-                relock(sys::owner_tid(me));
+                relock();
             }
             if spins < SPIN_LIMIT {
                 spins += 1;
@@ -295,7 +303,7 @@ impl Futex {
                 nap = PROBE_FIRST;
                 continue;
             }
-            if sys::owner_alive(owner) || !sys::may_judge_owner(self as *const Self as usize) {
+            if !liveness::holder_gone(self.addr(), owner) {
                 nap = (nap * 2).min(PROBE_MAX);
                 continue;
             }
@@ -305,8 +313,9 @@ impl Futex {
         }
     }
 
-    /// Takes the lock from `dead`, who holds it no more (checked by the caller): only while
-    /// the word still names it, whatever its flag bits do meanwhile.
+    /// Takes the lock from `dead`, whose process the kernel says is gone (checked by the
+    /// caller): only while the word still names it, whatever its flag bits do meanwhile. Ids
+    /// are never reused, so a word that still names `dead` is still the dead holder's.
     #[cold]
     fn take_over(&self, dead: u32, me: u32) -> Option<Acquired> {
         let mut w = self.word.load(Ordering::Relaxed);
@@ -338,16 +347,17 @@ fn how(w: u32) -> Acquired {
 
 #[cold]
 #[track_caller]
-fn relock(tid: u32) -> ! {
+fn relock() -> ! {
     panic!(
-        "GenLock::lock: thread {tid} already holds this lock; GenLock is not recursive, so \
+        "GenLock::lock: this thread already holds this lock; GenLock is not recursive, so \
          waiting for it would never end"
     )
 }
 
 // SAFETY: a futex mutex over one atomic word; zero bytes are unlocked; the shared (not
 // private) futex calls work between processes; mutual exclusion per the state machine
-// above (a take-over happens only from an owner found dead, by an exact-value CAS).
+// above (a take-over happens only from an owner whose process the kernel says is gone, by an
+// exact-value CAS; ids are never reused).
 unsafe impl RawLock for Futex {
     const INIT: Self = Futex::new();
     const NAME: &'static str = "futex";
@@ -451,6 +461,7 @@ mod tests {
             (o.pid, o.tid, o.alive),
             (std::process::id(), sys::tid(), true)
         );
+        assert!(l.is_held_by_current_thread());
         // SAFETY: locked just above by this thread.
         unsafe { l.unlock() };
         assert_eq!(l.owner(), None);

@@ -5,7 +5,7 @@
 //! child), answer `is_locked` without probing the lock, and tell every acquirer that a
 //! previous holder died until somebody marks the lock consistent.
 //!
-//! The owner word holds the holder's owner id (tid and start tag, as the futex word does),
+//! The owner word holds the holder's owner id (as the futex word does: `crate::liveness`),
 //! written by the holder right after it acquired the lock and cleared right before it
 //! releases it, so it is exact for the holder's own questions and a snapshot for others'.
 //! A non-zero owner found by a thread that has just acquired the lock therefore means the
@@ -15,7 +15,7 @@
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 
 use super::Acquired;
-use crate::sys;
+use crate::liveness;
 
 /// The holding thread's owner id (or 0), and the inconsistent flag.
 #[repr(C)]
@@ -33,12 +33,18 @@ impl Holder {
         }
     }
 
+    /// The calling thread's owner id for this lock.
+    #[inline]
+    fn me(&self) -> u32 {
+        liveness::id_at(self as *const Self as usize)
+    }
+
     /// Records the calling thread as the holder (call right after acquiring) and says how
     /// the acquisition went: a previous holder that never cleared the word died holding the
     /// lock, and the flag stays up until `mark_consistent`.
     #[inline]
     pub(crate) fn set(&self) -> Acquired {
-        let before = self.owner.swap(sys::owner_id(), Relaxed);
+        let before = self.owner.swap(self.me(), Relaxed);
         if before != 0 {
             self.mark_died();
         }
@@ -72,20 +78,23 @@ impl Holder {
         self.owner.store(0, Relaxed);
     }
 
-    /// Whether the calling thread holds the lock (its id confirmed with the kernel, so a raw
-    /// `clone(2)` child is not taken for its parent).
+    /// Whether the calling thread holds the lock.
     #[inline]
     pub(crate) fn is_me(&self) -> bool {
-        let me = sys::owner_id();
-        self.owner.load(Relaxed) == me && sys::owner_id_confirmed(me)
+        self.owner.load(Relaxed) == self.me()
     }
 
-    /// Whether the holder recorded is the calling thread by its cached id, without asking
-    /// the kernel: for `unlock`, which must stay cheap, and where a stale cache is harmless
-    /// (the same stale id was recorded when this thread took the lock).
+    /// The same as [`is_me`](Holder::is_me) (ids are never reused, so there is no stale
+    /// cache to confirm any more); kept apart for `unlock`'s callers.
     #[inline]
     pub(crate) fn is_me_cached(&self) -> bool {
-        self.owner.load(Relaxed) == sys::owner_id()
+        self.is_me()
+    }
+
+    /// The holder at this instant, for diagnostics.
+    pub(crate) fn owner(&self) -> Option<crate::Owner> {
+        self.get()
+            .map(|id| liveness::describe(self as *const Self as usize, id))
     }
 
     /// The holder's owner id at this instant.
@@ -96,19 +105,19 @@ impl Holder {
         }
     }
 
-    /// If the recorded holder `dead` is found dead, makes the calling thread the holder in
-    /// its place (one thread wins); true for the winner, who now owns the dead holder's
-    /// acquisition.
+    /// If the kernel says the recorded holder's process is gone, makes the calling thread the
+    /// holder in its place (one thread wins); true for the winner, who now owns the dead
+    /// holder's acquisition.
     pub(crate) fn take_over_from_dead(&self) -> bool {
         let Some(dead) = self.get() else {
             return false;
         };
-        if sys::owner_alive(dead) || !sys::may_judge_owner(self as *const Self as usize) {
+        if dead == self.me() || !liveness::holder_gone(self as *const Self as usize, dead) {
             return false;
         }
         let won = self
             .owner
-            .compare_exchange(dead, sys::owner_id(), Relaxed, Relaxed)
+            .compare_exchange(dead, self.me(), Relaxed, Relaxed)
             .is_ok();
         if won {
             self.mark_died();

@@ -2,13 +2,14 @@
 //! usable (not yet initialised) lock wherever they are: in a zeroed region, in a struct
 //! allocated with `alloc_zeroed`, in a lock set.
 //!
-//! The state word is 0 (not set up), `READY`, or the pid of the process setting it up. The
+//! The state word is 0 (not set up), `READY`, or the owner id (`crate::liveness`) of the
+//! thread setting it up. The
 //! set-up can fail (a panic: the system refused the semaphore, say) or its process can die
 //! half-way; neither may leave the others waiting for ever:
 //! - a panicking initialiser puts the word back to 0 as it unwinds, so the next user tries
 //!   again (and, if the cause persists, fails with the same clear message);
-//! - a waiter checks now and then whether the initialising process still exists and, if it
-//!   does not, takes the set-up over.
+//! - a waiter asks the kernel now and then whether the initialiser's process is gone (died
+//!   or called `exec`) and, if so, takes the set-up over.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -20,16 +21,6 @@ const READY: u32 = u32::MAX;
 #[repr(C)]
 #[derive(Debug, Default)]
 pub(crate) struct InitOnce(AtomicU32);
-
-/// Whether process `pid` exists (a pid that was reused counts as alive: we only wait longer).
-fn process_exists(pid: u32) -> bool {
-    let Ok(pid) = libc::pid_t::try_from(pid) else {
-        return false;
-    };
-    // SAFETY: signal 0 only checks that the process exists and may be signalled.
-    let r = unsafe { libc::kill(pid, 0) };
-    r == 0 || crate::sys::errno() != libc::ESRCH
-}
 
 impl InitOnce {
     pub(crate) const fn new() -> Self {
@@ -47,14 +38,18 @@ impl InitOnce {
 
     #[cold]
     fn slow(&self, init: impl FnOnce()) {
-        let me = std::process::id();
+        let addr = self as *const Self as usize;
+        let me = crate::liveness::id_at(addr);
         let mut seen = self.0.load(Ordering::Acquire);
         let mut waited = 0u32;
         loop {
             if seen == READY {
                 return;
             }
-            let dead_initialiser = seen != UNINIT && waited % 64 == 63 && !process_exists(seen);
+            let dead_initialiser = seen != UNINIT
+                && seen != me
+                && waited % 64 == 63
+                && crate::liveness::holder_gone(addr, seen);
             if seen == UNINIT || dead_initialiser {
                 match self
                     .0
@@ -103,16 +98,5 @@ mod tests {
             ran,
             "the second user ran the set-up instead of waiting for ever"
         );
-    }
-
-    #[test]
-    fn a_set_up_left_half_done_by_a_dead_process_is_taken_over() {
-        let once = InitOnce::new();
-        // A pid that does not exist: above the kernel's limit of 2^22.
-        once.0.store((1 << 22) + 5, Ordering::Relaxed);
-        let mut ran = false;
-        once.ensure(|| ran = true);
-        assert!(ran);
-        once.ensure(|| unreachable!("ready now"));
     }
 }

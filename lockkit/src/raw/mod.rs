@@ -6,13 +6,23 @@
 //! `GenLock<Spin>`, `GenLock<PthreadMutex>` or `GenLock<PosixSem>` are the same API over
 //! another algorithm.
 //!
-//! | backend | zero bytes | init / destroy | owner dies holding it | notes |
+//! The owner is a *process*. A lock changes hands without a release only when the kernel says
+//! the holder's process is gone: it died, however it was killed, or it called `exec` (each
+//! process holds an open-file-description lock on a byte per owner id of the region's file,
+//! and the kernel drops it then and only then; see `liveness.rs`). No backend judges death
+//! from `/proc`, thread ids, start times or `kill(pid, 0)`, so no namespace, `/proc` mount
+//! option, descriptor limit or id reuse can make a live holder look dead. A thread that exits
+//! while a guard it leaked lives leaves the lock held for ever, as `std`'s `Mutex` does.
+//! Locks in process memory (not in a region) are never taken over: their holder is a thread
+//! of the caller's own process.
+//!
+//! | backend | zero bytes | init / destroy | holder's process dies or calls `exec` | notes |
 //! |---|---|---|---|---|
-//! | [`Futex`] | unlocked | none | lock stays held (detection planned; the word names the owner's TID) | the default: one CAS to take, one swap to release, sleeps in the kernel |
-//! | [`Spin`] | unlocked | none | lock stays held | Kamailio's fast lock: spins, then `sched_yield`; wrong when more processes are runnable than there are cores |
-//! | [`PthreadMutex`] | uninitialised, set up in place on first use | `pthread_mutex_init` (process-shared, robust) on first use | the next acquirer is told ([`Acquired::OwnerDied`]) and must mark it consistent | glibc's robust mutex |
-//! | [`PosixSem`] | uninitialised, set up in place on first use | `sem_init(.., 1, 1)` on first use | lock stays held | a process-shared `sem_t` |
-//! | [`SysvSem`] | semaphore not created yet | `semget` on first use; **`destroy` required** (`IPC_RMID`) | the kernel releases it (`SEM_UNDO`); the next acquirer is not told | the portable fallback Kamailio names |
+//! | [`Futex`] | unlocked | none | the next acquirer (`lock`, `try_lock` or a timed wait) takes it over, told [`Acquired::OwnerDied`]; a waiter asks the kernel after each nap (200 µs, doubling to 1 ms) | the default: one CAS to take, one swap to release, sleeps in the kernel; the owner id is written by the CAS that takes it |
+//! | [`Spin`] | unlocked | none | the same, asked by a spinning waiter every 200 µs to 1 ms | Kamailio's fast lock: spins, then `sched_yield`; wrong when more processes are runnable than there are cores |
+//! | [`PthreadMutex`] | uninitialised, set up in place on first use | `pthread_mutex_init` (process-shared, robust) on first use | the kernel hands it on ([`Acquired::OwnerDied`]) | glibc's robust mutex; **per thread**: a thread that exits with a guard leaked hands the lock on too (glibc's `EOWNERDEAD`), which the other backends do not |
+//! | [`PosixSem`] | uninitialised, set up in place on first use | `sem_init(.., 1, 1)` on first use | a waiter or `try_lock` finds the recorded holder's process gone and takes its place, told [`Acquired::OwnerDied`] | the holder is recorded just *after* `sem_wait` returns and cleared just before `sem_post`: a holder killed in between loses the token and the lock stays held |
+//! | [`SysvSem`] | semaphore not created yet | `semget` on first use; **`destroy` required** (`IPC_RMID`) | at the holder's exit the kernel releases it (`SEM_UNDO`) and the next acquirer is told; after `exec` it stays held until the new program exits | the portable fallback Kamailio names |
 
 mod futex;
 mod holder;

@@ -65,9 +65,10 @@ impl PosixSem {
     }
 }
 
-/// A waiter's first nap before it checks that the holder is alive; doubles up to the max.
-const PROBE_FIRST: Duration = Duration::from_millis(1);
-const PROBE_MAX: Duration = Duration::from_millis(10);
+/// A waiter's first nap before it asks whether the holder's process is gone; doubles up to
+/// the max.
+const PROBE_FIRST: Duration = Duration::from_micros(200);
+const PROBE_MAX: Duration = Duration::from_millis(1);
 
 impl PosixSem {
     /// Waits for the token in naps; after each nap checks whether the recorded holder died
@@ -140,7 +141,13 @@ unsafe impl RawLock for PosixSem {
             }
             match errno() {
                 libc::EINTR => continue,
-                libc::EAGAIN => return None,
+                // Held; by a holder whose process is gone? Then taken over, as a wait would.
+                libc::EAGAIN => {
+                    return self
+                        .holder
+                        .take_over_from_dead()
+                        .then_some(Acquired::OwnerDied)
+                }
                 e => panic!(
                     "sem_trywait failed: {}",
                     std::io::Error::from_raw_os_error(e)
@@ -181,7 +188,7 @@ unsafe impl RawLock for PosixSem {
         v <= 0
     }
     fn owner(&self) -> Option<crate::Owner> {
-        self.holder.get().map(crate::Owner::from_owner_id)
+        self.holder.owner()
     }
     unsafe fn mark_consistent(&self) {
         self.holder.mark_consistent();

@@ -202,7 +202,7 @@ unsafe impl RawLock for PthreadMutex {
         self.holder.get().is_some()
     }
     fn owner(&self) -> Option<crate::Owner> {
-        self.holder.get().map(crate::Owner::from_owner_id)
+        self.holder.owner()
     }
     #[inline]
     unsafe fn mark_consistent(&self) {

@@ -1,18 +1,18 @@
 //! [`Spin`]: Kamailio's fast lock. Bounded spinning with `spin_loop` hints, then
 //! `sched_yield`, never sleeping in the kernel.
 //!
-//! The word is `0` when free and the holder's owner id when taken (its tid and a tag of its
-//! start time, as the futex's), with bit 30 (`INCONSISTENT`) set from a holder's death until
+//! The word is `0` when free and the holder's owner id when taken (as the futex's: see
+//! `crate::liveness`), with bit 30 (`INCONSISTENT`) set from a holder's death until
 //! `mark_consistent`. It is the right choice when critical sections are a few instructions
 //! long and there are at least as many cores as runnable processes. It is the wrong one
 //! otherwise: with more runnable processes than cores, a waiter spins while the holder is
 //! descheduled, burning the time slice the holder needs (the 100%-CPU symptom Kamailio's
 //! documentation describes has this shape too).
 //!
-//! Owner death: a waiter that has been yielding for a probe interval (1 ms, doubling to
-//! 10 ms while one owner holds on) checks whether the owner still exists, and takes a dead
-//! owner's lock over with an exact-value compare-exchange, reporting
-//! [`Acquired::OwnerDied`], as the futex lock does.
+//! Owner death: a waiter that has been yielding for a probe interval (200 µs, doubling to
+//! 1 ms while one owner holds on) asks the kernel whether the owner's process is gone, and
+//! takes such an owner's lock over with an exact-value compare-exchange, reporting
+//! [`Acquired::OwnerDied`], as the futex lock does; so does a failed `try_lock`.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -20,13 +20,15 @@ use std::time::{Duration, Instant};
 use super::holder::relock;
 use super::{Acquired, RawLock};
 use crate::deadline::Deadline;
-use crate::sys::{self, OWNER_MASK};
+use crate::liveness::{self, ID_MASK as OWNER_MASK};
 
 /// Spins before each `sched_yield`.
 const SPINS: u32 = 100;
 const INCONSISTENT: u32 = 1 << 30;
-const PROBE_FIRST: Duration = Duration::from_millis(1);
-const PROBE_MAX: Duration = Duration::from_millis(10);
+/// How long one holder may hold on before a spinner first asks whether its process is gone,
+/// and the most between two questions.
+const PROBE_FIRST: Duration = Duration::from_micros(200);
+const PROBE_MAX: Duration = Duration::from_millis(1);
 
 /// A spin lock whose word names its holder. Zero bytes are unlocked.
 #[repr(C)]
@@ -36,6 +38,11 @@ pub struct Spin {
 }
 
 impl Spin {
+    #[inline]
+    fn addr(&self) -> usize {
+        self as *const Self as usize
+    }
+
     #[inline]
     fn try_take(&self, me: u32) -> bool {
         self.word
@@ -64,7 +71,7 @@ impl Spin {
     /// (`deadline` is `Some`) gave up.
     #[cold]
     #[track_caller]
-    fn wait(&self, mut me: u32, deadline: Option<Deadline>) -> Option<Acquired> {
+    fn wait(&self, me: u32, deadline: Option<Deadline>) -> Option<Acquired> {
         let (mut probe_at, mut interval, mut owner_seen) = (Instant::now(), PROBE_FIRST, 0);
         loop {
             for _ in 0..SPINS {
@@ -78,10 +85,6 @@ impl Spin {
             let w = self.word.load(Ordering::Relaxed);
             let owner = w & OWNER_MASK;
             if owner == me {
-                if !sys::owner_id_confirmed(me) {
-                    me = sys::owner_id();
-                    continue;
-                }
                 if deadline.is_some() {
                     return None;
                 }
@@ -93,8 +96,7 @@ impl Spin {
             if owner != owner_seen {
                 (owner_seen, probe_at, interval) = (owner, Instant::now(), PROBE_FIRST);
             } else if owner != 0 && probe_at.elapsed() >= interval {
-                if !sys::owner_alive(owner)
-                    && sys::may_judge_owner(self as *const Self as usize)
+                if liveness::holder_gone(self.addr(), owner)
                     && self
                         .word
                         .compare_exchange(
@@ -126,7 +128,7 @@ unsafe impl RawLock for Spin {
     #[inline]
     #[track_caller]
     fn lock(&self) -> Acquired {
-        let me = sys::owner_id();
+        let me = liveness::id_at(self.addr());
         if self.try_take(me) {
             return Acquired::Clean;
         }
@@ -137,14 +139,27 @@ unsafe impl RawLock for Spin {
     }
     #[inline]
     fn try_lock(&self) -> Option<Acquired> {
-        let me = sys::owner_id();
+        let me = liveness::id_at(self.addr());
         if self.try_take(me) {
             return Some(Acquired::Clean);
         }
-        self.take_free(self.word.load(Ordering::Relaxed), me)
+        let w = self.word.load(Ordering::Relaxed);
+        if let Some(how) = self.take_free(w, me) {
+            return Some(how);
+        }
+        // A holder whose process is gone: taken over, as `lock` would.
+        let owner = w & OWNER_MASK;
+        (owner != 0
+            && owner != me
+            && liveness::holder_gone(self.addr(), owner)
+            && self
+                .word
+                .compare_exchange(w, me | INCONSISTENT, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok())
+        .then_some(Acquired::OwnerDied)
     }
     fn try_lock_for(&self, timeout: Duration) -> Option<Acquired> {
-        let me = sys::owner_id();
+        let me = liveness::id_at(self.addr());
         if self.try_take(me) {
             return Some(Acquired::Clean);
         }
@@ -162,7 +177,7 @@ unsafe impl RawLock for Spin {
     }
     fn owner(&self) -> Option<crate::Owner> {
         let owner = self.word.load(Ordering::Relaxed) & OWNER_MASK;
-        (owner != 0).then(|| crate::Owner::from_owner_id(owner))
+        (owner != 0).then(|| liveness::describe(self.addr(), owner))
     }
     unsafe fn mark_consistent(&self) {
         self.word.fetch_and(!INCONSISTENT, Ordering::Relaxed);

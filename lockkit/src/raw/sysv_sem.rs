@@ -178,7 +178,7 @@ unsafe impl RawLock for SysvSem {
         self.op(1, 0, Deadline::NEVER, "unlock");
     }
     fn owner(&self) -> Option<crate::Owner> {
-        self.holder.get().map(crate::Owner::from_owner_id)
+        self.holder.owner()
     }
     unsafe fn mark_consistent(&self) {
         self.holder.mark_consistent();

@@ -63,13 +63,6 @@ impl fmt::Display for LockReport {
                 self.undescribed
             )?;
         }
-        if self.mixed_pid_namespaces {
-            writeln!(
-                f,
-                "processes of several pid namespaces use this region: holders' liveness cannot \
-                 be judged"
-            )?;
-        }
         if !self.groups.is_empty() {
             writeln!(f, "group locks of this process (grp-debug):")?;
             for g in &self.groups {
@@ -149,8 +142,8 @@ impl LockInfo {
 }
 
 impl LockReport {
-    /// The report as one JSON object: `{"objects":..,"undescribed":..,
-    /// "mixed_pid_namespaces":..,"locks":[..],"inversions":[..],"groups":[..]}`.
+    /// The report as one JSON object: `{"objects":..,"undescribed":..,"locks":[..],
+    /// "inversions":[..],"groups":[..]}`.
     pub fn to_json(&self) -> String {
         self.to_json_with(|_| String::new())
     }
@@ -180,11 +173,10 @@ impl LockReport {
             .collect();
         let groups: Vec<String> = self.groups.iter().map(GroupRefs::to_json).collect();
         format!(
-            "{{\"objects\":{},\"undescribed\":{},\"mixed_pid_namespaces\":{},\"locks\":[{}],\
-             \"inversions\":[{}],\"groups\":[{}]}}",
+            "{{\"objects\":{},\"undescribed\":{},\"locks\":[{}],\"inversions\":[{}],\
+             \"groups\":[{}]}}",
             self.objects,
             self.undescribed,
-            self.mixed_pid_namespaces,
             locks.join(","),
             inversions.join(","),
             groups.join(",")

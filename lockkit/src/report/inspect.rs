@@ -50,6 +50,7 @@ impl Inspector {
             }
         };
         let map = object.map_read_only(id.total_size as usize)?;
+        object.register_read_only(map.as_ptr(), map.len())?;
         Ok(Inspector {
             name: n.display,
             object,
@@ -79,5 +80,11 @@ impl Inspector {
         // against its length; the scan only loads.
         let view = unsafe { View::new(self.map.as_ptr() as *mut u8, self.map.len(), self.id) };
         Ok(super::scan::scan(&view))
+    }
+}
+
+impl Drop for Inspector {
+    fn drop(&mut self) {
+        crate::__private::regions::unregister(self.map.as_ptr());
     }
 }

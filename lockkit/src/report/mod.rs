@@ -52,9 +52,6 @@ pub struct LockReport {
     /// Live objects whose type the registry does not describe (it was full, or damaged):
     /// locks inside them cannot be found.
     pub undescribed: usize,
-    /// Whether processes of several pid namespaces use the region: thread ids in lock
-    /// words then name threads of different namespaces, and `alive` cannot be judged.
-    pub mixed_pid_namespaces: bool,
     /// Lock-order inversions recorded in the region by programs built with the `lock-debug`
     /// feature (the lock-order checker, `lockkit::lock_order`): each order of each inverted pair.
     pub inversions: Vec<OrderInversion>,

@@ -133,7 +133,7 @@ fn state_at(view: &View<'_>, kind: Kind<'_>, at: u64) -> Option<State> {
         Kind::Rw => {
             let l: &RawRwLock = view.object(at)?;
             let (readers, writer, waiters, inconsistent) = l.snapshot();
-            let holder = (writer != 0).then(|| Owner::from_owner_id(writer));
+            let holder = (writer != 0).then(|| l.describe_writer(writer));
             Some((holder, readers.unwrap_or(0), waiters, inconsistent))
         }
         Kind::SetHead(..) => None,
@@ -358,7 +358,6 @@ pub(crate) fn place_of(view: &View<'_>, offset: u64) -> Option<String> {
 
 pub(crate) fn scan(view: &View<'_>) -> LockReport {
     let mut report = LockReport {
-        mixed_pid_namespaces: view.header().mixed_pid_ns.load(Relaxed) != 0,
         ..LockReport::default()
     };
     let mut locks = Vec::new();

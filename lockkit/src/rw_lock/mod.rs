@@ -179,6 +179,18 @@ impl<T> RwLock<T> {
     pub fn readers(&self) -> Option<u32> {
         self.raw.readers()
     }
+
+    /// Whether a writer's process died inside and no writer has marked the data consistent
+    /// since (a snapshot): for code that holds the lock through `locked!` and has no guard
+    /// to ask.
+    ///
+    /// ```
+    /// let lock = lockkit::RwLock::new(0u32);
+    /// assert!(!lock.is_inconsistent());
+    /// ```
+    pub fn is_inconsistent(&self) -> bool {
+        self.raw.is_inconsistent()
+    }
 }
 
 impl<T> fmt::Debug for RwLock<T> {

@@ -16,7 +16,7 @@
 //! - `writer_waiters`: how many writers are registered as waiting. The last one to give up
 //!   clears `WRITERS_WAITING`, so a writer that tried and left does not hold new readers
 //!   back behind the readers already inside.
-//! - `writer`: the owner id of the writer inside (tid and start tag, as in the futex lock),
+//! - `writer`: the owner id of the writer inside (as in the futex lock: `crate::liveness`),
 //!   written after it got in and cleared before it leaves: to refuse a relock by that
 //!   thread, and to recover the lock from a writer that died inside.
 //! - `inconsistent`: set when a dead writer's lock was recovered, until a writer calls
@@ -156,13 +156,17 @@ impl RawRwLock {
         }
     }
 
+    #[inline]
+    fn addr(&self) -> usize {
+        self as *const Self as usize
+    }
+
     /// Whether the calling thread is the writer inside.
     fn own_write_lock(&self, s: u32) -> bool {
         if !is_write_locked(s) {
             return false;
         }
-        let me = model::tid();
-        self.writer.load(Relaxed) == me && model::tid_confirmed(me)
+        self.writer.load(Relaxed) == model::id_at(self.addr())
     }
 
     // ----- readers -----
@@ -250,7 +254,7 @@ impl RawRwLock {
                 .compare_exchange_weak(s, s | WRITE_LOCKED, Acquire, Relaxed)
             {
                 Ok(_) => {
-                    self.writer.store(model::tid(), Relaxed);
+                    self.writer.store(model::id_at(self.addr()), Relaxed);
                     return true;
                 }
                 Err(now) => s = now,
@@ -266,7 +270,7 @@ impl RawRwLock {
             .compare_exchange(0, WRITE_LOCKED, Acquire, Relaxed)
             .is_ok()
         {
-            self.writer.store(model::tid(), Relaxed);
+            self.writer.store(model::id_at(self.addr()), Relaxed);
             return Ok(());
         }
         self.write_contended(deadline)
@@ -289,7 +293,7 @@ impl RawRwLock {
                         if keep != 0 {
                             self.writer_waiters.fetch_sub(1, SeqCst);
                         }
-                        self.writer.store(model::tid(), Relaxed);
+                        self.writer.store(model::id_at(self.addr()), Relaxed);
                         return Ok(());
                     }
                     Err(now) => {
@@ -391,13 +395,15 @@ impl RawRwLock {
             return false;
         }
         let dead = self.writer.load(Relaxed);
-        if dead == 0
-            || model::owner_alive(dead)
-            || !model::may_judge_owner(self as *const Self as usize)
+        if dead == 0 || dead == model::id_at(self.addr()) || !model::holder_gone(self.addr(), dead)
         {
             return false;
         }
-        let me = if become_writer { model::tid() } else { 0 };
+        let me = if become_writer {
+            model::id_at(self.addr())
+        } else {
+            0
+        };
         if self
             .writer
             .compare_exchange(dead, me, Acquire, Relaxed)
@@ -505,6 +511,13 @@ impl RawRwLock {
             s & (READERS_WAITING | WRITERS_WAITING) != 0,
             self.is_inconsistent(),
         )
+    }
+
+    /// The writer named by owner id `writer` (from [`snapshot`](Self::snapshot)), for
+    /// diagnostics.
+    #[cfg(not(loom))]
+    pub(crate) fn describe_writer(&self, writer: u32) -> crate::Owner {
+        crate::liveness::describe(self.addr(), writer)
     }
 
     /// Whether a writer waits (a snapshot).

@@ -14,8 +14,9 @@ use crate::{Error, GenLock, Result};
 
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"LOCKKIT\0");
 /// Bump whenever the header, block or root layout changes, or the layout of something the
-/// report reads without a type (6: lock-set entries of 128 bytes on x86_64 and aarch64).
-pub(crate) const LAYOUT_VERSION: u32 = 6;
+/// report reads without a type (6: lock-set entries of 128 bytes on x86_64 and aarch64; 7:
+/// lock words name owner ids handed out by the header's id area, not thread ids).
+pub(crate) const LAYOUT_VERSION: u32 = 7;
 const READY: u32 = 0x5245_4459;
 pub(crate) const NBINS: usize = 48;
 pub(crate) const NROOTS: usize = 32;
@@ -37,13 +38,7 @@ pub(crate) struct Header {
     /// The creating process, written first: an opener that finds the header unfinished
     /// can tell a creator still at work from one that died.
     pub(crate) creator_pid: AtomicU32,
-    /// The creator's pid namespace (the inode of `/proc/self/ns/pid`).
-    pub(crate) pid_ns: AtomicU64,
-    /// Set by the first process from another pid namespace that opens the region: thread
-    /// ids written into its lock words then mean different threads to different processes,
-    /// so no waiter may judge an owner dead by its id (owner-death hand-over is off).
-    pub(crate) mixed_pid_ns: AtomicU32,
-    _reserved: AtomicU32,
+    _reserved: [AtomicU32; 3],
     /// Guards the allocator and the root table.
     pub(crate) alloc_lock: AllocLock,
     /// The next allocation generation (never 0), so a stale handle cannot free a block that
@@ -61,6 +56,9 @@ pub(crate) struct Header {
     /// Heads of the free lists, by size class (0 = empty).
     pub(crate) bins: [AtomicU64; NBINS],
     pub(crate) roots: [Root; NROOTS],
+    /// Where owner ids come from (`crate::liveness`): every lock word in the region names its
+    /// holder by one.
+    pub(crate) owners: crate::liveness::Area,
 }
 
 /// Room for the allocator's `GenLock` whether or not it carries `lock-debug` words: the

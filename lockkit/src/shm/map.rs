@@ -39,8 +39,9 @@ impl Mapping {
         let mut map = unsafe { MmapOptions::new().len(len).map_mut(file) }
             .map_err(|e| Error::os("mmap", e))?;
         let base = map.as_mut_ptr();
-        // So that locked! orders locks in this region the same way in every process.
-        crate::__private::regions::register(base, len, file);
+        // So that locked! orders locks in this region the same way in every process, and so
+        // that its locks name their holders by the region's owner ids.
+        register(base, len, file, true)?;
         let identity = {
             use std::os::unix::fs::MetadataExt;
             file.metadata().ok().map(|m| (m.dev(), m.ino()))
@@ -71,6 +72,13 @@ impl Mapping {
     pub(crate) fn len(&self) -> usize {
         self.len
     }
+}
+
+/// Registers a mapping of a region's `file` at `base` (see `regions::register`).
+pub(crate) fn register(base: *const u8, len: usize, file: &File, writable: bool) -> Result<()> {
+    let area = base as usize + std::mem::offset_of!(super::header::Header, owners);
+    crate::__private::regions::register(base, len, file, area, writable)
+        .map_err(|e| Error::os("registering the region's mapping", e))
 }
 
 impl Drop for Mapping {
@@ -254,6 +262,12 @@ impl OpenedObject {
     }
 
     /// A read-only mapping of the first `len` bytes.
+    /// Registers a read-only mapping of this object (an inspector's), so that its locks'
+    /// holders are described through this process's own description of the file.
+    pub(crate) fn register_read_only(&self, base: *const u8, len: usize) -> Result<()> {
+        register(base, len, &self.file, false)
+    }
+
     pub(crate) fn map_read_only(&self, len: usize) -> Result<memmap2::Mmap> {
         // SAFETY: a MAP_SHARED, PROT_READ mapping of a file we hold open; other processes
         // write it at any time, and the inspector reads it only through atomics (View).

@@ -39,17 +39,6 @@ use crate::{Error, GenLockGuard, Result, ShmSafe, ShmZeroable};
 /// The mode of a named region when the creator does not choose one: owner read/write.
 pub const DEFAULT_MODE: u32 = 0o600;
 
-/// Whether the region mapped at `base` is shared by processes of several pid namespaces.
-///
-/// # Safety
-/// `base` is the start of a live mapping of a lockkit region (every mapping lockkit makes is
-/// one, and registers its base), so a `Header` of atomics lies there.
-pub(crate) unsafe fn mixed_pid_ns_at(base: usize) -> bool {
-    // SAFETY: per the contract; Header is all atomics, valid for any bytes.
-    let hdr = unsafe { &*(base as *const Header) };
-    hdr.mixed_pid_ns.load(Relaxed) != 0
-}
-
 /// A shared-memory region: memory that several processes map, with an allocator and a table
 /// of named roots inside it.
 ///
@@ -205,20 +194,10 @@ impl ShmRegion {
         let region = Self::attach(map, id, name, creator);
         let hdr = region.header();
         hdr.write_creator(std::process::id());
-        hdr.pid_ns.store(crate::sys::pid_namespace(), Relaxed);
         hdr.write_identity(&id);
         region.heap().format()?;
         hdr.mark_ready();
         Ok(region)
-    }
-
-    /// Called by `open`: if this process lives in another pid namespace than the region's
-    /// creator, owner-death hand-over is switched off for the region (see `Header`).
-    pub(super) fn note_pid_namespace(&self) {
-        let hdr = self.header();
-        if hdr.pid_ns.load(Relaxed) != crate::sys::pid_namespace() {
-            hdr.mixed_pid_ns.store(1, Relaxed);
-        }
     }
 
     pub(super) fn attach(

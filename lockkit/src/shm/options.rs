@@ -161,9 +161,7 @@ impl RegionOptions {
             }
         };
         let map = obj.map(id.total_size as usize)?;
-        let region = ShmRegion::attach(map, id, Some(n.display), None);
-        region.note_pid_namespace();
-        Ok(region)
+        Ok(ShmRegion::attach(map, id, Some(n.display), None))
     }
 
     fn check_trust(&self, n: &ShmName, obj: &OpenedObject) -> Result<()> {
