@@ -4,9 +4,10 @@
 //! `cargo bench --bench owner_death` (add `-- 200` for 200 kills per lock); the table it
 //! prints is in BENCHMARKS.md.
 //!
-//! Each kill: a holder process takes the lock and sleeps; a waiter process blocks on the lock
-//! and has been waiting for `WAITING` when the holder is killed (so the waiter is asleep, as
-//! in a real server, and its probe schedule is wherever the wait has taken it).
+//! Each kill: a holder process takes the lock and sleeps; a waiter process either blocks on
+//! the lock and has been waiting for `WAITING` when the holder is killed (so the waiter is
+//! asleep, as in a real server, and its probe schedule is wherever the wait has taken it), or
+//! arrives after the death (it is released by a flag once the holder has been reaped).
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::*};
 use std::time::Duration;
@@ -23,6 +24,7 @@ struct Board<R: RawLock> {
     lock: GenLock<R>,
     held: AtomicU32,
     waiting: AtomicU32,
+    go: AtomicU32,
     killed_ns: AtomicU64,
     acquired_ns: AtomicU64,
     told: AtomicU32,
@@ -64,8 +66,8 @@ fn spin_until(flag: &AtomicU32) {
     }
 }
 
-/// One kill; the hand-over time in microseconds.
-fn one_kill<R: RawLock + 'static>(region: &ShmRegion) -> f64 {
+/// One kill; the hand-over time in microseconds. `after`: the waiter comes after the death.
+fn one_kill<R: RawLock + 'static>(region: &ShmRegion, after: bool) -> f64 {
     let b = region.alloc_zeroed::<Board<R>>().unwrap();
     let holder = fork(|| {
         std::mem::forget(b.lock.lock());
@@ -75,6 +77,9 @@ fn one_kill<R: RawLock + 'static>(region: &ShmRegion) -> f64 {
     spin_until(&b.held);
     let waiter = fork(|| {
         b.waiting.store(1, Release);
+        if after {
+            spin_until(&b.go);
+        }
         let g = b.lock.lock();
         b.acquired_ns.store(now_ns(), Release);
         if GenLockGuard::owner_died(&g) {
@@ -82,11 +87,14 @@ fn one_kill<R: RawLock + 'static>(region: &ShmRegion) -> f64 {
         }
     });
     spin_until(&b.waiting);
-    std::thread::sleep(WAITING);
+    // Plus up to a millisecond, so that the kill does not land at the same point of the
+    // waiter's nap schedule every time.
+    std::thread::sleep(WAITING + Duration::from_nanos(now_ns() % 1_000_000));
     b.killed_ns.store(now_ns(), Release);
     // SAFETY: killing our own child.
     unsafe { libc::kill(holder, libc::SIGKILL) };
     reap(holder);
+    b.go.store(1, Release);
     reap(waiter);
     assert_eq!(b.told.load(Acquire), 1, "{}: the waiter was told", R::NAME);
     let us = (b.acquired_ns.load(Acquire) - b.killed_ns.load(Acquire)) as f64 / 1e3;
@@ -99,12 +107,19 @@ fn one_kill<R: RawLock + 'static>(region: &ShmRegion) -> f64 {
 }
 
 fn row<R: RawLock + 'static>(region: &ShmRegion, kills: usize, how: &str) {
-    let mut t: Vec<f64> = (0..kills).map(|_| one_kill::<R>(region)).collect();
+    for after in [false, true] {
+        one_row::<R>(region, kills, how, after);
+    }
+}
+
+fn one_row<R: RawLock + 'static>(region: &ShmRegion, kills: usize, how: &str, after: bool) {
+    let mut t: Vec<f64> = (0..kills).map(|_| one_kill::<R>(region, after)).collect();
     t.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let pct = |p: f64| t[((t.len() - 1) as f64 * p).round() as usize];
     println!(
-        "| `GenLock<{}>` | {how} | {:.0} | {:.0} | {:.0} | {kills} |",
+        "| `GenLock<{}>` | {how} | {} | {:.0} | {:.0} | {:.0} | {kills} |",
         std::any::type_name::<R>().rsplit("::").next().unwrap(),
+        if after { "after" } else { "before (20 ms)" },
         pct(0.5),
         pct(0.9),
         t[t.len() - 1],
@@ -117,15 +132,21 @@ fn main() {
         .find_map(|a| a.parse().ok())
         .unwrap_or(100);
     let region = ShmRegion::anonymous(1 << 20).unwrap();
-    println!("| lock | how the death is found | median µs | p90 µs | max µs | kills |");
-    println!("|---|---|---|---|---|---|");
+    println!(
+        "| lock | how the death is found | waiter came | median µs | p90 µs | max µs | kills |"
+    );
+    println!("|---|---|---|---|---|---|---|");
     row::<PthreadMutex>(&region, kills, "kernel robust list (glibc)");
     row::<SysvSem>(&region, kills, "kernel `SEM_UNDO`; holder word tells");
-    row::<Futex>(&region, kills, "waiter's probe after a nap (1-10 ms)");
-    row::<Spin>(&region, kills, "spinner's probe (1-10 ms)");
+    row::<Futex>(
+        &region,
+        kills,
+        "waiter asks the kernel (`F_GETLK`) after each nap (0.2-1 ms)",
+    );
+    row::<Spin>(&region, kills, "spinner asks the kernel (0.2-1 ms)");
     row::<PosixSem>(
         &region,
         kills,
-        "waiter's probe of the holder word (1-10 ms)",
+        "waiter asks the kernel about the holder word's id (0.2-1 ms)",
     );
 }

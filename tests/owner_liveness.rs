@@ -10,8 +10,10 @@ mod common;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::*};
 use std::time::Duration;
 
-use common::{fork, serial, wait_for, Child};
-use lockkit::raw::{Futex, PosixSem, RawLock, Spin};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use common::{fork, serial, unique_name, wait_for, Child};
+use lockkit::raw::{Futex, PosixSem, PthreadMutex, RawLock, Spin};
 use lockkit::{GenLock, GenLockGuard, GenLockSet, RwLock, ShmMutex, ShmMutexGuard, ShmRegion};
 
 /// How long a waiter tries a lock that a live process holds: long enough for several probes.
@@ -26,6 +28,7 @@ struct Locks {
     futex: GenLock<Futex>,
     spin: GenLock<Spin>,
     sem: GenLock<PosixSem>,
+    pthread: GenLock<PthreadMutex>,
     mutex: ShmMutex<u64>,
     rw: RwLock<u64>,
     set: GenLockSet<4>,
@@ -66,6 +69,15 @@ fn kinds() -> Vec<Kind> {
             "GenLock<PosixSem>",
             |l| std::mem::forget(l.sem.lock()),
             |l, t| l.sem.try_lock_for(t).map(|g| GenLockGuard::owner_died(&g)),
+        ),
+        (
+            "GenLock<PthreadMutex>",
+            |l| std::mem::forget(l.pthread.lock()),
+            |l, t| {
+                l.pthread
+                    .try_lock_for(t)
+                    .map(|g| GenLockGuard::owner_died(&g))
+            },
         ),
         (
             "ShmMutex",
@@ -508,6 +520,12 @@ fn kill_soak<L: Sync>(
         );
     }
     let told = soak.told.load(Relaxed);
+    eprintln!(
+        "{name}: {} kills, {told} acquisitions told the owner died (the others landed outside \
+         the lock), {} sections",
+        2 * kills,
+        soak.count.load(Relaxed)
+    );
     assert!(
         told <= 2 * kills as u64,
         "{name}: {told} acquisitions told of {} deaths",
@@ -515,11 +533,12 @@ fn kill_soak<L: Sync>(
     );
 }
 
+/// Kills per lock kind: 50 inside `cargo test`; `LOCKKIT_SOAK_KILLS=1000` for the long soak.
 fn soak_kills() -> usize {
     std::env::var("LOCKKIT_SOAK_KILLS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(25)
+        .unwrap_or(50)
 }
 
 fn gen_take<R: RawLock>(l: &GenLock<R>, t: Duration) -> Option<(Box<dyn FnOnce() + '_>, bool)> {
@@ -581,4 +600,353 @@ fn random_kills_never_wedge_nor_rob_a_lock_set_entry() {
         },
         soak_kills(),
     );
+}
+
+#[test]
+fn random_kills_never_wedge_nor_rob_a_pthread_mutex() {
+    let _s = serial();
+    let (_r, locks) = region();
+    kill_soak(
+        "GenLock<PthreadMutex>",
+        &locks.pthread,
+        gen_take,
+        soak_kills(),
+    );
+}
+
+#[test]
+fn random_kills_never_wedge_nor_rob_a_sysv_semaphore() {
+    let _s = serial();
+    let region = ShmRegion::anonymous(1 << 16).unwrap();
+    let lock = region
+        .alloc_zeroed::<GenLock<lockkit::raw::SysvSem>>()
+        .unwrap();
+    kill_soak("GenLock<SysvSem>", &*lock, gen_take, soak_kills());
+    // SAFETY: every process that used the semaphore is gone.
+    unsafe { lock.raw().destroy() };
+}
+
+#[test]
+fn random_kills_never_wedge_nor_rob_a_recursive_lock() {
+    let _s = serial();
+    let region = ShmRegion::anonymous(1 << 16).unwrap();
+    let lock = region.alloc_zeroed::<lockkit::RecLock>().unwrap();
+    kill_soak(
+        "RecLock",
+        &*lock,
+        |l, t| {
+            let mut g = l.try_lock_for(t)?;
+            let died = lockkit::RecLockGuard::owner_died(&g);
+            if died {
+                lockkit::RecLockGuard::mark_consistent(&mut g);
+            }
+            Some((Box::new(move || drop(g)), died))
+        },
+        soak_kills(),
+    );
+}
+
+#[test]
+fn random_kills_never_wedge_nor_rob_a_reader_writer_locks_writer() {
+    let _s = serial();
+    let (_r, locks) = region();
+    kill_soak(
+        "RwLock::write",
+        &locks.rw,
+        |l, t| {
+            let mut g = l.try_write_for(t)?;
+            let died = lockkit::WriteGuard::owner_died(&g);
+            if died {
+                lockkit::WriteGuard::mark_consistent(&mut g);
+            }
+            Some((Box::new(move || drop(g)), died))
+        },
+        soak_kills(),
+    );
+}
+
+/// An inspector opened first made this process's description of the file read-only, and a
+/// writable mapping opened afterwards shared it, so every lock in it panicked; RwLock and
+/// PosixSem::try_lock asked for their id *after* they acquired, so the panic left the lock
+/// held by nobody, for ever. (From an adversarial review.)
+#[test]
+fn a_writable_mapping_opened_after_an_inspector_takes_locks_and_nothing_is_wedged() {
+    let _s = serial();
+    let name = unique_name("adv-insp");
+    let (rwp, semp) = {
+        let r = ShmRegion::create(&name, 1 << 16).unwrap();
+        let rw = r.alloc(RwLock::new(0u64)).unwrap();
+        let sem = r.alloc(GenLock::<PosixSem>::with_backend()).unwrap();
+        r.publish("rw", &rw).unwrap();
+        r.publish("sem", &sem).unwrap();
+        r.keep_name();
+        (rw.ptr(), sem.ptr())
+    };
+    let n2 = name.clone();
+    let child = fork(move || {
+        let _insp = lockkit::report::Inspector::open(&n2).unwrap();
+        let r = ShmRegion::open(&n2).unwrap();
+        // `lookup` would panic already (it takes the allocator lock); `get` takes none.
+        let rw = r.get(rwp).unwrap();
+        let sem = r.get(semp).unwrap();
+        let a = catch_unwind(AssertUnwindSafe(|| drop(rw.try_write()))).is_err();
+        let b = catch_unwind(AssertUnwindSafe(|| drop(sem.try_lock()))).is_err();
+        (a as i32) | ((b as i32) << 1)
+    });
+    let code = child.join();
+    eprintln!(
+        "child: rw panicked={} sem panicked={}",
+        code & 1 != 0,
+        code & 2 != 0
+    );
+    let r = ShmRegion::open(&name).unwrap();
+    let rw = r.lookup::<RwLock<u64>>("rw").unwrap();
+    let sem = r.lookup::<GenLock<PosixSem>>("sem").unwrap();
+    let got_rw = rw.try_write_for(Duration::from_secs(3)).is_some();
+    let got_sem = sem.try_lock_for(Duration::from_secs(3)).is_some();
+    let _ = ShmRegion::unlink(&name);
+    assert!(
+        got_rw && got_sem,
+        "wedged for ever: rw taken={got_rw} sem taken={got_sem} (child code {code})"
+    );
+}
+
+/// Offset of `liveness::Area::next` in the region file, found from the record the calling
+/// thread left for its id 1 (`[id=1, pid, tid, 0]` at `records[1]`).
+fn area_next_offset(path: &str) -> usize {
+    let bytes = std::fs::read(path).unwrap();
+    let pid = std::process::id();
+    // SAFETY: gettid has no preconditions.
+    let tid = unsafe { libc::gettid() } as u32;
+    let mut pat = Vec::new();
+    for w in [1u32, pid, tid, 0] {
+        pat.extend_from_slice(&w.to_ne_bytes());
+    }
+    let rec1 = bytes
+        .windows(16)
+        .position(|w| w == &pat[..])
+        .expect("record of id 1");
+    rec1 - 16 - 8
+}
+
+/// Another process sets the header's id counter back (a damaged header). This process's own
+/// description holds those bytes, and an OFD lock never conflicts with its own description,
+/// so the ids were handed to new threads again: two threads of one process with one id.
+#[test]
+fn a_counter_set_back_never_hands_this_process_its_own_ids_again() {
+    use lockkit::RecLock;
+    use std::os::unix::fs::FileExt;
+    let _s = serial();
+    let name = unique_name("adv-ctr");
+    let path = format!("/dev/shm{name}");
+    let child = fork(move || {
+        let r = ShmRegion::create(&name, 1 << 16).unwrap();
+        let rec = r.alloc(RecLock::new()).unwrap(); // main thread takes id 1 (allocator lock)
+        let off = area_next_offset(&path);
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .read(true)
+            .open(&path)
+            .unwrap();
+        let mut b = [0u8; 4];
+        file.read_at(&mut b, off as u64).unwrap();
+        assert_eq!(u32::from_ne_bytes(b), 64, "area.next after one block");
+        // Use up the rest of this process's block: 63 more threads, ids 2..=64.
+        let spare = r.alloc(GenLock::new()).unwrap();
+        for _ in 0..63 {
+            std::thread::scope(|s| {
+                s.spawn(|| drop(spare.lock()));
+            });
+        }
+        // The damage: somebody writes 0 into the counter.
+        file.write_at(&0u32.to_ne_bytes(), off as u64).unwrap();
+        let g = rec.lock(); // held by the main thread, id 1
+        let stolen = std::thread::scope(|s| {
+            s.spawn(|| {
+                let other = rec.try_lock_for(Duration::from_millis(200));
+                let both = other.is_some();
+                drop(other);
+                both
+            })
+            .join()
+            .unwrap()
+        });
+        drop(g);
+        if stolen {
+            3
+        } else {
+            0
+        }
+    });
+    let code = child.join();
+    assert_eq!(
+        code, 0,
+        "a second thread entered a RecLock the main thread holds (code {code})"
+    );
+}
+
+/// No damage needed: the first block was `[1, 65)` but the counter then said 64, so the
+/// process's second block started at 64, a byte its own description already held: id 64 went
+/// to two threads of the creator.
+#[test]
+fn the_65th_thread_of_the_first_process_never_gets_the_64th_threads_id() {
+    use lockkit::RecLock;
+    use std::sync::atomic::{AtomicU32, Ordering::*};
+    use std::sync::Barrier;
+    let _s = serial();
+    let child = fork(|| {
+        let r = ShmRegion::anonymous(1 << 16).unwrap();
+        let rec = r.alloc(RecLock::new()).unwrap(); // main thread: id 1
+        let spare = r.alloc(GenLock::new()).unwrap();
+        for _ in 0..62 {
+            // ids 2..=63
+            std::thread::scope(|s| {
+                s.spawn(|| drop(spare.lock()));
+            });
+        }
+        let entered = AtomicU32::new(0);
+        let held = Barrier::new(2);
+        let done = Barrier::new(2);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                // id 64
+                let g = rec.lock();
+                held.wait();
+                done.wait();
+                drop(g);
+            });
+            s.spawn(|| {
+                // id 64 again (second block starts at 64)
+                held.wait();
+                if let Some(g) = rec.try_lock_for(Duration::from_millis(200)) {
+                    entered.store(rec.depth(), Relaxed);
+                    drop(g);
+                }
+                done.wait();
+            });
+        });
+        match entered.load(Relaxed) {
+            0 => 0,
+            d => 10 + d as i32,
+        }
+    });
+    let code = child.join();
+    assert_eq!(
+        code,
+        0,
+        "a second thread entered a RecLock that another live thread holds (depth {} seen)",
+        code - 10
+    );
+}
+
+/// The same overlap across processes: the creator's thread 64 died holding locks; the next
+/// process's block started at 64, so its main thread *was* the dead holder for relock checks.
+#[test]
+fn the_next_processes_first_thread_never_inherits_a_dead_holders_id() {
+    use lockkit::RecLock;
+    let _s = serial();
+    let name = unique_name("adv-64");
+    let n2 = name.clone();
+    let creator = fork(move || {
+        let r = ShmRegion::create(&n2, 1 << 16).unwrap();
+        let rec = r.alloc(RecLock::new()).unwrap(); // id 1
+        let g = r.alloc(GenLock::new()).unwrap();
+        r.publish("rec", &rec).unwrap();
+        r.publish("g", &g).unwrap();
+        r.keep_name();
+        for _ in 0..62 {
+            std::thread::scope(|s| {
+                s.spawn(|| drop(g.lock())); // ids 2..=63
+            });
+        }
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                // id 64 leaves both held and the process exits
+                std::mem::forget(rec.lock());
+                std::mem::forget(g.lock());
+            });
+        });
+        0
+    });
+    assert_eq!(creator.join(), 0);
+    let r = ShmRegion::open(&name).unwrap();
+    let _ = ShmRegion::unlink(&name);
+    let rec = r.lookup::<RecLock>("rec").unwrap(); // this thread takes its id here: 64
+    let g = r.lookup::<GenLock>("g").unwrap();
+    let depth_seen = rec.try_lock().map(|_| rec.depth());
+    let gen = catch_unwind(AssertUnwindSafe(|| {
+        g.try_lock_for(Duration::from_secs(1))
+            .map(|x| lockkit::GenLockGuard::owner_died(&x))
+    }));
+    eprintln!(
+        "RecLock of the dead holder: depth seen {depth_seen:?}, inconsistent {}",
+        rec.is_inconsistent()
+    );
+    eprintln!("GenLock of the dead holder: {gen:?}");
+    assert_eq!(
+        depth_seen,
+        Some(1),
+        "RecLock: the dead holder's lock was entered as if this thread held it"
+    );
+    assert!(
+        matches!(gen, Ok(Some(true))),
+        "GenLock: not taken over from the dead holder"
+    );
+}
+
+/// A lock whose OS object another process is still setting up (or was stopped while setting
+/// up: it holds the set-up word with a live owner id) makes timed attempts wait only until
+/// their deadline, and `try_lock` not at all.
+#[test]
+fn a_timed_lock_gives_up_at_its_deadline_while_a_live_process_is_setting_it_up() {
+    #[derive(lockkit::ShmSafe, Default)]
+    #[repr(C)]
+    struct Backends {
+        sem: GenLock<PosixSem>,
+        pthread: GenLock<PthreadMutex>,
+        sysv: GenLock<lockkit::raw::SysvSem>,
+    }
+    let _s = serial();
+    let region = ShmRegion::anonymous(1 << 16).unwrap();
+    // Allocating takes the region's allocator lock: this thread takes the region's first
+    // owner id, 1, and this process holds it while it lives.
+    let b = region.alloc_zeroed::<Backends>().unwrap();
+    for word in [
+        b.sem.raw() as *const PosixSem as *const AtomicU32,
+        b.pthread.raw() as *const PthreadMutex as *const AtomicU32,
+        b.sysv.raw() as *const lockkit::raw::SysvSem as *const AtomicU32,
+    ] {
+        // SAFETY: each backend starts with its set-up word (an AtomicU32, zero = not set up):
+        // this is what a live process that is still setting the lock up leaves there.
+        unsafe { (*word).store(1, Release) };
+    }
+    let child = fork(|| {
+        for (name, timed, tried) in [
+            (
+                "PosixSem",
+                b.sem.try_lock_for(Duration::from_millis(100)).is_none(),
+                b.sem.try_lock().is_none(),
+            ),
+            (
+                "PthreadMutex",
+                b.pthread.try_lock_for(Duration::from_millis(100)).is_none(),
+                b.pthread.try_lock().is_none(),
+            ),
+            (
+                "SysvSem",
+                b.sysv.try_lock_for(Duration::from_millis(100)).is_none(),
+                b.sysv.try_lock().is_none(),
+            ),
+        ] {
+            if !(timed && tried) {
+                eprintln!("{name}: got a lock that is still being set up");
+                return 3;
+            }
+        }
+        0
+    });
+    let code = child.join_within(Duration::from_secs(20), || {
+        "a timed attempt waited past its deadline for a set-up by a live process".into()
+    });
+    assert_eq!(code, 0);
 }

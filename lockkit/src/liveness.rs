@@ -1,12 +1,12 @@
 //! Who holds a lock, and the kernel's word on whether the holder's process is gone.
 //!
 //! # Owner ids
-//! Every lock word records its holder as a 30-bit *owner id*, written by the same atomic
+//! Every lock word records its holder as a 29-bit *owner id*, written by the same atomic
 //! operation that takes the lock. An id names one thread of one process *incarnation* (an
 //! `exec` or a `fork` starts a new one), and is never handed out twice:
 //! - in a lockkit region, ids come from a counter in the region's header, 64 at a time (a
 //!   *block*) for each process that takes locks there, and each thread takes one from its
-//!   process's block the first time it locks in that region. A region hands out 2^30 ids in
+//!   process's block the first time it locks in that region. A region hands out 2^29 ids in
 //!   its life; a process that cannot get one is told so by a panic, never by a wrong id;
 //! - in process memory (a lock in a `Box`, a static, a group lock), ids come from a
 //!   per-process counter: only threads of this process can reach such a lock.
@@ -54,8 +54,9 @@
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering::*};
 
-/// Bits of a lock word that hold an owner id.
-pub(crate) const ID_BITS: u32 = 30;
+/// Bits of a lock word that hold an owner id (29, so that a reader-writer lock's state word
+/// can hold a writer's id beside its flags).
+pub(crate) const ID_BITS: u32 = 29;
 /// The owner id in a lock word.
 pub(crate) const ID_MASK: u32 = (1 << ID_BITS) - 1;
 /// Ids a process takes from a region at once: one `fcntl` covers them, and the kernel keeps
@@ -220,7 +221,7 @@ pub(crate) fn private_id() -> u32 {
     if id > ID_MASK {
         PRIVATE_NEXT.store(ID_MASK + 1, Relaxed);
         panic!(
-            "lockkit: this process has handed out all 2^30 owner ids for locks in process \
+            "lockkit: this process has handed out all 2^29 owner ids for locks in process \
              memory (one per thread that locks); ids are never reused, so that no thread is \
              taken for another"
         );
@@ -272,19 +273,26 @@ fn take_id(entry: &FileEntry, area: &Area) -> u32 {
         return next;
     }
     loop {
-        let start = area.next.fetch_add(BLOCK, Relaxed).max(1);
-        if start >= ID_MASK - BLOCK {
+        let raw = area.next.fetch_add(BLOCK, Relaxed);
+        if raw >= ID_MASK - BLOCK {
             area.next.store(ID_MASK, Relaxed);
-            no_ids("the region has handed out all 2^30 owner ids; create a new region");
+            no_ids("the region has handed out all 2^29 owner ids; create a new region");
         }
-        match lock_bytes(fd, start, BLOCK) {
+        // The block is `[raw, raw + BLOCK)`; 0 is never an id.
+        let (start, end) = (raw.max(1), raw + BLOCK);
+        // Anybody's lock on these bytes, this process's own included (the classic query
+        // reports them): a counter set back by damage must not hand out ids a live process,
+        // or this one, already holds. Taken blocks are skipped.
+        if bytes_locked(fd, start, end - start) != Some(false) {
+            continue;
+        }
+        match lock_bytes(fd, start, end - start) {
             Ok(()) => {
                 entry.next.store(start + 1, Relaxed);
-                entry.end.store(start + BLOCK, Relaxed);
+                entry.end.store(end, Relaxed);
                 return start;
             }
-            // Held by another description: the counter was set back by a damaged header.
-            // Those ids are somebody's; take the next block.
+            // Taken meanwhile by another description: somebody's ids; take the next block.
             Err(libc::EAGAIN | libc::EACCES) => continue,
             Err(e) => no_ids(&format!(
                 "locking its owner ids' bytes failed: {}",
@@ -330,14 +338,20 @@ fn lock_bytes(fd: i32, start: u32, n: u32) -> Result<(), i32> {
 /// its byte. `None` when the kernel could not be asked (then nobody may act as if it were
 /// gone).
 fn id_released(fd: i32, id: u32) -> Option<bool> {
-    let mut fl = flock_for(libc::F_WRLCK, id, 1);
+    bytes_locked(fd, id, 1).map(|locked| !locked)
+}
+
+/// Whether any lock, by any process or description (the caller's own included), covers the
+/// bytes of ids `start..start + n`; `None` when the kernel could not be asked.
+fn bytes_locked(fd: i32, start: u32, n: u32) -> Option<bool> {
+    let mut fl = flock_for(libc::F_WRLCK, start, n);
     loop {
         // SAFETY: a valid fd and flock; F_GETLK only reads the lock table and writes `fl`.
         // The classic (process-associated) query reports OFD locks as conflicts even when
         // this process's own description holds them.
         let r = unsafe { libc::fcntl(fd, libc::F_GETLK, &mut fl) };
         if r == 0 {
-            return Some(fl.l_type == libc::F_UNLCK as libc::c_short);
+            return Some(fl.l_type != libc::F_UNLCK as libc::c_short);
         }
         if crate::sys::errno() != libc::EINTR {
             return None;
@@ -413,14 +427,32 @@ pub(crate) fn attach(file: &std::fs::File, writable: bool) -> std::io::Result<us
     use std::os::unix::fs::MetadataExt;
     crate::sys::register_atfork();
     let meta = file.metadata()?;
+    // Held across the reopen and the store: the fork handlers take it too, so no fork can
+    // copy the new description into a child before the entry knows it (and the child's
+    // handler replaces it).
     let _w = Writing::start();
     EPOCH.fetch_add(1, Release);
-    if let Some(i) = ENTRIES.iter().position(|e| {
+    let same = |e: &FileEntry| {
         e.maps.load(Relaxed) != 0
             && e.dev.load(Relaxed) == meta.dev()
             && e.ino.load(Relaxed) == meta.ino()
-    }) {
-        ENTRIES[i].maps.fetch_add(1, Relaxed);
+    };
+    if let Some(i) = ENTRIES.iter().position(same) {
+        let e = &ENTRIES[i];
+        if writable && !e.writable.load(Relaxed) {
+            // Mapped read-only so far (an inspector): no id was taken through the old
+            // description, so it is replaced by a writable one.
+            let fd = own_description(file.as_raw_fd(), true, (meta.dev(), meta.ino()))?;
+            let old = e.fd.swap(fd, AcqRel);
+            if old >= 0 {
+                // SAFETY: the entry owned `old`; nothing uses it after the swap (readers of
+                // the entry's fd run under a mapping of this file, and probes through either
+                // description answer alike).
+                unsafe { libc::close(old) };
+            }
+            e.writable.store(true, Relaxed);
+        }
+        e.maps.fetch_add(1, Relaxed);
         return Ok(i);
     }
     let Some(i) = ENTRIES.iter().position(|e| e.maps.load(Relaxed) == 0) else {
@@ -428,14 +460,7 @@ pub(crate) fn attach(file: &std::fs::File, writable: bool) -> std::io::Result<us
             "this process has {FILES} regions mapped already"
         )));
     };
-    // A description of our own: the caller's `file` was just opened (`shm_open` or
-    // `memfd_create`) by this process, and its descriptor is closed once mapped, so a
-    // duplicate of it leaves this process the only holder (fork children close theirs).
-    // SAFETY: F_DUPFD_CLOEXEC on a valid fd returns a new fd or -1.
-    let fd = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
+    let fd = own_description(file.as_raw_fd(), writable, (meta.dev(), meta.ino()))?;
     let e = &ENTRIES[i];
     e.dev.store(meta.dev(), Relaxed);
     e.ino.store(meta.ino(), Relaxed);
@@ -446,6 +471,36 @@ pub(crate) fn attach(file: &std::fs::File, writable: bool) -> std::io::Result<us
     e.serial.store(SERIAL.fetch_add(1, Relaxed), Release);
     e.maps.store(1, Release);
     Ok(i)
+}
+
+/// A new open file description of the file open at `fd` (not a duplicate: a copy of the
+/// caller's descriptor that a concurrent `fork` put into a child must not share the locks on
+/// this process's ids), checked to be the file `id`.
+fn own_description(fd: i32, writable: bool, id: (u64, u64)) -> std::io::Result<i32> {
+    let own = reopen(fd, writable);
+    if own < 0 {
+        return Err(std::io::Error::other(format!(
+            "cannot open a description of the region's file of this process's own through \
+             /proc/self/fd (lockkit needs /proc to hold its owner ids): {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    if !is_file(own, id) {
+        // SAFETY: our own fresh descriptor.
+        unsafe { libc::close(own) };
+        return Err(std::io::Error::other(
+            "/proc/self/fd opened another file than the region's (is /proc the real procfs?)",
+        ));
+    }
+    Ok(own)
+}
+
+/// Whether `fd` is open on the file with device and inode `id` (async-signal-safe).
+fn is_file(fd: i32, id: (u64, u64)) -> bool {
+    // SAFETY: stat is plain data; fstat fills it for a valid fd.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid out pointer.
+    unsafe { libc::fstat(fd, &mut st) == 0 && (st.st_dev, st.st_ino) == (id.0, id.1) }
 }
 
 /// Forgets one mapping of entry `i`; closing its description with the last one releases this
@@ -470,6 +525,7 @@ pub(crate) fn detach(i: usize) {
 /// parent's death would go unseen while it lives) and opens its own; its threads take new
 /// ids.
 pub(crate) fn after_fork_in_child() {
+    // Held by the forking thread since the prepare handler ([`before_fork`]).
     WRITING.store(false, Relaxed);
     EPOCH.fetch_add(1, Relaxed);
     let _ = CACHE.try_with(|c| c.set(NO_CACHE));
@@ -482,8 +538,8 @@ pub(crate) fn after_fork_in_child() {
         if e.maps.load(Relaxed) == 0 || fd < 0 {
             continue;
         }
-        let own = reopen(fd);
-        if own >= 0 {
+        let own = reopen(fd, e.writable.load(Relaxed));
+        if own >= 0 && is_file(own, (e.dev.load(Relaxed), e.ino.load(Relaxed))) {
             // SAFETY: both are this process's fds; dup3 closes the inherited description's
             // descriptor and puts the new one in its place, in one step.
             unsafe {
@@ -491,16 +547,33 @@ pub(crate) fn after_fork_in_child() {
                 libc::close(own);
             }
         } else {
-            // SAFETY: `fd` is the inherited copy; nothing else in the child uses it.
-            unsafe { libc::close(fd) };
+            // SAFETY: `fd` is the inherited copy, `own` (if any) a wrong file's: nothing
+            // else in the child uses either.
+            unsafe {
+                libc::close(fd);
+                if own >= 0 {
+                    libc::close(own);
+                }
+            }
             e.fd.store(-1, Relaxed);
         }
     }
 }
 
+/// In the forking thread, before `fork` (the prepare handler): no entry is half made, and no
+/// block half taken, while the child is copied.
+pub(crate) fn before_fork() {
+    std::mem::forget(Writing::start());
+}
+
+/// In the parent, after `fork`: undoes [`before_fork`].
+pub(crate) fn after_fork_in_parent() {
+    WRITING.store(false, Release);
+}
+
 /// A new description of the file open at `fd`, through `/proc/self/fd` (async-signal-safe:
 /// the path is built on the stack); -1 if it cannot be opened.
-fn reopen(fd: i32) -> i32 {
+fn reopen(fd: i32, writable: bool) -> i32 {
     let mut path = *b"/proc/self/fd/\0\0\0\0\0\0\0\0\0\0\0\0";
     let mut digits = [0u8; 10];
     let (mut n, mut k) = (fd as u32, 0);
@@ -519,16 +592,13 @@ fn reopen(fd: i32) -> i32 {
     unsafe {
         libc::open(
             path.as_ptr() as *const libc::c_char,
-            libc::O_RDWR | libc::O_CLOEXEC,
+            if writable {
+                libc::O_RDWR
+            } else {
+                libc::O_RDONLY
+            } | libc::O_CLOEXEC,
         )
     }
-}
-
-/// For [`crate::refresh_thread_ids`]: forgets the calling thread's cached ids.
-pub(crate) fn forget_thread_ids() {
-    let _ = CACHE.try_with(|c| c.set(NO_CACHE));
-    let _ = PRIVATE.try_with(|c| c.set(0));
-    let _ = IN_FILE.try_with(|ids| ids.iter().for_each(|c| c.set((0, 0))));
 }
 
 #[cfg(test)]
@@ -548,7 +618,7 @@ mod tests {
     fn reopen_builds_the_path_of_any_descriptor() {
         let f = std::fs::File::open("/dev/null").unwrap();
         use std::os::fd::AsRawFd;
-        let fd = reopen(f.as_raw_fd());
+        let fd = reopen(f.as_raw_fd(), false);
         assert!(fd >= 0);
         // SAFETY: our own fresh fd.
         unsafe { libc::close(fd) };

@@ -15,9 +15,10 @@ use crate::{Owner, ShmSafe, ShmZeroable};
 /// tid): it may lock again, a depth counts how often, and every other thread, in this process
 /// or another, waits. Zero bytes are an unlocked lock.
 ///
-/// The holder is recognised by its kernel thread id, which lockkit caches per thread and
-/// confirms with the kernel before it counts a thread as the holder, so a process made by a
-/// raw `clone(2)` (which keeps its parent's cache) is never taken for its parent.
+/// The holder is recognised by its owner id (see [`crate::raw`]), which is never handed out
+/// twice: no other thread, of this process or another, and no thread that later reuses a
+/// dead holder's thread id, is ever taken for the holder. A process made by a raw `clone(2)`
+/// runs no fork handlers and must call [`crate::refresh_thread_ids`] first.
 ///
 /// ```
 /// use lockkit::RecLock;

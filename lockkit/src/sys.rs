@@ -134,6 +134,14 @@ static FORK_GENERATION: AtomicU32 = AtomicU32::new(0);
 /// The process whose ids the owner-id tables hold (0 until the atfork handler is registered).
 static IDS_PID: AtomicU32 = AtomicU32::new(0);
 
+extern "C" fn prepare_fork() {
+    crate::liveness::before_fork();
+}
+
+extern "C" fn after_fork_in_parent() {
+    crate::liveness::after_fork_in_parent();
+}
+
 extern "C" fn reset_ids_in_child() {
     // Runs in the child's only thread, which inherited the forking thread's cache.
     let _ = TID.try_with(|c| c.set(0));
@@ -163,30 +171,34 @@ pub(crate) fn fork_generation() -> u32 {
 pub(crate) fn register_atfork() {
     ATFORK.call_once(|| {
         IDS_PID.store(std::process::id(), std::sync::atomic::Ordering::Relaxed);
-        // SAFETY: registering a handler that only touches this thread's TLS cells, atomics
-        // and file descriptors with async-signal-safe calls; it is valid for the life of the
-        // process (a plain `extern "C" fn`).
+        // SAFETY: registering handlers that only touch this thread's TLS cells, atomics and
+        // file descriptors with async-signal-safe calls; they are valid for the life of the
+        // process (plain `extern "C" fn`s). The prepare handler takes a flag that is held
+        // only for short, non-forking sections.
         unsafe {
-            libc::pthread_atfork(None, None, Some(reset_ids_in_child));
+            libc::pthread_atfork(
+                Some(prepare_fork),
+                Some(after_fork_in_parent),
+                Some(reset_ids_in_child),
+            );
         }
     });
 }
 
-/// Forgets the cached ids of the calling thread, so the next lock asks again.
+/// Gives a process made without fork handlers its own owner ids.
 ///
 /// `fork` (glibc's, and so `libc::fork` and `std::process::Command`) gives the child new
 /// owner ids by itself. A child made by a raw `clone(2)` system call or by glibc's `_Fork`
 /// runs no fork handlers: until it calls this, it would take locks under its parent's owner
 /// ids, and its parent's death would go unseen while it lives. Called in such a child (a
-/// process other than the one the ids were taken by), this does what the fork handler does;
-/// called anywhere else, it only drops the calling thread's caches.
+/// process other than the one the ids were taken by), this does what the fork handler does.
+/// Called anywhere else it changes nothing but a cached thread id: a thread's owner ids never
+/// go stale in its own process, and a thread that holds a lock stays its holder.
 pub fn refresh_thread_ids() {
     let _ = TID.try_with(|c| c.set(0));
     let mine = IDS_PID.load(std::sync::atomic::Ordering::Relaxed);
     if mine != 0 && mine != std::process::id() {
         reset_ids_in_child();
-    } else {
-        crate::liveness::forget_thread_ids();
     }
 }
 

@@ -4,8 +4,8 @@
 //! # The lock word
 //!
 //! ```text
-//!  31        30             29 .. 0
-//! [WAITERS] [INCONSISTENT] [owner id]
+//!  31        30             29   28 .. 0
+//! [WAITERS] [INCONSISTENT] [0]  [owner id]
 //! ```
 //!
 //! - owner id `0`: unlocked. All-zero memory is therefore an unlocked lock, which is what

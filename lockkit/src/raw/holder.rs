@@ -33,9 +33,11 @@ impl Holder {
         }
     }
 
-    /// The calling thread's owner id for this lock.
+    /// The calling thread's owner id for this lock. Ask before acquiring: it can panic (a
+    /// region where this process cannot take ids), and a panic after the acquisition would
+    /// lose the lock.
     #[inline]
-    fn me(&self) -> u32 {
+    pub(crate) fn me(&self) -> u32 {
         liveness::id_at(self as *const Self as usize)
     }
 
@@ -43,8 +45,8 @@ impl Holder {
     /// the acquisition went: a previous holder that never cleared the word died holding the
     /// lock, and the flag stays up until `mark_consistent`.
     #[inline]
-    pub(crate) fn set(&self) -> Acquired {
-        let before = self.owner.swap(self.me(), Relaxed);
+    pub(crate) fn set(&self, me: u32) -> Acquired {
+        let before = self.owner.swap(me, Relaxed);
         if before != 0 {
             self.mark_died();
         }

@@ -6,6 +6,8 @@
 //! thread setting it up. The
 //! set-up can fail (a panic: the system refused the semaphore, say) or its process can die
 //! half-way; neither may leave the others waiting for ever:
+//! - a timed acquisition gives up at its deadline while another (a stopped process, say)
+//!   is still setting up (`ensure_until`);
 //! - a panicking initialiser puts the word back to 0 as it unwinds, so the next user tries
 //!   again (and, if the cause persists, fails with the same clear message);
 //! - a waiter asks the kernel now and then whether the initialiser's process is gone (died
@@ -13,6 +15,8 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
+
+use crate::deadline::Deadline;
 
 const UNINIT: u32 = 0;
 const READY: u32 = u32::MAX;
@@ -32,19 +36,27 @@ impl InitOnce {
     #[inline]
     pub(crate) fn ensure(&self, init: impl FnOnce()) {
         if self.0.load(Ordering::Acquire) != READY {
-            self.slow(init);
+            let done = self.slow(init, None);
+            debug_assert!(done, "an untimed wait does not give up");
         }
     }
 
+    /// [`ensure`](Self::ensure), giving up at `deadline` while another thread or process
+    /// (a stopped one, say) is still setting the object up: `false` then.
+    #[inline]
+    pub(crate) fn ensure_until(&self, deadline: Deadline, init: impl FnOnce()) -> bool {
+        self.0.load(Ordering::Acquire) == READY || self.slow(init, Some(deadline))
+    }
+
     #[cold]
-    fn slow(&self, init: impl FnOnce()) {
+    fn slow(&self, init: impl FnOnce(), deadline: Option<Deadline>) -> bool {
         let addr = self as *const Self as usize;
         let me = crate::liveness::id_at(addr);
         let mut seen = self.0.load(Ordering::Acquire);
         let mut waited = 0u32;
         loop {
             if seen == READY {
-                return;
+                return true;
             }
             let dead_initialiser = seen != UNINIT
                 && seen != me
@@ -61,7 +73,7 @@ impl InitOnce {
                         init();
                         scopeguard::ScopeGuard::into_inner(undo);
                         self.0.store(READY, Ordering::Release);
-                        return;
+                        return true;
                     }
                     Err(now) => {
                         seen = now;
@@ -71,10 +83,16 @@ impl InitOnce {
             }
             // Another process is initialising: it takes microseconds. Yield first, then
             // sleep, so a slow initialiser is not starved of the core.
+            let left = match deadline.map(|d| d.left()) {
+                Some(Err(_)) => return false,
+                Some(Ok(left)) => left,
+                None => None,
+            };
             if waited < 64 {
                 std::thread::yield_now();
             } else {
-                std::thread::sleep(Duration::from_micros(200));
+                let nap = Duration::from_micros(200);
+                std::thread::sleep(left.map_or(nap, |l| l.min(nap)));
             }
             waited = waited.wrapping_add(1);
             seen = self.0.load(Ordering::Acquire);

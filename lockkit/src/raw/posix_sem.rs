@@ -52,16 +52,26 @@ unsafe impl Send for PosixSem {}
 impl PosixSem {
     #[inline]
     fn ptr(&self) -> *mut libc::sem_t {
-        self.init.ensure(|| {
-            // SAFETY: we are the one initialiser (InitOnce); the memory is valid and unused.
-            let r = unsafe { libc::sem_init(self.sem.get(), 1, 1) };
-            assert!(
-                r == 0,
-                "sem_init failed: {}",
-                std::io::Error::last_os_error()
-            );
-        });
-        self.sem.get()
+        let ready = self.ptr_until(Deadline::NEVER);
+        ready.expect("an untimed set-up does not give up")
+    }
+
+    /// The semaphore, set up on first use; `None` if another process is still setting it up
+    /// at `deadline`.
+    #[inline]
+    fn ptr_until(&self, deadline: Deadline) -> Option<*mut libc::sem_t> {
+        self.init
+            .ensure_until(deadline, || {
+                // SAFETY: we are the one initialiser (InitOnce); the memory is valid and
+                // unused.
+                let r = unsafe { libc::sem_init(self.sem.get(), 1, 1) };
+                assert!(
+                    r == 0,
+                    "sem_init failed: {}",
+                    std::io::Error::last_os_error()
+                );
+            })
+            .then(|| self.sem.get())
     }
 }
 
@@ -75,17 +85,18 @@ impl PosixSem {
     /// and, if so, takes its place (the token it consumed is never coming back). `None` once
     /// `deadline` passed.
     fn wait(&self, deadline: Deadline) -> Option<Acquired> {
-        let sem = self.ptr();
+        let sem = self.ptr_until(deadline)?;
+        let me = self.holder.me();
         let mut nap = PROBE_FIRST;
         loop {
             let left = deadline.left().ok()?;
             let this_nap = left.map_or(nap, |l| l.min(nap));
             let at = Deadline::after(this_nap)
                 .monotonic_timespec()
-                .expect("a nap of at most 10 ms is representable");
+                .expect("a nap of at most 1 ms is representable");
             // SAFETY: an initialised semaphore; `at` is a valid timespec on this stack.
             if unsafe { sem_clockwait(sem, libc::CLOCK_MONOTONIC, &at) } == 0 {
-                return Some(self.holder.set());
+                return Some(self.holder.set(me));
             }
             match errno() {
                 libc::EINTR => continue,
@@ -133,11 +144,13 @@ unsafe impl RawLock for PosixSem {
     }
     #[inline]
     fn try_lock(&self) -> Option<Acquired> {
-        let sem = self.ptr();
+        // Never waits, not even for another process's set-up of the semaphore.
+        let sem = self.ptr_until(Deadline::after(Duration::ZERO))?;
+        let me = self.holder.me();
         loop {
             // SAFETY: an initialised semaphore.
             if unsafe { libc::sem_trywait(sem) } == 0 {
-                return Some(self.holder.set());
+                return Some(self.holder.set(me));
             }
             match errno() {
                 libc::EINTR => continue,

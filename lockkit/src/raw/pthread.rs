@@ -7,6 +7,13 @@
 //! the other backends do: every acquirer is told `OwnerDied` until one calls
 //! `mark_consistent`.
 //!
+//! glibc's robust list is per *thread*: it hands the mutex on (`EOWNERDEAD`) when the holding
+//! thread exits, even while its process lives with the thread's guard leaked. lockkit's owner
+//! is the process, so an acquirer that finds, in the [`Holder`] word, a holder whose process
+//! the kernel says is alive (`crate::liveness`) releases glibc's mutex again and goes on
+//! waiting (polling every millisecond): the lock stays held while that process lives, as with
+//! the other backends, and is handed on, told [`Acquired::OwnerDied`], once it is gone.
+//!
 //! The mutex is of the error-checking kind, so a relock by its holder is `EDEADLK` (a panic
 //! from `lock`, `None` from the `try_*` forms) rather than a hang. Timed waits measure
 //! `CLOCK_MONOTONIC` (`pthread_mutex_clocklock`), so setting the wall clock neither
@@ -35,6 +42,16 @@ extern "C" {
     ) -> libc::c_int;
 }
 
+/// The lock is held by a live process's leaked guard (see the module docs).
+struct Held;
+
+/// How soon a waiter looks again at a lock held by a live process's leaked guard, first and
+/// at most. Short at first: glibc hands a killed process's mutex on (its robust list is
+/// walked as its memory goes) a little before the kernel closes its files and so drops the
+/// lock on its owner id, and the first look may come in between.
+const LEAKED_NAP_FIRST: Duration = Duration::from_micros(20);
+const LEAKED_NAP: Duration = Duration::from_millis(1);
+
 /// A process-shared robust glibc mutex. Zero bytes are a not-yet-initialised mutex, set up
 /// on first use.
 #[repr(C)]
@@ -61,7 +78,15 @@ fn check(what: &str, r: libc::c_int) {
 impl PthreadMutex {
     #[inline]
     fn ptr(&self) -> *mut libc::pthread_mutex_t {
-        self.init.ensure(|| {
+        let ready = self.ptr_until(Deadline::NEVER);
+        ready.expect("an untimed set-up does not give up")
+    }
+
+    /// The mutex, set up on first use; `None` if another process is still setting it up at
+    /// `deadline`.
+    #[inline]
+    fn ptr_until(&self, deadline: Deadline) -> Option<*mut libc::pthread_mutex_t> {
+        let ready = self.init.ensure_until(deadline, || {
             // SAFETY: we are the one initialiser (InitOnce); `attr` lives on this stack and
             // is destroyed after use; the mutex memory is valid and not yet in use.
             unsafe {
@@ -89,14 +114,22 @@ impl PthreadMutex {
                 libc::pthread_mutexattr_destroy(&mut attr);
             }
         });
-        self.mutex.get()
+        ready.then(|| self.mutex.get())
     }
 
     /// Maps a lock call's result; `timed` says whether `EDEADLK` (a relock) means "no"
-    /// rather than a panic.
+    /// rather than a panic. `Err(Held)` when glibc's mutex was taken but the lock is still
+    /// held by a thread of a live process that exited with its guard leaked (glibc's mutex is
+    /// released again).
     #[inline]
     #[track_caller]
-    fn outcome(&self, r: libc::c_int, what: &str, timed: bool) -> Option<Acquired> {
+    fn outcome(
+        &self,
+        me: u32,
+        r: libc::c_int,
+        what: &str,
+        timed: bool,
+    ) -> Result<Option<Acquired>, Held> {
         let how = if r == 0 {
             Some(Acquired::Clean)
         } else {
@@ -105,7 +138,26 @@ impl PthreadMutex {
         if how == Some(Acquired::OwnerDied) {
             self.owner_died();
         }
-        how.map(|_| self.holder.set())
+        if how.is_some() && self.held_by_a_live_process() {
+            // SAFETY: this thread holds glibc's mutex (it was just taken, and made
+            // consistent if it came with EOWNERDEAD).
+            check("pthread_mutex_unlock", unsafe {
+                libc::pthread_mutex_unlock(self.mutex.get())
+            });
+            return Err(Held);
+        }
+        Ok(how.map(|_| self.holder.set(me)))
+    }
+
+    /// Whether the holder recorded is another thread whose process is alive: it exited with
+    /// its guard leaked (glibc handed its mutex on), so the lock is still held.
+    #[inline]
+    fn held_by_a_live_process(&self) -> bool {
+        match self.holder.get() {
+            None => false,
+            Some(_) if self.holder.is_me() => false,
+            Some(h) => !crate::liveness::holder_gone(&self.holder as *const Holder as usize, h),
+        }
     }
 
     /// After `EOWNERDEAD`: glibc's mutex is made consistent at once (released unrepaired,
@@ -119,6 +171,39 @@ impl PthreadMutex {
             libc::pthread_mutex_consistent(self.mutex.get())
         });
         self.holder.mark_died();
+    }
+
+    /// Waits, in naps, while [`outcome`](Self::outcome) says the lock is held by a live
+    /// process's leaked guard; `attempt` makes one lock call with the time left (`None`:
+    /// untimed).
+    #[track_caller]
+    fn acquire(
+        &self,
+        deadline: Option<Deadline>,
+        what: &str,
+        timed: bool,
+        attempt: impl Fn(Option<Duration>) -> libc::c_int,
+    ) -> Option<Acquired> {
+        let me = self.holder.me();
+        let mut next = LEAKED_NAP_FIRST;
+        loop {
+            let left = match deadline.map(|d| d.left()) {
+                None => None,
+                Some(Ok(left)) => left,
+                Some(Err(_)) => return None,
+            };
+            match self.outcome(me, attempt(left), what, timed) {
+                Ok(how) => return how,
+                Err(Held) => {
+                    let nap = left.map_or(next, |l| l.min(next));
+                    if nap.is_zero() {
+                        return None;
+                    }
+                    std::thread::sleep(nap);
+                    next = (next * 2).min(LEAKED_NAP);
+                }
+            }
+        }
     }
 
     #[cold]
@@ -157,31 +242,37 @@ unsafe impl RawLock for PthreadMutex {
     #[inline]
     #[track_caller]
     fn lock(&self) -> Acquired {
-        // SAFETY: an initialised process-shared mutex (ptr() ensures it).
-        let r = unsafe { libc::pthread_mutex_lock(self.ptr()) };
-        self.outcome(r, "lock", false)
-            .expect("pthread_mutex_lock does not return EBUSY")
+        let mutex = self.ptr();
+        self.acquire(None, "lock", false, |_| {
+            // SAFETY: an initialised process-shared mutex (ptr() ensured it).
+            unsafe { libc::pthread_mutex_lock(mutex) }
+        })
+        .expect("an untimed lock does not give up")
     }
     #[inline]
     fn try_lock(&self) -> Option<Acquired> {
+        let me = self.holder.me();
+        // Never waits, not even for another process's set-up of the mutex.
+        let mutex = self.ptr_until(Deadline::after(Duration::ZERO))?;
         // SAFETY: as in `lock`.
-        let r = unsafe { libc::pthread_mutex_trylock(self.ptr()) };
-        self.outcome(r, "try_lock", true)
+        let r = unsafe { libc::pthread_mutex_trylock(mutex) };
+        self.outcome(me, r, "try_lock", true).ok().flatten()
     }
     #[inline]
     fn try_lock_for(&self, timeout: Duration) -> Option<Acquired> {
-        let mutex = self.ptr();
-        let Some(at) = Deadline::after(timeout).monotonic_timespec() else {
-            // No representable deadline: wait as long as it takes, but a relock still
-            // answers "no" at once.
-            // SAFETY: as in `lock`.
-            let r = unsafe { libc::pthread_mutex_lock(mutex) };
-            return self.outcome(r, "try_lock_for", true);
-        };
-        // SAFETY: as in `lock`; `at` is a valid timespec on this stack and CLOCK_MONOTONIC a
-        // clock glibc accepts here.
-        let r = unsafe { pthread_mutex_clocklock(mutex, libc::CLOCK_MONOTONIC, &at) };
-        self.outcome(r, "try_lock_for", true)
+        let deadline = Deadline::after(timeout);
+        let mutex = self.ptr_until(deadline)?;
+        self.acquire(Some(deadline), "try_lock_for", true, |_| {
+            match deadline.monotonic_timespec() {
+                // SAFETY: as in `lock`; `at` is a valid timespec on this stack and
+                // CLOCK_MONOTONIC a clock glibc accepts here.
+                Some(at) => unsafe { pthread_mutex_clocklock(mutex, libc::CLOCK_MONOTONIC, &at) },
+                // No representable deadline: wait as long as it takes, but a relock still
+                // answers "no" at once.
+                // SAFETY: as in `lock`.
+                None => unsafe { libc::pthread_mutex_lock(mutex) },
+            }
+        })
     }
     #[inline]
     unsafe fn unlock(&self) {

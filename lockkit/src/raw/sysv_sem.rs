@@ -85,13 +85,17 @@ impl SysvSem {
         self.semid.store(id + 1, Ordering::Release);
     }
 
-    /// The set id and this lock's semaphore number, creating a set of one if needed.
-    fn id(&self) -> (i32, u16) {
-        self.init.ensure(|| self.assign(new_set(1), 0));
-        (
-            self.semid.load(Ordering::Acquire) - 1,
-            self.num.load(Ordering::Relaxed) as u16,
-        )
+    /// The set id and this lock's semaphore number, creating a set of one if needed; `None`
+    /// if another process is still creating it at `deadline`.
+    fn id_until(&self, deadline: Deadline) -> Option<(i32, u16)> {
+        self.init
+            .ensure_until(deadline, || self.assign(new_set(1), 0))
+            .then(|| {
+                (
+                    self.semid.load(Ordering::Acquire) - 1,
+                    self.num.load(Ordering::Relaxed) as u16,
+                )
+            })
     }
 
     /// The semaphore set's id once it was created (for diagnostics and `ipcs -s`).
@@ -104,7 +108,15 @@ impl SysvSem {
 
     /// One semaphore operation; `false` when it would block (`IPC_NOWAIT`) or timed out.
     fn op(&self, delta: i16, flags: i32, deadline: Deadline, what: &str) -> bool {
-        let (id, num) = self.id();
+        // A call that must not wait does not wait for another process's set-up either.
+        let setup = if flags & libc::IPC_NOWAIT != 0 {
+            Deadline::after(Duration::ZERO)
+        } else {
+            deadline
+        };
+        let Some((id, num)) = self.id_until(setup) else {
+            return false;
+        };
         loop {
             let mut sop = libc::sembuf {
                 sem_num: num,
@@ -155,19 +167,22 @@ unsafe impl RawLock for SysvSem {
         if self.holder.is_me() {
             relock("SysvSem::lock");
         }
+        let me = self.holder.me();
         self.op(-1, 0, Deadline::NEVER, "lock");
-        self.holder.set()
+        self.holder.set(me)
     }
     fn try_lock(&self) -> Option<Acquired> {
+        let me = self.holder.me();
         let got = self.op(-1, libc::IPC_NOWAIT, Deadline::NEVER, "try_lock");
-        got.then(|| self.holder.set())
+        got.then(|| self.holder.set(me))
     }
     fn try_lock_for(&self, timeout: Duration) -> Option<Acquired> {
         if self.holder.is_me() {
             return None;
         }
+        let me = self.holder.me();
         let got = self.op(-1, 0, Deadline::after(timeout), "try_lock_for");
-        got.then(|| self.holder.set())
+        got.then(|| self.holder.set(me))
     }
     unsafe fn unlock(&self) {
         if !self.holder.is_me_cached() {
@@ -187,8 +202,10 @@ unsafe impl RawLock for SysvSem {
         self.holder.acquired() == Acquired::OwnerDied
     }
     fn is_locked(&self) -> bool {
-        // SAFETY: GETVAL takes no pointer.
-        let (id, num) = self.id();
+        // A snapshot: a semaphore another process is still creating counts as free.
+        let Some((id, num)) = self.id_until(Deadline::after(Duration::ZERO)) else {
+            return false;
+        };
         // SAFETY: GETVAL takes no pointer.
         let v = unsafe { libc::semctl(id, libc::c_int::from(num), libc::GETVAL) };
         v == 0

@@ -6,8 +6,9 @@
 //! state:   31               30               29 .. 0
 //!          [WRITERS_WAITING] [READERS_WAITING] [count]
 //! ```
-//! - `count`: the number of readers inside (`0 ..= MAX_READERS`), or `WRITE_LOCKED` (all
-//!   ones) while a writer is inside.
+//! - `count`: the number of readers inside (`0 ..= MAX_READERS`), or, while a writer is
+//!   inside, `WRITE_BIT` (bit 29) with the writer's owner id (`crate::liveness`, 29 bits) below
+//!   it: the compare-exchange that lets a writer in records who it is, in the same step.
 //! - `READERS_WAITING`: some reader may be asleep on `state`.
 //! - `WRITERS_WAITING`: some writer may be asleep on `writer_notify`. While it is set, new
 //!   readers wait, so a stream of readers cannot keep a writer out.
@@ -16,9 +17,10 @@
 //! - `writer_waiters`: how many writers are registered as waiting. The last one to give up
 //!   clears `WRITERS_WAITING`, so a writer that tried and left does not hold new readers
 //!   back behind the readers already inside.
-//! - `writer`: the owner id of the writer inside (as in the futex lock: `crate::liveness`),
-//!   written after it got in and cleared before it leaves: to refuse a relock by that
-//!   thread, and to recover the lock from a writer that died inside.
+//! - The writer's id in `count` refuses a relock by that thread, and lets waiters recover the
+//!   lock from a writer whose process the kernel says is gone (died or called `exec`): no kill
+//!   can land between taking the lock and recording the writer, nor between forgetting the
+//!   writer and releasing, because each is one atomic operation.
 //! - `inconsistent`: set when a dead writer's lock was recovered, until a writer calls
 //!   `mark_consistent`; every guard meanwhile reports the owner died.
 //!
@@ -60,13 +62,13 @@ use crate::deadline::Expired;
 use crate::model::{self, futex_wait, futex_wake, AtomicU32, Deadline};
 use crate::sys::Wake;
 
-/// A waiter's sleep limit, so it wakes now and then to check that a writer inside is alive:
-/// 1 ms at first, doubling to 10 ms. Under loom there is no time and no death: no limit.
+/// A waiter's sleep limit, so it wakes now and then to ask whether a writer inside is gone:
+/// 200 µs at first, doubling to 1 ms. Under loom there is no time and no death: no limit.
 struct Nap(Duration);
 
 impl Nap {
     fn new() -> Nap {
-        Nap(Duration::from_millis(1))
+        Nap(Duration::from_micros(200))
     }
 
     /// The timeout for the next sleep, given the time left before the caller's deadline.
@@ -83,15 +85,18 @@ impl Nap {
         if cfg!(loom) || left.is_some_and(|l| l <= self.0) {
             return false;
         }
-        self.0 = (self.0 * 2).min(Duration::from_millis(10));
+        self.0 = (self.0 * 2).min(Duration::from_millis(1));
         true
     }
 }
 
 const COUNT_MASK: u32 = (1 << 30) - 1;
-const WRITE_LOCKED: u32 = COUNT_MASK;
-/// The most readers inside at once; one less than `WRITE_LOCKED`.
-pub(crate) const MAX_READERS: u32 = COUNT_MASK - 1;
+/// Set in `count` while a writer is inside; the writer's owner id is below it.
+const WRITE_BIT: u32 = 1 << 29;
+const WRITER_ID: u32 = WRITE_BIT - 1;
+const _: () = assert!(crate::liveness::ID_MASK <= WRITER_ID);
+/// The most readers inside at once: `count` stays below `WRITE_BIT`.
+pub(crate) const MAX_READERS: u32 = WRITE_BIT - 1;
 const READERS_WAITING: u32 = 1 << 30;
 const WRITERS_WAITING: u32 = 1 << 31;
 /// Looks at a taken lock this many times before sleeping.
@@ -104,7 +109,15 @@ fn is_unlocked(s: u32) -> bool {
     count(s) == 0
 }
 fn is_write_locked(s: u32) -> bool {
-    count(s) == WRITE_LOCKED
+    s & WRITE_BIT != 0
+}
+/// The owner id of the writer inside (0 if none).
+fn writer_of(s: u32) -> u32 {
+    if is_write_locked(s) {
+        s & WRITER_ID
+    } else {
+        0
+    }
 }
 /// A new reader may enter: no writer inside or waiting, and room under the limit.
 /// (`READERS_WAITING` does not hold a reader back: it only tells releasers to wake.)
@@ -120,14 +133,14 @@ pub(crate) enum Refused {
     OwnWriteLock,
 }
 
-/// The two words of the protocol, plus the writer's id.
+/// The words of the protocol.
 #[repr(C)]
 #[derive(Debug, Default)]
 pub(crate) struct RawRwLock {
     state: AtomicU32,
     writer_notify: AtomicU32,
     writer_waiters: AtomicU32,
-    writer: AtomicU32,
+    _reserved: AtomicU32,
     inconsistent: AtomicU32,
 }
 
@@ -141,7 +154,7 @@ impl RawRwLock {
             state: AtomicU32::new(0),
             writer_notify: AtomicU32::new(0),
             writer_waiters: AtomicU32::new(0),
-            writer: AtomicU32::new(0),
+            _reserved: AtomicU32::new(0),
             inconsistent: AtomicU32::new(0),
         }
     }
@@ -151,7 +164,7 @@ impl RawRwLock {
             state: AtomicU32::new(0),
             writer_notify: AtomicU32::new(0),
             writer_waiters: AtomicU32::new(0),
-            writer: AtomicU32::new(0),
+            _reserved: AtomicU32::new(0),
             inconsistent: AtomicU32::new(0),
         }
     }
@@ -166,7 +179,7 @@ impl RawRwLock {
         if !is_write_locked(s) {
             return false;
         }
-        self.writer.load(Relaxed) == model::id_at(self.addr())
+        writer_of(s) == model::id_at(self.addr())
     }
 
     // ----- readers -----
@@ -251,12 +264,9 @@ impl RawRwLock {
         while is_unlocked(s) {
             match self
                 .state
-                .compare_exchange_weak(s, s | WRITE_LOCKED, Acquire, Relaxed)
+                .compare_exchange_weak(s, s | self.write_locked(), Acquire, Relaxed)
             {
-                Ok(_) => {
-                    self.writer.store(model::id_at(self.addr()), Relaxed);
-                    return true;
-                }
+                Ok(_) => return true,
                 Err(now) => s = now,
             }
         }
@@ -267,10 +277,9 @@ impl RawRwLock {
     pub(crate) fn write(&self, deadline: Deadline) -> Result<(), Refused> {
         if self
             .state
-            .compare_exchange(0, WRITE_LOCKED, Acquire, Relaxed)
+            .compare_exchange(0, self.write_locked(), Acquire, Relaxed)
             .is_ok()
         {
-            self.writer.store(model::id_at(self.addr()), Relaxed);
             return Ok(());
         }
         self.write_contended(deadline)
@@ -283,17 +292,17 @@ impl RawRwLock {
         let mut keep = 0;
         let mut nap = Nap::new();
         let mut s = self.spin(|s| is_unlocked(s) || s & WRITERS_WAITING != 0);
+        let locked = self.write_locked();
         loop {
             if is_unlocked(s) {
                 match self
                     .state
-                    .compare_exchange_weak(s, s | WRITE_LOCKED | keep, Acquire, Relaxed)
+                    .compare_exchange_weak(s, s | locked | keep, Acquire, Relaxed)
                 {
                     Ok(_) => {
                         if keep != 0 {
                             self.writer_waiters.fetch_sub(1, SeqCst);
                         }
-                        self.writer.store(model::id_at(self.addr()), Relaxed);
                         return Ok(());
                     }
                     Err(now) => {
@@ -379,8 +388,10 @@ impl RawRwLock {
     /// # Safety
     /// The calling thread holds the write lock.
     pub(crate) unsafe fn write_unlock(&self) {
-        self.writer.store(0, Relaxed);
-        let s = self.state.fetch_sub(WRITE_LOCKED, Release) - WRITE_LOCKED;
+        // Exactly what the caller's own compare-exchange put in: readers cannot change
+        // `count` while a writer is inside, so only the flags are left.
+        let locked = self.write_locked();
+        let s = self.state.fetch_sub(locked, Release) - locked;
         if s & (READERS_WAITING | WRITERS_WAITING) != 0 {
             self.wake_writer_or_readers(s);
         }
@@ -391,36 +402,42 @@ impl RawRwLock {
     /// `true`; a waiting reader releases the lock on its behalf. One waiter wins.
     #[cold]
     fn recover_dead_writer(&self, become_writer: bool) -> bool {
-        if !is_write_locked(self.state.load(Relaxed)) {
+        let mut s = self.state.load(Relaxed);
+        let dead = writer_of(s);
+        let me = model::id_at(self.addr());
+        if dead == 0 || dead == me || !model::holder_gone(self.addr(), dead) {
             return false;
         }
-        let dead = self.writer.load(Relaxed);
-        if dead == 0 || dead == model::id_at(self.addr()) || !model::holder_gone(self.addr(), dead)
-        {
-            return false;
-        }
-        let me = if become_writer {
-            model::id_at(self.addr())
-        } else {
-            0
-        };
-        if self
-            .writer
-            .compare_exchange(dead, me, Acquire, Relaxed)
-            .is_err()
-        {
-            return false;
-        }
+        // Whoever wins below, the dead writer's data may be half-written: flagged first, so
+        // that no kill of the recoverer can leave the lock handed on without the flag.
         self.inconsistent.store(1, Relaxed);
-        if become_writer {
-            return true;
-        }
-        // The dead writer's release, as `write_unlock` does it.
-        let s = self.state.fetch_sub(WRITE_LOCKED, Release) - WRITE_LOCKED;
-        if s & (READERS_WAITING | WRITERS_WAITING) != 0 {
-            self.wake_writer_or_readers(s);
+        // Ids are never reused: while `count` names `dead`, the dead writer is inside.
+        while writer_of(s) == dead {
+            let flags = s & !COUNT_MASK;
+            let new = if become_writer {
+                flags | self.write_locked()
+            } else {
+                flags
+            };
+            match self.state.compare_exchange(s, new, Acquire, Relaxed) {
+                Ok(_) if become_writer => return true,
+                Ok(_) => {
+                    // The dead writer's release, as `write_unlock` does it.
+                    if new & (READERS_WAITING | WRITERS_WAITING) != 0 {
+                        self.wake_writer_or_readers(new);
+                    }
+                    return false;
+                }
+                Err(now) => s = now,
+            }
         }
         false
+    }
+
+    /// The `count` of this lock held for writing by the calling thread.
+    #[inline]
+    fn write_locked(&self) -> u32 {
+        WRITE_BIT | model::id_at(self.addr())
     }
 
     /// Whether a dead writer's lock was recovered and no writer has marked the data
@@ -500,11 +517,7 @@ impl RawRwLock {
     /// writer's owner id (0 if none), whether anyone waits, and the inconsistent flag.
     pub(crate) fn snapshot(&self) -> (Option<u32>, u32, bool, bool) {
         let s = self.state.load(Relaxed);
-        let writer = if is_write_locked(s) {
-            self.writer.load(Relaxed)
-        } else {
-            0
-        };
+        let writer = writer_of(s);
         (
             (!is_write_locked(s)).then_some(count(s)),
             writer,
