@@ -950,3 +950,128 @@ fn a_timed_lock_gives_up_at_its_deadline_while_a_live_process_is_setting_it_up()
     });
     assert_eq!(code, 0);
 }
+
+/// A set-up word naming a dead initialiser: `try_lock` alone (whose deadline is now) takes
+/// the set-up over, as a timed attempt does. (From an adversarial review: it never asked.)
+#[test]
+fn try_lock_takes_over_a_set_up_a_dead_process_abandoned() {
+    #[derive(lockkit::ShmSafe, Default)]
+    #[repr(C)]
+    struct B {
+        rw: RwLock<u64>,
+        sem: GenLock<PosixSem>,
+        pthread: GenLock<PthreadMutex>,
+        sysv: GenLock<lockkit::raw::SysvSem>,
+    }
+    let _s = serial();
+    let region = ShmRegion::anonymous(1 << 16).unwrap();
+    let b = region.alloc_zeroed::<B>().unwrap();
+    // A child takes an owner id (the write lock records it in the state word) and dies.
+    let c = fork(|| {
+        std::mem::forget(b.rw.write());
+        0
+    });
+    assert_eq!(c.join(), 0);
+    // SAFETY: RwLock and RawRwLock are repr(C), state first.
+    let state = unsafe { &*(&b.rw as *const RwLock<u64> as *const AtomicU32) }.load(Acquire);
+    let dead = state & ((1 << 29) - 1);
+    assert_ne!(dead, 0);
+    for word in [
+        b.sem.raw() as *const PosixSem as *const AtomicU32,
+        b.pthread.raw() as *const PthreadMutex as *const AtomicU32,
+        b.sysv.raw() as *const lockkit::raw::SysvSem as *const AtomicU32,
+    ] {
+        // SAFETY: as in owner_liveness: the set-up word, here naming a dead initialiser.
+        unsafe { (*word).store(dead, Release) };
+    }
+    let mut report = String::new();
+    let t0 = std::time::Instant::now();
+    let mut got = [false; 3];
+    while t0.elapsed() < Duration::from_millis(500) {
+        got[0] |= b.sem.try_lock().is_some();
+        got[1] |= b.pthread.try_lock().is_some();
+        got[2] |= b.sysv.try_lock().is_some();
+        std::thread::sleep(Duration::from_micros(100));
+    }
+    for (n, g) in ["PosixSem", "PthreadMutex", "SysvSem"].iter().zip(got) {
+        report.push_str(&format!("{n}: try_lock for 500 ms: {g}; "));
+    }
+    let timed = [
+        b.sem.try_lock_for(Duration::from_millis(200)).is_some(),
+        b.pthread.try_lock_for(Duration::from_millis(200)).is_some(),
+        b.sysv.try_lock_for(Duration::from_millis(200)).is_some(),
+    ];
+    report.push_str(&format!("then try_lock_for(200ms): {timed:?}"));
+    eprintln!("{report}");
+    // SAFETY: nobody else uses it.
+    unsafe { b.sysv.destroy() };
+    assert!(got.iter().all(|g| *g), "{report}");
+}
+
+fn into_new_pid_namespace_pdeath() {
+    // SAFETY: single-threaded forked child.
+    assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWPID) }, 0);
+    // SAFETY: as above.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0);
+    if pid > 0 {
+        let mut status = 0;
+        // SAFETY: our own child.
+        while unsafe { libc::waitpid(pid, &mut status, 0) } < 0 {}
+        // SAFETY: ends the middle process.
+        unsafe {
+            libc::_exit(if libc::WIFEXITED(status) {
+                libc::WEXITSTATUS(status)
+            } else {
+                5
+            })
+        };
+    }
+    // SAFETY: plain prctl.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+}
+
+/// glibc's error-checking mutex compares kernel thread ids, which name different threads in
+/// different pid namespaces: two pid 1s sharing a region were taken for a relock.
+#[test]
+fn a_pthread_mutex_held_by_pid_1_of_one_pid_namespace_is_waited_for_by_pid_1_of_another() {
+    let _s = serial();
+    let region = ShmRegion::anonymous(1 << 16).unwrap();
+    let l = region.alloc_zeroed::<GenLock<PthreadMutex>>().unwrap();
+    let w = region.alloc_zeroed::<AtomicU32>().unwrap();
+    let holder = fork(|| {
+        into_new_pid_namespace_pdeath();
+        std::mem::forget(l.lock());
+        w.store(1, Release);
+        std::thread::sleep(Duration::from_secs(60));
+        0
+    });
+    wait_for(&w, 1);
+    let waiter = fork(|| {
+        into_new_pid_namespace_pdeath();
+        let t0 = std::time::Instant::now();
+        let got = l.try_lock_for(Duration::from_millis(500)).is_some();
+        let el = t0.elapsed();
+        if got {
+            return 2; // robbed
+        }
+        if el < Duration::from_millis(400) {
+            eprintln!(
+                "try_lock_for(500ms) gave up after {el:?} (pid {})",
+                std::process::id()
+            );
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(l.lock())));
+            return if r.is_err() { 7 } else { 8 };
+        }
+        0
+    });
+    let code = waiter.join_within(Duration::from_secs(10), String::new);
+    drop(holder);
+    assert_eq!(
+        code,
+        0,
+        "try_lock_for gave up early (glibc's error check took the other pid 1 for this \
+         thread), then lock() {}",
+        if code == 7 { "panicked (relock)" } else { "?" }
+    );
+}

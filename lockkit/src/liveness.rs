@@ -129,26 +129,54 @@ static EPOCH: AtomicU64 = AtomicU64::new(1);
 /// The next owner id for locks in process memory.
 static PRIVATE_NEXT: AtomicU32 = AtomicU32::new(1);
 
-/// Holds `WRITING` for its lifetime.
-struct Writing;
+/// Holds `WRITING` for its lifetime, with the calling thread's signals blocked: a handler
+/// that forks (the prepare handler takes `WRITING`) or takes a first lock in a region would
+/// otherwise wait for a flag its own thread holds.
+struct Writing {
+    mask: libc::sigset_t,
+}
 
 impl Writing {
     fn start() -> Writing {
+        let mask = block_signals();
         while WRITING
             .compare_exchange_weak(false, true, Acquire, Relaxed)
             .is_err()
         {
-            // Held across an `fcntl` at most: rare and short.
+            // Held across an `open` or an `fcntl` at most: rare and short.
             std::thread::yield_now();
         }
-        Writing
+        Writing { mask }
     }
 }
 
 impl Drop for Writing {
     fn drop(&mut self) {
         WRITING.store(false, Release);
+        restore_signals(&self.mask);
     }
+}
+
+/// Blocks every signal in the calling thread; the mask before.
+fn block_signals() -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data, filled by sigfillset / pthread_sigmask before use.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old);
+        old
+    }
+}
+
+fn restore_signals(mask: &libc::sigset_t) {
+    // SAFETY: a mask returned by `block_signals` on this thread.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, mask, std::ptr::null_mut()) };
+}
+
+thread_local! {
+    /// The forking thread's signal mask before the prepare handler blocked them.
+    static FORK_MASK: Cell<Option<libc::sigset_t>> = const { Cell::new(None) };
 }
 
 #[derive(Clone, Copy)]
@@ -525,7 +553,8 @@ pub(crate) fn detach(i: usize) {
 /// parent's death would go unseen while it lives) and opens its own; its threads take new
 /// ids.
 pub(crate) fn after_fork_in_child() {
-    // Held by the forking thread since the prepare handler ([`before_fork`]).
+    // Held by the forking thread since the prepare handler ([`before_fork`]); its signals
+    // are unblocked once the inherited descriptions are replaced (at the end).
     WRITING.store(false, Relaxed);
     EPOCH.fetch_add(1, Relaxed);
     let _ = CACHE.try_with(|c| c.set(NO_CACHE));
@@ -558,17 +587,26 @@ pub(crate) fn after_fork_in_child() {
             e.fd.store(-1, Relaxed);
         }
     }
+    restore_fork_mask();
 }
 
 /// In the forking thread, before `fork` (the prepare handler): no entry is half made, and no
 /// block half taken, while the child is copied.
 pub(crate) fn before_fork() {
-    std::mem::forget(Writing::start());
+    let w = std::mem::ManuallyDrop::new(Writing::start());
+    let _ = FORK_MASK.try_with(|m| m.set(Some(w.mask)));
 }
 
 /// In the parent, after `fork`: undoes [`before_fork`].
 pub(crate) fn after_fork_in_parent() {
     WRITING.store(false, Release);
+    restore_fork_mask();
+}
+
+fn restore_fork_mask() {
+    if let Ok(Some(mask)) = FORK_MASK.try_with(|m| m.take()) {
+        restore_signals(&mask);
+    }
 }
 
 /// A new description of the file open at `fd`, through `/proc/self/fd` (async-signal-safe:

@@ -58,9 +58,12 @@ impl InitOnce {
             if seen == READY {
                 return true;
             }
+            // Asked now and then, and once more before a timed attempt gives up (so that
+            // `try_lock`, whose deadline is now, takes over a dead initialiser's set-up).
+            let expired = deadline.is_some_and(|d| d.left().is_err());
             let dead_initialiser = seen != UNINIT
                 && seen != me
-                && waited % 64 == 63
+                && (waited % 64 == 63 || expired)
                 && crate::liveness::holder_gone(addr, seen);
             if seen == UNINIT || dead_initialiser {
                 match self

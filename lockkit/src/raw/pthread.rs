@@ -14,8 +14,9 @@
 //! waiting (polling every millisecond): the lock stays held while that process lives, as with
 //! the other backends, and is handed on, told [`Acquired::OwnerDied`], once it is gone.
 //!
-//! The mutex is of the error-checking kind, so a relock by its holder is `EDEADLK` (a panic
-//! from `lock`, `None` from the `try_*` forms) rather than a hang. Timed waits measure
+//! A relock by the holder is refused by owner id (a panic from `lock`, `None` from the
+//! `try_*` forms) rather than a hang; the mutex itself is of glibc's normal kind, whose own
+//! error check would compare kernel thread ids across pid namespaces. Timed waits measure
 //! `CLOCK_MONOTONIC` (`pthread_mutex_clocklock`), so setting the wall clock neither
 //! stretches nor cuts them. A [`Holder`] word beside the mutex answers `is_locked` without
 //! probing (a probe would consume an `EOWNERDEAD`) and refuses a release by a thread that
@@ -103,9 +104,12 @@ impl PthreadMutex {
                     "setrobust",
                     libc::pthread_mutexattr_setrobust(&mut attr, libc::PTHREAD_MUTEX_ROBUST),
                 );
+                // The normal kind: glibc's error check compares kernel thread ids, which
+                // name different threads in different pid namespaces (two pid 1s sharing a
+                // region were taken for a relock); lockkit checks relocks by owner id.
                 check(
                     "settype",
-                    libc::pthread_mutexattr_settype(&mut attr, libc::PTHREAD_MUTEX_ERRORCHECK),
+                    libc::pthread_mutexattr_settype(&mut attr, libc::PTHREAD_MUTEX_NORMAL),
                 );
                 check(
                     "pthread_mutex_init",
@@ -136,7 +140,7 @@ impl PthreadMutex {
             Self::slow_outcome(r, what, timed)
         };
         if how == Some(Acquired::OwnerDied) {
-            self.owner_died();
+            self.make_consistent();
         }
         if how.is_some() && self.held_by_a_live_process() {
             // SAFETY: this thread holds glibc's mutex (it was just taken, and made
@@ -145,6 +149,11 @@ impl PthreadMutex {
                 libc::pthread_mutex_unlock(self.mutex.get())
             });
             return Err(Held);
+        }
+        if how == Some(Acquired::OwnerDied) {
+            // A death indeed (not a thread's leaked guard): the news goes to every acquirer
+            // until `mark_consistent`, as for the other backends.
+            self.holder.mark_died();
         }
         Ok(how.map(|_| self.holder.set(me)))
     }
@@ -161,16 +170,14 @@ impl PthreadMutex {
     }
 
     /// After `EOWNERDEAD`: glibc's mutex is made consistent at once (released unrepaired,
-    /// it would become unusable for every process, for ever), and lockkit's own flag
-    /// carries the news to every acquirer until `mark_consistent`, as for the other
-    /// backends.
+    /// it would become unusable for every process, for ever); lockkit's own flag carries the
+    /// news instead, once the holder is known to be gone.
     #[cold]
-    fn owner_died(&self) {
+    fn make_consistent(&self) {
         // SAFETY: this thread holds the mutex (it just got EOWNERDEAD from a lock call).
         check("pthread_mutex_consistent", unsafe {
             libc::pthread_mutex_consistent(self.mutex.get())
         });
-        self.holder.mark_died();
     }
 
     /// Waits, in naps, while [`outcome`](Self::outcome) says the lock is held by a live
@@ -242,6 +249,9 @@ unsafe impl RawLock for PthreadMutex {
     #[inline]
     #[track_caller]
     fn lock(&self) -> Acquired {
+        if self.holder.is_me() {
+            super::holder::relock("PthreadMutex::lock");
+        }
         let mutex = self.ptr();
         self.acquire(None, "lock", false, |_| {
             // SAFETY: an initialised process-shared mutex (ptr() ensured it).
@@ -252,6 +262,9 @@ unsafe impl RawLock for PthreadMutex {
     #[inline]
     fn try_lock(&self) -> Option<Acquired> {
         let me = self.holder.me();
+        if self.holder.is_me() {
+            return None;
+        }
         // Never waits, not even for another process's set-up of the mutex.
         let mutex = self.ptr_until(Deadline::after(Duration::ZERO))?;
         // SAFETY: as in `lock`.
@@ -260,6 +273,9 @@ unsafe impl RawLock for PthreadMutex {
     }
     #[inline]
     fn try_lock_for(&self, timeout: Duration) -> Option<Acquired> {
+        if self.holder.is_me() {
+            return None;
+        }
         let deadline = Deadline::after(timeout);
         let mutex = self.ptr_until(deadline)?;
         self.acquire(Some(deadline), "try_lock_for", true, |_| {

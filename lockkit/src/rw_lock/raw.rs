@@ -528,7 +528,6 @@ impl RawRwLock {
 
     /// The writer named by owner id `writer` (from [`snapshot`](Self::snapshot)), for
     /// diagnostics.
-    #[cfg(not(loom))]
     pub(crate) fn describe_writer(&self, writer: u32) -> crate::Owner {
         crate::liveness::describe(self.addr(), writer)
     }
