@@ -40,3 +40,19 @@ fn lock_api_timed_locking_gives_up_while_another_thread_holds_it() {
     drop(g);
     assert!(m.try_lock_for(Duration::from_millis(50)).is_some());
 }
+
+#[test]
+fn a_guard_leaked_through_lock_api_by_a_thread_that_exited_keeps_the_mutex_held() {
+    let m: &'static Mutex<RawFutex, u64> = Box::leak(Box::new(Mutex::new(0)));
+    // lock_api's safe `leak`: a `&mut u64` for ever, from a thread that then exits.
+    std::thread::spawn(move || {
+        let forever: &mut u64 = lockkit::lock_api::MutexGuard::leak(m.lock());
+        *forever += 1;
+    })
+    .join()
+    .unwrap();
+    // Its process lives, so the lock stays held: a second `&mut` would alias the first.
+    assert!(m.try_lock_for(Duration::from_millis(300)).is_none());
+    assert!(m.try_lock().is_none());
+    assert!(m.is_locked());
+}

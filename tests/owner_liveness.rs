@@ -413,9 +413,17 @@ fn try_lock_takes_a_dead_holders_lock_and_says_the_owner_died() {
             std::mem::forget(l.futex.lock());
             std::mem::forget(l.spin.lock());
             std::mem::forget(l.sem.lock());
+            std::mem::forget(l.rw.write());
         },
     );
     assert_eq!(holder.kill(), 128 + libc::SIGKILL);
+    let w = locks.rw.try_write();
+    assert_eq!(
+        w.as_ref().map(lockkit::WriteGuard::owner_died),
+        Some(true),
+        "RwLock::try_write after the writer was killed"
+    );
+    drop(w);
     for (name, got) in [
         (
             "GenLock<Futex>",

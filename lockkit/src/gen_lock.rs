@@ -237,7 +237,7 @@ impl<'a, R: RawLock> GenLockGuard<'a, R> {
         GenLockGuard {
             lock,
             acquired,
-            fork_generation: crate::sys::fork_generation(),
+            fork_generation: crate::liveness::fork_generation(),
             _not_send: PhantomData,
         }
     }
@@ -273,7 +273,7 @@ impl<'a, R: RawLock> GenLockGuard<'a, R> {
 impl<R: RawLock> Drop for GenLockGuard<'_, R> {
     #[inline]
     fn drop(&mut self) {
-        if self.fork_generation != crate::sys::fork_generation() {
+        if self.fork_generation != crate::liveness::fork_generation() {
             // A copy `fork` made: the parent's thread holds the lock, not this process.
             return;
         }

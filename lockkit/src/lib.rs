@@ -78,6 +78,7 @@ pub use __private::StripeGuard;
 pub use error::{Error, Result};
 pub use gen_lock::{GenLock, GenLockGuard, Owner};
 pub use grp::GrpLock;
+pub use liveness::refresh_thread_ids;
 pub use lock_set::{GenLockSet, LockSet, PaddedLock, SET_ENTRY_BYTES};
 pub use lockable::Lockable;
 pub use rec_lock::{RecLock, RecLockGuard};
@@ -86,7 +87,6 @@ pub use semaphore::ShmSemaphore;
 pub use shm::{RegionOptions, RegionStats, ShmBox, ShmLockSet, ShmPtr, ShmRegion};
 pub use shm_mutex::{ShmMutex, ShmMutexGuard};
 pub use shm_safe::{ShmSafe, ShmZeroable};
-pub use sys::refresh_thread_ids;
 
 pub use lockkit_macros::{grp_member, locked, shared_locked, ShmSafe};
 

@@ -53,6 +53,7 @@
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering::*};
+use std::sync::Once;
 
 /// Bits of a lock word that hold an owner id (29, so that a reader-writer lock's state word
 /// can hold a writer's id beside its flags).
@@ -203,6 +204,82 @@ thread_local! {
     static IN_FILE: [Cell<(u64, u32)>; FILES] = const { [const { Cell::new((0, 0)) }; FILES] };
 }
 
+// ----- fork: the child is a new owner -----
+
+static ATFORK: Once = Once::new();
+
+/// Bumped in every `fork` child: guards taken before the fork carry the old value, so the
+/// child's copies of them know they hold nothing (see `crate::gen_lock`).
+static FORK_GENERATION: AtomicU32 = AtomicU32::new(0);
+
+/// The process whose ids the owner-id tables hold (0 until the atfork handler is registered).
+static IDS_PID: AtomicU32 = AtomicU32::new(0);
+
+extern "C" fn prepare_fork() {
+    before_fork();
+}
+
+extern "C" fn parent_after_fork() {
+    after_fork_in_parent();
+}
+
+extern "C" fn reset_ids_in_child() {
+    // Runs in the child's only thread, which inherited the forking thread's cache.
+    crate::sys::forget_tid();
+    FORK_GENERATION.fetch_add(1, Relaxed);
+    // SAFETY: getpid takes no arguments and cannot fail.
+    IDS_PID.store(unsafe { libc::getpid() } as u32, Relaxed);
+    crate::__private::regions::after_fork_in_child();
+    after_fork_in_child();
+}
+
+/// How many `fork`s separate this process from the first lockkit user in its line: a guard
+/// whose generation differs was copied into this process by `fork` and holds nothing here.
+///
+/// The counting starts when the atfork handler is registered, which the first lock
+/// acquisition of the process does (every lock asks for its thread's owner id before it hands
+/// out a guard); until then no guard exists that a fork could copy.
+#[inline]
+pub(crate) fn fork_generation() -> u32 {
+    FORK_GENERATION.load(Relaxed)
+}
+
+/// Makes sure the fork handler is registered (the first lock, or the first mapping, does).
+#[cold]
+pub(crate) fn register_atfork() {
+    ATFORK.call_once(|| {
+        IDS_PID.store(std::process::id(), Relaxed);
+        // SAFETY: registering handlers that only touch this thread's TLS cells, atomics and
+        // file descriptors with async-signal-safe calls; they are valid for the life of the
+        // process (plain `extern "C" fn`s). The prepare handler takes a flag that is held
+        // only for short, non-forking sections.
+        unsafe {
+            libc::pthread_atfork(
+                Some(prepare_fork),
+                Some(parent_after_fork),
+                Some(reset_ids_in_child),
+            );
+        }
+    });
+}
+
+/// Gives a process made without fork handlers its own owner ids.
+///
+/// `fork` (glibc's, and so `libc::fork` and `std::process::Command`) gives the child new
+/// owner ids by itself. A child made by a raw `clone(2)` system call or by glibc's `_Fork`
+/// runs no fork handlers: until it calls this, it would take locks under its parent's owner
+/// ids, and its parent's death would go unseen while it lives. Called in such a child (a
+/// process other than the one the ids were taken by), this does what the fork handler does.
+/// Called anywhere else it changes nothing but a cached thread id: a thread's owner ids never
+/// go stale in its own process, and a thread that holds a lock stays its holder.
+pub fn refresh_thread_ids() {
+    crate::sys::forget_tid();
+    let mine = IDS_PID.load(Relaxed);
+    if mine != 0 && mine != std::process::id() {
+        reset_ids_in_child();
+    }
+}
+
 /// The calling thread's owner id for a lock at `addr`: what it writes into the lock word when
 /// it takes the lock.
 ///
@@ -222,7 +299,7 @@ pub(crate) fn id_at(addr: usize) -> u32 {
 #[cold]
 #[inline(never)]
 fn id_at_slow(addr: usize) -> u32 {
-    crate::sys::register_atfork();
+    register_atfork();
     let epoch = EPOCH.load(Acquire);
     let (base, len, id) = match crate::__private::regions::locate(addr) {
         None => (addr & !4095, 4096, private_id()),
@@ -453,7 +530,7 @@ pub(crate) fn mappings_changed() {
 pub(crate) fn attach(file: &std::fs::File, writable: bool) -> std::io::Result<usize> {
     use std::os::fd::AsRawFd;
     use std::os::unix::fs::MetadataExt;
-    crate::sys::register_atfork();
+    register_atfork();
     let meta = file.metadata()?;
     // Held across the reopen and the store: the fork handlers take it too, so no fork can
     // copy the new description into a child before the entry knows it (and the child's

@@ -290,7 +290,7 @@ pub fn lock_all<const N: usize>(mut locks: [&dyn ChainLock; N]) -> MultiGuard<'_
         locks,
         taken: 0,
         lent: [const { Cell::new(false) }; N],
-        fork_generation: crate::sys::fork_generation(),
+        fork_generation: crate::liveness::fork_generation(),
         _not_send: PhantomData,
     };
     while guard.taken < N {
@@ -416,7 +416,7 @@ pub mod regions {
     ) -> std::io::Result<()> {
         use std::os::unix::fs::MetadataExt;
         let meta = file.metadata()?;
-        crate::sys::register_atfork();
+        crate::liveness::register_atfork();
         let entry = crate::liveness::attach(file, writable)?;
         let _w = Writing::start();
         let Some((i, slot)) = TABLE
@@ -635,7 +635,7 @@ impl<'a, const N: usize> MultiGuard<'a, N> {
 
 impl<const N: usize> Drop for MultiGuard<'_, N> {
     fn drop(&mut self) {
-        if self.fork_generation != crate::sys::fork_generation() {
+        if self.fork_generation != crate::liveness::fork_generation() {
             return; // a copy `fork` made: the parent's thread holds these locks
         }
         for l in self.locks[..self.taken].iter().rev() {

@@ -187,7 +187,7 @@ impl<'a> RecLockGuard<'a> {
     pub(crate) fn new(lock: &'a RecLock) -> Self {
         RecLockGuard {
             lock,
-            fork_generation: crate::sys::fork_generation(),
+            fork_generation: crate::liveness::fork_generation(),
             _not_send: PhantomData,
         }
     }
@@ -209,7 +209,7 @@ impl<'a> RecLockGuard<'a> {
 
 impl Drop for RecLockGuard<'_> {
     fn drop(&mut self) {
-        if self.fork_generation != crate::sys::fork_generation() {
+        if self.fork_generation != crate::liveness::fork_generation() {
             // A copy `fork` made: the parent's thread holds the lock and its depth.
             return;
         }

@@ -5,12 +5,11 @@
 //! - `futex_wait`/`futex_wake` are only given pointers derived from a live `&AtomicU32`, so the
 //!   kernel reads a valid, aligned word. They use the shared (not `FUTEX_PRIVATE_FLAG`) form,
 //!   because the word may live in memory mapped by several processes.
-//! - The tid cache is per thread and is reset in a `fork` child by a `pthread_atfork`
-//!   handler, which also gives the child its own owner ids (`crate::liveness`).
+//! - The tid cache is per thread and is reset in a `fork` child by the `pthread_atfork`
+//!   handler that `crate::liveness` registers.
 
 use std::cell::Cell;
 use std::sync::atomic::AtomicU32;
-use std::sync::Once;
 use std::time::Duration;
 
 /// How a futex wait ended. Every outcome sends the caller back to re-read the lock word; the
@@ -125,81 +124,9 @@ thread_local! {
     static TID: Cell<u32> = const { Cell::new(0) };
 }
 
-static ATFORK: Once = Once::new();
-
-/// Bumped in every `fork` child: guards taken before the fork carry the old value, so the
-/// child's copies of them know they hold nothing (see `crate::gen_lock`).
-static FORK_GENERATION: AtomicU32 = AtomicU32::new(0);
-
-/// The process whose ids the owner-id tables hold (0 until the atfork handler is registered).
-static IDS_PID: AtomicU32 = AtomicU32::new(0);
-
-extern "C" fn prepare_fork() {
-    crate::liveness::before_fork();
-}
-
-extern "C" fn after_fork_in_parent() {
-    crate::liveness::after_fork_in_parent();
-}
-
-extern "C" fn reset_ids_in_child() {
-    // Runs in the child's only thread, which inherited the forking thread's cache.
+/// Forgets the calling thread's cached tid (in a fork child, whose thread has a new one).
+pub(crate) fn forget_tid() {
     let _ = TID.try_with(|c| c.set(0));
-    FORK_GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    // SAFETY: getpid takes no arguments and cannot fail.
-    IDS_PID.store(
-        unsafe { libc::getpid() } as u32,
-        std::sync::atomic::Ordering::Relaxed,
-    );
-    crate::__private::regions::after_fork_in_child();
-    crate::liveness::after_fork_in_child();
-}
-
-/// How many `fork`s separate this process from the first lockkit user in its line: a guard
-/// whose generation differs was copied into this process by `fork` and holds nothing here.
-///
-/// The counting starts when the atfork handler is registered, which the first lock
-/// acquisition of the process does (every lock asks for its thread's owner id before it hands
-/// out a guard); until then no guard exists that a fork could copy.
-#[inline]
-pub(crate) fn fork_generation() -> u32 {
-    FORK_GENERATION.load(std::sync::atomic::Ordering::Relaxed)
-}
-
-/// Makes sure the fork handler is registered (the first lock, or the first mapping, does).
-#[cold]
-pub(crate) fn register_atfork() {
-    ATFORK.call_once(|| {
-        IDS_PID.store(std::process::id(), std::sync::atomic::Ordering::Relaxed);
-        // SAFETY: registering handlers that only touch this thread's TLS cells, atomics and
-        // file descriptors with async-signal-safe calls; they are valid for the life of the
-        // process (plain `extern "C" fn`s). The prepare handler takes a flag that is held
-        // only for short, non-forking sections.
-        unsafe {
-            libc::pthread_atfork(
-                Some(prepare_fork),
-                Some(after_fork_in_parent),
-                Some(reset_ids_in_child),
-            );
-        }
-    });
-}
-
-/// Gives a process made without fork handlers its own owner ids.
-///
-/// `fork` (glibc's, and so `libc::fork` and `std::process::Command`) gives the child new
-/// owner ids by itself. A child made by a raw `clone(2)` system call or by glibc's `_Fork`
-/// runs no fork handlers: until it calls this, it would take locks under its parent's owner
-/// ids, and its parent's death would go unseen while it lives. Called in such a child (a
-/// process other than the one the ids were taken by), this does what the fork handler does.
-/// Called anywhere else it changes nothing but a cached thread id: a thread's owner ids never
-/// go stale in its own process, and a thread that holds a lock stays its holder.
-pub fn refresh_thread_ids() {
-    let _ = TID.try_with(|c| c.set(0));
-    let mine = IDS_PID.load(std::sync::atomic::Ordering::Relaxed);
-    if mine != 0 && mine != std::process::id() {
-        reset_ids_in_child();
-    }
 }
 
 /// The calling thread's kernel thread id (unique across processes of one pid namespace;
@@ -210,7 +137,6 @@ pub(crate) fn tid() -> u32 {
     if t != 0 {
         return t;
     }
-    register_atfork();
     // SAFETY: gettid takes no arguments and cannot fail.
     let t = unsafe { libc::gettid() } as u32;
     TID.with(|c| c.set(t));

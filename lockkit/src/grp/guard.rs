@@ -36,7 +36,7 @@ impl<'a> GrpGuard<'a> {
         GrpGuard {
             held: NonNull::from(held),
             hand: ManuallyDrop::new(hand),
-            fork_generation: crate::sys::fork_generation(),
+            fork_generation: crate::liveness::fork_generation(),
         }
     }
 
@@ -49,7 +49,7 @@ impl<'a> GrpGuard<'a> {
 
     #[inline]
     fn unlock_level(&self) {
-        if self.fork_generation != crate::sys::fork_generation() {
+        if self.fork_generation != crate::liveness::fork_generation() {
             // A copy `fork` made: the parent's thread holds the group, not this process.
             return;
         }

@@ -262,7 +262,7 @@ impl Stack {
     /// nothing).
     #[inline]
     fn current(&self) -> usize {
-        let generation = crate::sys::fork_generation();
+        let generation = crate::liveness::fork_generation();
         if self.fork_generation.get() != generation {
             self.fork_generation.set(generation);
             self.len.set(0);

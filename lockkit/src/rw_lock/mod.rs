@@ -214,7 +214,7 @@ impl<'a, T> ReadGuard<'a, T> {
     fn new(lock: &'a RwLock<T>) -> Self {
         ReadGuard {
             lock,
-            fork_generation: crate::sys::fork_generation(),
+            fork_generation: crate::liveness::fork_generation(),
             _not_send: PhantomData,
         }
     }
@@ -252,7 +252,7 @@ impl<T> Deref for ReadGuard<'_, T> {
 
 impl<T> Drop for ReadGuard<'_, T> {
     fn drop(&mut self) {
-        if self.fork_generation != crate::sys::fork_generation() {
+        if self.fork_generation != crate::liveness::fork_generation() {
             return; // a copy `fork` made: the parent's thread is the reader
         }
         // SAFETY: this guard counted its thread in as a reader.
@@ -272,7 +272,7 @@ impl<'a, T> WriteGuard<'a, T> {
     fn new(lock: &'a RwLock<T>) -> Self {
         WriteGuard {
             lock,
-            fork_generation: crate::sys::fork_generation(),
+            fork_generation: crate::liveness::fork_generation(),
             _not_send: PhantomData,
         }
     }
@@ -295,7 +295,7 @@ impl<T> DerefMut for WriteGuard<'_, T> {
 
 impl<T> Drop for WriteGuard<'_, T> {
     fn drop(&mut self) {
-        if self.fork_generation != crate::sys::fork_generation() {
+        if self.fork_generation != crate::liveness::fork_generation() {
             return; // a copy `fork` made: the parent's thread is the writer
         }
         // SAFETY: this guard's thread holds the write lock (guards are !Send).

@@ -186,6 +186,19 @@ impl RawRwLock {
 
     /// One attempt at shared access; never waits.
     pub(crate) fn try_read(&self) -> bool {
+        if self.try_read_once() {
+            return true;
+        }
+        // A writer whose process is gone: released on its behalf, as a waiting reader would.
+        let s = self.state.load(Relaxed);
+        if writer_of(s) != 0 && !self.own_write_lock(s) {
+            self.recover_dead_writer(false);
+            return self.try_read_once();
+        }
+        false
+    }
+
+    fn try_read_once(&self) -> bool {
         let mut s = self.state.load(Relaxed);
         while is_read_lockable(s) {
             match self.state.compare_exchange_weak(s, s + 1, Acquire, Relaxed) {
@@ -198,7 +211,7 @@ impl RawRwLock {
 
     /// Shared access, waiting until `deadline`.
     pub(crate) fn read(&self, deadline: Deadline) -> Result<(), Refused> {
-        if self.try_read() {
+        if self.try_read_once() {
             return Ok(());
         }
         self.read_contended(deadline)
@@ -270,7 +283,8 @@ impl RawRwLock {
                 Err(now) => s = now,
             }
         }
-        false
+        // A writer whose process is gone: taken over, as a waiting writer would.
+        writer_of(s) != 0 && !self.own_write_lock(s) && self.recover_dead_writer(true)
     }
 
     /// Exclusive access, waiting until `deadline`.
