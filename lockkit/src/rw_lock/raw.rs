@@ -47,8 +47,11 @@
 //!   if the lock is free, wakes whoever waits. If `wake_writer_or_readers` woke no writer at all (the last one gave
 //!   up, or was killed, before sleeping), it wakes the readers instead.
 //! - A waiting writer killed while asleep leaves `WRITERS_WAITING` set (and stays counted in
-//!   `writer_waiters`); the next release finds no writer to wake and lets the readers in, so
-//!   the dead writer holds nobody out for longer than the readers already inside. (A *holder* killed inside is the
+//!   `writer_waiters` for good, so no writer that gives up later clears the bit); the next
+//!   release finds no writer to wake and lets the readers in, and a reader that has napped
+//!   three times behind the bit while readers are inside and no writer is clears it and
+//!   wakes every writer (`ask_writers_again`): live waiting writers set it again at once, and
+//!   the dead one holds nobody out. (A *holder* killed inside is the
 //!   owner-death problem, not handled here.)
 //!
 //! The protocol is model-checked with loom (`RUSTFLAGS="--cfg loom" cargo test -p lockkit
@@ -101,6 +104,9 @@ const READERS_WAITING: u32 = 1 << 30;
 const WRITERS_WAITING: u32 = 1 << 31;
 /// Looks at a taken lock this many times before sleeping.
 const SPIN_LIMIT: u32 = 20;
+/// Naps a reader takes behind `WRITERS_WAITING` (readers inside, no writer) before it asks
+/// the writers to say again that they wait (`ask_writers_again`): about 1.4 ms.
+const STALE_WRITERS_NAPS: u32 = 3;
 
 fn count(s: u32) -> u32 {
     s & COUNT_MASK
@@ -220,6 +226,7 @@ impl RawRwLock {
     #[cold]
     fn read_contended(&self, deadline: Deadline) -> Result<(), Refused> {
         let mut nap = Nap::new();
+        let mut naps_behind_writers = 0;
         let mut s = self.spin(|s| is_read_lockable(s) || s & READERS_WAITING != 0);
         loop {
             if is_read_lockable(s) {
@@ -248,8 +255,42 @@ impl RawRwLock {
             let left = deadline.left().map_err(|Expired| Refused::TimedOut)?;
             if futex_wait(&self.state, s, nap.limit(left)) == Wake::TimedOut && nap.ended(left) {
                 self.recover_dead_writer(false);
+                let now = self.state.load(Relaxed);
+                if count(now) != 0 && !is_write_locked(now) && now & WRITERS_WAITING != 0 {
+                    naps_behind_writers += 1;
+                    if naps_behind_writers >= STALE_WRITERS_NAPS {
+                        naps_behind_writers = 0;
+                        self.ask_writers_again(now);
+                    }
+                }
             }
             s = self.state.load(Relaxed);
+        }
+    }
+
+    /// A reader that has napped a while behind `WRITERS_WAITING`, with readers inside and no
+    /// writer: the bit may be a dead writer's (a writer killed while it waited stays counted
+    /// in `writer_waiters`, so no writer that gives up ever clears it again). Clear it and
+    /// wake every writer: a live waiting writer sets it again as soon as it looks (its sleep
+    /// on `writer_notify` returns), and the readers behind it get in meanwhile.
+    #[cold]
+    fn ask_writers_again(&self, s: u32) {
+        if self
+            .state
+            .compare_exchange(
+                s,
+                s & !(WRITERS_WAITING | READERS_WAITING),
+                Relaxed,
+                Relaxed,
+            )
+            .is_err()
+        {
+            return;
+        }
+        self.writer_notify.fetch_add(1, Release);
+        futex_wake(&self.writer_notify, i32::MAX);
+        if s & READERS_WAITING != 0 {
+            futex_wake(&self.state, i32::MAX);
         }
     }
 
