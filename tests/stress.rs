@@ -17,8 +17,11 @@ use lockkit::{GenLock, GenLockSet, RecLock, RwLock, ShmRegion, ShmSemaphore};
 
 /// More processes than the machine's 2 cores, so holders get descheduled mid-section.
 const WORKERS: usize = 6;
-/// No progress by any worker for this long is a stall.
-const STALL: Duration = Duration::from_secs(5);
+/// No progress by any worker for this long is a stall (a lost wake-up): far longer than a
+/// busy machine deschedules a process.
+const STALL: Duration = Duration::from_secs(20);
+/// Operations a stress run does at least, however long that takes on a busy machine.
+const MIN_OPS: u64 = 10_000;
 
 fn stress_secs() -> u64 {
     std::env::var("LOCKKIT_STRESS_SECS")
@@ -71,8 +74,9 @@ fn in_blocking_wait(pid: u32) -> bool {
         .unwrap_or(false)
 }
 
-/// Runs `work(i, rng, board)` in `WORKERS` processes until the parent says stop, with a
-/// sibling bombarding them with signals, and watches progress. Returns total operations.
+/// Runs `work(i, rng, board)` in `WORKERS` processes until the parent says stop (after the
+/// run's time and at least [`MIN_OPS`] operations), with a sibling bombarding them with
+/// signals, and watches progress. Returns total operations.
 fn stress(board: &Board, work: impl Fn(usize, &mut Rng) + Sync) -> u64 {
     stress_with_shutdown(board, work, || {})
 }
@@ -132,7 +136,7 @@ fn stress_with_shutdown(
         if now != last {
             (last, last_change) = (now, Instant::now());
         }
-        if t0.elapsed() >= Duration::from_secs(secs) {
+        if t0.elapsed() >= Duration::from_secs(secs) && now >= MIN_OPS {
             board.stop.store(1, Relaxed);
             // Each worker finishes its current operation; give them the stall time.
             let t1 = Instant::now();
@@ -183,7 +187,7 @@ fn a_reader_writer_lock_under_mixed_give_ups_and_signals_loses_nothing() {
             torn.store(1, Relaxed);
         }
     };
-    let ops = stress(board, |_, rng| match rng.below(10) {
+    stress(board, |_, rng| match rng.below(10) {
         0..=3 => check(&rw.read()),
         4 => bump(&mut rw.write()),
         5 => {
@@ -210,7 +214,6 @@ fn a_reader_writer_lock_under_mixed_give_ups_and_signals_loses_nothing() {
     assert_eq!(torn.load(Relaxed), 0, "a reader saw a torn write");
     let n = writes.load(Relaxed);
     assert_eq!(*rw.read(), (n, n), "every completed write is there");
-    assert!(ops > 10_000, "only {ops} operations");
 }
 
 #[test]
@@ -231,7 +234,7 @@ fn a_semaphore_under_timed_waits_and_signals_delivers_every_token_once() {
         sem.post();
         posted.fetch_add(1, Release);
     };
-    let ops = stress_with_shutdown(
+    stress_with_shutdown(
         board,
         |i, rng| {
             if i % 3 == 0 {
@@ -259,7 +262,6 @@ fn a_semaphore_under_timed_waits_and_signals_delivers_every_token_once() {
     );
     let (p, t) = (posted.load(Relaxed), taken.load(Relaxed));
     assert_eq!(sem.value() as u64, p - t, "posted {p}, taken {t}");
-    assert!(ops > 10_000, "only {ops} operations");
 }
 
 #[test]
@@ -281,7 +283,7 @@ fn a_futex_lock_and_a_lock_set_under_timeouts_and_signals_stay_exclusive() {
     );
     // Load-then-store increments: only mutual exclusion keeps them exact.
     let inc = |c: &AtomicU64| c.store(c.load(Relaxed) + 1, Relaxed);
-    let ops = stress(board, |_, rng| {
+    stress(board, |_, rng| {
         match rng.below(6) {
             0 | 1 => {
                 let _g = lock.lock();
@@ -317,7 +319,6 @@ fn a_futex_lock_and_a_lock_set_under_timeouts_and_signals_stay_exclusive() {
         done.load(Relaxed),
         "an increment was lost"
     );
-    assert!(ops > 10_000, "only {ops} operations");
 }
 
 #[test]
@@ -328,7 +329,7 @@ fn a_recursive_lock_under_timeouts_and_signals_stays_exclusive() {
         .alloc_zeroed::<(Board, RecLock, AtomicU64, AtomicU64)>()
         .unwrap();
     let (board, lock, counter, done) = (&shared.0, &shared.1, &shared.2, &shared.3);
-    let ops = stress(board, |_, rng| {
+    stress(board, |_, rng| {
         let outer = match rng.below(3) {
             0 => Some(lock.lock()),
             1 => lock.try_lock(),
@@ -342,5 +343,4 @@ fn a_recursive_lock_under_timeouts_and_signals_stays_exclusive() {
     });
     assert_eq!(counter.load(Relaxed), done.load(Relaxed));
     assert!(!lock.is_locked());
-    assert!(ops > 10_000, "only {ops} operations");
 }
