@@ -141,12 +141,12 @@ fn main() {
     row::<Futex>(
         &region,
         kills,
-        "waiter asks the kernel (`F_GETLK`) after each nap (0.2-1 ms)",
+        "waiter asks the kernel (`F_GETLK`) after each nap (0.05-1 ms)",
     );
-    row::<Spin>(&region, kills, "spinner asks the kernel (0.2-1 ms)");
+    row::<Spin>(&region, kills, "spinner asks the kernel (0.05-1 ms)");
     row::<PosixSem>(
         &region,
         kills,
-        "waiter asks the kernel about the holder word's id (0.2-1 ms)",
+        "waiter asks the kernel about the holder word's id (0.05-1 ms)",
     );
 }

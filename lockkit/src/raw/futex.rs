@@ -35,7 +35,7 @@
 //! exited, with `EOWNERDEAD`). Locks in process memory are never taken over: their holder is
 //! a thread of the caller's own process.
 //!
-//! A waiter never sleeps longer than a probe interval (200 µs at first, doubling to 1 ms
+//! A waiter never sleeps longer than a probe interval (50 µs at first, doubling to 1 ms
 //! while the same holder holds on). When it wakes to find the same holder in the word, it asks
 //! the kernel (one `fcntl`) and, if the holder's process is gone, takes the word over with
 //! one compare-exchange that expects exactly the word it judged: `me | WAITERS |
@@ -74,8 +74,10 @@ const INCONSISTENT: u32 = 1 << 30;
 /// handed the lock to each other on every operation and ran at 40 Mops/s; with 5, at 68
 /// (`cargo bench --bench contended`, BENCHMARKS.md).
 const SPIN_LIMIT: u32 = 5;
-/// A waiter's first nap before it asks whether the owner's process is gone.
-const PROBE_FIRST: Duration = Duration::from_micros(200);
+/// A waiter's first nap before it asks whether the owner's process is gone. Short, so that a
+/// waiter that comes after a death asks soon; it costs nothing when the holder is alive and
+/// quick (its unlock wakes the waiter first), and one more wake-up per long wait otherwise.
+const PROBE_FIRST: Duration = Duration::from_micros(50);
 /// The longest nap between two checks of one owner: bounds the hand-over after a death
 /// (one `fcntl` and one futex wait per interval while a live holder holds on).
 const PROBE_MAX: Duration = Duration::from_millis(1);

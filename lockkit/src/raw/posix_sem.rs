@@ -4,7 +4,7 @@
 //! A semaphore has no owner. A [`Holder`] word beside it records the holding thread's owner
 //! id, so a relock by the holder panics (or returns `None` from the timed form) instead of
 //! hanging, a thread that does not hold it (a guard copied into a `fork` child) does not post
-//! it, and a holder's death is noticed: waiters sleep in naps (200 µs, doubling to 1 ms) and
+//! it, and a holder's death is noticed: waiters sleep in naps (50 µs, doubling to 1 ms) and
 //! after each ask the kernel whether the recorded holder's process is gone (`try_lock` asks
 //! too); the first to find it gone takes its place (the token it consumed is never coming
 //! back) and is told [`Acquired::OwnerDied`], as is every acquirer after it until
@@ -80,7 +80,7 @@ impl PosixSem {
 
 /// A waiter's first nap before it asks whether the holder's process is gone; doubles up to
 /// the max.
-const PROBE_FIRST: Duration = Duration::from_micros(200);
+const PROBE_FIRST: Duration = Duration::from_micros(50);
 const PROBE_MAX: Duration = Duration::from_millis(1);
 
 impl PosixSem {

@@ -9,7 +9,7 @@
 //! descheduled, burning the time slice the holder needs (the 100%-CPU symptom Kamailio's
 //! documentation describes has this shape too).
 //!
-//! Owner death: a waiter that has been yielding for a probe interval (200 µs, doubling to
+//! Owner death: a waiter that has been yielding for a probe interval (50 µs, doubling to
 //! 1 ms while one owner holds on) asks the kernel whether the owner's process is gone, and
 //! takes such an owner's lock over with an exact-value compare-exchange, reporting
 //! [`Acquired::OwnerDied`], as the futex lock does; so does a failed `try_lock`.
@@ -27,7 +27,7 @@ const SPINS: u32 = 100;
 const INCONSISTENT: u32 = 1 << 30;
 /// How long one holder may hold on before a spinner first asks whether its process is gone,
 /// and the most between two questions.
-const PROBE_FIRST: Duration = Duration::from_micros(200);
+const PROBE_FIRST: Duration = Duration::from_micros(50);
 const PROBE_MAX: Duration = Duration::from_millis(1);
 
 /// A spin lock whose word names its holder. Zero bytes are unlocked.

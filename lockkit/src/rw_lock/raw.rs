@@ -49,10 +49,10 @@
 //! - A waiting writer killed while asleep leaves `WRITERS_WAITING` set (and stays counted in
 //!   `writer_waiters` for good, so no writer that gives up later clears the bit); the next
 //!   release finds no writer to wake and lets the readers in, and a reader that has napped
-//!   three times behind the bit while readers are inside and no writer is clears it and
-//!   wakes every writer (`ask_writers_again`): live waiting writers set it again at once, and
-//!   the dead one holds nobody out. (A *holder* killed inside is the
-//!   owner-death problem, not handled here.)
+//!   five times (about 1.5 ms) behind the bit while readers are inside and no writer is
+//!   clears it and wakes every writer (`ask_writers_again`): live waiting writers set it
+//!   again at once, and the dead one holds nobody out. (A writer killed *inside* is recovered
+//!   by its waiters: `recover_dead_writer`.)
 //!
 //! The protocol is model-checked with loom (`RUSTFLAGS="--cfg loom" cargo test -p lockkit
 //! --lib --release rw_lock`), over the model futex in `crate::model`.
@@ -66,12 +66,12 @@ use crate::model::{self, futex_wait, futex_wake, AtomicU32, Deadline};
 use crate::sys::Wake;
 
 /// A waiter's sleep limit, so it wakes now and then to ask whether a writer inside is gone:
-/// 200 µs at first, doubling to 1 ms. Under loom there is no time and no death: no limit.
+/// 50 µs at first, doubling to 1 ms. Under loom there is no time and no death: no limit.
 struct Nap(Duration);
 
 impl Nap {
     fn new() -> Nap {
-        Nap(Duration::from_micros(200))
+        Nap(Duration::from_micros(50))
     }
 
     /// The timeout for the next sleep, given the time left before the caller's deadline.
@@ -105,8 +105,8 @@ const WRITERS_WAITING: u32 = 1 << 31;
 /// Looks at a taken lock this many times before sleeping.
 const SPIN_LIMIT: u32 = 20;
 /// Naps a reader takes behind `WRITERS_WAITING` (readers inside, no writer) before it asks
-/// the writers to say again that they wait (`ask_writers_again`): about 1.4 ms.
-const STALE_WRITERS_NAPS: u32 = 3;
+/// the writers to say again that they wait (`ask_writers_again`): about 1.5 ms.
+const STALE_WRITERS_NAPS: u32 = 5;
 
 fn count(s: u32) -> u32 {
     s & COUNT_MASK
