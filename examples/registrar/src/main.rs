@@ -2,9 +2,9 @@
 //! dialogs, using everything lockkit has, and checking at the end that nothing was lost.
 //!
 //! ```text
-//! cargo run --release --example registrar                      # 4 workers, 5 seconds
-//! cargo run --release --example registrar -- --kill-one        # SIGKILL a worker holding a lock
-//! cargo run --release --example registrar -- --compare         # striped table vs one global lock
+//! cargo run --release -p registrar                      # 4 workers, 5 seconds
+//! cargo run --release -p registrar -- --kill-one        # SIGKILL a worker holding a lock
+//! cargo run --release -p registrar -- --compare         # striped table vs one global lock
 //! cargo run -p lockkit --bin lockkit-top -- --watch /lockkit-registrar   # while it runs
 //! ```
 //!
