@@ -66,8 +66,15 @@ const BLOCK: u32 = 64;
 /// Where owner id 0's byte would be in a region's file: far past any region's data. Record
 /// locks may lie past the end of a file and do not touch its contents.
 const LIVE_BASE: i64 = 1 << 48;
-/// Diagnostic records per region (pid and tid of an id's thread, by id modulo this).
-pub(crate) const RECORDS: usize = 128;
+/// Diagnostic records per region (pid and tid of an id's thread, at a hash of the id: the
+/// first ids of processes' blocks are 64 apart, and `id % RECORDS` put every other process's
+/// first thread in one record).
+pub(crate) const RECORDS: usize = 256;
+
+/// The record of id `id`.
+fn record_index(id: u32) -> usize {
+    (id.wrapping_mul(0x9E37_79B9) >> 24) as usize % RECORDS
+}
 /// Regions (distinct files) one process can have mapped at once.
 pub(crate) const FILES: usize = 64;
 
@@ -352,7 +359,7 @@ fn region_id(file: usize, area: usize) -> u32 {
     let id = take_id(entry, area);
     // SAFETY: gettid takes no arguments and cannot fail.
     let tid = unsafe { libc::gettid() } as u32;
-    let r = &area.records[id as usize % RECORDS];
+    let r = &area.records[record_index(id)];
     r.id.store(0, Relaxed);
     r.pid.store(std::process::id(), Relaxed);
     r.tid.store(tid, Relaxed);
@@ -496,7 +503,7 @@ pub(crate) fn describe(addr: usize, id: u32) -> crate::Owner {
         Some(m) => {
             // SAFETY: as in `region_id`: the area of a live mapping that holds `addr`.
             let area = unsafe { &*(m.area as *const Area) };
-            let r = &area.records[id as usize % RECORDS];
+            let r = &area.records[record_index(id)];
             let (pid, tid) = (r.pid.load(Relaxed), r.tid.load(Relaxed));
             let known = r.id.load(Acquire) == id;
             crate::Owner {
@@ -727,6 +734,14 @@ mod tests {
         assert_ne!(a, 0);
         assert_ne!(a, b);
         assert_eq!(private_id(), a);
+    }
+
+    #[test]
+    fn the_first_threads_of_many_processes_keep_records_of_their_own() {
+        // Each process's first id starts a block of 64: 1, 64, 128, ...
+        let firsts: Vec<usize> = (0..32).map(|b| record_index((b * BLOCK).max(1))).collect();
+        let distinct: std::collections::HashSet<_> = firsts.iter().collect();
+        assert_eq!(distinct.len(), firsts.len(), "{firsts:?}");
     }
 
     #[test]

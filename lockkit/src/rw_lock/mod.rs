@@ -28,6 +28,12 @@ use raw::{RawRwLock, Refused};
 /// between (the writer waits for the first read lock, the second waits for the writer), as
 /// with every writer-preferring lock: do not nest read locks.
 ///
+/// A writer whose process dies inside (or calls `exec`) is recovered: the next writer is told
+/// the owner died ([`WriteGuard::owner_died`]). A *reader* whose process dies inside is not:
+/// readers are counted, not named, so its count stays and writers wait for ever (timed writes
+/// time out). Use a [`ShmMutex`](crate::ShmMutex) where readers can be killed and writers
+/// must go on.
+///
 /// ```
 /// use lockkit::RwLock;
 ///
