@@ -720,8 +720,11 @@ fn a_writable_mapping_opened_after_an_inspector_takes_locks_and_nothing_is_wedge
 }
 
 /// Offset of `liveness::Area::next` in the region file, found from the record the calling
-/// thread left for its id 1 (`[id=1, pid, tid, 0]` at `records[1]`).
+/// thread left for its id 1 (`[id=1, pid, tid, 0]`), which sits at the record index
+/// `liveness::record_index(1)` computes (repeated here: the area is not public).
 fn area_next_offset(path: &str) -> usize {
+    const RECORDS: usize = 256;
+    let index = (1u32.wrapping_mul(0x9E37_79B9) >> 24) as usize % RECORDS;
     let bytes = std::fs::read(path).unwrap();
     let pid = std::process::id();
     // SAFETY: gettid has no preconditions.
@@ -734,7 +737,7 @@ fn area_next_offset(path: &str) -> usize {
         .windows(16)
         .position(|w| w == &pat[..])
         .expect("record of id 1");
-    rec1 - 16 - 8
+    rec1 - 16 * index - 8
 }
 
 /// Another process sets the header's id counter back (a damaged header). This process's own
