@@ -109,13 +109,14 @@ fn an_empty_object_is_not_a_lockkit_region() {
 fn a_truncated_region_is_reported_with_both_sizes() {
     let bytes = region_bytes();
     let name = unique_name("trunc");
-    let _g = plant(&name, &bytes[..8192]);
+    // Past the header (about 8 KiB), short of the region.
+    let _g = plant(&name, &bytes[..16384]);
     match ShmRegion::open(&name).unwrap_err() {
         Error::Truncated {
             expected, actual, ..
         } => {
             assert_eq!(expected, SIZE as u64);
-            assert_eq!(actual, 8192);
+            assert_eq!(actual, 16384);
         }
         e => panic!("expected Truncated, got {e}"),
     }
