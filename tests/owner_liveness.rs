@@ -549,13 +549,22 @@ fn soak_kills() -> usize {
         .unwrap_or(50)
 }
 
+/// What every soak acquirer does with a guard `$take` gives (`None`: it gave up): repair if
+/// told the owner died, and hand back the release and whether it was told.
+macro_rules! repaired {
+    ($take:expr, $guard:path) => {{
+        use $guard as G;
+        let mut g = $take?;
+        let died = G::owner_died(&g);
+        if died {
+            G::mark_consistent(&mut g);
+        }
+        Some((Box::new(move || drop(g)) as Box<dyn FnOnce() + '_>, died))
+    }};
+}
+
 fn gen_take<R: RawLock>(l: &GenLock<R>, t: Duration) -> Option<(Box<dyn FnOnce() + '_>, bool)> {
-    let mut g = l.try_lock_for(t)?;
-    let died = GenLockGuard::owner_died(&g);
-    if died {
-        GenLockGuard::mark_consistent(&mut g);
-    }
-    Some((Box::new(move || drop(g)), died))
+    repaired!(l.try_lock_for(t), GenLockGuard)
 }
 
 #[test]
@@ -579,14 +588,7 @@ fn random_kills_never_wedge_nor_rob_a_shm_mutex() {
     kill_soak(
         "ShmMutex",
         &locks.mutex,
-        |m, t| {
-            let mut g = m.try_lock_for(t)?;
-            let died = ShmMutexGuard::owner_died(&g);
-            if died {
-                ShmMutexGuard::mark_consistent(&mut g);
-            }
-            Some((Box::new(move || drop(g)), died))
-        },
+        |m, t| repaired!(m.try_lock_for(t), ShmMutexGuard),
         soak_kills(),
     );
 }
@@ -598,14 +600,7 @@ fn random_kills_never_wedge_nor_rob_a_lock_set_entry() {
     kill_soak(
         "GenLockSet entry",
         &locks.set,
-        |s, t| {
-            let mut g = s.try_lock_for(1, t)?;
-            let died = GenLockGuard::owner_died(&g);
-            if died {
-                GenLockGuard::mark_consistent(&mut g);
-            }
-            Some((Box::new(move || drop(g)), died))
-        },
+        |s, t| repaired!(s.try_lock_for(1, t), GenLockGuard),
         soak_kills(),
     );
 }
@@ -642,14 +637,7 @@ fn random_kills_never_wedge_nor_rob_a_recursive_lock() {
     kill_soak(
         "RecLock",
         &*lock,
-        |l, t| {
-            let mut g = l.try_lock_for(t)?;
-            let died = lockkit::RecLockGuard::owner_died(&g);
-            if died {
-                lockkit::RecLockGuard::mark_consistent(&mut g);
-            }
-            Some((Box::new(move || drop(g)), died))
-        },
+        |l, t| repaired!(l.try_lock_for(t), lockkit::RecLockGuard),
         soak_kills(),
     );
 }
@@ -661,14 +649,7 @@ fn random_kills_never_wedge_nor_rob_a_reader_writer_locks_writer() {
     kill_soak(
         "RwLock::write",
         &locks.rw,
-        |l, t| {
-            let mut g = l.try_write_for(t)?;
-            let died = lockkit::WriteGuard::owner_died(&g);
-            if died {
-                lockkit::WriteGuard::mark_consistent(&mut g);
-            }
-            Some((Box::new(move || drop(g)), died))
-        },
+        |l, t| repaired!(l.try_write_for(t), lockkit::WriteGuard),
         soak_kills(),
     );
 }
