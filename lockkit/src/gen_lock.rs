@@ -7,8 +7,9 @@ use std::time::Duration;
 #[cfg(feature = "lock-debug")]
 use std::panic::Location;
 
+use crate::liveness::Owner;
 #[cfg(feature = "lock-debug")]
-use crate::lock_order::What;
+use crate::lock_hooks::{self, What};
 use crate::raw::{Acquired, Futex, RawLock};
 
 /// A lock that works across processes: put it in shared memory and every process that maps
@@ -49,7 +50,7 @@ pub struct GenLock<R: RawLock = Futex> {
     raw: R,
     /// Where and since when the holder took it (feature `lock-debug`).
     #[cfg(feature = "lock-debug")]
-    held_at: crate::lock_debug::HeldAt,
+    held_at: crate::lock_hooks::HeldAt,
 }
 
 /// A `GenLock`'s identity in layouts: with `lock-debug` it is larger (and a region shared
@@ -72,31 +73,6 @@ impl<R: RawLock> Default for GenLock<R> {
     }
 }
 
-/// The process and thread holding a lock.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Owner {
-    /// The holder's process id, as the holder saw it when it took its owner id (in its own
-    /// pid namespace); 0 if it is not known (the record was reused by a later id).
-    pub pid: u32,
-    /// The holder's kernel thread id (as `gettid` returned it to the holder); 0 if not known.
-    pub tid: u32,
-    /// Whether the holder's process is alive, by the kernel's word (the lock it holds on its
-    /// owner id). `false` means the process died or called `exec` holding the lock; the next
-    /// acquirer takes it over. A thread that exited with its guard leaked still counts as
-    /// alive while its process lives: the lock stays held.
-    pub alive: bool,
-}
-
-impl fmt::Display for Owner {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "pid {} tid {}", self.pid, self.tid)?;
-        if !self.alive {
-            f.write_str(" (dead)")?;
-        }
-        Ok(())
-    }
-}
-
 impl GenLock {
     /// An unlocked futex lock (the same as zeroed memory). For another backend, use
     /// [`with_backend`](GenLock::with_backend): `GenLock::<Spin>::with_backend()`.
@@ -111,7 +87,7 @@ impl<R: RawLock> GenLock<R> {
         GenLock {
             raw: R::INIT,
             #[cfg(feature = "lock-debug")]
-            held_at: crate::lock_debug::HeldAt::new(),
+            held_at: crate::lock_hooks::HeldAt::new(),
         }
     }
 
@@ -128,10 +104,10 @@ impl<R: RawLock> GenLock<R> {
     #[track_caller]
     pub fn lock(&self) -> GenLockGuard<'_, R> {
         #[cfg(feature = "lock-debug")]
-        let held = crate::lock_order::before_wait(self.addr(), What::Lock, Location::caller());
+        let held = lock_hooks::before_wait(self.addr(), What::Lock, Location::caller());
         let how = self.raw.lock();
         #[cfg(feature = "lock-debug")]
-        crate::lock_order::acquired(self.addr(), What::Lock, Location::caller(), held);
+        lock_hooks::acquired(self.addr(), What::Lock, Location::caller(), held);
         GenLockGuard::new(self, how)
     }
 
@@ -146,7 +122,7 @@ impl<R: RawLock> GenLock<R> {
     pub fn try_lock(&self) -> Option<GenLockGuard<'_, R>> {
         let how = self.raw.try_lock()?;
         #[cfg(feature = "lock-debug")]
-        crate::lock_order::acquired(self.addr(), What::Lock, Location::caller(), None);
+        lock_hooks::acquired(self.addr(), What::Lock, Location::caller(), None);
         Some(GenLockGuard::new(self, how))
     }
 
@@ -156,7 +132,7 @@ impl<R: RawLock> GenLock<R> {
     pub fn try_lock_for(&self, timeout: Duration) -> Option<GenLockGuard<'_, R>> {
         let how = self.raw.try_lock_for(timeout)?;
         #[cfg(feature = "lock-debug")]
-        crate::lock_order::acquired(self.addr(), What::Lock, Location::caller(), None);
+        lock_hooks::acquired(self.addr(), What::Lock, Location::caller(), None);
         Some(GenLockGuard::new(self, how))
     }
 
@@ -192,7 +168,7 @@ impl<R: RawLock> GenLock<R> {
     /// The calling thread holds the lock and no guard for this acquisition will be dropped.
     pub(crate) unsafe fn force_unlock(&self) {
         #[cfg(feature = "lock-debug")]
-        crate::lock_order::released(self.addr());
+        lock_hooks::released(self.addr());
         // SAFETY: per the contract.
         unsafe { self.raw.unlock() }
     }
@@ -278,7 +254,7 @@ impl<R: RawLock> Drop for GenLockGuard<'_, R> {
             return;
         }
         #[cfg(feature = "lock-debug")]
-        crate::lock_order::released(self.lock.addr());
+        lock_hooks::released(self.lock.addr());
         // SAFETY: a guard exists only while its thread holds the lock (it is created right
         // after a successful acquisition, is !Send, is dropped once, and was not copied into
         // this process by fork: checked above).

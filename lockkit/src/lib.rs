@@ -33,6 +33,24 @@
 //! - [`ShmSafe`]: which types may live in shared memory; [`layout`]: how programs agree on
 //!   their layouts.
 //!
+//! ## Layers
+//! Each module uses only modules of the layers below its own (`tests/layers.rs` checks it), so
+//! the primitives can be read, and changed, without the regions or the diagnostics:
+//!
+//! | layer | modules | what they hold |
+//! |---|---|---|
+//! | 0 | `sys`, `regions`, `error`, [`layout`] | system calls (futex, clock, tid); the table of this process's mapped regions; errors; type layouts |
+//! | 1 | `deadline`, `liveness`, `shm_safe`, `lock_hooks` | deadlines; owner ids and the kernel's proof of an owner's death; which types may live in shared memory; the hooks a lock calls for the diagnostics |
+//! | 2 | `model`, [`raw`] | the atomics and futex calls (or their loom models); the lock algorithms |
+//! | 3 | `gen_lock`, `rec_lock`, `rw_lock`, `semaphore`, `lock_set`, `shm_mutex` | the primitives |
+//! | 4 | [`shm`] | regions: mapping, header, allocator, type registry, roots |
+//! | 5 | `lock_debug`, [`report`], `lock_order` | diagnostics that read regions |
+//! | 6 | [`grp`], `lockable`, `__private` | the group lock; what `locked!` and the macros' code call |
+//!
+//! The primitives reach the diagnostics only through `lock_hooks` (feature `lock-debug`), as
+//! Linux's locks reach lockdep through `lock_acquire`: the hooks know nothing of who listens,
+//! and the crate root binds the listener (`LockObserver`, the lock-order checker).
+//!
 //! ## Fork
 //! Handles are plain values: `fork` copies them into the child, and the child uses the same
 //! shared objects. Dropping handles never frees shared memory (freeing is explicit), and only
@@ -54,18 +72,18 @@ mod gen_lock;
 pub mod grp;
 pub mod layout;
 mod liveness;
-#[cfg_attr(not(feature = "lock-debug"), allow(dead_code))]
+#[cfg(feature = "lock-debug")]
 mod lock_debug;
 #[cfg(feature = "lock-debug")]
+mod lock_hooks;
+#[cfg(feature = "lock-debug")]
 pub mod lock_order;
-#[cfg(not(feature = "lock-debug"))]
-#[allow(dead_code)]
-mod lock_order;
 mod lock_set;
 mod lockable;
 mod model;
 pub mod raw;
 mod rec_lock;
+mod regions;
 pub mod report;
 mod rw_lock;
 mod semaphore;
@@ -76,9 +94,9 @@ mod sys;
 
 pub use __private::StripeGuard;
 pub use error::{Error, Result};
-pub use gen_lock::{GenLock, GenLockGuard, Owner};
+pub use gen_lock::{GenLock, GenLockGuard};
 pub use grp::GrpLock;
-pub use liveness::refresh_thread_ids;
+pub use liveness::{refresh_thread_ids, Owner};
 pub use lock_set::{GenLockSet, LockSet, PaddedLock, SET_ENTRY_BYTES};
 pub use lockable::Lockable;
 pub use rec_lock::{RecLock, RecLockGuard};
@@ -94,6 +112,11 @@ pub use lockkit_macros::{grp_member, locked, shared_locked, ShmSafe};
 /// `lock-api`).
 #[cfg(feature = "lock-api")]
 pub use lock_api;
+
+/// The diagnostics that listen to the locks' hooks (`lock_hooks`), bound here at the root so
+/// that the locks, below the regions these diagnostics read, need not know them.
+#[cfg(feature = "lock-debug")]
+type LockObserver = lock_order::Checker;
 
 /// Runtime items for the code the macros generate; not part of the API.
 #[doc(hidden)]

@@ -236,7 +236,7 @@ extern "C" fn reset_ids_in_child() {
     FORK_GENERATION.fetch_add(1, Relaxed);
     // SAFETY: getpid takes no arguments and cannot fail.
     IDS_PID.store(unsafe { libc::getpid() } as u32, Relaxed);
-    crate::__private::regions::after_fork_in_child();
+    crate::regions::after_fork_in_child();
     after_fork_in_child();
 }
 
@@ -308,7 +308,7 @@ pub(crate) fn id_at(addr: usize) -> u32 {
 fn id_at_slow(addr: usize) -> u32 {
     register_atfork();
     let epoch = EPOCH.load(Acquire);
-    let (base, len, id) = match crate::__private::regions::locate(addr) {
+    let (base, len, id) = match crate::regions::locate(addr) {
         None => (addr & !4095, 4096, private_id()),
         Some(m) => (m.base, m.len, region_id(m.file, m.area)),
     };
@@ -480,7 +480,7 @@ pub(crate) fn holder_gone(addr: usize, id: u32) -> bool {
     if id == 0 {
         return false;
     }
-    let Some(m) = crate::__private::regions::locate(addr) else {
+    let Some(m) = crate::regions::locate(addr) else {
         return false;
     };
     // The entry stays in use, and its descriptor open, while the mapping that holds the
@@ -492,10 +492,10 @@ pub(crate) fn holder_gone(addr: usize, id: u32) -> bool {
 /// What diagnostics say about holder `id` of the lock at `addr`: its process and thread as
 /// it recorded them (0 when the record was overwritten by a later id), and whether its
 /// process is alive.
-pub(crate) fn describe(addr: usize, id: u32) -> crate::Owner {
+pub(crate) fn describe(addr: usize, id: u32) -> Owner {
     let id = id & ID_MASK;
-    match crate::__private::regions::locate(addr) {
-        None => crate::Owner {
+    match crate::regions::locate(addr) {
+        None => Owner {
             pid: std::process::id(),
             tid: private_tid(id),
             alive: true,
@@ -506,7 +506,7 @@ pub(crate) fn describe(addr: usize, id: u32) -> crate::Owner {
             let r = &area.records[record_index(id)];
             let (pid, tid) = (r.pid.load(Relaxed), r.tid.load(Relaxed));
             let known = r.id.load(Acquire) == id;
-            crate::Owner {
+            Owner {
                 pid: if known { pid } else { 0 },
                 tid: if known { tid } else { 0 },
                 alive: !holder_gone(addr, id),
@@ -525,16 +525,57 @@ fn private_tid(id: u32) -> u32 {
     }
 }
 
-/// Invalidates every thread's cached id: called by the registry after it adds or removes a
-/// mapping.
-pub(crate) fn mappings_changed() {
+/// Records a mapping of `len` bytes at `base` of a region's `file` (a memfd or a shm
+/// object), whose owner-id area ([`Area`]) is at `area`: gives the file an entry here (this
+/// process's own description of it) and the mapping a slot in `crate::regions`. Fails when
+/// either cannot be had: a lock in an unrecorded mapping could not be judged, nor ordered,
+/// so the caller does not map it.
+pub(crate) fn register_mapping(
+    base: *const u8,
+    len: usize,
+    file: &std::fs::File,
+    area: usize,
+    writable: bool,
+) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = file.metadata()?;
+    let entry = attach(file, writable)?;
+    let recorded = crate::regions::register(crate::regions::NewMapping {
+        base,
+        len,
+        dev: meta.dev(),
+        ino: meta.ino(),
+        file: entry,
+        area,
+    });
+    if let Err(full) = recorded {
+        detach(entry);
+        return Err(std::io::Error::other(full.to_string()));
+    }
+    // After the slot is visible: a thread that cached this address range as process memory
+    // before it was must look again.
+    mappings_changed();
+    Ok(())
+}
+
+/// Forgets the mapping at `base` (see [`register_mapping`]); returns once nothing reads it,
+/// so the caller may unmap it.
+pub(crate) fn unregister_mapping(base: *const u8) {
+    if let Some(entry) = crate::regions::unregister(base) {
+        mappings_changed();
+        detach(entry);
+    }
+}
+
+/// Invalidates every thread's cached id, after a mapping was added or removed.
+fn mappings_changed() {
     EPOCH.fetch_add(1, Release);
 }
 
 /// Registers a mapping of `file` for owner ids: finds or makes this process's entry for the
 /// file (its own description of it, so that its id bytes are held by this process alone),
 /// and returns the entry's index.
-pub(crate) fn attach(file: &std::fs::File, writable: bool) -> std::io::Result<usize> {
+fn attach(file: &std::fs::File, writable: bool) -> std::io::Result<usize> {
     use std::os::fd::AsRawFd;
     use std::os::unix::fs::MetadataExt;
     register_atfork();
@@ -617,7 +658,7 @@ fn is_file(fd: i32, id: (u64, u64)) -> bool {
 
 /// Forgets one mapping of entry `i`; closing its description with the last one releases this
 /// process's ids there (no lock of the region is reachable any more).
-pub(crate) fn detach(i: usize) {
+fn detach(i: usize) {
     let _w = Writing::start();
     EPOCH.fetch_add(1, Release);
     let e = &ENTRIES[i];
@@ -752,5 +793,30 @@ mod tests {
         assert!(fd >= 0);
         // SAFETY: our own fresh fd.
         unsafe { libc::close(fd) };
+    }
+}
+
+/// The process and thread holding a lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Owner {
+    /// The holder's process id, as the holder saw it when it took its owner id (in its own
+    /// pid namespace); 0 if it is not known (the record was reused by a later id).
+    pub pid: u32,
+    /// The holder's kernel thread id (as `gettid` returned it to the holder); 0 if not known.
+    pub tid: u32,
+    /// Whether the holder's process is alive, by the kernel's word (the lock it holds on its
+    /// owner id). `false` means the process died or called `exec` holding the lock; the next
+    /// acquirer takes it over. A thread that exited with its guard leaked still counts as
+    /// alive while its process lives: the lock stays held.
+    pub alive: bool,
+}
+
+impl std::fmt::Display for Owner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "pid {} tid {}", self.pid, self.tid)?;
+        if !self.alive {
+            f.write_str(" (dead)")?;
+        }
+        Ok(())
     }
 }

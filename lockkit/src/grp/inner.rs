@@ -47,7 +47,8 @@ use super::life::{run, Entry, Life};
 use super::sync::{
     lock_mutex, tid, AtomicPtr, AtomicU32, AtomicU8, HolderCell, Mutex, Ordering::*, OwnLock,
 };
-use super::{debug, graph, GrpLock};
+use super::{graph, GrpLock};
+use crate::report::group_refs;
 
 /// The chain is not empty.
 pub(crate) const CHAINED: u8 = 1;
@@ -105,7 +106,7 @@ pub(crate) struct Inner {
     /// Unique among groups of this process, for handler ids.
     pub(crate) id: u64,
     pub(crate) life: Life,
-    pub(crate) refs: debug::Refs,
+    pub(crate) refs: group_refs::Refs,
     /// Where the group lives (its `Arc`'s allocation): the address the lock-order checker
     /// knows it by, set once the group is in its `Arc`.
     #[cfg(feature = "lock-debug")]
@@ -126,7 +127,7 @@ impl Drop for Inner {
         // First, so a panicking handler cannot skip it; by the address the checker knew the
         // group by (`release_ref` moves the group out of its allocation to drop it).
         #[cfg(feature = "lock-debug")]
-        crate::lock_order::forget_local(self.home.load(Relaxed));
+        crate::lock_hooks::group_gone(self.home.load(Relaxed));
         self.life.destroy();
     }
 }
@@ -279,7 +280,7 @@ impl Inner {
             subgroups: Mutex::new(Vec::new()),
             id,
             life: Life::new(),
-            refs: debug::Refs::new(id),
+            refs: group_refs::Refs::new(id),
             #[cfg(feature = "lock-debug")]
             home: std::sync::atomic::AtomicUsize::new(0),
         }
@@ -540,7 +541,7 @@ impl Inner {
             return;
         }
         #[cfg(feature = "lock-debug")]
-        crate::lock_order::released(self as *const Inner as usize);
+        crate::lock_hooks::released(self as *const Inner as usize);
         self.owner.store(0, Relaxed);
         if self.flags.load(Relaxed) & CHAINED != 0 {
             self.release_chain();

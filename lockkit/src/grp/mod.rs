@@ -67,7 +67,7 @@
 //! - A guard releases the group it took, even when its handle's group was replaced since.
 
 mod chain;
-mod debug;
+
 mod error;
 mod graph;
 mod guard;
@@ -84,14 +84,15 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-pub use chain::{AsLockSet, ChainLock, FieldLock, SetEntry};
 #[cfg(feature = "grp-debug")]
-pub use debug::live_groups;
+pub use crate::report::group_refs::live_groups;
+pub use chain::{AsLockSet, ChainLock, FieldLock, SetEntry};
 pub use error::{ChainError, Destroyed, ForceDestroyError, Released, ReplaceError};
 pub use guard::GrpGuard;
 pub use life::HandlerId;
 pub use member::{GrpMember, Member, MemberGuard};
 
+use crate::report::group_refs;
 use guard::Hand;
 use inner::{release_ref, Fail, Inner, Mode};
 
@@ -102,7 +103,7 @@ static NEXT_GROUP: AtomicU64 = AtomicU64::new(1);
 /// destroys the group.
 pub struct GrpLock {
     inner: ManuallyDrop<Arc<Inner>>,
-    ref_id: debug::RefId,
+    ref_id: group_refs::RefId,
 }
 
 /// A reference that does not keep the group alive, for members (whose destroy handlers the
@@ -509,7 +510,7 @@ unsafe impl ChainLock for GrpLock {
 fn enter(inner: &Inner, mode: Mode) -> Result<&Inner, inner::Fail> {
     #[cfg(feature = "lock-debug")]
     if !inner.resolve().held_by_me() {
-        use crate::lock_order::{acquired, before_wait, What};
+        use crate::lock_hooks::{acquired, before_wait, What};
         let site = std::panic::Location::caller();
         let held = matches!(mode, Mode::Wait)
             .then(|| before_wait(inner.resolve() as *const Inner as usize, What::Group, site))

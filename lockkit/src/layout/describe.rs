@@ -138,6 +138,15 @@ pub(crate) fn encode(l: &TypeLayout) -> Vec<u8> {
     out.into_bytes()
 }
 
+/// `s` with every control character replaced by `?`: text read from a region (names, lock
+/// sites, layout descriptions) is whatever a writer of the region put there, and reaches
+/// messages and terminals (a terminal escape must not).
+pub(crate) fn printable(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
 /// Reads back what [`encode`] wrote; lines that do not parse (a damaged region) are skipped.
 pub(crate) fn decode(bytes: &[u8]) -> Vec<Line> {
     let text = String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_DESCRIPTION)]);
@@ -145,7 +154,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Vec<Line> {
         .filter_map(|l| {
             let mut parts = l.split('\t');
             // The region's bytes, which reach messages and terminals.
-            let clean = crate::shm::view::printable;
+            let clean = printable;
             let path = clean(parts.next()?);
             let offset = parts.next()?.parse().ok()?;
             let size = parts.next()?.parse().ok()?;

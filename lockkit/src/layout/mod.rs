@@ -43,7 +43,7 @@
 
 mod describe;
 
-pub(crate) use describe::{decode, difference, encode, Line, MAX_DESCRIPTION};
+pub(crate) use describe::{decode, difference, encode, printable, Line, MAX_DESCRIPTION};
 
 use std::mem::{align_of, size_of};
 

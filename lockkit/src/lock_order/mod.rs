@@ -58,8 +58,6 @@
 //! the entries of freed objects are used again). A thread's first 32 held locks are
 //! tracked; locks taken while it holds more are not checked.
 
-mod table;
-
 use std::cell::Cell;
 use std::fmt;
 use std::hash::Hasher;
@@ -67,8 +65,8 @@ use std::panic::Location;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::*};
 use std::sync::Mutex;
 
-use table::{Edge, EdgeTable, Words, ENTRY_WORDS, INVERTED};
-
+use crate::lock_hooks::What;
+use crate::shm::order_table::{Edge, EdgeTable, RegionWords, Words, ENTRY_WORDS, INVERTED};
 use crate::shm::view::View;
 
 /// What the checker does when a thread is about to take two locks in the order opposite
@@ -163,11 +161,51 @@ pub fn inversions() -> Vec<Inversion> {
     FOUND.lock().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
-/// What kind of lock an entry is, for messages.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum What {
-    Lock,
-    Group,
+/// The listener of the locks' hooks (`crate::lock_hooks`), bound at the crate root: the
+/// checker here, and the site recorder of `crate::lock_debug`.
+pub(crate) struct Checker;
+
+impl crate::lock_hooks::Observer for Checker {
+    type Held = Snapshot;
+
+    #[inline]
+    fn before_wait(addr: usize, what: What, site: &'static Location<'static>) -> Option<Snapshot> {
+        before_wait(addr, what, site)
+    }
+
+    #[inline]
+    fn acquired(
+        addr: usize,
+        what: What,
+        site: &'static Location<'static>,
+        before: Option<Snapshot>,
+    ) {
+        acquired(addr, what, site, before)
+    }
+
+    #[inline]
+    fn released(addr: usize) {
+        pop(addr);
+    }
+
+    fn group_gone(addr: usize) {
+        EdgeTable(LocalWords).forget(|code| code == addr as u64);
+    }
+
+    fn freed(start: usize, end: usize) {
+        let Some(region) = crate::regions::region_of(start) else {
+            return;
+        };
+        let (base, len, ..) = region;
+        View::with_registered(start, region, |view| {
+            let (from, to) = ((start - base) as u64, (end.min(base + len) - base) as u64);
+            EdgeTable(RegionWords::of(view)).forget(|off| (from..to).contains(&off));
+        });
+    }
+
+    fn site_index(addr: usize, site: &'static Location<'static>) -> Option<u32> {
+        crate::lock_debug::site_index(addr, site)
+    }
 }
 
 /// A lock as the checker names it.
@@ -187,7 +225,7 @@ enum Id {
 
 impl Id {
     fn of(addr: usize) -> Id {
-        match crate::__private::regions::region_of(addr) {
+        match crate::regions::region_of(addr) {
             Some((base, len, dev, ino)) => Id::Shm {
                 dev,
                 ino,
@@ -352,33 +390,6 @@ impl Words for LocalWords {
     }
 }
 
-/// A region's lock-order area.
-pub(crate) struct RegionWords<'v, 'a> {
-    view: &'v View<'a>,
-    start: u64,
-    end: u64,
-}
-
-impl<'v, 'a> RegionWords<'v, 'a> {
-    pub(crate) fn of(view: &'v View<'a>) -> Self {
-        let (start, end) = view.id.order_area();
-        RegionWords { view, start, end }
-    }
-}
-
-impl Words for RegionWords<'_, '_> {
-    fn word(&self, i: u64) -> Option<&AtomicU64> {
-        let at = self.start.checked_add(i.checked_mul(8)?)?;
-        if at.checked_add(8)? > self.end {
-            return None;
-        }
-        self.view.word(at)
-    }
-    fn words(&self) -> u64 {
-        (self.end - self.start) / 8
-    }
-}
-
 /// Runs `f` on the view of the region a `Shm` id is in, while it stays mapped (a held lock
 /// whose guard was leaked keeps no handle that would keep it so); `None` if that region is
 /// no longer mapped where the id saw it.
@@ -498,11 +509,7 @@ fn describe(h: &Held) -> String {
 /// lock it holds. Returns what it holds, for [`acquired`] to record the edges from: taken
 /// now, before the lock's own acquisition takes more (a group's chained locks).
 #[inline]
-pub(crate) fn before_wait(
-    addr: usize,
-    what: What,
-    site: &'static Location<'static>,
-) -> Option<Snapshot> {
+fn before_wait(addr: usize, what: What, site: &'static Location<'static>) -> Option<Snapshot> {
     let held = held_now()?;
     let taking = Held { addr, what, site };
     let taking_id = taking.id();
@@ -547,12 +554,7 @@ pub(crate) fn before_wait(
 /// [`before_wait`] saw it hold (edges are recorded from those), or by a try (`None`: a try
 /// records no edge).
 #[inline]
-pub(crate) fn acquired(
-    addr: usize,
-    what: What,
-    site: &'static Location<'static>,
-    before: Option<Snapshot>,
-) {
+fn acquired(addr: usize, what: What, site: &'static Location<'static>, before: Option<Snapshot>) {
     let taken = Held { addr, what, site };
     push(taken);
     for h in before
@@ -562,36 +564,4 @@ pub(crate) fn acquired(
     {
         record(h, &taken, 0);
     }
-}
-
-/// The calling thread released the lock at `addr`.
-#[inline]
-pub(crate) fn released(addr: usize) {
-    pop(addr);
-}
-
-/// A group lock at `addr` is gone: forgets its edges.
-pub(crate) fn forget_local(addr: usize) {
-    EdgeTable(LocalWords).forget(|code| code == addr as u64);
-}
-
-/// The locks of a region object at `start..end` are gone: forgets their edges.
-pub(crate) fn forget_in_region(view: &View<'_>, start: u64, end: u64) {
-    EdgeTable(RegionWords::of(view)).forget(|off| (start..end).contains(&off));
-}
-
-/// An inversion recorded in a region, for its report: both orders.
-pub(crate) fn region_inversions(view: &View<'_>) -> Vec<(Edge, Option<String>, Option<String>)> {
-    EdgeTable(RegionWords::of(view))
-        .edges()
-        .into_iter()
-        .filter(|e| e.flags & INVERTED != 0)
-        .map(|e| {
-            (
-                e,
-                site_text(e.held_site, Some(view)),
-                site_text(e.taken_site, Some(view)),
-            )
-        })
-        .collect()
 }

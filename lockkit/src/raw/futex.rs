@@ -238,7 +238,7 @@ impl Futex {
     /// it took its id (0 when a later id's record replaced it); `alive` is the kernel's word
     /// on whether the holder's process still exists. A system call: for diagnostics, not for
     /// hot paths.
-    pub fn owner(&self) -> Option<crate::Owner> {
+    pub fn owner(&self) -> Option<crate::liveness::Owner> {
         let owner = self.word.load(Ordering::Acquire) & OWNER_MASK;
         (owner != 0).then(|| liveness::describe(self.addr(), owner))
     }
@@ -384,7 +384,7 @@ unsafe impl RawLock for Futex {
     fn is_locked(&self) -> bool {
         Futex::is_locked(self)
     }
-    fn owner(&self) -> Option<crate::Owner> {
+    fn owner(&self) -> Option<crate::liveness::Owner> {
         Futex::owner(self)
     }
     fn has_waiters(&self) -> bool {

@@ -94,7 +94,7 @@ impl Holder {
     }
 
     /// The holder at this instant, for diagnostics.
-    pub(crate) fn owner(&self) -> Option<crate::Owner> {
+    pub(crate) fn owner(&self) -> Option<crate::liveness::Owner> {
         self.get()
             .map(|id| liveness::describe(self as *const Self as usize, id))
     }

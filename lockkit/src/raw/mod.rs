@@ -90,7 +90,7 @@ pub unsafe trait RawLock: Send + Sync + Sized {
         false
     }
     /// The holder, where the backend records it.
-    fn owner(&self) -> Option<crate::Owner> {
+    fn owner(&self) -> Option<crate::liveness::Owner> {
         None
     }
     /// Whether a thread may be asleep waiting for the lock (a snapshot, for diagnostics;

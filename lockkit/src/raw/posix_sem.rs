@@ -203,7 +203,7 @@ unsafe impl RawLock for PosixSem {
         unsafe { libc::sem_getvalue(self.ptr(), &mut v) };
         v <= 0
     }
-    fn owner(&self) -> Option<crate::Owner> {
+    fn owner(&self) -> Option<crate::liveness::Owner> {
         self.holder.owner()
     }
     unsafe fn mark_consistent(&self) {

@@ -308,7 +308,7 @@ unsafe impl RawLock for PthreadMutex {
         // unrepaired would make it unrecoverable for everyone.
         self.holder.get().is_some()
     }
-    fn owner(&self) -> Option<crate::Owner> {
+    fn owner(&self) -> Option<crate::liveness::Owner> {
         self.holder.owner()
     }
     #[inline]

@@ -175,7 +175,7 @@ unsafe impl RawLock for Spin {
     fn is_locked(&self) -> bool {
         self.word.load(Ordering::Relaxed) & OWNER_MASK != 0
     }
-    fn owner(&self) -> Option<crate::Owner> {
+    fn owner(&self) -> Option<crate::liveness::Owner> {
         let owner = self.word.load(Ordering::Relaxed) & OWNER_MASK;
         (owner != 0).then(|| liveness::describe(self.addr(), owner))
     }

@@ -192,7 +192,7 @@ unsafe impl RawLock for SysvSem {
         self.holder.clear();
         self.op(1, 0, Deadline::NEVER, "unlock");
     }
-    fn owner(&self) -> Option<crate::Owner> {
+    fn owner(&self) -> Option<crate::liveness::Owner> {
         self.holder.owner()
     }
     unsafe fn mark_consistent(&self) {

@@ -85,6 +85,6 @@ impl Inspector {
 
 impl Drop for Inspector {
     fn drop(&mut self) {
-        crate::__private::regions::unregister(self.map.as_ptr());
+        crate::liveness::unregister_mapping(self.map.as_ptr());
     }
 }

@@ -35,6 +35,7 @@
 //! [`Inspector`]).
 
 mod format;
+pub(crate) mod group_refs;
 mod inspect;
 pub(crate) mod scan;
 
@@ -139,7 +140,7 @@ impl crate::ShmRegion {
         let mut report = scan::scan(&self.view());
         #[cfg(feature = "grp-debug")]
         {
-            report.groups = crate::grp::live_groups();
+            report.groups = group_refs::live_groups();
         }
         report
     }

@@ -402,7 +402,7 @@ fn inversions(view: &View<'_>) -> Vec<super::OrderInversion> {
             .or_insert_with(|| place_of(view, off).unwrap_or_else(|| format!("offset {off:#x}")))
             .clone()
     };
-    crate::lock_order::region_inversions(view)
+    crate::shm::order_table::region_inversions(view)
         .into_iter()
         .map(|(e, held_at, taken_at)| super::OrderInversion {
             held: place(e.from),

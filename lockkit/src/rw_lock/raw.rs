@@ -150,9 +150,6 @@ pub(crate) struct RawRwLock {
     inconsistent: AtomicU32,
 }
 
-// SAFETY: five atomic words, valid for any bytes; `snapshot` only loads.
-unsafe impl crate::shm::view::AnyBytes for RawRwLock {}
-
 impl RawRwLock {
     #[cfg(not(loom))]
     pub(crate) const fn new() -> Self {
@@ -583,7 +580,7 @@ impl RawRwLock {
 
     /// The writer named by owner id `writer` (from [`snapshot`](Self::snapshot)), for
     /// diagnostics.
-    pub(crate) fn describe_writer(&self, writer: u32) -> crate::Owner {
+    pub(crate) fn describe_writer(&self, writer: u32) -> crate::liveness::Owner {
         crate::liveness::describe(self.addr(), writer)
     }
 

@@ -74,16 +74,16 @@ impl Mapping {
     }
 }
 
-/// Registers a mapping of a region's `file` at `base` (see `regions::register`).
+/// Registers a mapping of a region's `file` at `base` (see `liveness::register_mapping`).
 pub(crate) fn register(base: *const u8, len: usize, file: &File, writable: bool) -> Result<()> {
     let area = base as usize + std::mem::offset_of!(super::header::Header, owners);
-    crate::__private::regions::register(base, len, file, area, writable)
+    crate::liveness::register_mapping(base, len, file, area, writable)
         .map_err(|e| Error::os("registering the region's mapping", e))
 }
 
 impl Drop for Mapping {
     fn drop(&mut self) {
-        crate::__private::regions::unregister(self.base);
+        crate::liveness::unregister_mapping(self.base);
     }
 }
 

@@ -11,6 +11,7 @@ pub(crate) mod header;
 mod heap;
 pub(crate) mod map;
 mod options;
+pub(crate) mod order_table;
 mod sites;
 mod types;
 pub(crate) mod view;
@@ -367,7 +368,8 @@ impl ShmRegion {
         self.unpublish_offset(offset);
         #[cfg(feature = "lock-debug")]
         if let Some(capacity) = capacity {
-            crate::lock_order::forget_in_region(&self.view(), offset, offset + capacity);
+            let start = self.inner.map.base() as usize + offset as usize;
+            crate::lock_hooks::freed(start, start + capacity as usize);
         }
         Ok(())
     }

@@ -6,15 +6,7 @@ use std::sync::atomic::AtomicU64;
 
 use super::header::{Header, Identity, HEADER_SIZE};
 use super::heap::Heap;
-
-/// `s` with every control character replaced by `?`: text read from a region (names, lock
-/// sites, layout descriptions) is whatever a writer of the region put there, and reaches
-/// messages and terminals (a terminal escape must not).
-pub(crate) fn printable(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
-}
+pub(crate) use crate::layout::printable;
 
 /// A mapped region, identity validated.
 pub(crate) struct View<'a> {
@@ -45,12 +37,13 @@ impl<'a> View<'a> {
     /// it stays mapped (`regions::pinned`): for a region no handle of the caller's keeps
     /// mapped, such as one holding a lock whose guard was leaked. `f` reads, or writes
     /// atomics only (the order and site tables), and must not drop a region.
+    #[cfg_attr(not(feature = "lock-debug"), allow(dead_code))]
     pub(crate) fn with_registered<T>(
         addr: usize,
         expected: (usize, usize, u64, u64),
         f: impl FnOnce(&View<'_>) -> T,
     ) -> Option<T> {
-        crate::__private::regions::pinned(addr, |base, len, dev, ino| {
+        crate::regions::pinned(addr, |base, len, dev, ino| {
             if (base, len, dev, ino) != expected {
                 return None;
             }
@@ -121,3 +114,5 @@ unsafe impl AnyBytes for std::sync::atomic::AtomicU32 {}
 unsafe impl<R: crate::raw::RawLock> AnyBytes for crate::GenLock<R> {}
 // SAFETY: a futex word and a counter.
 unsafe impl AnyBytes for crate::RecLock {}
+// SAFETY: five atomic words, valid for any bytes; the report's `snapshot` only loads.
+unsafe impl AnyBytes for crate::rw_lock::raw::RawRwLock {}

@@ -3,6 +3,9 @@
 //! matched holders by file only).
 //!
 //! Without the feature this is all zero-sized and free.
+//!
+//! The group lock records its references here, and the report lists them: the table is the
+//! report's, so the report needs nothing of the group lock.
 
 #[cfg(feature = "grp-debug")]
 mod on {
@@ -77,12 +80,12 @@ mod on {
 
     /// The live groups of this process, oldest first, with where each live reference was
     /// taken.
-    pub fn live_groups() -> Vec<crate::report::GroupRefs> {
+    pub fn live_groups() -> Vec<super::super::GroupRefs> {
         let tables: Vec<(u64, Arc<Table>)> =
             groups().iter().map(|(&g, t)| (g, Arc::clone(t))).collect();
         tables
             .into_iter()
-            .map(|(group, table)| crate::report::GroupRefs {
+            .map(|(group, table)| super::super::GroupRefs {
                 group,
                 references: table
                     .lock()

@@ -11,7 +11,12 @@
 //! threads recording one new edge at once may both claim an entry for it; either is
 //! correct. A full table records nothing more.
 
+// Only a program built with `lock-debug` writes edges; any program reads them for its report.
+#![cfg_attr(not(feature = "lock-debug"), allow(dead_code))]
+
 use std::sync::atomic::{AtomicU64, Ordering::*};
+
+use super::view::View;
 
 /// Words per entry.
 pub(crate) const ENTRY_WORDS: u64 = 8;
@@ -177,6 +182,45 @@ impl<W: Words> EdgeTable<W> {
             }
         }
     }
+}
+
+/// A region's lock-order area.
+pub(crate) struct RegionWords<'v, 'a> {
+    view: &'v View<'a>,
+    start: u64,
+    end: u64,
+}
+
+impl<'v, 'a> RegionWords<'v, 'a> {
+    pub(crate) fn of(view: &'v View<'a>) -> Self {
+        let (start, end) = view.id.order_area();
+        RegionWords { view, start, end }
+    }
+}
+
+impl Words for RegionWords<'_, '_> {
+    fn word(&self, i: u64) -> Option<&AtomicU64> {
+        let at = self.start.checked_add(i.checked_mul(8)?)?;
+        if at.checked_add(8)? > self.end {
+            return None;
+        }
+        self.view.word(at)
+    }
+    fn words(&self) -> u64 {
+        (self.end - self.start) / 8
+    }
+}
+
+/// The inversions recorded in a region, for its report: both orders of each pair, with the
+/// sites' texts.
+pub(crate) fn region_inversions(view: &View<'_>) -> Vec<(Edge, Option<String>, Option<String>)> {
+    let site = |code: u64| view.site(u32::try_from(code.checked_sub(1)?).ok()?);
+    EdgeTable(RegionWords::of(view))
+        .edges()
+        .into_iter()
+        .filter(|e| e.flags & INVERTED != 0)
+        .map(|e| (e, site(e.held_site), site(e.taken_site)))
+        .collect()
 }
 
 #[cfg(test)]
