@@ -371,6 +371,11 @@ impl<'a> Heap<'a> {
         if !used || !self.is_live_start(b)? || self.word(b + 24)?.load(Relaxed) != gen {
             return Err(Error::StaleHandle);
         }
+        if !self.sits_between_neighbours(b, size)? {
+            return Err(corrupt(format!(
+                "block at {b:#x} does not fit between its neighbours"
+            )));
+        }
         // Look at both neighbours before changing anything.
         let next = b + size;
         let next_free = if next < self.end {
@@ -446,9 +451,16 @@ impl<'a> Heap<'a> {
         } else if b != self.start {
             return bad("it has no predecessor but is not the first block");
         }
-        // No live object may start inside what is handed out, looked up a bitmap word
-        // (64 granules) at a time.
-        let end_unit = (b + carve - self.start) / GRAN;
+        if self.live_start_inside(b, b + carve)? {
+            return bad("a live object starts inside it");
+        }
+        Ok(())
+    }
+
+    /// Whether the bitmap marks a live start strictly inside `(b, end)` (`b` a checked block
+    /// start), looked up a bitmap word (64 granules) at a time.
+    fn live_start_inside(&self, b: u64, end: u64) -> Result<bool> {
+        let end_unit = (end.min(self.end) - self.start).div_ceil(GRAN);
         let mut unit = (b - self.start) / GRAN + 1;
         while unit < end_unit {
             let (word, base) = (unit / 64, unit / 64 * 64);
@@ -456,11 +468,70 @@ impl<'a> Heap<'a> {
             let upto = if hi == 64 { !0 } else { (1u64 << hi) - 1 };
             let mask = upto & (!0u64 << (unit - base));
             if self.word(BITMAP + word * 8)?.load(Relaxed) & mask != 0 {
-                return bad("a live object starts inside it");
+                return Ok(true);
             }
             unit = base + 64;
         }
-        Ok(())
+        Ok(false)
+    }
+
+    /// Whether the used block `[b, b + size)`, which the bitmap marks live, sits where the
+    /// heap's trusted boundaries allow a block: no other live start inside it, and its
+    /// boundary tags agree with its neighbours' as far as the next live start (or the heap's
+    /// end) on each side, through at most one free block (free blocks never touch). The
+    /// bitmap is outside every block and the headers of live blocks outside every payload,
+    /// so a header forged inside an object's data (by safe code writing its own data) and
+    /// given a bitmap bit (by damage to the file) cannot meet both: `get` would otherwise
+    /// vouch for it over the object around it, and `alloc` hand out memory it claims.
+    ///
+    /// Without the allocator lock (`get`), a neighbour being split or merged by another
+    /// process can fail this for a sound block: the caller asks again under the lock.
+    fn sits_between_neighbours(&self, b: u64, size: u64) -> Result<bool> {
+        if self.live_start_inside(b, b + size)? {
+            return Ok(false);
+        }
+        // The block after it, and the one after that if it is free.
+        let next = b + size;
+        if next < self.end {
+            if self.word(next + 8)?.load(Relaxed) != size {
+                return Ok(false);
+            }
+            if !self.is_live_start(next)? {
+                let Ok((nsize, _)) = self.block(next) else {
+                    return Ok(false);
+                };
+                let after = next + nsize;
+                if after < self.end
+                    && (!self.is_live_start(after)? || self.word(after + 8)?.load(Relaxed) != nsize)
+                {
+                    return Ok(false);
+                }
+            }
+        }
+        // The block before it, and the one before that if it is free.
+        let joins = |at: u64, psize: u64| -> Result<Option<(u64, bool)>> {
+            if psize == 0 {
+                return Ok((at == self.start).then_some((at, true)));
+            }
+            let Some(prev) = at.checked_sub(psize).filter(|&p| p >= self.start) else {
+                return Ok(None);
+            };
+            match self.block(prev) {
+                Ok((actual, _)) if actual == psize => Ok(Some((prev, self.is_live_start(prev)?))),
+                _ => Ok(None),
+            }
+        };
+        if b == self.start {
+            return Ok(self.word(b + 8)?.load(Relaxed) == 0);
+        }
+        match joins(b, self.word(b + 8)?.load(Relaxed))? {
+            Some((_, true)) => Ok(true),
+            Some((prev, false)) => {
+                let before = self.word(prev + 8)?.load(Relaxed);
+                Ok(matches!(joins(prev, before)?, Some((_, true))))
+            }
+            None => Ok(false),
+        }
     }
 
     /// Repairs the heap after a process died inside the allocator (the allocator lock told
@@ -604,7 +675,11 @@ impl<'a> Heap<'a> {
     pub(crate) fn check_handle(&self, payload: u64, gen: u64) -> Result<()> {
         let b = payload.checked_sub(HDR).ok_or(Error::StaleHandle)?;
         match self.block(b) {
-            Ok((_, true)) if self.is_live_start(b)? && self.word(b + 24)?.load(Relaxed) == gen => {
+            Ok((size, true))
+                if self.is_live_start(b)?
+                    && self.word(b + 24)?.load(Relaxed) == gen
+                    && self.sits_between_neighbours(b, size)? =>
+            {
                 Ok(())
             }
             _ => Err(Error::StaleHandle),
@@ -636,6 +711,11 @@ impl<'a> Heap<'a> {
         }
         if size - HDR < layout.size {
             return Err(bad("the object there is smaller than its type"));
+        }
+        if !self.sits_between_neighbours(b, size)? {
+            return Err(bad(
+                "its block does not fit between its neighbours (inside another object?)",
+            ));
         }
         Ok(())
     }
@@ -748,6 +828,82 @@ mod tests {
             matches!(r, Error::CorruptRegion { .. } | Error::OutOfMemory { .. }),
             "{r}"
         );
+    }
+
+    /// A live block A of `a_size` payload bytes followed by `after` (a live block, or free
+    /// space), and a header copied from a real block written inside A's payload (as safe code
+    /// writing its own data can) at `inside` bytes past A's header, claiming `claim` bytes,
+    /// with its bitmap bit set (damage to the file). Returns (A's block, the forged block).
+    fn forged_inside(region: &ShmRegion, live_after: bool, claim: u64) -> (u64, u64) {
+        let heap = region.heap();
+        let (a, _) = heap.alloc(layout(1024)).unwrap();
+        if live_after {
+            heap.alloc(layout(64)).unwrap();
+        }
+        let a = a - HDR;
+        let forged = a + 256;
+        let real = heap.alloc(layout(64)).unwrap().0 - HDR;
+        for w in 1..4 {
+            let v = heap.word(real + w * 8).unwrap().load(Relaxed);
+            heap.word(forged + w * 8).unwrap().store(v, Relaxed);
+        }
+        heap.word(forged).unwrap().store(claim | USED, Relaxed);
+        heap.set_live_start(forged, true).unwrap();
+        (a, forged)
+    }
+
+    #[test]
+    fn a_header_forged_inside_an_object_with_its_bitmap_bit_set_is_not_vouched_for() {
+        for (live_after, claim) in [(true, 512), (true, 1024 + HDR - 256), (false, 4096)] {
+            let region = ShmRegion::anonymous(1 << 20).unwrap();
+            let (a, forged) = forged_inside(&region, live_after, claim);
+            let heap = region.heap();
+            let lay = Layout {
+                size: 64,
+                align: 8,
+                tag: heap.word(forged + 16).unwrap().load(Relaxed),
+            };
+            let verdict = heap.check_live(forged + HDR, lay);
+            assert!(
+                matches!(verdict, Err(Error::InvalidPtr { .. })),
+                "a block forged at {forged:#x} inside {a:#x} (claiming {claim}, live after: \
+                 {live_after}) was vouched for: {verdict:?}"
+            );
+            // Which of the two is real cannot be told from the damaged bitmap: the object
+            // around it is refused too, and `check` names the damage.
+            let (asize, _) = heap.block(a).unwrap();
+            assert!(!heap.sits_between_neighbours(a, asize).unwrap());
+            assert!(matches!(heap.check(), Err(Error::CorruptRegion { .. })));
+            // Nor can it be published or freed; and whatever is handed out around it, it
+            // stays refused, so nothing handed out is ever vouched for twice.
+            let gen = heap.word(forged + 24).unwrap().load(Relaxed);
+            assert!(heap.check_handle(forged + HDR, gen).is_err());
+            assert!(heap.free(forged + HDR, gen).is_err());
+            for _ in 0..8 {
+                if heap.alloc(layout(2048)).is_err() {
+                    break;
+                }
+                assert!(heap.check_live(forged + HDR, lay).is_err());
+            }
+        }
+    }
+
+    #[test]
+    fn sound_blocks_sit_between_their_neighbours_after_churn() {
+        let region = ShmRegion::anonymous(1 << 20).unwrap();
+        let heap = region.heap();
+        let mut live = Vec::new();
+        for i in 0..300u64 {
+            live.push(heap.alloc(layout(8 + (i * 53) % 700)).unwrap());
+            if i % 4 == 1 {
+                let (p, g) = live.swap_remove((i as usize * 5) % live.len());
+                heap.free(p, g).unwrap();
+            }
+        }
+        for &(p, g) in &live {
+            heap.check_handle(p, g).unwrap();
+            heap.check_live(p, layout(8)).unwrap();
+        }
     }
 
     #[test]

@@ -383,10 +383,21 @@ impl ShmRegion {
         self.heap().check()
     }
 
+    /// `Heap::check_live` without the allocator lock, as `get` must stay cheap; a refusal
+    /// is asked again under the lock, since a neighbour being split or merged by another
+    /// process at that instant can make a sound block look out of place.
+    fn check_live(&self, offset: u64, layout: heap::Layout) -> Result<()> {
+        if self.heap().check_live(offset, layout).is_ok() {
+            return Ok(());
+        }
+        let _g = self.alloc_lock()?;
+        self.heap().check_live(offset, layout)
+    }
+
     /// Resolves a [`ShmPtr`], checking that it points at a live `T` in this region.
     pub fn get<T: ShmSafe>(&self, ptr: ShmPtr<T>) -> Result<&T> {
         let layout = layout_of::<T>();
-        self.heap().check_live(ptr.offset(), layout)?;
+        self.check_live(ptr.offset(), layout)?;
         self.check_described::<T>(layout.tag)?;
         // SAFETY: check_live found a live block tagged for T, large and aligned enough.
         Ok(unsafe { self.object(ptr.offset()) })
@@ -609,7 +620,7 @@ impl ShmRegion {
         let expected = format!("lockkit::LockSet<{}>", R::NAME);
         let offset = self.root_offset(name, (layout.tag, LockSetHead::<R>::LAYOUT), &expected)?;
         let heap = self.heap();
-        heap.check_live(offset, layout)?;
+        self.check_live(offset, layout)?;
         self.check_described::<LockSetHead<R>>(layout.tag)?;
         // SAFETY: a live block tagged as a lock-set head of this backend.
         let head: &LockSetHead<R> = unsafe { self.object(offset) };
