@@ -493,6 +493,42 @@ fn a_process_killed_anywhere_in_alloc_or_free_leaves_a_heap_the_next_user_repair
 }
 
 #[test]
+fn what_a_process_left_allocated_before_it_called_exec_is_reported_in_stats() {
+    let _s = serial();
+    let region = ShmRegion::anonymous(1 << 20).unwrap();
+    let step = region.alloc(AtomicU32::new(0)).unwrap();
+    let child = fork(|| {
+        for i in 0..3u64 {
+            std::mem::forget(region.alloc([i; 4]).unwrap());
+        }
+        step.store(1, Release);
+        // Same pid, same start time: only the program is new, and it knows nothing of them.
+        let argv = [c"sleep".as_ptr(), c"60".as_ptr(), std::ptr::null()];
+        // SAFETY: a NUL-terminated argument vector of NUL-terminated strings.
+        unsafe { libc::execv(c"/bin/sleep".as_ptr(), argv.as_ptr()) };
+        7
+    });
+    wait_for(&step, 1);
+    // The exec has happened once the child's descriptors of the region are closed: its
+    // allocations are orphaned then (polled: exec takes a moment after the store).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let after = loop {
+        let heap = region.stats().unwrap().heap;
+        if heap.orphaned_allocations == 3 || Instant::now() > deadline {
+            break heap;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert!(!child.has_exited(), "the child did not exec (it exited)");
+    assert_eq!(
+        after.orphaned_allocations, 3,
+        "a live process that called exec still counts as the owner of what it allocated: \
+         {after:?}"
+    );
+    drop(child);
+}
+
+#[test]
 fn what_a_dead_process_left_allocated_is_reported_in_stats() {
     let _s = serial();
     let region = ShmRegion::anonymous(1 << 20).unwrap();

@@ -39,9 +39,10 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use super::header::{Header, NBINS};
 use crate::{Error, Result};
 
-/// A block's generation: a counter in the low bits, the allocating pid above.
-const GEN_PID_SHIFT: u32 = 42;
-const GEN_COUNTER: u64 = (1 << GEN_PID_SHIFT) - 1;
+/// A block's generation: a counter in the low bits, the allocating thread's owner id
+/// (`crate::liveness`) above, for `stats` to find what dead processes left behind.
+const GEN_OWNER_SHIFT: u32 = 64 - crate::liveness::ID_BITS;
+const GEN_COUNTER: u64 = (1 << GEN_OWNER_SHIFT) - 1;
 
 /// Block granularity and header size.
 pub(crate) const GRAN: u64 = 32;
@@ -86,9 +87,11 @@ pub struct HeapStats {
     pub free_blocks: usize,
     /// Number of live allocations.
     pub allocations: usize,
-    /// Live allocations made by processes that no longer exist: memory a crashed (or
-    /// finished) process never freed. Nobody else can know whether it is still in use, so
-    /// it is reported, not reclaimed (as Kamailio does).
+    /// Live allocations made by processes that have died or called `exec` since, by the
+    /// kernel's word (each allocation records its thread's owner id, whose lock the kernel
+    /// drops at death or exec; see [`Owner`](crate::Owner)): memory a crashed (or finished)
+    /// process never freed. Nobody else can know whether it is still in use, so it is
+    /// reported, not reclaimed (as Kamailio does).
     pub orphaned_allocations: usize,
     /// The bytes those hold, block headers included.
     pub orphaned_bytes: usize,
@@ -291,7 +294,7 @@ impl<'a> Heap<'a> {
         let oom = |h: &Self| -> Result<(u64, u64)> {
             Err(Error::OutOfMemory {
                 requested: layout.size as usize,
-                largest_free: h.stats()?.largest_free.saturating_sub(HDR as usize),
+                largest_free: h.stats()?.0.largest_free.saturating_sub(HDR as usize),
             })
         };
         let Some(need) = layout
@@ -345,10 +348,11 @@ impl<'a> Heap<'a> {
             size
         };
         self.set_block(b, used, true)?;
-        // The generation's top bits name the allocating process, for `stats` to find what
-        // dead processes left behind.
+        // The generation's top bits name the allocating thread by its owner id, whose lock
+        // the kernel drops when its process dies: `stats` finds what dead processes left.
         let counter = self.hdr.next_gen.fetch_add(1, Relaxed) & GEN_COUNTER;
-        let gen = counter.max(1) | u64::from(std::process::id()) << GEN_PID_SHIFT;
+        let owner = crate::liveness::id_at(self.base as usize);
+        let gen = counter.max(1) | u64::from(owner) << GEN_OWNER_SHIFT;
         self.word(b + 16)?.store(layout.tag, Relaxed);
         self.word(b + 24)?.store(gen, Relaxed);
         self.set_live_start(b, true)?;
@@ -725,7 +729,10 @@ impl<'a> Heap<'a> {
         Ok(self.block(payload - HDR)?.0 - HDR)
     }
 
-    pub(crate) fn stats(&self) -> Result<HeapStats> {
+    /// The allocator's figures, with no orphans counted yet, and every live block as
+    /// (allocating owner id, block size): who is gone is asked after the allocator lock is
+    /// released ([`count_orphans`]), since asking takes a system call per owner.
+    pub(crate) fn stats(&self) -> Result<(HeapStats, Vec<(u32, u64)>)> {
         let (mut free, mut largest, mut blocks) = (0u64, 0u64, 0usize);
         for i in 0..NBINS {
             self.walk(i, |_, size| {
@@ -735,38 +742,43 @@ impl<'a> Heap<'a> {
                 None::<()>
             })?;
         }
-        // Live blocks of processes that are gone (one /proc look per distinct pid).
-        let (mut orphans, mut orphan_bytes) = (0usize, 0u64);
-        let mut known: Vec<(u32, bool)> = Vec::new();
+        let mut owners = Vec::with_capacity(self.hdr.live.load(Relaxed).min(1 << 20) as usize);
         let mut b = self.start;
         while b < self.end {
             let (size, _) = self.block(b)?;
             if self.is_live_start(b)? {
-                let pid = (self.word(b + 24)?.load(Relaxed) >> GEN_PID_SHIFT) as u32;
-                let gone = match known.iter().find(|(p, _)| *p == pid) {
-                    Some(&(_, gone)) => gone,
-                    None => {
-                        let gone = pid != 0 && !crate::sys::process_exists(pid);
-                        known.push((pid, gone));
-                        gone
-                    }
-                };
-                if gone {
-                    orphans += 1;
-                    orphan_bytes += size;
-                }
+                let owner = (self.word(b + 24)?.load(Relaxed) >> GEN_OWNER_SHIFT) as u32;
+                owners.push((owner, size));
             }
             b += size;
         }
-        Ok(HeapStats {
-            orphaned_allocations: orphans,
-            orphaned_bytes: orphan_bytes as usize,
+        let stats = HeapStats {
+            orphaned_allocations: 0,
+            orphaned_bytes: 0,
             used: self.hdr.used.load(Relaxed) as usize,
             free: free as usize,
             largest_free: largest as usize,
             free_blocks: blocks,
             allocations: self.hdr.live.load(Relaxed) as usize,
-        })
+        };
+        Ok((stats, owners))
+    }
+}
+
+/// Counts into `stats` the live blocks whose allocating process is gone, asking `gone` once
+/// per distinct owner (sorted: O(n log n) in the blocks, whatever the number of owners).
+pub(crate) fn count_orphans(
+    stats: &mut HeapStats,
+    mut owners: Vec<(u32, u64)>,
+    mut gone: impl FnMut(u32) -> bool,
+) {
+    owners.sort_unstable_by_key(|&(owner, _)| owner);
+    for same in owners.chunk_by(|a, b| a.0 == b.0) {
+        let owner = same[0].0;
+        if owner != 0 && gone(owner) {
+            stats.orphaned_allocations += same.len();
+            stats.orphaned_bytes += same.iter().map(|&(_, size)| size as usize).sum::<usize>();
+        }
     }
 }
 
@@ -907,6 +919,43 @@ mod tests {
     }
 
     #[test]
+    fn stats_asks_once_per_owner_with_the_allocator_free() {
+        let region = ShmRegion::anonymous(16 << 20).unwrap();
+        let heap = region.heap();
+        // 100 000 blocks of 50 000 owners, written into the generations as other processes
+        // would have.
+        let mut blocks = Vec::new();
+        for i in 0..100_000u64 {
+            let (p, _) = heap.alloc(layout(8)).unwrap();
+            let owner = 1 + i % 50_000;
+            heap.word(p - HDR + 24)
+                .unwrap()
+                .store(1 | owner << GEN_OWNER_SHIFT, Relaxed);
+            blocks.push(p);
+        }
+        let mut asked = std::collections::HashMap::new();
+        let stats = region
+            .stats_with(|owner| {
+                assert!(
+                    region.header().alloc_lock.get().try_lock().is_some(),
+                    "the allocator lock is held while owners are asked about"
+                );
+                *asked.entry(owner).or_insert(0) += 1;
+                owner % 2 == 0
+            })
+            .unwrap();
+        assert!(asked.values().all(|&n| n == 1), "an owner was asked twice");
+        // Owner ids 1..=50 000 and this thread's own, for the region's earlier blocks.
+        assert!(
+            asked.len() >= 50_000 && asked.len() <= 50_001,
+            "{}",
+            asked.len()
+        );
+        assert_eq!(stats.heap.orphaned_allocations, 50_000);
+        assert_eq!(stats.heap.orphaned_bytes, 50_000 * 64);
+    }
+
+    #[test]
     fn check_passes_on_a_heap_after_churn() {
         let region = ShmRegion::anonymous(1 << 20).unwrap();
         let heap = region.heap();
@@ -923,6 +972,6 @@ mod tests {
             heap.free(p, g).unwrap();
         }
         heap.check().unwrap();
-        assert_eq!(heap.stats().unwrap().free_blocks, 1, "whole again");
+        assert_eq!(heap.stats().unwrap().0.free_blocks, 1, "whole again");
     }
 }

@@ -448,16 +448,28 @@ impl ShmRegion {
 
     /// The allocator's figures (used, free, largest free block).
     pub fn stats(&self) -> Result<RegionStats> {
-        let _g = self.alloc_lock()?;
+        let base = self.inner.map.base() as usize;
+        self.stats_with(|owner| crate::liveness::holder_gone(base, owner))
+    }
+
+    /// [`stats`](ShmRegion::stats), asking `gone` whether an allocating owner's process is
+    /// gone.
+    fn stats_with(&self, gone: impl FnMut(u32) -> bool) -> Result<RegionStats> {
+        let g = self.alloc_lock()?;
+        let (mut heap, owners) = self.heap().stats()?;
+        let types_used = self.header().types_used.load(Relaxed) as usize;
+        // Who is gone is asked (a system call per owner) with the allocator free for others.
+        drop(g);
+        heap::count_orphans(&mut heap, owners, gone);
         Ok(RegionStats {
             size: self.size(),
             heap_size: (self.inner.heap_end - self.inner.heap_start) as usize,
             heap_start: self.inner.heap_start as usize,
             type_registry: (
                 (self.inner.id.types_area().1 - self.inner.id.types_area().0) as usize,
-                self.header().types_used.load(Relaxed) as usize,
+                types_used,
             ),
-            heap: self.heap().stats()?,
+            heap,
         })
     }
 
