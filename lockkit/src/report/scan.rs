@@ -3,7 +3,7 @@
 //! checked before it is read, every walk is bounded, and what does not check out is
 //! skipped.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering::Relaxed;
 
 use super::{LockInfo, LockReport};
@@ -270,12 +270,13 @@ fn walk(
         })
         .collect();
     let blocks = view.heap().live_blocks();
-    let mut descriptions: HashMap<u64, Vec<Line>> = HashMap::new();
-    for &(_, tag, _) in &blocks {
-        descriptions
-            .entry(tag)
-            .or_insert_with(|| decode(&view.description(tag)));
-    }
+    // Each distinct tag's description, read from the registry in one pass and decoded once.
+    let tags: std::collections::HashSet<u64> = blocks.iter().map(|&(_, tag, _)| tag).collect();
+    let descriptions: HashMap<u64, Vec<Line>> = view
+        .descriptions(tags)
+        .into_iter()
+        .map(|(tag, bytes)| (tag, decode(&bytes)))
+        .collect();
     // Each type's locks, expanded once (not once per object), within the budget.
     let mut budget = SCAN_BUDGET;
     let mut expanded: HashMap<u64, Vec<(String, u64, Kind<'_>)>> = HashMap::new();
@@ -336,21 +337,28 @@ fn walk(
 
 /// The place (`object.field`) of the lock at `offset`, for messages; `allocator` for the
 /// region's own lock.
+#[cfg_attr(not(feature = "lock-debug"), allow(dead_code))]
 pub(crate) fn place_of(view: &View<'_>, offset: u64) -> Option<String> {
+    places_of(view, &[offset].into()).remove(&offset)
+}
+
+/// The places of the locks at `offsets`, found in one walk of the region (a report may name
+/// thousands of locks: one walk each would re-expand every description each time).
+fn places_of(view: &View<'_>, offsets: &HashSet<u64>) -> HashMap<u64, String> {
+    let mut found = HashMap::new();
     let alloc = std::ptr::addr_of!(view.header().alloc_lock) as u64
         - view.header() as *const header::Header as u64;
-    if offset == alloc {
-        return Some("allocator".into());
+    if offsets.contains(&alloc) {
+        found.insert(alloc, "allocator".to_owned());
     }
-    let mut found = None;
     walk(view, |object, lines, path, at, _| {
-        if at == offset && found.is_none() {
+        if offsets.contains(&at) && !found.contains_key(&at) {
             let info = LockInfo {
                 object: object.to_owned(),
                 field: display_path(lines, path),
                 ..LockInfo::default()
             };
-            found = Some(info.place());
+            found.insert(at, info.place());
         }
     });
     found
@@ -395,14 +403,19 @@ pub(crate) fn scan(view: &View<'_>) -> LockReport {
 /// The lock-order inversions recorded in the region (by programs built with `lock-debug`),
 /// each order with its sites.
 fn inversions(view: &View<'_>) -> Vec<super::OrderInversion> {
-    let mut places: HashMap<u64, String> = HashMap::new();
-    let mut place = |off: u64| {
+    let edges = crate::shm::order_table::region_inversions(view);
+    if edges.is_empty() {
+        return Vec::new();
+    }
+    let ends: HashSet<u64> = edges.iter().flat_map(|(e, ..)| [e.from, e.to]).collect();
+    let places = places_of(view, &ends);
+    let place = |off: u64| {
         places
-            .entry(off)
-            .or_insert_with(|| place_of(view, off).unwrap_or_else(|| format!("offset {off:#x}")))
-            .clone()
+            .get(&off)
+            .cloned()
+            .unwrap_or_else(|| format!("offset {off:#x}"))
     };
-    crate::shm::order_table::region_inversions(view)
+    edges
         .into_iter()
         .map(|(e, held_at, taken_at)| super::OrderInversion {
             held: place(e.from),

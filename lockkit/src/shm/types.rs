@@ -107,9 +107,37 @@ impl<'a> View<'a> {
 
     /// The description registered for fingerprint `tag`, or nothing.
     pub(crate) fn description(&self, tag: u64) -> Vec<u8> {
-        let Some(&(i, _, len)) = self.type_entries().iter().find(|&&(_, fp, _)| fp == tag) else {
-            return Vec::new();
-        };
+        match self.type_entries().iter().find(|&&(_, fp, _)| fp == tag) {
+            Some(&(i, _, len)) => self.entry_bytes(i, len),
+            None => Vec::new(),
+        }
+    }
+
+    /// The descriptions registered for `tags`, reading the registry once (the report asks
+    /// for every tag its live blocks carry, which a damaged region may make many): an
+    /// unknown tag gets an empty description. The bytes read are bounded by the registry's
+    /// size, whatever the number of tags.
+    pub(crate) fn descriptions(
+        &self,
+        tags: impl IntoIterator<Item = u64>,
+    ) -> std::collections::HashMap<u64, Vec<u8>> {
+        let entries: std::collections::HashMap<u64, (u64, u64)> = self
+            .type_entries()
+            .into_iter()
+            .map(|(i, fp, len)| (fp, (i, len)))
+            .collect();
+        tags.into_iter()
+            .map(|tag| {
+                let bytes = entries
+                    .get(&tag)
+                    .map_or_else(Vec::new, |&(i, len)| self.entry_bytes(i, len));
+                (tag, bytes)
+            })
+            .collect()
+    }
+
+    /// The bytes of the entry at word `i`, `len` long (at most a description's maximum).
+    fn entry_bytes(&self, i: u64, len: u64) -> Vec<u8> {
         let len = len.min(layout::MAX_DESCRIPTION as u64);
         let mut out = Vec::with_capacity(len as usize);
         for k in 0..len.div_ceil(WORD) {
