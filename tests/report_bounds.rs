@@ -184,7 +184,7 @@ fn every_block_of_its_own_type_and_a_full_lock_order_table() {
     let mut i = 0u64;
     while at + 64 <= end {
         let from = locks[(i % 64) as usize].ptr().offset();
-        let to = if i % 2 == 0 {
+        let to = if i.is_multiple_of(2) {
             locks[((i / 64) % 64) as usize].ptr().offset()
         } else {
             0x100_0000 + i * 8
