@@ -460,3 +460,124 @@ fn opens_racing_a_create_and_unlink_loop_wait_instead_of_misreading_the_header()
     );
     eprintln!("{opened} opens succeeded against {made} creates");
 }
+
+#[test]
+fn a_fifo_at_the_name_is_reported_without_blocking() {
+    let _s = common::serial();
+    let name = unique_name("fifo");
+    let path = std::ffi::CString::new(shm_path(&name).to_str().unwrap()).unwrap();
+    // SAFETY: a valid C string.
+    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+    let _cleanup = scopeguard::guard((), |()| {
+        let _ = std::fs::remove_file(shm_path(&name));
+    });
+    // In a child: the old inspector blocked in open(2) for ever.
+    let child = common::fork(|| {
+        let fifo = |e: &Error| {
+            matches!(
+                e,
+                Error::NotAnObject {
+                    found: "a FIFO",
+                    ..
+                }
+            )
+        };
+        match lockkit::report::Inspector::open(&name) {
+            Err(e) if fifo(&e) => {}
+            _ => return 1,
+        }
+        match ShmRegion::open(&name) {
+            Err(e) if fifo(&e) => {}
+            _ => return 2,
+        }
+        match ShmRegion::create(&name, SIZE) {
+            Err(e) if fifo(&e) => {}
+            _ => return 3,
+        }
+        0
+    });
+    let code = child.join_within(std::time::Duration::from_secs(20), String::new);
+    assert_eq!(
+        code, 0,
+        "step {code} did not report the FIFO as NotAnObject"
+    );
+}
+
+/// A copy of a region's bytes with holes wherever a page is all zeros, as
+/// `cp --sparse=always` makes it.
+fn write_sparse(path: &std::path::Path, bytes: &[u8]) {
+    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .unwrap();
+    f.set_len(bytes.len() as u64).unwrap();
+    for (i, page) in bytes.chunks(4096).enumerate() {
+        if page.iter().any(|&b| b != 0) {
+            f.write_all_at(page, (i * 4096) as u64).unwrap();
+        }
+    }
+}
+
+/// Writes a file into /dev/shm until it is full.
+fn fill_dev_shm() -> std::path::PathBuf {
+    use std::io::Write;
+    let path = std::path::PathBuf::from("/dev/shm/lockkit-test-filler");
+    let mut f = std::fs::File::create(&path).unwrap();
+    let page = [0xa5u8; 4096];
+    while f.write_all(&page).is_ok() {}
+    path
+}
+
+#[test]
+fn a_sparse_copy_on_a_full_dev_shm_is_refused_at_open_instead_of_crashing_later() {
+    let _s = common::serial();
+    let child = common::fork(|| {
+        if !small_dev_shm() {
+            return 77;
+        }
+        let (src, copy) = ("/lockkit-test-sparse-src", "/lockkit-test-sparse");
+        let bytes = {
+            let Ok(_r) = ShmRegion::create(src, 2 << 20) else {
+                return 1;
+            };
+            std::fs::read(shm_path(src)).unwrap()
+        };
+        write_sparse(&shm_path(copy), &bytes);
+        let filler = fill_dev_shm();
+        match ShmRegion::open(copy) {
+            Err(Error::NoSpace { .. }) => {}
+            Ok(r) => {
+                // The old behaviour: opened; reading a hole is a SIGBUS.
+                let _ = r.check();
+                return 2;
+            }
+            Err(_) => return 3,
+        }
+        match lockkit::report::Inspector::open(copy) {
+            Err(Error::NoSpace { .. }) => {}
+            Ok(i) => {
+                let _ = i.report();
+                return 4;
+            }
+            Err(_) => return 5,
+        }
+        // With room again, the same copy opens and is whole.
+        std::fs::remove_file(filler).unwrap();
+        let Ok(r) = ShmRegion::open(copy) else {
+            return 6;
+        };
+        if r.check().is_err() || lockkit::report::Inspector::open(copy).is_err() {
+            return 7;
+        }
+        0
+    });
+    match child.join() {
+        0 => {}
+        77 => panic!("cannot mount a small tmpfs over /dev/shm in a mount namespace (needs root)"),
+        135 => panic!("the child was killed by SIGBUS reading the region"),
+        code => panic!("the child failed at step {code}"),
+    }
+}

@@ -34,6 +34,10 @@ pub struct Inspector {
 impl Inspector {
     /// Maps the region called `name` read-only, waiting up to a second for a creator that
     /// is still initialising it.
+    ///
+    /// A FIFO or the like at the name is [`Error::NotAnObject`], never waited on; a region
+    /// with holes (a sparse copy) whose pages `/dev/shm` cannot provide is
+    /// [`Error::NoSpace`] rather than a SIGBUS at the first read.
     pub fn open(name: &str) -> Result<Inspector> {
         let n = ShmName::parse(name)?;
         let object = OpenedObject::open_read_only(&n)?;
@@ -50,6 +54,7 @@ impl Inspector {
             }
         };
         let map = object.map_read_only(id.total_size as usize)?;
+        object.populate(&map)?;
         object.register_read_only(map.as_ptr(), map.len())?;
         Ok(Inspector {
             name: n.display,

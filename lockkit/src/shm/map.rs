@@ -1,5 +1,8 @@
 //! Getting shared mappings from the OS: a memfd for anonymous regions (inherited by `fork`),
-//! POSIX shm objects for named ones.
+//! POSIX shm objects (files in `/dev/shm`) for named ones.
+//!
+//! An opener looks at what is at the name before it opens it and opens without blocking: a
+//! FIFO or a device there is reported, never waited on.
 //!
 //! Invariants kept here: a [`Mapping`] is a `MAP_SHARED` mapping of exactly `len` bytes that
 //! stays mapped until the `Mapping` is dropped; `base` is page-aligned and was taken from the
@@ -58,8 +61,7 @@ impl Mapping {
     /// that replaced it under the same name).
     pub(crate) fn is_named(&self, name: &ShmName) -> bool {
         use std::os::unix::fs::MetadataExt;
-        let path = std::path::Path::new("/dev/shm").join(&name.display[1..]);
-        match (std::fs::metadata(path), self.identity) {
+        match (std::fs::metadata(name.path()), self.identity) {
             (Ok(m), Some(id)) => (m.dev(), m.ino()) == id,
             _ => false,
         }
@@ -130,6 +132,8 @@ pub(crate) struct ShmName {
     /// With the leading slash, as `shm_open` wants it and as messages show it.
     pub(crate) display: String,
     c: CString,
+    /// The object's file: `/dev/shm/name`, where glibc's `shm_open` puts it too.
+    path: CString,
 }
 
 impl ShmName {
@@ -156,9 +160,19 @@ impl ShmName {
         }
         let display = format!("/{bare}");
         let c = CString::new(display.clone()).map_err(|_| invalid("it contains a NUL byte"))?;
-        Ok(ShmName { display, c })
+        let path = CString::new(format!("{SHM_DIR}/{bare}"))
+            .map_err(|_| invalid("it contains a NUL byte"))?;
+        Ok(ShmName { display, c, path })
+    }
+
+    fn path(&self) -> &std::path::Path {
+        use std::os::unix::ffi::OsStrExt;
+        std::path::Path::new(std::ffi::OsStr::from_bytes(self.path.as_bytes()))
     }
 }
+
+/// Where POSIX shm objects live on Linux.
+const SHM_DIR: &str = "/dev/shm";
 
 fn file_from_fd(fd: libc::c_int) -> io::Result<File> {
     if fd < 0 {
@@ -168,12 +182,12 @@ fn file_from_fd(fd: libc::c_int) -> io::Result<File> {
     Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
 }
 
-/// What is at `/dev/shm/<name>` when it is not a plain file, for error messages.
-fn not_an_object(name: &ShmName) -> Option<&'static str> {
+/// What a file of type `t` is, for error messages; `None` for a regular file.
+fn kind(t: std::fs::FileType) -> Option<&'static str> {
     use std::os::unix::fs::FileTypeExt;
-    let path = std::path::Path::new("/dev/shm").join(&name.display[1..]);
-    let t = std::fs::symlink_metadata(path).ok()?.file_type();
-    Some(if t.is_dir() {
+    Some(if t.is_file() {
+        return None;
+    } else if t.is_dir() {
         "a directory"
     } else if t.is_symlink() {
         "a symbolic link"
@@ -184,8 +198,13 @@ fn not_an_object(name: &ShmName) -> Option<&'static str> {
     } else if t.is_block_device() || t.is_char_device() {
         "a device"
     } else {
-        return None;
+        "not a regular file"
     })
+}
+
+/// What is at `/dev/shm/<name>` when it is not a plain file, for error messages.
+fn not_an_object(name: &ShmName) -> Option<&'static str> {
+    kind(std::fs::symlink_metadata(name.path()).ok()?.file_type())
 }
 
 fn open_error(name: &ShmName, e: io::Error) -> Error {
@@ -209,7 +228,7 @@ fn open_error(name: &ShmName, e: io::Error) -> Error {
             name,
             reason: "the system rejects it",
         },
-        _ => Error::os("shm_open", e),
+        _ => Error::os("opening the shm object", e),
     }
 }
 
@@ -255,10 +274,111 @@ impl OpenedObject {
     }
 
     fn open_flags(name: &ShmName, flags: libc::c_int) -> Result<OpenedObject> {
+        let not_an_object = |found| Error::NotAnObject {
+            name: name.display.clone(),
+            found,
+        };
+        // Opening a FIFO or a device can block, or disturb whoever uses it: look first.
+        match std::fs::symlink_metadata(name.path()) {
+            Ok(m) => {
+                if let Some(found) = kind(m.file_type()) {
+                    return Err(not_an_object(found));
+                }
+            }
+            Err(e) => return Err(open_error(name, e)),
+        }
+        // Something else may have been put there since: O_NONBLOCK so that a FIFO cannot
+        // block the open (it changes nothing for a regular file), O_NOFOLLOW as shm_open.
         // SAFETY: a valid C string; no O_CREAT, so the mode argument is unused.
-        let fd = unsafe { libc::shm_open(name.c.as_ptr(), flags | libc::O_CLOEXEC, 0) };
+        let fd = unsafe {
+            libc::open(
+                name.path.as_ptr(),
+                flags | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC,
+                0,
+            )
+        };
         let file = file_from_fd(fd).map_err(|e| open_error(name, e))?;
+        let m = file.metadata().map_err(|e| Error::os("fstat", e))?;
+        if let Some(found) = kind(m.file_type()) {
+            return Err(not_an_object(found));
+        }
         Ok(OpenedObject { file })
+    }
+
+    /// Whether the first `len` bytes of the object have pages behind them: a hole (a sparse
+    /// copy's) is given a page by tmpfs at the first touch, read or write, and when
+    /// `/dev/shm` is full that touch is a SIGBUS. When the kernel cannot say, `false`.
+    fn fully_backed(&self, len: u64) -> bool {
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&self.file);
+        // SAFETY: lseek on an fd we own; it moves only this description's offset, which
+        // nothing here uses (reads are positioned).
+        let hole = unsafe { libc::lseek(fd, 0, libc::SEEK_HOLE) };
+        hole >= 0 && hole as u64 >= len
+    }
+
+    /// Makes sure the pages of the first `len` bytes exist, allocating the missing ones, so
+    /// that no touch of them can be a SIGBUS: [`Error::NoSpace`] when `/dev/shm` cannot hold
+    /// them. Needs a writable description.
+    pub(crate) fn reserve(&self, len: u64) -> Result<()> {
+        if self.fully_backed(len) {
+            return Ok(());
+        }
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&self.file);
+        let Ok(len_off) = libc::off_t::try_from(len) else {
+            return Ok(());
+        };
+        loop {
+            // SAFETY: fallocate on an fd we own; mode 0 within the file's size (the caller
+            // checked it) allocates zeroed pages for holes and changes no byte or size.
+            // (Not posix_fallocate: where the file system cannot, glibc emulates it by
+            // writing bytes, which would race with the processes using the region.)
+            if unsafe { libc::fallocate(fd, 0, 0, len_off) } == 0 {
+                return Ok(());
+            }
+            let e = io::Error::last_os_error();
+            return match e.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::ENOSPC | libc::ENOMEM | libc::EFBIG) => Err(Error::NoSpace {
+                    requested: len as usize,
+                    source: e,
+                }),
+                // A file system that cannot reserve (not tmpfs) does not give pages on reads.
+                Some(libc::EOPNOTSUPP) => Ok(()),
+                _ => Err(Error::os("fallocate", e)),
+            };
+        }
+    }
+
+    /// For a read-only `map` of this object, which cannot `reserve`: faults every page of it
+    /// in now, when a page that cannot be had is an error ([`Error::NoSpace`]) instead of a
+    /// SIGBUS later.
+    pub(crate) fn populate(&self, map: &memmap2::Mmap) -> Result<()> {
+        if self.fully_backed(map.len() as u64) {
+            return Ok(());
+        }
+        loop {
+            // SAFETY: the range is our own live mapping; MADV_POPULATE_READ only faults its
+            // pages in (as reads would) and reports a failure instead of raising SIGBUS.
+            let r = unsafe {
+                libc::madvise(
+                    map.as_ptr() as *mut libc::c_void,
+                    map.len(),
+                    libc::MADV_POPULATE_READ,
+                )
+            };
+            if r == 0 {
+                return Ok(());
+            }
+            let e = io::Error::last_os_error();
+            return match e.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::EFAULT | libc::ENOMEM) => Err(Error::NoSpace {
+                    requested: map.len(),
+                    source: e,
+                }),
+                _ => Err(Error::os("madvise(MADV_POPULATE_READ)", e)),
+            };
+        }
     }
 
     /// A read-only mapping of the first `len` bytes.

@@ -157,8 +157,11 @@ impl ShmRegion {
     /// creator is still setting it up is waited for (up to 2 s); one whose creator died
     /// half-way is [`Error::Abandoned`]. Everything is checked before it is used; each
     /// problem has its own error: [`Error::NotFound`], [`Error::PermissionDenied`],
-    /// [`Error::NotAnObject`], [`Error::NotLockkitRegion`], [`Error::VersionMismatch`],
-    /// [`Error::Truncated`], [`Error::CorruptHeader`].
+    /// [`Error::NotAnObject`] (a directory, a FIFO or the like at the name, looked at without
+    /// opening or waiting on it), [`Error::NotLockkitRegion`], [`Error::VersionMismatch`],
+    /// [`Error::Truncated`], [`Error::CorruptHeader`], and [`Error::NoSpace`] for a region
+    /// with holes (a sparse copy) whose missing pages `/dev/shm` cannot provide: they are
+    /// reserved here, where the first touch of one would otherwise be a SIGBUS.
     pub fn open(name: &str) -> Result<ShmRegion> {
         RegionOptions::new().open(name)
     }

@@ -160,6 +160,7 @@ impl RegionOptions {
                 Verdict::NotYet(_) => std::thread::sleep(Duration::from_millis(2)),
             }
         };
+        obj.reserve(id.total_size)?;
         let map = obj.map(id.total_size as usize)?;
         Ok(ShmRegion::attach(map, id, Some(n.display), None))
     }
