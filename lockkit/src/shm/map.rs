@@ -1,6 +1,13 @@
 //! Getting shared mappings from the OS: a memfd for anonymous regions (inherited by `fork`),
 //! POSIX shm objects (files in `/dev/shm`) for named ones.
 //!
+//! A named region is built in a file without a name (`O_TMPFILE` in `/dev/shm`) and given
+//! its name only once it is complete, by `linkat`, which fails if the name exists. So a name
+//! never leads to a half-made region, of all the creators racing for a name exactly one gets
+//! it, and a creator that dies half-way leaves nothing behind: the kernel frees the unnamed
+//! file with its last descriptor, and the name stays free. Nothing has to judge whether a
+//! creator is still alive.
+//!
 //! An opener looks at what is at the name before it opens it and opens without blocking: a
 //! FIFO or a device there is reported, never waited on.
 //!
@@ -232,30 +239,78 @@ fn open_error(name: &ShmName, e: io::Error) -> Error {
     }
 }
 
-/// Creates a new shm object (failing if it exists) with exactly `mode`, sized `len`, and maps
-/// it. On failure after creation the object is unlinked again.
-pub(crate) fn create_named(name: &ShmName, len: usize, mode: u32) -> Result<Mapping> {
-    // SAFETY: a valid C string; the mode is passed as the variadic argument shm_open expects.
+/// A region's file that has no name yet: made by [`create_unnamed`], named by
+/// [`Unnamed::publish`]. Dropped unnamed, it is freed with its last mapping.
+pub(crate) struct Unnamed {
+    file: File,
+    len: usize,
+}
+
+/// Creates a file without a name in `/dev/shm` with exactly `mode`, sized `len` with its
+/// pages reserved, and maps it. Nobody can open it until [`Unnamed::publish`] names it; if
+/// this process dies first, the kernel frees it.
+pub(crate) fn create_unnamed(name: &ShmName, len: usize, mode: u32) -> Result<(Mapping, Unnamed)> {
+    // SAFETY: a valid C string; the mode is passed as the variadic argument open expects.
     let fd = unsafe {
-        libc::shm_open(
-            name.c.as_ptr(),
-            libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC,
-            mode as libc::mode_t,
+        libc::open(
+            c"/dev/shm".as_ptr(),
+            libc::O_TMPFILE | libc::O_RDWR | libc::O_CLOEXEC,
+            mode as libc::c_uint,
         )
     };
-    let file = file_from_fd(fd).map_err(|e| open_error(name, e))?;
-    let undo = scopeguard::guard((), |()| {
-        let _ = unlink_named(name);
-    });
-    // The umask narrowed the mode given to shm_open; set exactly what the creator asked for.
+    let file = file_from_fd(fd).map_err(|e| match e.raw_os_error() {
+        Some(libc::EACCES | libc::EPERM) => Error::PermissionDenied {
+            name: name.display.clone(),
+        },
+        Some(libc::ENOSPC) => Error::NoSpace {
+            requested: len,
+            source: e,
+        },
+        _ => Error::os("open(/dev/shm, O_TMPFILE)", e),
+    })?;
+    // The umask narrowed the mode given to open; set exactly what the creator asked for.
     // SAFETY: fchmod on an fd we own.
     if unsafe { libc::fchmod(std::os::fd::AsRawFd::as_raw_fd(&file), mode as libc::mode_t) } != 0 {
         return Err(Error::os("fchmod", io::Error::last_os_error()));
     }
     size_and_reserve(&file, len)?;
     let map = Mapping::new(&file, len)?;
-    scopeguard::ScopeGuard::into_inner(undo);
-    Ok(map)
+    Ok((map, Unnamed { file, len }))
+}
+
+impl Unnamed {
+    /// Gives the file its name, unless the name exists ([`Error::AlreadyExists`], or
+    /// [`Error::NotAnObject`] for a directory and the like): one step, so of the processes
+    /// creating one name at once exactly one succeeds.
+    pub(crate) fn publish(self, name: &ShmName) -> Result<()> {
+        // Through /proc/self/fd, the way open(2) documents for O_TMPFILE files: `linkat`
+        // with AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH on many kernels, and lockkit needs
+        // /proc/self/fd anyway (for owner ids, `crate::liveness`).
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&self.file);
+        let from = CString::new(format!("/proc/self/fd/{fd}")).expect("no NUL in a number");
+        // SAFETY: valid C strings; linkat only reads them.
+        let r = unsafe {
+            libc::linkat(
+                libc::AT_FDCWD,
+                from.as_ptr(),
+                libc::AT_FDCWD,
+                name.path.as_ptr(),
+                libc::AT_SYMLINK_FOLLOW,
+            )
+        };
+        if r == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        Err(match e.raw_os_error() {
+            Some(libc::ENOSPC) => Error::NoSpace {
+                requested: self.len,
+                source: e,
+            },
+            Some(libc::EEXIST | libc::EACCES | libc::EPERM) => open_error(name, e),
+            _ => Error::os("naming the region (linkat through /proc/self/fd)", e),
+        })
+    }
 }
 
 /// An existing shm object, opened for reading and writing but not yet mapped.
@@ -427,6 +482,14 @@ impl OpenedObject {
 
     pub(crate) fn map(&self, len: usize) -> Result<Mapping> {
         Mapping::new(&self.file, len)
+    }
+}
+
+/// [`Error::AlreadyExists`] (or [`Error::NotAnObject`]) if something is at the name now.
+pub(crate) fn refuse_existing(name: &ShmName) -> Result<()> {
+    match std::fs::symlink_metadata(name.path()) {
+        Ok(_) => Err(open_error(name, io::Error::from_raw_os_error(libc::EEXIST))),
+        Err(_) => Ok(()),
     }
 }
 
