@@ -21,8 +21,10 @@ pub enum Error {
     /// Something that is not a shared-memory object (a directory, a symbolic link, a device)
     /// has this name under `/dev/shm`.
     NotAnObject { name: String, found: &'static str },
-    /// The process that was creating this region died before it finished: the region was
-    /// never ready and never will be.
+    /// Not returned by this version, kept so that code matching on it compiles: a region
+    /// is now named only once it is complete, so a creator that dies half-way leaves
+    /// nothing under the name. (It meant: the process that was creating this region died
+    /// before it finished.)
     Abandoned { name: String, creator: u32 },
     /// The object is not to be trusted without asking: owned by another user, or writable
     /// by users other than its owner (see `RegionOptions`).

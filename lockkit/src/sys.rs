@@ -151,8 +151,9 @@ pub(crate) fn pid() -> u32 {
 }
 
 /// Whether process `pid` exists (a zombie counts as gone; a pid that was reused counts as
-/// existing: callers only wait longer). Reads `/proc`: used only to tell whether a region's
-/// creator is still at work, never to hand a lock on.
+/// existing). Reads `/proc`: used only for the allocator's figures of what dead processes
+/// left allocated (`HeapStats::orphaned_allocations`), never to hand a lock on or to remove
+/// anything.
 pub(crate) fn process_exists(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => stat

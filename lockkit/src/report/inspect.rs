@@ -1,10 +1,8 @@
 //! [`Inspector`]: a read-only attachment to a named region, for looking at its locks from
 //! another process while the application runs (or hangs).
 
-use std::time::{Duration, Instant};
-
 use super::LockReport;
-use crate::shm::header::{self, Identity, Verdict, HEADER_SIZE};
+use crate::shm::header::{self, Identity, HEADER_SIZE};
 use crate::shm::map::{OpenedObject, ShmName};
 use crate::shm::view::View;
 use crate::{Error, Result};
@@ -32,24 +30,20 @@ pub struct Inspector {
 }
 
 impl Inspector {
-    /// Maps the region called `name` read-only, waiting up to a second for a creator that
-    /// is still initialising it.
+    /// Maps the region called `name` read-only.
+    ///
+    /// Errors as [`ShmRegion::open`](crate::ShmRegion::open)'s (without the trust checks):
+    /// a FIFO or the like at the name is [`Error::NotAnObject`], never waited on; a region
+    /// with holes (a sparse copy) whose pages `/dev/shm` cannot provide is
+    /// [`Error::NoSpace`] rather than a SIGBUS at the first read.
     pub fn open(name: &str) -> Result<Inspector> {
         let n = ShmName::parse(name)?;
         let object = OpenedObject::open_read_only(&n)?;
         let mut buf = vec![0u8; HEADER_SIZE];
-        let t0 = Instant::now();
-        let id = loop {
-            let len = object.len()?;
-            let got = object.read_start(&mut buf)?;
-            match header::inspect(&n.display, &buf[..got], len) {
-                Verdict::Valid(id) => break id,
-                Verdict::Invalid(e) => return Err(e),
-                Verdict::NotYet(e) if t0.elapsed() >= Duration::from_secs(1) => return Err(e),
-                Verdict::NotYet(_) => std::thread::sleep(Duration::from_millis(2)),
-            }
-        };
+        let got = object.read_start(&mut buf)?;
+        let id = header::inspect(&n.display, &buf[..got], object.len()?)?;
         let map = object.map_read_only(id.total_size as usize)?;
+        object.populate(&map)?;
         object.register_read_only(map.as_ptr(), map.len())?;
         Ok(Inspector {
             name: n.display,

@@ -35,8 +35,9 @@ pub(crate) struct Header {
     heap_end: AtomicU64,
     check: AtomicU64,
     state: AtomicU32,
-    /// The creating process, written first: an opener that finds the header unfinished
-    /// can tell a creator still at work from one that died.
+    /// The creating process, as its pid namespace numbers it: for a person reading the
+    /// bytes. Nothing judges by it (a region is named only once it is complete, so no
+    /// opener needs to know whether its creator lives).
     pub(crate) creator_pid: AtomicU32,
     _reserved: [AtomicU32; 3],
     /// Guards the allocator and the root table.
@@ -215,15 +216,6 @@ impl Header {
     }
 }
 
-/// What a copy of a file's first bytes says about it.
-#[derive(Debug)]
-pub(crate) enum Verdict {
-    Valid(Identity),
-    /// Empty, all-zero magic, or not yet `READY`: possibly a creator mid-initialisation.
-    NotYet(Error),
-    Invalid(Error),
-}
-
 fn field<const N: usize>(buf: &[u8], at: usize) -> [u8; N] {
     buf[at..at + N]
         .try_into()
@@ -236,9 +228,14 @@ fn u64_at(buf: &[u8], at: usize) -> u64 {
     u64::from_ne_bytes(field(buf, at))
 }
 
-/// Judges the first `buf.len()` bytes of an object of `file_len` bytes. Reads nothing out of
-/// `buf`, whatever it holds.
-pub(crate) fn inspect(name: &str, buf: &[u8], file_len: u64) -> Verdict {
+/// Judges the first `buf.len()` bytes of an object of `file_len` bytes: the region's layout,
+/// or why it is not a region this lockkit can use. Reads nothing out of `buf`, whatever it
+/// holds.
+///
+/// A region gets its name only once it is `READY` (see `map.rs`), so whatever is at a name
+/// is final: nothing here waits, and an unfinished header is not a creator at work but
+/// somebody else's file, or damage.
+pub(crate) fn inspect(name: &str, buf: &[u8], file_len: u64) -> Result<Identity> {
     let name = name.to_owned();
     let truncated = |expected: u64| Error::Truncated {
         name: name.clone(),
@@ -246,49 +243,27 @@ pub(crate) fn inspect(name: &str, buf: &[u8], file_len: u64) -> Verdict {
         actual: file_len,
     };
     let corrupt = |detail: String| {
-        Verdict::Invalid(Error::CorruptHeader {
+        Err(Error::CorruptHeader {
             name: name.clone(),
             detail,
         })
     };
-    let not_ours = || Error::NotLockkitRegion { name: name.clone() };
-    if buf.len() < 8 {
-        return if buf.iter().all(|&b| b == 0) {
-            Verdict::NotYet(not_ours())
-        } else {
-            Verdict::Invalid(not_ours())
-        };
-    }
-    let magic = u64_at(buf, offset_of!(Header, magic));
-    if magic != MAGIC {
-        if magic != 0 {
-            return Verdict::Invalid(not_ours());
-        }
-        // No magic yet: a creator at work, unless the creator it names is dead.
-        let at = offset_of!(Header, creator_pid);
-        let pid = if buf.len() >= at + 4 {
-            u32_at(buf, at)
-        } else {
-            0
-        };
-        if pid != 0 && !crate::sys::process_exists(pid) {
-            return Verdict::Invalid(Error::Abandoned { name, creator: pid });
-        }
-        return Verdict::NotYet(not_ours());
+    if buf.len() < 8 || u64_at(buf, offset_of!(Header, magic)) != MAGIC {
+        return Err(Error::NotLockkitRegion { name });
     }
     if buf.len() < offset_of!(Header, header_size) {
-        return Verdict::Invalid(truncated(HEADER_SIZE as u64));
+        return Err(truncated(HEADER_SIZE as u64));
     }
     let version = u32_at(buf, offset_of!(Header, version));
     if version != LAYOUT_VERSION {
-        return Verdict::Invalid(Error::VersionMismatch {
+        return Err(Error::VersionMismatch {
             name,
             found: version,
             expected: LAYOUT_VERSION,
         });
     }
     if buf.len() < HEADER_SIZE {
-        return Verdict::Invalid(truncated(HEADER_SIZE as u64));
+        return Err(truncated(HEADER_SIZE as u64));
     }
     let header_size = u32_at(buf, offset_of!(Header, header_size));
     let id = Identity {
@@ -312,19 +287,16 @@ pub(crate) fn inspect(name: &str, buf: &[u8], file_len: u64) -> Verdict {
         }
     }
     if u32_at(buf, offset_of!(Header, state)) != READY {
-        let pid = u32_at(buf, offset_of!(Header, creator_pid));
-        if pid != 0 && !crate::sys::process_exists(pid) {
-            return Verdict::Invalid(Error::Abandoned { name, creator: pid });
-        }
-        return Verdict::NotYet(Error::CorruptHeader {
-            name,
-            detail: "its creator never finished initialising it".into(),
-        });
+        return corrupt(
+            "it is not marked ready (its creator never finished initialising it, or it was \
+             damaged)"
+                .into(),
+        );
     }
     if file_len < id.total_size {
-        return Verdict::Invalid(truncated(id.total_size));
+        return Err(truncated(id.total_size));
     }
-    Verdict::Valid(id)
+    Ok(id)
 }
 
 /// Packs `s` (cut to `N * 8` bytes) into zero-padded words.
@@ -365,7 +337,7 @@ mod tests {
     #[test]
     fn a_fresh_header_is_valid() {
         let b = header_bytes(1 << 20);
-        assert!(matches!(inspect("/t", &b, 1 << 20), Verdict::Valid(_)));
+        assert!(inspect("/t", &b, 1 << 20).is_ok());
     }
 
     #[test]
@@ -374,10 +346,7 @@ mod tests {
         for at in 0..offset_of!(Header, state) {
             let mut c = b.clone();
             c[at] ^= 0x40;
-            assert!(
-                !matches!(inspect("/t", &c, 1 << 20), Verdict::Valid(_)),
-                "byte {at}"
-            );
+            assert!(inspect("/t", &c, 1 << 20).is_err(), "byte {at}");
         }
     }
 
@@ -385,10 +354,7 @@ mod tests {
     fn every_prefix_is_judged_without_panicking() {
         let b = header_bytes(1 << 20);
         for n in 0..b.len() {
-            assert!(!matches!(
-                inspect("/t", &b[..n], n as u64),
-                Verdict::Valid(_)
-            ));
+            assert!(inspect("/t", &b[..n], n as u64).is_err());
         }
     }
 

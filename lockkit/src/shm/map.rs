@@ -1,5 +1,15 @@
 //! Getting shared mappings from the OS: a memfd for anonymous regions (inherited by `fork`),
-//! POSIX shm objects for named ones.
+//! POSIX shm objects (files in `/dev/shm`) for named ones.
+//!
+//! A named region is built in a file without a name (`O_TMPFILE` in `/dev/shm`) and given
+//! its name only once it is complete, by `linkat`, which fails if the name exists. So a name
+//! never leads to a half-made region, of all the creators racing for a name exactly one gets
+//! it, and a creator that dies half-way leaves nothing behind: the kernel frees the unnamed
+//! file with its last descriptor, and the name stays free. Nothing has to judge whether a
+//! creator is still alive.
+//!
+//! An opener looks at what is at the name before it opens it and opens without blocking: a
+//! FIFO or a device there is reported, never waited on.
 //!
 //! Invariants kept here: a [`Mapping`] is a `MAP_SHARED` mapping of exactly `len` bytes that
 //! stays mapped until the `Mapping` is dropped; `base` is page-aligned and was taken from the
@@ -58,8 +68,7 @@ impl Mapping {
     /// that replaced it under the same name).
     pub(crate) fn is_named(&self, name: &ShmName) -> bool {
         use std::os::unix::fs::MetadataExt;
-        let path = std::path::Path::new("/dev/shm").join(&name.display[1..]);
-        match (std::fs::metadata(path), self.identity) {
+        match (std::fs::metadata(name.path()), self.identity) {
             (Ok(m), Some(id)) => (m.dev(), m.ino()) == id,
             _ => false,
         }
@@ -130,6 +139,8 @@ pub(crate) struct ShmName {
     /// With the leading slash, as `shm_open` wants it and as messages show it.
     pub(crate) display: String,
     c: CString,
+    /// The object's file: `/dev/shm/name`, where glibc's `shm_open` puts it too.
+    path: CString,
 }
 
 impl ShmName {
@@ -156,9 +167,19 @@ impl ShmName {
         }
         let display = format!("/{bare}");
         let c = CString::new(display.clone()).map_err(|_| invalid("it contains a NUL byte"))?;
-        Ok(ShmName { display, c })
+        let path = CString::new(format!("{SHM_DIR}/{bare}"))
+            .map_err(|_| invalid("it contains a NUL byte"))?;
+        Ok(ShmName { display, c, path })
+    }
+
+    fn path(&self) -> &std::path::Path {
+        use std::os::unix::ffi::OsStrExt;
+        std::path::Path::new(std::ffi::OsStr::from_bytes(self.path.as_bytes()))
     }
 }
+
+/// Where POSIX shm objects live on Linux.
+const SHM_DIR: &str = "/dev/shm";
 
 fn file_from_fd(fd: libc::c_int) -> io::Result<File> {
     if fd < 0 {
@@ -168,12 +189,12 @@ fn file_from_fd(fd: libc::c_int) -> io::Result<File> {
     Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
 }
 
-/// What is at `/dev/shm/<name>` when it is not a plain file, for error messages.
-fn not_an_object(name: &ShmName) -> Option<&'static str> {
+/// What a file of type `t` is, for error messages; `None` for a regular file.
+fn kind(t: std::fs::FileType) -> Option<&'static str> {
     use std::os::unix::fs::FileTypeExt;
-    let path = std::path::Path::new("/dev/shm").join(&name.display[1..]);
-    let t = std::fs::symlink_metadata(path).ok()?.file_type();
-    Some(if t.is_dir() {
+    Some(if t.is_file() {
+        return None;
+    } else if t.is_dir() {
         "a directory"
     } else if t.is_symlink() {
         "a symbolic link"
@@ -184,8 +205,13 @@ fn not_an_object(name: &ShmName) -> Option<&'static str> {
     } else if t.is_block_device() || t.is_char_device() {
         "a device"
     } else {
-        return None;
+        "not a regular file"
     })
+}
+
+/// What is at `/dev/shm/<name>` when it is not a plain file, for error messages.
+fn not_an_object(name: &ShmName) -> Option<&'static str> {
+    kind(std::fs::symlink_metadata(name.path()).ok()?.file_type())
 }
 
 fn open_error(name: &ShmName, e: io::Error) -> Error {
@@ -209,34 +235,82 @@ fn open_error(name: &ShmName, e: io::Error) -> Error {
             name,
             reason: "the system rejects it",
         },
-        _ => Error::os("shm_open", e),
+        _ => Error::os("opening the shm object", e),
     }
 }
 
-/// Creates a new shm object (failing if it exists) with exactly `mode`, sized `len`, and maps
-/// it. On failure after creation the object is unlinked again.
-pub(crate) fn create_named(name: &ShmName, len: usize, mode: u32) -> Result<Mapping> {
-    // SAFETY: a valid C string; the mode is passed as the variadic argument shm_open expects.
+/// A region's file that has no name yet: made by [`create_unnamed`], named by
+/// [`Unnamed::publish`]. Dropped unnamed, it is freed with its last mapping.
+pub(crate) struct Unnamed {
+    file: File,
+    len: usize,
+}
+
+/// Creates a file without a name in `/dev/shm` with exactly `mode`, sized `len` with its
+/// pages reserved, and maps it. Nobody can open it until [`Unnamed::publish`] names it; if
+/// this process dies first, the kernel frees it.
+pub(crate) fn create_unnamed(name: &ShmName, len: usize, mode: u32) -> Result<(Mapping, Unnamed)> {
+    // SAFETY: a valid C string; the mode is passed as the variadic argument open expects.
     let fd = unsafe {
-        libc::shm_open(
-            name.c.as_ptr(),
-            libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC,
-            mode as libc::mode_t,
+        libc::open(
+            c"/dev/shm".as_ptr(),
+            libc::O_TMPFILE | libc::O_RDWR | libc::O_CLOEXEC,
+            mode as libc::c_uint,
         )
     };
-    let file = file_from_fd(fd).map_err(|e| open_error(name, e))?;
-    let undo = scopeguard::guard((), |()| {
-        let _ = unlink_named(name);
-    });
-    // The umask narrowed the mode given to shm_open; set exactly what the creator asked for.
+    let file = file_from_fd(fd).map_err(|e| match e.raw_os_error() {
+        Some(libc::EACCES | libc::EPERM) => Error::PermissionDenied {
+            name: name.display.clone(),
+        },
+        Some(libc::ENOSPC) => Error::NoSpace {
+            requested: len,
+            source: e,
+        },
+        _ => Error::os("open(/dev/shm, O_TMPFILE)", e),
+    })?;
+    // The umask narrowed the mode given to open; set exactly what the creator asked for.
     // SAFETY: fchmod on an fd we own.
     if unsafe { libc::fchmod(std::os::fd::AsRawFd::as_raw_fd(&file), mode as libc::mode_t) } != 0 {
         return Err(Error::os("fchmod", io::Error::last_os_error()));
     }
     size_and_reserve(&file, len)?;
     let map = Mapping::new(&file, len)?;
-    scopeguard::ScopeGuard::into_inner(undo);
-    Ok(map)
+    Ok((map, Unnamed { file, len }))
+}
+
+impl Unnamed {
+    /// Gives the file its name, unless the name exists ([`Error::AlreadyExists`], or
+    /// [`Error::NotAnObject`] for a directory and the like): one step, so of the processes
+    /// creating one name at once exactly one succeeds.
+    pub(crate) fn publish(self, name: &ShmName) -> Result<()> {
+        // Through /proc/self/fd, the way open(2) documents for O_TMPFILE files: `linkat`
+        // with AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH on many kernels, and lockkit needs
+        // /proc/self/fd anyway (for owner ids, `crate::liveness`).
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&self.file);
+        let from = CString::new(format!("/proc/self/fd/{fd}")).expect("no NUL in a number");
+        // SAFETY: valid C strings; linkat only reads them.
+        let r = unsafe {
+            libc::linkat(
+                libc::AT_FDCWD,
+                from.as_ptr(),
+                libc::AT_FDCWD,
+                name.path.as_ptr(),
+                libc::AT_SYMLINK_FOLLOW,
+            )
+        };
+        if r == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        Err(match e.raw_os_error() {
+            Some(libc::ENOSPC) => Error::NoSpace {
+                requested: self.len,
+                source: e,
+            },
+            Some(libc::EEXIST | libc::EACCES | libc::EPERM) => open_error(name, e),
+            _ => Error::os("naming the region (linkat through /proc/self/fd)", e),
+        })
+    }
 }
 
 /// An existing shm object, opened for reading and writing but not yet mapped.
@@ -255,10 +329,111 @@ impl OpenedObject {
     }
 
     fn open_flags(name: &ShmName, flags: libc::c_int) -> Result<OpenedObject> {
+        let not_an_object = |found| Error::NotAnObject {
+            name: name.display.clone(),
+            found,
+        };
+        // Opening a FIFO or a device can block, or disturb whoever uses it: look first.
+        match std::fs::symlink_metadata(name.path()) {
+            Ok(m) => {
+                if let Some(found) = kind(m.file_type()) {
+                    return Err(not_an_object(found));
+                }
+            }
+            Err(e) => return Err(open_error(name, e)),
+        }
+        // Something else may have been put there since: O_NONBLOCK so that a FIFO cannot
+        // block the open (it changes nothing for a regular file), O_NOFOLLOW as shm_open.
         // SAFETY: a valid C string; no O_CREAT, so the mode argument is unused.
-        let fd = unsafe { libc::shm_open(name.c.as_ptr(), flags | libc::O_CLOEXEC, 0) };
+        let fd = unsafe {
+            libc::open(
+                name.path.as_ptr(),
+                flags | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC,
+                0,
+            )
+        };
         let file = file_from_fd(fd).map_err(|e| open_error(name, e))?;
+        let m = file.metadata().map_err(|e| Error::os("fstat", e))?;
+        if let Some(found) = kind(m.file_type()) {
+            return Err(not_an_object(found));
+        }
         Ok(OpenedObject { file })
+    }
+
+    /// Whether the first `len` bytes of the object have pages behind them: a hole (a sparse
+    /// copy's) is given a page by tmpfs at the first touch, read or write, and when
+    /// `/dev/shm` is full that touch is a SIGBUS. When the kernel cannot say, `false`.
+    fn fully_backed(&self, len: u64) -> bool {
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&self.file);
+        // SAFETY: lseek on an fd we own; it moves only this description's offset, which
+        // nothing here uses (reads are positioned).
+        let hole = unsafe { libc::lseek(fd, 0, libc::SEEK_HOLE) };
+        hole >= 0 && hole as u64 >= len
+    }
+
+    /// Makes sure the pages of the first `len` bytes exist, allocating the missing ones, so
+    /// that no touch of them can be a SIGBUS: [`Error::NoSpace`] when `/dev/shm` cannot hold
+    /// them. Needs a writable description.
+    pub(crate) fn reserve(&self, len: u64) -> Result<()> {
+        if self.fully_backed(len) {
+            return Ok(());
+        }
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&self.file);
+        let Ok(len_off) = libc::off_t::try_from(len) else {
+            return Ok(());
+        };
+        loop {
+            // SAFETY: fallocate on an fd we own; mode 0 within the file's size (the caller
+            // checked it) allocates zeroed pages for holes and changes no byte or size.
+            // (Not posix_fallocate: where the file system cannot, glibc emulates it by
+            // writing bytes, which would race with the processes using the region.)
+            if unsafe { libc::fallocate(fd, 0, 0, len_off) } == 0 {
+                return Ok(());
+            }
+            let e = io::Error::last_os_error();
+            return match e.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::ENOSPC | libc::ENOMEM | libc::EFBIG) => Err(Error::NoSpace {
+                    requested: len as usize,
+                    source: e,
+                }),
+                // A file system that cannot reserve (not tmpfs) does not give pages on reads.
+                Some(libc::EOPNOTSUPP) => Ok(()),
+                _ => Err(Error::os("fallocate", e)),
+            };
+        }
+    }
+
+    /// For a read-only `map` of this object, which cannot `reserve`: faults every page of it
+    /// in now, when a page that cannot be had is an error ([`Error::NoSpace`]) instead of a
+    /// SIGBUS later.
+    pub(crate) fn populate(&self, map: &memmap2::Mmap) -> Result<()> {
+        if self.fully_backed(map.len() as u64) {
+            return Ok(());
+        }
+        loop {
+            // SAFETY: the range is our own live mapping; MADV_POPULATE_READ only faults its
+            // pages in (as reads would) and reports a failure instead of raising SIGBUS.
+            let r = unsafe {
+                libc::madvise(
+                    map.as_ptr() as *mut libc::c_void,
+                    map.len(),
+                    libc::MADV_POPULATE_READ,
+                )
+            };
+            if r == 0 {
+                return Ok(());
+            }
+            let e = io::Error::last_os_error();
+            return match e.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::EFAULT | libc::ENOMEM) => Err(Error::NoSpace {
+                    requested: map.len(),
+                    source: e,
+                }),
+                _ => Err(Error::os("madvise(MADV_POPULATE_READ)", e)),
+            };
+        }
     }
 
     /// A read-only mapping of the first `len` bytes.
@@ -307,6 +482,14 @@ impl OpenedObject {
 
     pub(crate) fn map(&self, len: usize) -> Result<Mapping> {
         Mapping::new(&self.file, len)
+    }
+}
+
+/// [`Error::AlreadyExists`] (or [`Error::NotAnObject`]) if something is at the name now.
+pub(crate) fn refuse_existing(name: &ShmName) -> Result<()> {
+    match std::fs::symlink_metadata(name.path()) {
+        Ok(_) => Err(open_error(name, io::Error::from_raw_os_error(libc::EEXIST))),
+        Err(_) => Ok(()),
     }
 }
 

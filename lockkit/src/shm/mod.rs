@@ -140,6 +140,12 @@ impl ShmRegion {
     /// Fails with [`Error::AlreadyExists`] if the name is taken. The name is unlinked when the
     /// creating process drops its last handle, unless [`keep_name`](ShmRegion::keep_name)
     /// was called; processes that have it open keep using it.
+    ///
+    /// The region is built (its memory reserved, its header and heap written) without a name,
+    /// and named only once it is complete, in one step that fails if the name exists: of
+    /// several processes creating one name at once exactly one succeeds, an opener never
+    /// finds a half-made region, and a creator killed half-way leaves nothing behind, so the
+    /// next `create` of the name succeeds.
     pub fn create(name: &str, size: usize) -> Result<ShmRegion> {
         Self::create_with_mode(name, size, DEFAULT_MODE)
     }
@@ -154,12 +160,15 @@ impl ShmRegion {
     /// Attaches to a named region that some process created.
     ///
     /// Only an object this user owns and nobody else may write is trusted
-    /// ([`Error::Untrusted`] otherwise; [`RegionOptions`] can widen that). A region whose
-    /// creator is still setting it up is waited for (up to 2 s); one whose creator died
-    /// half-way is [`Error::Abandoned`]. Everything is checked before it is used; each
-    /// problem has its own error: [`Error::NotFound`], [`Error::PermissionDenied`],
-    /// [`Error::NotAnObject`], [`Error::NotLockkitRegion`], [`Error::VersionMismatch`],
-    /// [`Error::Truncated`], [`Error::CorruptHeader`].
+    /// ([`Error::Untrusted`] otherwise; [`RegionOptions`] can widen that). A region is named
+    /// only once it is complete (see [`create`](ShmRegion::create)), so there is no creator
+    /// to wait for. Everything is checked before it is used; each problem has its own error:
+    /// [`Error::NotFound`], [`Error::PermissionDenied`], [`Error::NotAnObject`] (a directory,
+    /// a FIFO or the like at the name, looked at without opening or waiting on it),
+    /// [`Error::NotLockkitRegion`], [`Error::VersionMismatch`], [`Error::Truncated`],
+    /// [`Error::CorruptHeader`], and [`Error::NoSpace`] for a region with holes (a sparse
+    /// copy) whose missing pages `/dev/shm` cannot provide: they are reserved here, where
+    /// the first touch of one would otherwise be a SIGBUS.
     pub fn open(name: &str) -> Result<ShmRegion> {
         RegionOptions::new().open(name)
     }

@@ -5,9 +5,9 @@
 //! objects this user owns and nobody else may write, create objects only this user may open
 //! (0600), and refuse modes that would hand the region to every local user.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::header::{self, Identity, Verdict, HEADER_SIZE};
+use super::header::{self, Identity, HEADER_SIZE};
 use super::map::{self, OpenedObject, ShmName};
 use super::{page_round, ShmRegion, DEFAULT_MODE};
 use crate::{Error, Result};
@@ -17,16 +17,12 @@ use crate::{Error, Result};
 ///
 /// ```
 /// use lockkit::RegionOptions;
-/// use std::time::Duration;
 ///
 /// let name = format!("/lockkit-doc-options-{}", std::process::id());
 /// // A region for a group of cooperating users:
 /// let region = RegionOptions::new().mode(0o660).create(&name, 1 << 20)?;
 /// // Group-writable, so an opener must say it expects that:
-/// let other = RegionOptions::new()
-///     .allow_shared_write(true)
-///     .ready_timeout(Duration::from_secs(5))
-///     .open(&name)?;
+/// let other = RegionOptions::new().allow_shared_write(true).open(&name)?;
 /// assert_eq!(other.size(), region.size());
 /// # Ok::<(), lockkit::Error>(())
 /// ```
@@ -36,8 +32,6 @@ pub struct RegionOptions {
     allow_unsafe_mode: bool,
     allow_foreign_owner: bool,
     allow_shared_write: bool,
-    ready_timeout: Duration,
-    replace_abandoned: bool,
 }
 
 impl Default for RegionOptions {
@@ -47,15 +41,12 @@ impl Default for RegionOptions {
             allow_unsafe_mode: false,
             allow_foreign_owner: false,
             allow_shared_write: false,
-            ready_timeout: Duration::from_secs(2),
-            replace_abandoned: false,
         }
     }
 }
 
 impl RegionOptions {
-    /// The defaults: mode 0600, trust only this user's objects that nobody else may write,
-    /// wait up to 2 s for a region that is still being created.
+    /// The defaults: mode 0600, trust only this user's objects that nobody else may write.
     pub fn new() -> Self {
         Self::default()
     }
@@ -88,18 +79,34 @@ impl RegionOptions {
         self
     }
 
-    /// How long [`open`](RegionOptions::open) waits for a region whose creator is still
-    /// setting it up before it reports the header it saw.
-    pub fn ready_timeout(mut self, timeout: Duration) -> Self {
-        self.ready_timeout = timeout;
+    /// Changes nothing; kept so that code written for earlier versions compiles.
+    ///
+    /// [`open`](RegionOptions::open) used to wait this long for a region whose creator was
+    /// still setting it up. A region now gets its name only once it is complete, so an
+    /// opener never finds one half-made, and has nothing to wait for.
+    pub fn ready_timeout(self, _timeout: Duration) -> Self {
         self
     }
 
-    /// Lets [`create`](RegionOptions::create) remove and remake a region of the same name
-    /// whose creator died before it finished ([`Error::Abandoned`]); any other existing
-    /// object is still [`Error::AlreadyExists`].
-    pub fn replace_abandoned(mut self, yes: bool) -> Self {
-        self.replace_abandoned = yes;
+    /// Changes nothing; kept so that code written for earlier versions compiles.
+    ///
+    /// It used to let [`create`](RegionOptions::create) remove and remake a region whose
+    /// creator died half-way. A region is now built without a name and named only once it
+    /// is complete: a creator that dies half-way leaves nothing under the name (the kernel
+    /// frees what it had built), so the next `create` simply succeeds, and there is never an
+    /// abandoned region to replace (nor a region of a live creator to take for one).
+    ///
+    /// ```
+    /// use lockkit::{RegionOptions, ShmRegion};
+    ///
+    /// let name = format!("/lockkit-doc-restart-{}", std::process::id());
+    /// // Whether or not an earlier run died while creating it:
+    /// let region = RegionOptions::new().replace_abandoned(true).create(&name, 1 << 20)?;
+    /// // Any other process creating the name now is refused; the name leads to `region`.
+    /// assert!(ShmRegion::create(&name, 1 << 20).is_err());
+    /// # Ok::<(), lockkit::Error>(())
+    /// ```
+    pub fn replace_abandoned(self, _yes: bool) -> Self {
         self
     }
 
@@ -123,24 +130,18 @@ impl RegionOptions {
         }
         let size = page_round(size)?;
         let id = Identity::for_size(size)?;
-        let mode = self.mode & 0o7777;
-        let map = match map::create_named(&n, size, mode) {
-            Err(Error::AlreadyExists { .. }) if self.replace_abandoned => {
-                match self.clone().ready_timeout(Duration::ZERO).open(name) {
-                    Err(Error::Abandoned { .. }) => {
-                        map::unlink_named(&n)?;
-                        map::create_named(&n, size, mode)?
-                    }
-                    _ => return Err(Error::AlreadyExists { name: n.display }),
-                }
-            }
-            other => other?,
-        };
-        let region = ShmRegion::format(map, id, Some(n.display.clone()), Some(std::process::id()));
-        if region.is_err() {
-            let _ = map::unlink_named(&n);
+        // Only to fail fast: building a large region takes a while, and `publish` refuses a
+        // name that exists in any case.
+        map::refuse_existing(&n)?;
+        let (map, unnamed) = map::create_unnamed(&n, size, self.mode & 0o7777)?;
+        let region = ShmRegion::format(map, id, Some(n.display.clone()), Some(std::process::id()))?;
+        if let Err(e) = unnamed.publish(&n) {
+            // Never named: the name is somebody else's, and this region goes with its last
+            // handle.
+            region.keep_name();
+            return Err(e);
         }
-        region
+        Ok(region)
     }
 
     /// Attaches to a named region that some process created; see [`ShmRegion::open`].
@@ -149,17 +150,9 @@ impl RegionOptions {
         let obj = OpenedObject::open(&n)?;
         self.check_trust(&n, &obj)?;
         let mut buf = vec![0u8; HEADER_SIZE];
-        let t0 = Instant::now();
-        let id = loop {
-            let len = obj.len()?;
-            let got = obj.read_start(&mut buf)?;
-            match header::inspect(&n.display, &buf[..got], len) {
-                Verdict::Valid(id) => break id,
-                Verdict::Invalid(e) => return Err(e),
-                Verdict::NotYet(e) if t0.elapsed() >= self.ready_timeout => return Err(e),
-                Verdict::NotYet(_) => std::thread::sleep(Duration::from_millis(2)),
-            }
-        };
+        let got = obj.read_start(&mut buf)?;
+        let id = header::inspect(&n.display, &buf[..got], obj.len()?)?;
+        obj.reserve(id.total_size)?;
         let map = obj.map(id.total_size as usize)?;
         Ok(ShmRegion::attach(map, id, Some(n.display), None))
     }
