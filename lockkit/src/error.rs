@@ -159,8 +159,7 @@ impl fmt::Display for Error {
             Abandoned { name, creator } => write!(
                 f,
                 "region {name} was left half-made: its creator (pid {creator}) died while \
-                 initialising it; remove it with ShmRegion::unlink, or create it again with \
-                 RegionOptions::replace_abandoned"
+                 initialising it; remove it with ShmRegion::unlink and create it again"
             ),
             Untrusted { name, reason } => write!(
                 f,

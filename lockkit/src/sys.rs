@@ -150,21 +150,6 @@ pub(crate) fn pid() -> u32 {
     std::process::id()
 }
 
-/// Whether process `pid` exists (a zombie counts as gone; a pid that was reused counts as
-/// existing). Reads `/proc`: used only for the allocator's figures of what dead processes
-/// left allocated (`HeapStats::orphaned_allocations`), never to hand a lock on or to remove
-/// anything.
-pub(crate) fn process_exists(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rfind(')')
-            .and_then(|i| stat[i + 2..].bytes().next())
-            .is_none_or(|state| !matches!(state, b'Z' | b'X' | b'x')),
-        // No /proc at all: no evidence of death.
-        Err(_) => std::fs::metadata("/proc/self").is_err(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
