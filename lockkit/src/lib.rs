@@ -48,6 +48,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+mod condvar;
 mod deadline;
 mod error;
 mod gen_lock;
@@ -75,6 +76,7 @@ mod shm_safe;
 mod sys;
 
 pub use __private::StripeGuard;
+pub use condvar::{CondvarGuard, ShmCondvar, WaitTimeoutResult};
 pub use error::{Error, Result};
 pub use gen_lock::{GenLock, GenLockGuard, Owner};
 pub use grp::GrpLock;
