@@ -73,6 +73,7 @@ mod semaphore;
 pub mod shm;
 mod shm_mutex;
 mod shm_safe;
+mod shm_str;
 mod sys;
 
 pub use __private::StripeGuard;
@@ -89,6 +90,7 @@ pub use semaphore::ShmSemaphore;
 pub use shm::{RegionOptions, RegionStats, ShmBox, ShmLockSet, ShmPtr, ShmRegion};
 pub use shm_mutex::{ShmMutex, ShmMutexGuard};
 pub use shm_safe::{ShmSafe, ShmZeroable};
+pub use shm_str::{ShmBytes, ShmStr};
 
 pub use lockkit_macros::{grp_member, locked, shared_locked, ShmSafe};
 
