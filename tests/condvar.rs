@@ -339,3 +339,26 @@ fn a_shared_locked_struct_carries_a_condvar_its_workers_wait_on() {
     let g = jobs.lock_state();
     assert_eq!((g.queued, g.done), (0, JOBS));
 }
+
+#[test]
+fn a_guard_copied_into_a_fork_child_cannot_wait_there() {
+    let _s = serial();
+    let region = ShmRegion::anonymous(1 << 16).unwrap();
+    let scene = region.alloc_zeroed::<Scene>().unwrap();
+    let s = &*scene;
+    let mut g = s.m.lock();
+    let g_ref = &mut g;
+    let child = fork(move || {
+        // The copy's lock is the parent's: waiting would release it behind the parent's back.
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            s.cv.wait_for(g_ref, Duration::from_millis(1))
+        }));
+        i32::from(r.is_ok())
+    });
+    assert_eq!(child.join(), 0, "the wait panicked in the child");
+    let owner = s.m.owner().expect("still held");
+    assert_eq!(owner.pid, std::process::id(), "by the parent");
+    assert_eq!(s.cv.waiters(), 0, "the refused wait never registered");
+    drop(g);
+    assert!(!s.m.is_locked());
+}
