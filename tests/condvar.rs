@@ -362,3 +362,42 @@ fn a_guard_copied_into_a_fork_child_cannot_wait_there() {
     drop(g);
     assert!(!s.m.is_locked());
 }
+
+/// A forked waiter on a `GenLock<R>` is woken by the parent's notify, for backend `R`.
+fn waits_and_wakes_with<R: lockkit::raw::RawLock>() {
+    let region = ShmRegion::anonymous(1 << 16).unwrap();
+    let shared = region
+        .alloc_zeroed::<(GenLock<R>, ShmCondvar, AtomicU32)>()
+        .unwrap();
+    let (lock, cv, flag) = (&shared.0, &shared.1, &shared.2);
+    let child = fork(|| {
+        let mut g = lock.lock();
+        let w = cv.wait_while_for(&mut g, WAIT, |()| flag.load(Relaxed) == 0);
+        drop(g);
+        i32::from(w.timed_out())
+    });
+    wait_until(
+        || cv.waiters() == 1,
+        || format!("{}: waiters {}", R::NAME, cv.waiters()),
+    );
+    {
+        let _g = lock.lock();
+        flag.store(1, Relaxed);
+    }
+    cv.notify_one();
+    assert_eq!(child.join(), 0, "{}", R::NAME);
+    assert!(!lock.is_locked(), "{}", R::NAME);
+    // SAFETY: nobody uses the lock any more (the child has exited).
+    unsafe { lock.destroy() };
+}
+
+#[test]
+fn every_lock_backend_can_be_waited_with() {
+    use lockkit::raw::{Futex, PosixSem, PthreadMutex, Spin, SysvSem};
+    let _s = serial();
+    waits_and_wakes_with::<Futex>();
+    waits_and_wakes_with::<Spin>();
+    waits_and_wakes_with::<PthreadMutex>();
+    waits_and_wakes_with::<PosixSem>();
+    waits_and_wakes_with::<SysvSem>();
+}
