@@ -31,7 +31,10 @@
 //!   if its deadline has passed too, so its caller looks at the condition again.
 //! - A waiter killed in its sleep leaves `waiters` one too high for good (nothing can tell a
 //!   dead waiter from one about to sleep): every later notify then bumps `seq` and makes one
-//!   `futex_wake` system call that may wake nobody. That costs time, never a wake-up: the
+//!   `futex_wake` system call that may wake nobody (measured, release build, medians of 5:
+//!   `notify_one` 1.3 ns with nobody registered, 137 ns with one killed waiter counted; an
+//!   uncontended `ShmMutex` lock+unlock took 16.5 ns in the same run). That costs time, never
+//!   a wake-up: the
 //!   kernel has removed the dead thread from the futex's queue, so a `notify_one` wakes a
 //!   live sleeper.
 //! - `notify_one` wakes one thread asleep on `seq`; a waiter that registered before the bump
