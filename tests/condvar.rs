@@ -173,9 +173,10 @@ fn a_waiter_killed_in_its_sleep_breaks_no_other_waiter() {
         i32::from(w.timed_out())
     };
     let doomed = fork(waiter);
+    // Registered, and past the release that follows the registration.
     wait_until(
-        || s.cv.waiters() == 1,
-        || format!("waiters {}", s.cv.waiters()),
+        || s.cv.waiters() == 1 && !s.m.is_locked(),
+        || format!("waiters {}, locked {}", s.cv.waiters(), s.m.is_locked()),
     );
     assert_eq!(doomed.kill(), 128 + libc::SIGKILL);
     assert!(!s.m.is_locked(), "a sleeping waiter holds no lock");
