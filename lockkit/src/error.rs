@@ -88,6 +88,10 @@ pub enum Error {
     ForeignHandle,
     /// A lock set must have at least one lock.
     EmptyLockSet,
+    /// A value does not fit in a fixed-capacity [`ShmStr`](crate::ShmStr) or
+    /// [`ShmBytes`](crate::ShmBytes): `len` bytes for a capacity of `capacity`. Nothing was
+    /// stored.
+    TooLong { len: usize, capacity: usize },
     /// An operating-system call failed.
     Os { op: &'static str, source: io::Error },
 }
@@ -221,6 +225,11 @@ impl fmt::Display for Error {
             ),
             ForeignHandle => f.write_str("the handle belongs to another region"),
             EmptyLockSet => f.write_str("a lock set needs at least one lock"),
+            TooLong { len, capacity } => write!(
+                f,
+                "{len} bytes do not fit in a capacity of {capacity} bytes (nothing was \
+                 stored): choose a larger capacity, or the `truncated` forms to keep what fits"
+            ),
             Os { op, source } => write!(f, "{op} failed: {source}"),
         }
     }

@@ -244,6 +244,43 @@ impl<'a, R: RawLock> GenLockGuard<'a, R> {
     pub fn lock(guard: &Self) -> &'a GenLock<R> {
         guard.lock
     }
+
+    /// A condition variable's wait: runs `prepare` holding the lock, releases the lock while
+    /// `sleep` runs, and takes it again before returning, also when `sleep` panics (the
+    /// guard's drop must find its lock held). The guard then tells what the new acquisition
+    /// found: [`owner_died`](GenLockGuard::owner_died) is true if a holder died meanwhile.
+    ///
+    /// # Panics
+    /// Before `prepare`, if `fork` copied the guard into this process: the lock is held by
+    /// the parent's thread, and releasing it here would rob that thread.
+    #[track_caller]
+    pub(crate) fn release_while<P, U>(
+        guard: &mut Self,
+        prepare: impl FnOnce() -> P,
+        sleep: impl FnOnce(P) -> U,
+    ) -> U {
+        assert!(
+            guard.fork_generation == crate::liveness::fork_generation(),
+            "ShmCondvar::wait: this guard was copied into this process by fork; the lock is \
+             held by the parent's thread, not by this process, so it cannot be released here"
+        );
+        let prepared = prepare();
+        // SAFETY: the guard holds the lock in this process (checked above) and is not
+        // dropped while it is released: it is given back a fresh acquisition below, or by
+        // `relock` when `sleep` unwinds.
+        unsafe { guard.lock.force_unlock() };
+        let relock = scopeguard::guard(&mut *guard, |g| Self::relock(g));
+        let out = sleep(prepared);
+        Self::relock(scopeguard::ScopeGuard::into_inner(relock));
+        out
+    }
+
+    #[track_caller]
+    fn relock(guard: &mut Self) {
+        let fresh = guard.lock.lock();
+        // The released acquisition has nothing left to release: forgetting it is the point.
+        std::mem::forget(std::mem::replace(guard, fresh));
+    }
 }
 
 impl<R: RawLock> Drop for GenLockGuard<'_, R> {

@@ -66,6 +66,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+mod condvar;
 mod deadline;
 mod error;
 mod gen_lock;
@@ -90,9 +91,11 @@ mod semaphore;
 pub mod shm;
 mod shm_mutex;
 mod shm_safe;
+mod shm_str;
 mod sys;
 
 pub use __private::StripeGuard;
+pub use condvar::{CondvarGuard, ShmCondvar, WaitTimeoutResult};
 pub use error::{Error, Result};
 pub use gen_lock::{GenLock, GenLockGuard};
 pub use grp::GrpLock;
@@ -105,6 +108,7 @@ pub use semaphore::ShmSemaphore;
 pub use shm::{RegionOptions, RegionStats, ShmBox, ShmLockSet, ShmPtr, ShmRegion};
 pub use shm_mutex::{ShmMutex, ShmMutexGuard};
 pub use shm_safe::{ShmSafe, ShmZeroable};
+pub use shm_str::{ShmBytes, ShmStr};
 
 pub use lockkit_macros::{grp_member, locked, shared_locked, ShmSafe};
 

@@ -637,7 +637,8 @@ pub const fn assert_shm_safe<T: ShmSafe + ?Sized>() {}
     message = "`{Self}` cannot live in shared memory: a String's bytes live on this \
                process's heap",
     label = "not `ShmSafe`",
-    note = "use a fixed-size byte array ([u8; N]) with a length"
+    note = "use lockkit::ShmStr<N> (UTF-8 text of at most N bytes, stored inline), or \
+            lockkit::ShmBytes<N> for bytes"
 )]
 pub trait ShmSafeNotString {}
 impl<T: ShmSafe + ?Sized> ShmSafeNotString for T {}
@@ -649,8 +650,8 @@ pub const fn assert_shm_safe_not_string<T: ShmSafeNotString + ?Sized>() {}
     message = "`{Self}` cannot live in shared memory: a collection's elements live on \
                this process's heap",
     label = "not `ShmSafe`",
-    note = "use a fixed-size array, or a table allocated in the region and linked with \
-            ShmPtr"
+    note = "use a fixed-size array (lockkit::ShmBytes<N> for bytes), or a table allocated \
+            in the region and linked with ShmPtr"
 )]
 pub trait ShmSafeNotCollection {}
 impl<T: ShmSafe + ?Sized> ShmSafeNotCollection for T {}

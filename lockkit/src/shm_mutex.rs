@@ -163,7 +163,7 @@ pub struct ShmMutexGuard<'a, T, R: RawLock = Futex> {
     lock: GenLockGuard<'a, R>,
 }
 
-impl<T, R: RawLock> ShmMutexGuard<'_, T, R> {
+impl<'a, T, R: RawLock> ShmMutexGuard<'a, T, R> {
     /// Releases the lock now, the same as dropping the guard.
     pub fn unlock(guard: Self) {
         drop(guard);
@@ -179,6 +179,11 @@ impl<T, R: RawLock> ShmMutexGuard<'_, T, R> {
     /// [`GenLockGuard::mark_consistent`]).
     pub fn mark_consistent(guard: &mut Self) {
         GenLockGuard::mark_consistent(&mut guard.lock)
+    }
+
+    /// The lock's own guard, for a condition variable's wait.
+    pub(crate) fn lock_guard(guard: &mut Self) -> &mut GenLockGuard<'a, R> {
+        &mut guard.lock
     }
 }
 

@@ -36,8 +36,9 @@ use crate::layout::{FieldLayout, Scalar, Shape, TypeLayout};
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot live in shared memory",
     label = "not `ShmSafe`: it may hold pointers that mean nothing in another process",
-    note = "shared objects hold plain data, atomics, lockkit locks and ShmPtr links: use a \
-            fixed-size array instead of String/Vec, ShmPtr instead of Box/references; put \
+    note = "shared objects hold plain data, atomics, lockkit locks and ShmPtr links: use \
+            ShmStr<N>/ShmBytes<N> or a fixed-size array instead of String/Vec, ShmPtr instead \
+            of Box/references; put \
             #[derive(ShmSafe)] on your own #[repr(C)] structs and #[repr(u8)] enums, or \
             #[shared_locked] on structs with locks"
 )]
