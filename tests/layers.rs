@@ -25,6 +25,8 @@ const LAYERS: &[(&str, u32)] = &[
     ("semaphore", 3),
     ("lock_set", 3),
     ("shm_mutex", 3),
+    ("condvar", 3),
+    ("shm_str", 3),
     ("shm", 4),
     ("lock_debug", 5),
     ("report", 5),

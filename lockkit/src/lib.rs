@@ -30,6 +30,8 @@
 //! - [`GenLock`] (Kamailio's `gen_lock_t`), [`ShmMutex`] (a lock with its data),
 //!   [`GenLockSet`] / [`ShmLockSet`] (`gen_lock_set_t`), all zero-initialised = unlocked.
 //! - [`raw`]: the lock algorithms.
+//! - [`ShmCondvar`]: a condition variable that waits with those locks' guards.
+//! - [`ShmStr`] / [`ShmBytes`]: strings and byte strings of a fixed capacity, stored inline.
 //! - [`ShmSafe`]: which types may live in shared memory; [`layout`]: how programs agree on
 //!   their layouts.
 //!
@@ -42,7 +44,7 @@
 //! | 0 | `sys`, `regions`, `error`, [`layout`] | system calls (futex, clock, tid); the table of this process's mapped regions; errors; type layouts |
 //! | 1 | `deadline`, `liveness`, `shm_safe`, `lock_hooks` | deadlines; owner ids and the kernel's proof of an owner's death; which types may live in shared memory; the hooks a lock calls for the diagnostics |
 //! | 2 | `model`, [`raw`] | the atomics and futex calls (or their loom models); the lock algorithms |
-//! | 3 | `gen_lock`, `rec_lock`, `rw_lock`, `semaphore`, `lock_set`, `shm_mutex` | the primitives |
+//! | 3 | `gen_lock`, `rec_lock`, `rw_lock`, `semaphore`, `lock_set`, `shm_mutex`, `condvar`, `shm_str` | the primitives; the condition variable; inline strings and bytes |
 //! | 4 | [`shm`] | regions: mapping, header, allocator, type registry, roots |
 //! | 5 | `lock_debug`, [`report`], `lock_order` | diagnostics that read regions |
 //! | 6 | [`grp`], `lockable`, `__private` | the group lock; what `locked!` and the macros' code call |
