@@ -20,8 +20,9 @@ pub(crate) struct LaidOut<'a> {
 /// One mistake must give one error. A non-generic struct's fields are asserted `ShmSafe`
 /// where they are declared (the caller does that), so the impl carries no bound of its own
 /// (a bound would report a bad field again wherever the struct is used) and reads each
-/// field's layout through `__private::LayoutOf`, which falls back to a placeholder instead of
-/// failing when the field is not `ShmSafe` (the program does not compile then anyway). A
+/// field's layout through a local probe of the real trait, which falls back to a constant
+/// that fails only when evaluated instead of failing at type-check when the field is not
+/// `ShmSafe` (the program does not compile then anyway). A
 /// generic struct's fields cannot be asserted on their own, so there each field's `ShmSafe`
 /// is a bound of the impl. `extra` holds more (deferred) bounds: `for<'__lk> T: Trait,`.
 pub(crate) fn shm_safe_impl(
@@ -54,7 +55,7 @@ pub(crate) fn shm_safe_impl(
         let layout = if generic {
             quote!(<#ty as #krate::ShmSafe>::LAYOUT)
         } else {
-            quote!(#krate::__private::LayoutOf::<#ty>::LAYOUT)
+            quote!(__LkFieldProof::<#ty>::LAYOUT)
         };
         quote! {
             #(#cfgs)*
@@ -66,6 +67,23 @@ pub(crate) fn shm_safe_impl(
         }
     });
     let type_name = name.unraw().to_string();
+    // A local probe, so each field's layout is asked of lockkit's own trait whatever `krate`
+    // names; a field that is not `ShmSafe` (reported by its assertion) gets a placeholder,
+    // so it is not reported a second time here.
+    let proof = (!generic).then(|| {
+        quote! {
+            struct __LkFieldProof<T: ?::core::marker::Sized>(::core::marker::PhantomData<T>);
+            impl<T: #krate::ShmSafe> __LkFieldProof<T> {
+                const LAYOUT: &'static #krate::layout::TypeLayout =
+                    <T as #krate::ShmSafe>::LAYOUT;
+            }
+            trait __LkNotShmSafe {
+                const LAYOUT: &'static #krate::layout::TypeLayout =
+                    &#krate::layout::TypeLayout::opaque::<()>("not ShmSafe", "");
+            }
+            impl<T: ?::core::marker::Sized> __LkNotShmSafe for __LkFieldProof<T> {}
+        }
+    });
     quote! {
         // SAFETY: the caller's (every field is ShmSafe and stored inline, repr(C)); the
         // LAYOUT lists every field at its real offset.
@@ -77,8 +95,7 @@ pub(crate) fn shm_safe_impl(
             #(#extra)*
         {
             const LAYOUT: &'static #krate::layout::TypeLayout = {
-                #[allow(unused_imports)]
-                use #krate::__private::LayoutFallback as _;
+                #proof
                 &#krate::layout::TypeLayout::of_fields::<Self>(#type_name, &[#(#entries),*])
             };
         }

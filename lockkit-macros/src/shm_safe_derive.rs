@@ -135,8 +135,10 @@ fn derive_struct(
         let ty = &f.ty;
         quote!(for<'__lk> #ty: #krate::ShmZeroable,)
     });
+    let checks = crate::types::checks_are_lockkits(krate);
     quote! {
         const _: () = {
+            #checks
             #(#asserts)*
             #shm_safe
             // SAFETY: applies only when every field is ShmZeroable; zero bytes for the

@@ -108,20 +108,27 @@ pub(crate) fn shm_assertion(krate: &TokenStream, ty: &Type) -> Option<TokenStrea
     let krate = crate::ctxt::respan(krate.clone(), span);
     let assertion = syn::Ident::new(assertion, span);
     let mut out = quote_spanned! {span=>
-        const _: () = #krate::__private::#assertion::<#asserted>();
+        const _: () = #krate::__private::Checked::#assertion::<#asserted>();
     };
     // The suspect is only a part: if it turns out to be ShmSafe (a user type named like a
     // std one), the whole type must still be. Checked without a second error when the
     // suspect is not (see `assert_whole_field`).
     if !std::ptr::eq(asserted, ty) {
         let whole_span = ty.span();
+        // The probe is local, so it asks lockkit's own trait whatever `krate` names.
         out.extend(quote_spanned! {whole_span=>
             const _: () = {
-                #[allow(unused_imports)]
-                use #krate::__private::IsShmSafeFallback as _;
-                #krate::__private::assert_whole_field(
-                    #krate::__private::LayoutOf::<#asserted>::IS_SHM_SAFE,
-                    #krate::__private::LayoutOf::<#ty>::IS_SHM_SAFE,
+                struct __LkProbe<T: ?::core::marker::Sized>(::core::marker::PhantomData<T>);
+                impl<T: #krate::ShmSafe> __LkProbe<T> {
+                    const IS_SHM_SAFE: bool = true;
+                }
+                trait __LkNotShmSafe {
+                    const IS_SHM_SAFE: bool = false;
+                }
+                impl<T: ?::core::marker::Sized> __LkNotShmSafe for __LkProbe<T> {}
+                #krate::__private::Checked::assert_whole_field(
+                    __LkProbe::<#asserted>::IS_SHM_SAFE,
+                    __LkProbe::<#ty>::IS_SHM_SAFE,
                 )
             };
         });
@@ -172,6 +179,16 @@ pub(crate) fn tokens_text(t: &impl ToTokens) -> String {
         .replace(" (", "(")
         .replace("( ", "(")
         .replace(" )", ")")
+}
+
+/// Proves, at compile time, that `krate::__private::Checked` (through which generated code
+/// reaches every check its `unsafe impl`s stand on) is lockkit's own type: `ShmSafe`'s
+/// hidden function takes exactly that type. A `crate = ".."` naming a crate that supplies
+/// look-alike checks (one that names itself with `extern crate self as ..`) fails here.
+pub(crate) fn checks_are_lockkits(krate: &TokenStream) -> TokenStream {
+    quote::quote! {
+        const _: fn(#krate::__private::Checked) = <() as #krate::ShmSafe>::__lockkit_checks;
+    }
 }
 
 #[cfg(test)]

@@ -66,18 +66,6 @@ impl<const N: usize, R: crate::raw::RawLock> LockSetKind for GenLockSet<N, R> {
     const LEN: usize = N;
 }
 
-/// Checks, at compile time, that a field marked or named as a lock is one.
-pub const fn assert_lock<L: LockKind + ?Sized>() {}
-
-/// Checks, at compile time, that a field marked or named as a lock set is one, with at least
-/// one lock (zeroed memory never runs `GenLockSet::new`'s own check).
-pub const fn assert_lock_set<L: LockSetKind + ?Sized>() {
-    assert!(
-        L::LEN > 0,
-        "a GenLockSet needs at least one lock: GenLockSet<0> has no stripe to take"
-    );
-}
-
 /// What the accessors of a `#[shared_locked]` struct return when the macro reported an
 /// error: it derefs to anything the user's code asks of it, so the error the macro reported
 /// is the only one. It has no values: the accessors that return it are `unreachable!()`,
@@ -521,111 +509,129 @@ fn element<'a, T, const M: usize>(
     unsafe { &*base.add(index) }
 }
 
-/// `lock_<field>(index)` of a striped field: locks stripe `index % N` and lends element
-/// `index`.
-///
-/// # Safety
-/// `set` is the lock set that guards `cells` (the field's `#[striped_by]` set), and every
-/// access to `cells` goes through this function or `try_lock_stripe` with that same set.
-#[track_caller]
-pub unsafe fn lock_stripe<'a, T, R: crate::raw::RawLock, const M: usize>(
-    set: &'a LockSet<R>,
-    cells: &'a Striped<[T; M]>,
-    index: usize,
-    field: &str,
-) -> StripeGuard<'a, T, R> {
-    let element = element(cells, index, field);
-    StripeGuard {
-        _stripe: set.lock(index % set.len()),
-        element,
+/// Everything generated code relies on for soundness: the compile-time checks whose success
+/// the generated `unsafe impl`s stand on, and the `unsafe` stripe accessors. Generated code
+/// reaches them as associated functions of this one type, and proves that the type it
+/// names is this one (`ShmSafe::__lockkit_checks` takes it), so a `crate = ".."` argument
+/// naming a crate other than lockkit (one that names itself and supplies look-alike
+/// checks) makes the program fail to compile instead of making the impls unsound: nothing
+/// can add inherent functions to a type of this crate.
+pub struct Checked;
+
+impl Checked {
+    /// Checks, at compile time, that a field marked or named as a lock is one.
+    pub const fn assert_lock<L: LockKind + ?Sized>() {}
+
+    /// Checks, at compile time, that a field marked or named as a lock set is one, with at least
+    /// one lock (zeroed memory never runs `GenLockSet::new`'s own check).
+    pub const fn assert_lock_set<L: LockSetKind + ?Sized>() {
+        assert!(
+            L::LEN > 0,
+            "a GenLockSet needs at least one lock: GenLockSet<0> has no stripe to take"
+        );
     }
+
+    /// `lock_<field>(index)` of a striped field: locks stripe `index % N` and lends element
+    /// `index`.
+    ///
+    /// # Safety
+    /// `set` is the lock set that guards `cells` (the field's `#[striped_by]` set), and every
+    /// access to `cells` goes through this function or `try_lock_stripe` with that same set.
+    #[track_caller]
+    pub unsafe fn lock_stripe<'a, S, T, R: crate::raw::RawLock, const M: usize>(
+        set: &'a S,
+        cells: &'a Striped<[T; M]>,
+        index: usize,
+        field: &str,
+    ) -> StripeGuard<'a, T, R>
+    where
+        // Only lockkit's own sets: their `Deref` names the same set every time.
+        S: LockSetKind<Raw = R> + std::ops::Deref<Target = LockSet<R>>,
+    {
+        let element = element(cells, index, field);
+        StripeGuard {
+            _stripe: set.lock(index % set.len()),
+            element,
+        }
+    }
+
+    /// `try_lock_<field>(index)`: `None` if the stripe is busy.
+    ///
+    /// # Safety
+    /// As for [`Checked::lock_stripe`].
+    #[track_caller]
+    pub unsafe fn try_lock_stripe<'a, S, T, R: crate::raw::RawLock, const M: usize>(
+        set: &'a S,
+        cells: &'a Striped<[T; M]>,
+        index: usize,
+        field: &str,
+    ) -> Option<StripeGuard<'a, T, R>>
+    where
+        // Only lockkit's own sets: their `Deref` names the same set every time.
+        S: LockSetKind<Raw = R> + std::ops::Deref<Target = LockSet<R>>,
+    {
+        let element = element(cells, index, field);
+        Some(StripeGuard {
+            _stripe: set.try_lock(index % set.len())?,
+            element,
+        })
+    }
+
+    /// `try_lock_<field>_for(index, timeout)`: `None` if the stripe stays busy for `timeout`.
+    ///
+    /// # Safety
+    /// As for [`Checked::lock_stripe`].
+    #[track_caller]
+    pub unsafe fn try_lock_stripe_for<'a, S, T, R: crate::raw::RawLock, const M: usize>(
+        set: &'a S,
+        cells: &'a Striped<[T; M]>,
+        index: usize,
+        timeout: Duration,
+        field: &str,
+    ) -> Option<StripeGuard<'a, T, R>>
+    where
+        // Only lockkit's own sets: their `Deref` names the same set every time.
+        S: LockSetKind<Raw = R> + std::ops::Deref<Target = LockSet<R>>,
+    {
+        let element = element(cells, index, field);
+        Some(StripeGuard {
+            _stripe: set.try_lock_for(index % set.len(), timeout)?,
+            element,
+        })
+    }
+
+    /// A field whose type holds a part that looked as if it could not live in shared memory is
+    /// asserted at that part (for the part's message); this checks the rest: if the part is
+    /// `ShmSafe` (a user type named `String`, say), the whole field type must be too. When the
+    /// part is not, its assertion has already reported the field, and this stays silent (one
+    /// mistake, one error).
+    pub const fn assert_whole_field(part_is_shm_safe: bool, whole_is_shm_safe: bool) {
+        assert!(
+            !part_is_shm_safe || whole_is_shm_safe,
+            "this field's type is not ShmSafe (it cannot live in shared memory): make it a type \
+             that is (#[derive(ShmSafe)] on a #[repr(C)] type of ShmSafe fields)"
+        );
+    }
+
+    /// Checks, at compile time, that a field can live in shared memory; generated with the
+    /// field's span so the error points at the field.
+    pub const fn assert_shm_safe<T: ShmSafe + ?Sized>() {}
+
+    /// Checks that a field is `ShmSafe`, with the message of [`ShmSafeNotString`].
+    pub const fn assert_shm_safe_not_string<T: ShmSafeNotString + ?Sized>() {}
+
+    /// Checks that a field is `ShmSafe`, with the message of [`ShmSafeNotCollection`].
+    pub const fn assert_shm_safe_not_collection<T: ShmSafeNotCollection + ?Sized>() {}
+
+    /// Checks that a field is `ShmSafe`, with the message of [`ShmSafeNotBox`].
+    pub const fn assert_shm_safe_not_box<T: ShmSafeNotBox + ?Sized>() {}
+
+    /// Checks that a field is `ShmSafe`, with the message of [`ShmSafeNotRc`].
+    pub const fn assert_shm_safe_not_rc<T: ShmSafeNotRc + ?Sized>() {}
+
+    /// Checks that a field is `ShmSafe`, with the message of [`ShmSafeNotCell`].
+    pub const fn assert_shm_safe_not_cell<T: ShmSafeNotCell + ?Sized>() {}
 }
-
-/// `try_lock_<field>(index)`: `None` if the stripe is busy.
-///
-/// # Safety
-/// As for [`lock_stripe`].
-#[track_caller]
-pub unsafe fn try_lock_stripe<'a, T, R: crate::raw::RawLock, const M: usize>(
-    set: &'a LockSet<R>,
-    cells: &'a Striped<[T; M]>,
-    index: usize,
-    field: &str,
-) -> Option<StripeGuard<'a, T, R>> {
-    let element = element(cells, index, field);
-    Some(StripeGuard {
-        _stripe: set.try_lock(index % set.len())?,
-        element,
-    })
-}
-
-/// `try_lock_<field>_for(index, timeout)`: `None` if the stripe stays busy for `timeout`.
-///
-/// # Safety
-/// As for [`lock_stripe`].
-#[track_caller]
-pub unsafe fn try_lock_stripe_for<'a, T, R: crate::raw::RawLock, const M: usize>(
-    set: &'a LockSet<R>,
-    cells: &'a Striped<[T; M]>,
-    index: usize,
-    timeout: Duration,
-    field: &str,
-) -> Option<StripeGuard<'a, T, R>> {
-    let element = element(cells, index, field);
-    Some(StripeGuard {
-        _stripe: set.try_lock_for(index % set.len(), timeout)?,
-        element,
-    })
-}
-
-/// A field's layout in generated code: `LayoutOf::<T>::LAYOUT` is `T::LAYOUT` when `T` is
-/// `ShmSafe` (the inherent const is found first) and a placeholder otherwise (the trait's),
-/// so a field that is not `ShmSafe` is reported once, by its assertion, and not again by
-/// the struct's `LAYOUT`. Only for concrete types: in generic code the trait always wins.
-pub struct LayoutOf<T: ?Sized>(PhantomData<T>);
-
-impl<T: ShmSafe> LayoutOf<T> {
-    /// `T`'s layout.
-    pub const LAYOUT: &'static crate::layout::TypeLayout = T::LAYOUT;
-    /// `T` is `ShmSafe`.
-    pub const IS_SHM_SAFE: bool = true;
-}
-
-/// The placeholder behind [`LayoutOf`] (never in a program that compiles).
-pub trait LayoutFallback {
-    /// A layout no real type has.
-    const LAYOUT: &'static crate::layout::TypeLayout =
-        &crate::layout::TypeLayout::opaque::<()>("not ShmSafe", "");
-}
-
-impl<T: ?Sized> LayoutFallback for LayoutOf<T> {}
-
-/// The fallback half of [`LayoutOf::IS_SHM_SAFE`]: `false` for a type that is not
-/// `ShmSafe` (a separate trait, so generated code can ask without bringing the layout
-/// placeholder into scope).
-pub trait IsShmSafeFallback {
-    /// The type is not `ShmSafe`.
-    const IS_SHM_SAFE: bool = false;
-}
-
-impl<T: ?Sized> IsShmSafeFallback for LayoutOf<T> {}
-
-/// A field whose type holds a part that looked as if it could not live in shared memory is
-/// asserted at that part (for the part's message); this checks the rest: if the part is
-/// `ShmSafe` (a user type named `String`, say), the whole field type must be too. When the
-/// part is not, its assertion has already reported the field, and this stays silent (one
-/// mistake, one error).
-pub const fn assert_whole_field(part_is_shm_safe: bool, whole_is_shm_safe: bool) {
-    assert!(
-        !part_is_shm_safe || whole_is_shm_safe,
-        "this field's type is not ShmSafe (it cannot live in shared memory): make it a type \
-         that is (#[derive(ShmSafe)] on a #[repr(C)] type of ShmSafe fields)"
-    );
-}
-
-/// Checks, at compile time, that a field can live in shared memory; generated with the
-/// field's span so the error points at the field.
-pub const fn assert_shm_safe<T: ShmSafe + ?Sized>() {}
 
 // One assertion per reason a field's name suggests, each `ShmSafe` under another message: a
 // std `String` fails with the advice for strings, a user type called `String` that is
@@ -642,8 +648,6 @@ pub const fn assert_shm_safe<T: ShmSafe + ?Sized>() {}
 )]
 pub trait ShmSafeNotString {}
 impl<T: ShmSafe + ?Sized> ShmSafeNotString for T {}
-/// Checks that a field is `ShmSafe`, with the message of [`ShmSafeNotString`].
-pub const fn assert_shm_safe_not_string<T: ShmSafeNotString + ?Sized>() {}
 
 /// `ShmSafe`, with the message for a field whose type's name suggests otherwise.
 #[diagnostic::on_unimplemented(
@@ -655,8 +659,6 @@ pub const fn assert_shm_safe_not_string<T: ShmSafeNotString + ?Sized>() {}
 )]
 pub trait ShmSafeNotCollection {}
 impl<T: ShmSafe + ?Sized> ShmSafeNotCollection for T {}
-/// Checks that a field is `ShmSafe`, with the message of [`ShmSafeNotCollection`].
-pub const fn assert_shm_safe_not_collection<T: ShmSafeNotCollection + ?Sized>() {}
 
 /// `ShmSafe`, with the message for a field whose type's name suggests otherwise.
 #[diagnostic::on_unimplemented(
@@ -667,8 +669,6 @@ pub const fn assert_shm_safe_not_collection<T: ShmSafeNotCollection + ?Sized>() 
 )]
 pub trait ShmSafeNotBox {}
 impl<T: ShmSafe + ?Sized> ShmSafeNotBox for T {}
-/// Checks that a field is `ShmSafe`, with the message of [`ShmSafeNotBox`].
-pub const fn assert_shm_safe_not_box<T: ShmSafeNotBox + ?Sized>() {}
 
 /// `ShmSafe`, with the message for a field whose type's name suggests otherwise.
 #[diagnostic::on_unimplemented(
@@ -680,8 +680,6 @@ pub const fn assert_shm_safe_not_box<T: ShmSafeNotBox + ?Sized>() {}
 )]
 pub trait ShmSafeNotRc {}
 impl<T: ShmSafe + ?Sized> ShmSafeNotRc for T {}
-/// Checks that a field is `ShmSafe`, with the message of [`ShmSafeNotRc`].
-pub const fn assert_shm_safe_not_rc<T: ShmSafeNotRc + ?Sized>() {}
 
 /// `ShmSafe`, with the message for a field whose type's name suggests otherwise.
 #[diagnostic::on_unimplemented(
@@ -692,8 +690,6 @@ pub const fn assert_shm_safe_not_rc<T: ShmSafeNotRc + ?Sized>() {}
 )]
 pub trait ShmSafeNotCell {}
 impl<T: ShmSafe + ?Sized> ShmSafeNotCell for T {}
-/// Checks that a field is `ShmSafe`, with the message of [`ShmSafeNotCell`].
-pub const fn assert_shm_safe_not_cell<T: ShmSafeNotCell + ?Sized>() {}
 
 /// What a named `locked!` guard lends its block: the data (`&mut T`) for locks that guard
 /// data, a shared reference to the guard for the others. Never the guard itself, so it

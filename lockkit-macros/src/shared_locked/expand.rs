@@ -144,10 +144,10 @@ fn shm_assert(input: &Input, f: &Field) -> Option<TokenStream> {
         // A lock that guards fields is checked where its backend is named, at its type.
         Kind::Lock if is_guarding_lock(input, f) => None,
         Kind::Lock => Some(quote_spanned! {ty.span()=>
-            const _: () = #krate::__private::assert_lock::<#ty>();
+            const _: () = #krate::__private::Checked::assert_lock::<#ty>();
         }),
         Kind::LockSet => Some(quote_spanned! {ty.span()=>
-            const _: () = #krate::__private::assert_lock_set::<#ty>();
+            const _: () = #krate::__private::Checked::assert_lock_set::<#ty>();
         }),
         Kind::Data => None,
     };
@@ -344,10 +344,8 @@ pub(crate) fn expand(input: &Input) -> TokenStream {
     let mut extra_structs = Vec::new();
     let mut methods = Vec::new();
     let mut inits = Vec::new();
-    let asserts = input
-        .fields
-        .iter()
-        .filter_map(|f| shm_assert(input, f))
+    let asserts = std::iter::once(crate::types::checks_are_lockkits(&input.krate))
+        .chain(input.fields.iter().filter_map(|f| shm_assert(input, f)))
         .collect();
 
     for f in &input.fields {
@@ -376,7 +374,7 @@ pub(crate) fn expand(input: &Input) -> TokenStream {
                         // SAFETY: `set` is the set this field is #[striped_by], and a
                         // Striped field is reachable only through its accessors.
                         unsafe {
-                            #krate::__private::#f(
+                            #krate::__private::Checked::#f(
                                 &self.#set, &self.#id, index, #extra #field_name,
                             )
                         }
