@@ -3,6 +3,8 @@
 //! differs and names the first field that does; enums and `Option`s live in shared memory
 //! without `unsafe`.
 
+#![recursion_limit = "512"]
+
 mod common;
 
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
@@ -172,28 +174,96 @@ fn descriptions_live_outside_the_heap() {
 }
 
 #[test]
-fn a_full_registry_leaves_types_undescribed_and_allocation_working() {
+fn a_type_the_full_registry_cannot_describe_is_refused_with_advice() {
     // A 64 KiB region has a 4 KiB registry; descriptions of arrays of distinct lengths
-    // are ~40 bytes each, so some hundred of them fill it.
+    // take ~90 bytes each, so some dozens of them fill it.
     let region = ShmRegion::anonymous(1 << 16).unwrap();
+    let mut refused = None;
     macro_rules! alloc_each {
         ($($n:literal)*) => {$(
-            let _ = region.alloc([0u8; $n]).unwrap();
+            match region.alloc([0u8; $n]) {
+                Ok(_) => {}
+                Err(e) => { refused.get_or_insert(e); }
+            }
         )*};
     }
     alloc_each!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30
         31 32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47 48 49 50 51 52 53 54 55 56 57 58 59
         60 61 62 63 64 65 66 67 68 69 70 71 72 73 74 75 76 77 78 79 80 81 82 83 84 85 86 87 88
         89 90 91 92 93 94 95 96 97 98 99 100 101 102 103 104 105 106 107 108 109 110);
-    let t = region.alloc(7u64).unwrap();
-    region.publish("late", &t).unwrap();
-    let e = region.lookup::<u32>("late").err().unwrap();
+    // Before, the type was allocated undescribed, and only its fingerprint was checked.
+    let e = refused.expect("the registry never filled");
     assert!(
-        e.to_string().contains("no readable description")
-            || e.to_string().contains("u32 here, u64 in the region"),
+        matches!(&e, Error::TypeNotDescribed { reason, .. } if reason.contains("registry is full")
+            && reason.contains("create the region larger")),
         "{e}"
     );
+    // A type described before the registry filled is still allocated and found.
+    let t = region.alloc([0u8; 1]).unwrap();
+    region.publish("early", &t).unwrap();
+    assert!(region.lookup::<[u8; 1]>("early").is_ok());
     region.check().unwrap();
+}
+
+/// Eight times eight, four levels deep: 4681 lines of description, more than a region keeps.
+type Wide1 = (u8, u8, u8, u8, u8, u8, u8, u8);
+type Wide2 = (Wide1, Wide1, Wide1, Wide1, Wide1, Wide1, Wide1, Wide1);
+type Wide3 = (Wide2, Wide2, Wide2, Wide2, Wide2, Wide2, Wide2, Wide2);
+type Wide4 = (Wide3, Wide3, Wide3, Wide3, Wide3, Wide3, Wide3, Wide3);
+
+/// A type nested deeper than a description goes, in two versions that differ only at the
+/// bottom (`u8` against `bool`).
+mod deep {
+    macro_rules! nest {
+        ($leaf:ty; $name:ident) => {
+            #[derive(lockkit::ShmSafe)]
+            #[repr(C)]
+            pub struct $name {
+                pub v: $leaf,
+            }
+        };
+        ($leaf:ty; $name:ident $next:ident $($rest:ident)*) => {
+            #[derive(lockkit::ShmSafe)]
+            #[repr(C)]
+            pub struct $name {
+                pub v: $next,
+            }
+            nest!($leaf; $next $($rest)*);
+        };
+    }
+    pub mod a {
+        nest!(u8; L0 L1 L2 L3 L4 L5 L6 L7 L8 L9 L10 L11 L12 L13 L14 L15 L16 L17 L18 L19 L20 L21
+            L22 L23 L24 L25 L26 L27 L28 L29 L30 L31 L32 L33 L34 L35 L36 L37 L38 L39 L40 L41 L42
+            L43 L44 L45 L46 L47 L48 L49 L50 L51 L52 L53 L54 L55 L56 L57 L58 L59 L60 L61 L62 L63
+            L64 L65 L66 L67 L68 L69 L70);
+    }
+    pub mod b {
+        nest!(bool; L0 L1 L2 L3 L4 L5 L6 L7 L8 L9 L10 L11 L12 L13 L14 L15 L16 L17 L18 L19 L20
+            L21 L22 L23 L24 L25 L26 L27 L28 L29 L30 L31 L32 L33 L34 L35 L36 L37 L38 L39 L40 L41
+            L42 L43 L44 L45 L46 L47 L48 L49 L50 L51 L52 L53 L54 L55 L56 L57 L58 L59 L60 L61 L62
+            L63 L64 L65 L66 L67 L68 L69 L70);
+    }
+}
+
+#[test]
+fn a_type_too_large_or_too_deep_to_describe_whole_is_refused_not_trusted() {
+    let region = ShmRegion::anonymous(1 << 20).unwrap();
+    let e = region.alloc_zeroed::<Wide4>().map(|_| ()).unwrap_err();
+    assert!(
+        matches!(&e, Error::TypeNotDescribed { reason, .. } if reason.contains("bytes, more than")),
+        "{e}"
+    );
+    // Before, a description was cut at 32 levels: these two differ only below that, so a
+    // `bool` holding 2 could be lent out. Now neither can be allocated.
+    let e = region
+        .alloc_zeroed::<deep::a::L0>()
+        .map(|_| ())
+        .unwrap_err();
+    assert!(
+        matches!(&e, Error::TypeNotDescribed { reason, .. } if reason.contains("levels deep")),
+        "{e}"
+    );
+    assert!(region.alloc_zeroed::<deep::b::L0>().is_err());
 }
 
 /// A call's state, as a SIP proxy keeps it.
@@ -439,8 +509,8 @@ fn a_striped_field_is_not_a_plain_array() {
     );
 }
 
-/// Two layouts whose 64-bit fingerprints collide: field names found by a collision search
-/// (a review's: about 1.7e10 hashes), a `u8` in one where the other has a `bool`.
+/// Two layouts that differ only in a `bool` where the other has a `u8` (field names a review's
+/// search made collide under the 64-bit FNV fingerprint lockkit once had).
 mod collide_u8 {
     #[derive(lockkit::ShmSafe)]
     #[repr(C)]
@@ -458,13 +528,37 @@ mod collide_bool {
     }
 }
 
+/// Makes every word of `region`'s mapping that holds `from` hold `to`: with `from` and `to`
+/// two fingerprints, the region then records the first layout under the second's
+/// fingerprint, exactly as if the two collided (a 64-bit prefix of a digest can be made to
+/// collide with enough work; a test cannot spend it).
+fn retag(region: &ShmRegion, object_at: *const u8, object_offset: u64, from: u64, to: u64) {
+    use std::sync::atomic::AtomicU64;
+    let base = object_at as usize - object_offset as usize;
+    let len = region.stats().unwrap().size;
+    let mut hits = 0;
+    for at in (0..len).step_by(8) {
+        // SAFETY: inside this region's live mapping (from its base, found from an object in
+        // it, for its size), 8-aligned; read and written as atomics, as lockkit does.
+        let w = unsafe { &*((base + at) as *const AtomicU64) };
+        if w.load(Relaxed) == from {
+            w.store(to, Relaxed);
+            hits += 1;
+        }
+    }
+    assert!(
+        hits >= 2,
+        "the fingerprint was found {hits} times (a block and its registry)"
+    );
+}
+
 #[test]
-fn layouts_whose_fingerprints_collide_are_still_told_apart() {
+fn a_layout_recorded_under_another_layouts_fingerprint_is_refused() {
     let (a, b) = (
         <collide_u8::Flags as ShmSafe>::LAYOUT.fingerprint(),
         <collide_bool::Flags as ShmSafe>::LAYOUT.fingerprint(),
     );
-    assert_eq!(a, b, "the test needs a real collision");
+    assert_ne!(a, b, "two layouts, two digests");
     let region = ShmRegion::anonymous(1 << 16).unwrap();
     let w = region
         .alloc(collide_u8::Flags {
@@ -473,6 +567,13 @@ fn layouts_whose_fingerprints_collide_are_still_told_apart() {
         })
         .unwrap();
     region.publish("flags", &w).unwrap();
+    retag(
+        &region,
+        &*w as *const _ as *const u8,
+        w.ptr().offset(),
+        a,
+        b,
+    );
     // Looked up or resolved as the other layout: refused (a `bool` holding 2 otherwise).
     let e = region
         .lookup::<collide_bool::Flags>("flags")
@@ -490,7 +591,6 @@ fn layouts_whose_fingerprints_collide_are_still_told_apart() {
         .map(|_| ())
         .unwrap_err();
     assert!(matches!(e, Error::LayoutCollision { .. }), "{e}");
-    assert_eq!(region.lookup::<collide_u8::Flags>("flags").unwrap().f, 2);
 }
 
 #[test]
@@ -498,6 +598,10 @@ fn a_check_remembered_for_a_dropped_region_does_not_pass_a_new_one() {
     // Region after region, each dropped before the next is made: the allocator hands the
     // next region the memory of the last one, where a cache keyed by address would find
     // the first region's check and skip the second's.
+    let (a, b) = (
+        <collide_u8::Flags as ShmSafe>::LAYOUT.fingerprint(),
+        <collide_bool::Flags as ShmSafe>::LAYOUT.fingerprint(),
+    );
     for round in 0..32 {
         {
             let first = ShmRegion::anonymous(1 << 16).unwrap();
@@ -517,10 +621,18 @@ fn a_check_remembered_for_a_dropped_region_does_not_pass_a_new_one() {
                 xslqbgrxooaeki: 0,
             })
             .unwrap();
+        retag(
+            &second,
+            &*w as *const _ as *const u8,
+            w.ptr().offset(),
+            a,
+            b,
+        );
         let p = ShmPtr::<collide_bool::Flags>::from_offset(w.ptr().offset());
+        let got = second.get(p).map(|_| ());
         assert!(
-            matches!(second.get(p), Err(Error::LayoutCollision { .. })),
-            "round {round}: a u8 holding 2 was lent out as a bool"
+            matches!(got, Err(Error::LayoutCollision { .. })),
+            "round {round}: a u8 holding 2 was not refused as a bool: {got:?}"
         );
     }
 }

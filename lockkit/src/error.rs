@@ -82,6 +82,11 @@ pub enum Error {
     /// layout (two layouts whose hashes collide, which only field names chosen for it
     /// produce): objects of this type cannot be told from that one's, so none is handed out.
     LayoutCollision { type_name: String },
+    /// The region cannot keep this type's full layout, so it could not compare it with
+    /// another program's: no object of it is allocated or handed out. `reason` says why and
+    /// what to do (the region's type registry is full, or the type is too large or deep to
+    /// describe; or, when an object is looked up, no description of its type is stored).
+    TypeNotDescribed { type_name: String, reason: String },
     /// The handle was already freed (perhaps through a copy that `fork` made).
     StaleHandle,
     /// The handle belongs to another region.
@@ -218,6 +223,11 @@ impl fmt::Display for Error {
                 f,
                 "{type_name} has the layout fingerprint of another type in this region, whose \
                  layout differs: rename a field of one of them"
+            ),
+            TypeNotDescribed { type_name, reason } => write!(
+                f,
+                "{type_name} cannot be used in this region, which could not compare its layout \
+                 with other programs': {reason}"
             ),
             StaleHandle => f.write_str(
                 "the object was already freed (perhaps through a copy of the handle made by \

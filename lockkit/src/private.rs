@@ -518,6 +518,10 @@ fn element<'a, T, const M: usize>(
 /// can add inherent functions to a type of this crate.
 pub struct Checked;
 
+impl crate::shm_safe::ChecksOf for crate::shm_safe::Lockkit {
+    type Checked = Checked;
+}
+
 impl Checked {
     /// Checks, at compile time, that a field marked or named as a lock is one.
     pub const fn assert_lock<L: LockKind + ?Sized>() {}

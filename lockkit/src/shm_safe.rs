@@ -52,7 +52,7 @@ pub unsafe trait ShmSafe: Sync {
     /// (`__private::Checked`): a `crate = ".."` argument naming another crate then fails to
     /// compile.
     #[doc(hidden)]
-    fn __lockkit_checks(_: crate::__private::Checked) {}
+    fn __lockkit_checks(_: <Lockkit as ChecksOf>::Checked) {}
 }
 
 /// A [`ShmSafe`] type for which all-zero bytes are a valid value (an unlocked lock, a zero
@@ -164,6 +164,18 @@ shm_tuple!(A 0 B 1 C 2 D 3 E 4);
 shm_tuple!(A 0 B 1 C 2 D 3 E 4 F 5);
 shm_tuple!(A 0 B 1 C 2 D 3 E 4 F 5 G 6);
 shm_tuple!(A 0 B 1 C 2 D 3 E 4 F 5 G 6 H 7);
+
+/// Not part of the API: names the type that holds what generated code relies on for
+/// soundness (`__private::Checked`, above this module), for `ShmSafe::__lockkit_checks`.
+#[doc(hidden)]
+pub trait ChecksOf {
+    /// `__private::Checked`.
+    type Checked;
+}
+
+/// Not part of the API: see [`ChecksOf`].
+#[doc(hidden)]
+pub struct Lockkit;
 
 #[cfg(test)]
 mod tests {

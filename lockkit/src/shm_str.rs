@@ -40,12 +40,7 @@ fn store(dst: &mut [u8], src: &[u8]) -> u32 {
 /// A marker field no Rust field can be named like, so that a `ShmStr<N>`, a `ShmBytes<N>`
 /// and a plain struct of a `u32` and `[u8; N]` have three different fingerprints.
 const fn marker(name: &'static str) -> TypeLayout {
-    TypeLayout {
-        name,
-        size: 0,
-        align: 1,
-        shape: Shape::Empty,
-    }
+    TypeLayout::sized::<()>(name, Shape::Empty)
 }
 const STR_MARKER: TypeLayout = marker("#lockkit::ShmStr/1");
 const BYTES_MARKER: TypeLayout = marker("#lockkit::ShmBytes/1");

@@ -9,11 +9,39 @@ use std::fmt::Write;
 
 use super::{Shape, TypeLayout};
 
-/// The most bytes of description stored per published object; a longer description is cut
-/// at a line (the fingerprint still decides; only the message may then say less).
+/// The most bytes of description a region stores for one type: a type whose description is
+/// longer cannot be used in a region (it could not be compared whole).
 pub(crate) const MAX_DESCRIPTION: usize = 64 * 1024;
-/// How deep descriptions go (a type nested deeper is described down to here).
-const MAX_DEPTH: usize = 32;
+/// How deep descriptions go: a type nested deeper cannot be used in a region. (Messages,
+/// which need not be whole, are cut here.)
+pub(crate) const MAX_DEPTH: usize = 64;
+
+/// Why a type's layout cannot be stored whole, so that the region could not compare it
+/// whole with another program's: it is refused instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Undescribable {
+    /// The description would take this many bytes, more than [`MAX_DESCRIPTION`].
+    TooLarge(usize),
+    /// The type nests deeper than [`MAX_DEPTH`].
+    TooDeep,
+}
+
+impl std::fmt::Display for Undescribable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Undescribable::TooLarge(n) => write!(
+                f,
+                "its layout description takes {n} bytes, more than the {MAX_DESCRIPTION} a \
+                 region stores per type; split it into smaller objects linked by ShmPtr"
+            ),
+            Undescribable::TooDeep => write!(
+                f,
+                "it nests more than {MAX_DEPTH} levels deep; flatten it, or split it into \
+                 objects linked by ShmPtr"
+            ),
+        }
+    }
+}
 
 /// One field (or element, or the type itself at path `""`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,7 +97,8 @@ fn join(path: &str, field: &str) -> String {
     }
 }
 
-fn flatten(l: &TypeLayout, path: String, offset: usize, depth: usize, out: &mut Vec<Line>) {
+/// Appends `l`'s lines; returns `false` if it was cut at [`MAX_DEPTH`].
+fn flatten(l: &TypeLayout, path: String, offset: usize, depth: usize, out: &mut Vec<Line>) -> bool {
     out.push(Line {
         path: path.clone(),
         offset,
@@ -77,16 +106,23 @@ fn flatten(l: &TypeLayout, path: String, offset: usize, depth: usize, out: &mut 
         align: l.align,
         what: what(l),
     });
+    let nested = match &l.shape {
+        Shape::Array { len, .. } => *len > 0,
+        Shape::Struct { fields } => !fields.is_empty(),
+        Shape::Option { .. } => true,
+        _ => false,
+    };
     if depth >= MAX_DEPTH {
-        return;
+        return !nested;
     }
     match &l.shape {
         Shape::Array { elem, len } if *len > 0 => {
             flatten(elem, format!("{path}[i]"), offset, depth + 1, out)
         }
         Shape::Struct { fields } => {
+            let mut whole = true;
             for f in *fields {
-                flatten(
+                whole &= flatten(
                     f.layout,
                     join(&path, f.name),
                     offset.saturating_add(f.offset),
@@ -94,15 +130,16 @@ fn flatten(l: &TypeLayout, path: String, offset: usize, depth: usize, out: &mut 
                     out,
                 );
             }
+            whole
         }
         // Where the payload sits inside an Option is the compiler's choice; it is described
         // at the Option's own offset.
         Shape::Option { some } => flatten(some, format!("{path}?"), offset, depth + 1, out),
-        _ => {}
+        _ => true,
     }
 }
 
-/// `l` as lines, the type itself first.
+/// `l` as lines, the type itself first (cut at [`MAX_DEPTH`]: for messages).
 pub(crate) fn lines(l: &TypeLayout) -> Vec<Line> {
     let mut out = Vec::new();
     flatten(l, String::new(), 0, 0, &mut out);
@@ -115,14 +152,17 @@ fn clean(s: &str) -> String {
     s.replace(['\t', '\n'], " ")
 }
 
-/// The stored form: a line per [`Line`], fields separated by tabs, cut to
-/// [`MAX_DESCRIPTION`] bytes at a line boundary.
-pub(crate) fn encode(l: &TypeLayout) -> Vec<u8> {
+/// The stored form: a line per [`Line`], fields separated by tabs; the whole of it, or why
+/// it cannot be had.
+pub(crate) fn encode(l: &TypeLayout) -> Result<Vec<u8>, Undescribable> {
+    let mut all = Vec::new();
+    if !flatten(l, String::new(), 0, 0, &mut all) {
+        return Err(Undescribable::TooDeep);
+    }
     let mut out = String::new();
-    for line in lines(l) {
-        let mut s = String::new();
+    for line in all {
         let _ = writeln!(
-            s,
+            out,
             "{}\t{}\t{}\t{}\t{}",
             clean(&line.path),
             line.offset,
@@ -130,12 +170,32 @@ pub(crate) fn encode(l: &TypeLayout) -> Vec<u8> {
             line.align,
             clean(&line.what)
         );
-        if out.len() + s.len() > MAX_DESCRIPTION {
-            break;
+        if out.len() > MAX_DESCRIPTION {
+            // Counted on to the end, for the message.
+            let more: usize = lines_len(l);
+            return Err(Undescribable::TooLarge(more));
         }
-        out.push_str(&s);
     }
-    out.into_bytes()
+    Ok(out.into_bytes())
+}
+
+/// The length of `l`'s whole description, for the message that refuses it.
+fn lines_len(l: &TypeLayout) -> usize {
+    let mut all = Vec::new();
+    flatten(l, String::new(), 0, 0, &mut all);
+    all.iter()
+        .map(|line| {
+            format!(
+                "{}\t{}\t{}\t{}\t{}\n",
+                clean(&line.path),
+                line.offset,
+                line.size,
+                line.align,
+                clean(&line.what)
+            )
+            .len()
+        })
+        .sum()
 }
 
 /// `s` with every control character replaced by `?`: text read from a region (names, lock
@@ -255,7 +315,7 @@ mod tests {
     #[test]
     fn a_description_survives_the_round_trip() {
         let l = <([u32; 3], Option<u8>, crate::GenLock)>::LAYOUT;
-        assert_eq!(decode(&encode(l)), lines(l));
+        assert_eq!(decode(&encode(l).unwrap()), lines(l));
         let paths: Vec<_> = lines(l).into_iter().map(|l| l.path).collect();
         assert_eq!(paths, ["", "0", "0[i]", "1", "1?", "2"]);
     }
@@ -264,7 +324,7 @@ mod tests {
     fn garbage_decodes_to_what_parses_and_never_panics() {
         assert!(decode(b"").is_empty());
         assert!(decode(&[0xff; 100]).is_empty());
-        let mut bytes = encode(u64::LAYOUT);
+        let mut bytes = encode(u64::LAYOUT).unwrap();
         bytes.extend_from_slice(b"x\t1\t2\nhalf a line\t\t\t\t\n\t9\t9\t9\tu8\n");
         let got = decode(&bytes);
         assert_eq!(got.len(), 2, "{got:?}");
@@ -273,7 +333,7 @@ mod tests {
 
     #[test]
     fn the_first_difference_is_named() {
-        let region = decode(&encode(<(u32, u8)>::LAYOUT));
+        let region = decode(&encode(<(u32, u8)>::LAYOUT).unwrap());
         assert_eq!(
             difference(<(u64, u8)>::LAYOUT, &region),
             "field `0` at offset 0: u64 here, u32 in the region"

@@ -42,8 +42,11 @@
 //! inside is private, [`TypeLayout::opaque`].
 
 mod describe;
+mod digest;
 
-pub(crate) use describe::{decode, difference, encode, printable, Line, MAX_DESCRIPTION};
+pub(crate) use describe::{
+    decode, difference, encode, printable, Line, Undescribable, MAX_DESCRIPTION,
+};
 
 use std::mem::{align_of, size_of};
 
@@ -59,6 +62,9 @@ pub struct TypeLayout {
     pub align: usize,
     /// What the type is made of.
     pub shape: Shape,
+    /// [`TypeLayout::digest`], computed by the constructors from this type's own node and
+    /// its parts' digests (so each type is hashed once, at compile time, however deep).
+    digest: [u8; 32],
 }
 
 /// What a [`TypeLayout`] is made of.
@@ -181,12 +187,7 @@ pub struct VariantLayout {
 }
 
 /// The layout of [`FieldLayout::interior_mutable`]'s marker.
-const INTERIOR_MUTABLE: TypeLayout = TypeLayout {
-    name: "interior mutability",
-    size: 0,
-    align: 1,
-    shape: Shape::Empty,
-};
+const INTERIOR_MUTABLE: TypeLayout = TypeLayout::sized::<()>("interior mutability", Shape::Empty);
 
 impl FieldLayout {
     /// A marker for a hand-written layout: the bytes at `offset` are written while shared
@@ -210,11 +211,17 @@ impl TypeLayout {
 
     /// A layout for `T` with the given name and shape, and `T`'s size and alignment.
     pub const fn sized<T>(name: &'static str, shape: Shape) -> TypeLayout {
+        let (size, align) = (size_of::<T>(), align_of::<T>());
+        let digest = Walk(digest::Sha256::new())
+            .node(size, align, &shape)
+            .0
+            .finish();
         TypeLayout {
             name,
-            size: size_of::<T>(),
-            align: align_of::<T>(),
+            size,
+            align,
             shape,
+            digest,
         }
     }
 
@@ -229,63 +236,55 @@ impl TypeLayout {
         TypeLayout::sized::<T>(id, Shape::Opaque { id, param })
     }
 
-    /// The fingerprint: a 64-bit hash of the size, alignment and shape, recursively, with
-    /// field and variant names but without type names. Equal layouts have equal fingerprints
-    /// whatever crate or path their types come from.
+    /// The digest: SHA-256 of the size, alignment and shape, with field and variant names but
+    /// without type names, each part entering by its own digest (a hash tree). Equal layouts have equal digests whatever crate
+    /// or path their types come from; two different layouts with one digest would be a
+    /// SHA-256 collision, which nobody can find on purpose.
+    pub const fn digest(&self) -> [u8; 32] {
+        self.digest
+    }
+
+    /// The fingerprint: the digest's first 64 bits, the type's tag in a block's header. A
+    /// region keeps, for each tag, the digest and the description of the one layout it was
+    /// registered for, and refuses any other layout under that tag (a 64-bit prefix can be
+    /// made to collide with enough work; the full digest and the description cannot).
     pub const fn fingerprint(&self) -> u64 {
-        let mut h = Fnv::new();
-        h = h.layout(self);
-        h.0
+        let d = self.digest();
+        u64::from_le_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
     }
 }
 
-/// FNV-1a, usable in `const` (the fingerprint is computed at compile time).
+/// A layout fed to the digest, in a canonical order (usable in `const`).
 #[derive(Clone, Copy)]
-struct Fnv(u64);
+struct Walk(digest::Sha256);
 
-impl Fnv {
-    const fn new() -> Fnv {
-        Fnv(0xcbf2_9ce4_8422_2325)
+impl Walk {
+    const fn byte(self, b: u8) -> Walk {
+        Walk(self.0.byte(b))
     }
 
-    const fn byte(self, b: u8) -> Fnv {
-        Fnv((self.0 ^ b as u64).wrapping_mul(0x0100_0000_01b3))
-    }
-
-    const fn u64(mut self, v: u64) -> Fnv {
-        let b = v.to_le_bytes();
-        let mut i = 0;
-        while i < 8 {
-            self = self.byte(b[i]);
-            i += 1;
-        }
-        self
+    const fn u64(self, v: u64) -> Walk {
+        Walk(self.0.bytes(&v.to_le_bytes()))
     }
 
     /// A string, with its length first so that concatenations cannot collide.
-    const fn str(mut self, s: &str) -> Fnv {
-        let b = s.as_bytes();
-        self = self.u64(b.len() as u64);
-        let mut i = 0;
-        while i < b.len() {
-            self = self.byte(b[i]);
-            i += 1;
-        }
-        self
+    const fn str(self, s: &str) -> Walk {
+        Walk(self.u64(s.len() as u64).0.bytes(s.as_bytes()))
     }
 
-    const fn layout(mut self, l: &TypeLayout) -> Fnv {
-        self = self.u64(l.size as u64).u64(l.align as u64);
-        match &l.shape {
+    /// One layout node: its size, alignment and shape, each part by its digest.
+    const fn node(mut self, size: usize, align: usize, shape: &Shape) -> Walk {
+        self = self.u64(size as u64).u64(align as u64);
+        match shape {
             Shape::Scalar(k) => self.byte(1).str(k.name()),
             Shape::Atomic(k) => self.byte(2).str(k.name()),
-            Shape::Array { elem, len } => self.byte(3).u64(*len as u64).layout(elem),
+            Shape::Array { elem, len } => self.byte(3).u64(*len as u64).part(elem),
             Shape::Struct { fields } => {
                 self = self.byte(4).u64(fields.len() as u64);
                 let mut i = 0;
                 while i < fields.len() {
                     let f = &fields[i];
-                    self = self.str(f.name).u64(f.offset as u64).layout(f.layout);
+                    self = self.str(f.name).u64(f.offset as u64).part(f.layout);
                     i += 1;
                 }
                 self
@@ -303,7 +302,7 @@ impl Fnv {
                 }
                 self
             }
-            Shape::Option { some } => self.byte(6).layout(some),
+            Shape::Option { some } => self.byte(6).part(some),
             Shape::Ptr {
                 target_size,
                 target_align,
@@ -314,6 +313,11 @@ impl Fnv {
             Shape::Opaque { id, param } => self.byte(8).str(id).str(param),
             Shape::Empty => self.byte(9),
         }
+    }
+
+    /// A part, by its digest.
+    const fn part(self, l: &TypeLayout) -> Walk {
+        Walk(self.0.bytes(&l.digest))
     }
 }
 

@@ -16,7 +16,7 @@ pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"LOCKKIT\0");
 /// Bump whenever the header, block or root layout changes, or the layout of something the
 /// report reads without a type (6: lock-set entries of 128 bytes on x86_64 and aarch64; 7:
 /// lock words name owner ids handed out by the header's id area, not thread ids).
-pub(crate) const LAYOUT_VERSION: u32 = 8;
+pub(crate) const LAYOUT_VERSION: u32 = 9;
 const READY: u32 = 0x5245_4459;
 pub(crate) const NBINS: usize = 48;
 pub(crate) const NROOTS: usize = 32;

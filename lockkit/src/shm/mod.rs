@@ -302,12 +302,32 @@ impl ShmRegion {
     /// matters more; the lock report then names the type as undescribed).
     fn alloc_block(&self, layout: Layout, ty: &TypeLayout) -> Result<(u64, u64)> {
         let _g = self.alloc_lock()?;
-        if self.view().register_type(layout.tag, ty) == Err(types::Registered::Collision) {
-            return Err(Error::LayoutCollision {
-                type_name: ty.name.into(),
-            });
-        }
+        self.register_type(layout.tag, ty)?;
         self.heap().alloc(layout)
+    }
+
+    /// Describes `ty` (fingerprint `tag`) in the region's type registry, or says why it
+    /// cannot be; the caller holds the allocator lock.
+    fn register_type(&self, tag: u64, ty: &TypeLayout) -> Result<()> {
+        let reason = match self.view().register_type(tag, ty) {
+            Ok(()) => return Ok(()),
+            Err(types::Registered::Collision) => {
+                return Err(Error::LayoutCollision {
+                    type_name: ty.name.into(),
+                })
+            }
+            Err(types::Registered::Full { needed, free }) => format!(
+                "its type registry is full ({free} bytes left of {}, {needed} needed to \
+                 describe this type): create the region larger (the registry is 1/64 of it, \
+                 4 KiB to 1 MiB)",
+                self.inner.id.types_area().1 - self.inner.id.types_area().0
+            ),
+            Err(types::Registered::Undescribable(why)) => why.to_string(),
+        };
+        Err(Error::TypeNotDescribed {
+            type_name: ty.name.into(),
+            reason,
+        })
     }
 
     fn boxed<T>(&self, (offset, gen): (u64, u64)) -> ShmBox<T> {
@@ -534,9 +554,9 @@ impl ShmRegion {
             .iter()
             .find(|r| r.name.iter().all(|w| w.load(Relaxed) == 0))
             .ok_or(Error::RootTableFull { capacity: NROOTS })?;
-        // Normally registered when the object was allocated; a region whose registry was
-        // damaged gets it back here if there is room.
-        let _ = self.view().register_type(tag, layout);
+        // Registered when the object was allocated; a region whose registry was damaged
+        // since cannot have the object found by name, as `get` could not vouch for it.
+        self.register_type(tag, layout)?;
         slot.offset.store(offset, Relaxed);
         slot.tag.store(tag, Relaxed);
         let ty: [u64; ROOT_TYPE_LEN / 8] = header::pack(ty.as_bytes());
@@ -607,10 +627,25 @@ impl ShmRegion {
         if CHECKED.try_with(|c| c.borrow().contains(&key)) == Ok(true) {
             return Ok(());
         }
-        if !self.view().described_as(tag, T::LAYOUT) {
-            return Err(Error::LayoutCollision {
-                type_name: std::any::type_name::<T>().into(),
-            });
+        match self.view().described_as(tag, T::LAYOUT) {
+            types::Described::Same => {}
+            types::Described::Other => {
+                return Err(Error::LayoutCollision {
+                    type_name: std::any::type_name::<T>().into(),
+                })
+            }
+            types::Described::Missing => {
+                let reason = match crate::layout::encode(T::LAYOUT) {
+                    Err(why) => why.to_string(),
+                    Ok(_) => "the region stores no description of the type of the object \
+                              there (its type registry is damaged)"
+                        .into(),
+                };
+                return Err(Error::TypeNotDescribed {
+                    type_name: std::any::type_name::<T>().into(),
+                    reason,
+                });
+            }
         }
         let _ = CHECKED.try_with(|c| c.borrow_mut().insert(key));
         Ok(())

@@ -5,13 +5,17 @@
 //! description from it to say which field differs; the lock report reads it to find the
 //! locks inside every live object.
 //!
-//! An entry is `[fingerprint, len, text..]` in 8-byte words, read and written as atomics.
+//! An entry is `[fingerprint, len, digest (4 words), text..]` in 8-byte words, read and
+//! written as atomics. The fingerprint is the digest's first word; the digest and the text
+//! are compared whole before an object is handed out as a type, so two layouts are never
+//! confused, whatever their fingerprints.
 //! Writers hold the allocator lock, write an entry whole and then publish it by advancing
 //! `Header::types_used` with `Release`; readers (the inspector among them, which takes no
 //! lock) read `types_used` with `Acquire`, bound every walk by the area, and accept any
 //! bytes: another process may have damaged it. A process killed while registering leaves
-//! bytes past `types_used`, overwritten by the next entry. A full registry leaves later types
-//! undescribed; nothing else depends on it.
+//! bytes past `types_used`, overwritten by the next entry. A type that cannot be described
+//! (a full registry, a type too large or deep) cannot be allocated: an undescribed type could
+//! not be told from another.
 
 use std::mem::size_of;
 use std::sync::atomic::{AtomicU64, Ordering::*};
@@ -20,16 +24,29 @@ use super::view::View;
 use crate::layout::{self, TypeLayout};
 
 const WORD: u64 = size_of::<AtomicU64>() as u64;
-/// Words before an entry's text: fingerprint, length.
-const HEAD_WORDS: u64 = 2;
+/// Words before an entry's text: fingerprint, length, digest.
+const HEAD_WORDS: u64 = 6;
 
 /// Why a type was not (newly) described.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Registered {
-    /// No room left: the type stays undescribed (and unchecked beyond its fingerprint).
-    Full,
+    /// No room left for it: `needed` bytes, `free` left.
+    Full { needed: u64, free: u64 },
     /// Another layout is described under the same fingerprint.
     Collision,
+    /// Its description cannot be had whole.
+    Undescribable(layout::Undescribable),
+}
+
+/// What the registry says of a layout under a fingerprint.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Described {
+    /// Described, as this layout.
+    Same,
+    /// Another layout is described under the fingerprint.
+    Other,
+    /// Nothing is described under it (or the layout cannot be described at all).
+    Missing,
 }
 
 impl<'a> View<'a> {
@@ -69,23 +86,34 @@ impl<'a> View<'a> {
     pub(super) fn register_type(&self, tag: u64, layout: &TypeLayout) -> Result<(), Registered> {
         let entries = self.type_entries();
         if entries.iter().any(|&(_, fp, _)| fp == tag) {
-            return if self.described_as(tag, layout) {
-                Ok(())
-            } else {
-                Err(Registered::Collision)
+            return match self.described_as(tag, layout) {
+                Described::Same => Ok(()),
+                _ => Err(Registered::Collision),
             };
         }
         let next = entries
             .last()
             .map_or(0, |&(i, _, len)| i + HEAD_WORDS + len.div_ceil(WORD));
-        let text = layout::encode(layout);
+        let text = layout::encode(layout).map_err(Registered::Undescribable)?;
         let words = (text.len() as u64).div_ceil(WORD);
         // The last word must exist before anything is written.
-        self.type_word(next + HEAD_WORDS + words.max(1) - 1)
-            .ok_or(Registered::Full)?;
+        if self
+            .type_word(next + HEAD_WORDS + words.max(1) - 1)
+            .is_none()
+        {
+            let (start, end) = self.id.types_area();
+            return Err(Registered::Full {
+                needed: (HEAD_WORDS + words) * WORD,
+                free: (end - start).saturating_sub(next * WORD),
+            });
+        }
         let word = |i| self.type_word(i).expect("checked: inside the area");
         word(next).store(tag, Relaxed);
         word(next + 1).store(text.len() as u64, Relaxed);
+        for (k, w) in layout.digest().chunks(WORD as usize).enumerate() {
+            let w: [u8; WORD as usize] = w.try_into().expect("32 bytes in 4 words");
+            word(next + 2 + k as u64).store(u64::from_le_bytes(w), Relaxed);
+        }
         for (k, chunk) in text.chunks(WORD as usize).enumerate() {
             let mut w = [0u8; WORD as usize];
             w[..chunk.len()].copy_from_slice(chunk);
@@ -97,12 +125,27 @@ impl<'a> View<'a> {
         Ok(())
     }
 
-    /// Whether the description registered for `tag` is `layout`'s, or none is (a full or
-    /// damaged registry cannot tell; the fingerprint is then the only check). A 64-bit
-    /// fingerprint can be made to collide by choosing field names; the description cannot.
-    pub(crate) fn described_as(&self, tag: u64, layout: &TypeLayout) -> bool {
-        let there = self.description(tag);
-        there.is_empty() || there == layout::encode(layout)
+    /// Whether the registry describes `layout` under `tag`: the same digest and the same
+    /// description, both compared whole. A 64-bit fingerprint can be made to collide with
+    /// enough work; the digest cannot, and the description is the layout itself.
+    pub(crate) fn described_as(&self, tag: u64, layout: &TypeLayout) -> Described {
+        let Some(&(i, _, len)) = self.type_entries().iter().find(|&&(_, fp, _)| fp == tag) else {
+            return Described::Missing;
+        };
+        let Ok(text) = layout::encode(layout) else {
+            return Described::Missing;
+        };
+        let digest = layout.digest();
+        let same_digest = (0..4).all(|k| {
+            let w: [u8; WORD as usize] = digest[k * 8..k * 8 + 8].try_into().expect("8 bytes");
+            self.type_word(i + 2 + k as u64)
+                .is_some_and(|x| x.load(Relaxed) == u64::from_le_bytes(w))
+        });
+        if same_digest && self.entry_bytes(i, len) == text {
+            Described::Same
+        } else {
+            Described::Other
+        }
     }
 
     /// The description registered for fingerprint `tag`, or nothing.
