@@ -374,16 +374,17 @@ fn rewrite_victims_description(name: &str, text: &[u8]) {
     let fp = <Victim as lockkit::ShmSafe>::LAYOUT
         .fingerprint()
         .to_le_bytes();
-    // A registry entry is [fingerprint, length, text], and a description starts with a tab.
-    let entry = (0..all.len() - 17)
-        .find(|&p| all[p..p + 8] == fp && all[p + 16] == b'\t')
+    // A registry entry is [fingerprint, length, digest (32 bytes), text], and a description
+    // starts with a tab.
+    let entry = (0..all.len() - 49)
+        .find(|&p| all[p..p + 8] == fp && all[p + 48] == b'\t')
         .expect("the description is in the registry");
     let old_len = u64::from_le_bytes(all[entry + 8..entry + 16].try_into().unwrap());
     assert!(text.len() as u64 <= old_len, "the hostile text must fit");
     let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
     f.write_all_at(&(text.len() as u64).to_le_bytes(), entry as u64 + 8)
         .unwrap();
-    f.write_all_at(text, entry as u64 + 16).unwrap();
+    f.write_all_at(text, entry as u64 + 48).unwrap();
 }
 
 #[test]
