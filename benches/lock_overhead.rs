@@ -9,6 +9,8 @@
 //!   `locked!`, and through a `#[shared_locked]` accessor: these must cost the same.
 //! - `group`: a group lock with no chained locks against a bare GenLock (guards observed);
 //!   `benches/grp_lock.rs` compares chained groups with the same locks taken by hand.
+//! - `resolve`: `region.get(ptr)` of a small and of a 64 KiB object, and `lookup` by name:
+//!   the checks every handle into a region pays (bounds, block, neighbours, type).
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -117,12 +119,33 @@ fn group(c: &mut Criterion) {
     g.finish();
 }
 
+fn resolve(c: &mut Criterion) {
+    let region = ShmRegion::anonymous(4 << 20).unwrap();
+    let _before = region.alloc(0u64).unwrap();
+    let small = region.alloc(ShmMutex::new(7u64)).unwrap();
+    let big = region.alloc_zeroed::<[u64; 8192]>().unwrap();
+    let _after = region.alloc(0u64).unwrap();
+    region.publish("small", &small).unwrap();
+    let (small, big) = (small.ptr(), big.ptr());
+    let mut g = c.benchmark_group("resolve");
+    g.bench_function("get_small", |b| {
+        b.iter(|| black_box(region.get(black_box(small)).unwrap()))
+    });
+    g.bench_function("get_64KiB", |b| {
+        b.iter(|| black_box(region.get(black_box(big)).unwrap()))
+    });
+    g.bench_function("lookup", |b| {
+        b.iter(|| black_box(region.lookup::<ShmMutex<u64>>(black_box("small")).unwrap()))
+    });
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2))
         .sample_size(50);
-    targets = uncontended, guard_forms, group
+    targets = uncontended, guard_forms, group, resolve
 }
 criterion_main!(benches);
