@@ -488,19 +488,15 @@ impl std::ops::DerefMut for Locked<'_> {
 fn stripe<'t>(reg: &'t Registrar, b: usize, log: &WorkerLog) -> StripeGuard<'t, Bucket> {
     let mut g = reg.lock_buckets(b);
     if StripeGuard::owner_died(&g) {
-        drop(g);
-        // Every bucket of the stripe, each through the stripe's lock (the one just seen to
-        // have died is handed to us again, still marked; the others are unaffected).
-        let stripe = b % STRIPES;
-        for other in (stripe..BUCKETS).step_by(STRIPES) {
-            let mut o = reg.lock_buckets(other);
+        // Every bucket of the stripe, under the one hold just taken (the guard lends them
+        // all), so no other worker sees the stripe half repaired.
+        for (_, o) in g.iter_mut() {
             o.used = o.slots.iter().filter(|s| s.aor != 0).count() as u32;
             // A refresh cut between its cseq and its expiry: rolled forward.
             for s in o.slots.iter_mut().filter(|s| s.aor != 0) {
                 s.expires = 3600 * u64::from(s.cseq);
             }
         }
-        g = reg.lock_buckets(b);
         StripeGuard::mark_consistent(&mut g);
         log.repairs.fetch_add(1, Relaxed);
     }
