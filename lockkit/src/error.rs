@@ -78,6 +78,9 @@ pub enum Error {
     RootExists { name: String },
     /// Every slot of the root table is in use.
     RootTableFull { capacity: usize },
+    /// [`RegionSize`](crate::RegionSize) counted more type descriptions (`needed` bytes)
+    /// than the largest type registry holds (`capacity` bytes).
+    TypeRegistryFull { needed: usize, capacity: usize },
     /// Another type in the region has this type's 64-bit layout fingerprint but a different
     /// layout (two layouts whose hashes collide, which only field names chosen for it
     /// produce): objects of this type cannot be told from that one's, so none is handed out.
@@ -213,6 +216,11 @@ impl fmt::Display for Error {
                 f,
                 "the region's root table is full ({capacity} roots): publish one root that \
                  points at the others"
+            ),
+            TypeRegistryFull { needed, capacity } => write!(
+                f,
+                "the types counted need {needed} bytes of type descriptions, more than a \
+                 region's registry holds ({capacity}): split them over several regions"
             ),
             LayoutCollision { type_name } => write!(
                 f,

@@ -35,6 +35,14 @@
 //! - [`ShmSafe`]: which types may live in shared memory; [`layout`]: how programs agree on
 //!   their layouts.
 //!
+//! ## Sizing a region, and its limits
+//! [`RegionSize`] counts what a region will hold (objects, lock sets, roots) and gives the
+//! size to create it with, block headers, alignment and the region's tables included. A
+//! region has at most 32 named roots (names of up to 31 bytes); its type registry takes
+//! 1/64 of it (4 KiB to 1 MiB), and with `lock-debug` its lock-order table (64 to 4096 lock
+//! pairs) and its lock-site table (32 to 2048 sites) 1/128 each; a process maps at most 64
+//! regions at once. See [`RegionSize`] for the details.
+//!
 //! ## Layers
 //! Each module uses only modules of the layers below its own (`tests/layers.rs` checks it), so
 //! the primitives can be read, and changed, without the regions or the diagnostics:
@@ -107,7 +115,7 @@ pub use lockable::Lockable;
 pub use rec_lock::{RecLock, RecLockGuard};
 pub use rw_lock::{ReadGuard, RwLock, WriteGuard};
 pub use semaphore::ShmSemaphore;
-pub use shm::{RegionOptions, RegionStats, ShmBox, ShmLockSet, ShmPtr, ShmRegion};
+pub use shm::{RegionOptions, RegionSize, RegionStats, ShmBox, ShmLockSet, ShmPtr, ShmRegion};
 pub use shm_mutex::{ShmMutex, ShmMutexGuard};
 pub use shm_safe::{ShmSafe, ShmZeroable};
 pub use shm_str::{ShmBytes, ShmStr};

@@ -800,7 +800,13 @@ struct RunResult {
 
 fn run(a: &Args, one_lock: bool, kill_one: bool, quiet: bool) -> Result<RunResult, String> {
     let _ = ShmRegion::unlink(&a.name);
-    let region = ShmRegion::create(&a.name, 4 << 20).map_err(|e| format!("{}: {e}", a.name))?;
+    // Sized for what goes in it: the table, published under one name.
+    let size = lockkit::RegionSize::new()
+        .object::<Registrar>()
+        .roots(1)
+        .bytes()
+        .map_err(|e| e.to_string())?;
+    let region = ShmRegion::create(&a.name, size).map_err(|e| format!("{}: {e}", a.name))?;
     let table: Table = Arc::new(
         region
             .alloc_zeroed::<Registrar>()

@@ -23,6 +23,11 @@ const WORD: u64 = size_of::<AtomicU64>() as u64;
 /// Words before an entry's text: fingerprint, length.
 const HEAD_WORDS: u64 = 2;
 
+/// The registry bytes `layout`'s entry takes: its head and its description, in words.
+pub(super) fn entry_bytes(layout: &TypeLayout) -> u64 {
+    (HEAD_WORDS + (layout::encode(layout).len() as u64).div_ceil(WORD)) * WORD
+}
+
 /// Why a type was not (newly) described.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Registered {
