@@ -95,6 +95,9 @@ pub enum Error {
     /// [`ShmBytes`](crate::ShmBytes): `len` bytes for a capacity of `capacity`. Nothing was
     /// stored.
     TooLong { len: usize, capacity: usize },
+    /// [`Workers::spawn`](crate::workers::Workers::spawn) was called in a process with
+    /// `threads` threads: its child would get only the calling one.
+    ForkWithThreads { threads: usize },
     /// An operating-system call failed.
     Os { op: &'static str, source: io::Error },
 }
@@ -237,6 +240,13 @@ impl fmt::Display for Error {
                 f,
                 "{len} bytes do not fit in a capacity of {capacity} bytes (nothing was \
                  stored): choose a larger capacity, or the `truncated` forms to keep what fits"
+            ),
+            ForkWithThreads { threads } => write!(
+                f,
+                "cannot fork a worker: this process has {threads} threads, and the child \
+                 would get only the calling one (a lock another thread held would stay held \
+                 in it for ever): fork the workers before starting threads, or use \
+                 Workers::spawn_unchecked and answer for what the child does"
             ),
             Os { op, source } => write!(f, "{op} failed: {source}"),
         }

@@ -32,6 +32,8 @@
 //! - [`raw`]: the lock algorithms.
 //! - [`ShmCondvar`]: a condition variable that waits with those locks' guards.
 //! - [`ShmStr`] / [`ShmBytes`]: strings and byte strings of a fixed capacity, stored inline.
+//! - [`workers`]: fork workers that die with the parent, reap them, and see which locks a
+//!   dead one held.
 //! - [`ShmSafe`]: which types may live in shared memory; [`layout`]: how programs agree on
 //!   their layouts.
 //!
@@ -55,7 +57,7 @@
 //! | 3 | `gen_lock`, `rec_lock`, `rw_lock`, `semaphore`, `lock_set`, `shm_mutex`, `condvar`, `shm_str` | the primitives; the condition variable; inline strings and bytes |
 //! | 4 | [`shm`] | regions: mapping, header, allocator, type registry, roots |
 //! | 5 | `lock_debug`, [`report`], `lock_order` | diagnostics that read regions |
-//! | 6 | [`grp`], `lockable`, `__private` | the group lock; what `locked!` and the macros' code call |
+//! | 6 | [`grp`], `lockable`, `__private`, [`workers`] | the group lock; what `locked!` and the macros' code call; forked workers and their supervision |
 //!
 //! The primitives reach the diagnostics only through `lock_hooks` (feature `lock-debug`), as
 //! Linux's locks reach lockdep through `lock_acquire`: the hooks know nothing of who listens,
@@ -103,6 +105,7 @@ mod shm_mutex;
 mod shm_safe;
 mod shm_str;
 mod sys;
+pub mod workers;
 
 pub use __private::StripeGuard;
 pub use condvar::{CondvarGuard, ShmCondvar, WaitTimeoutResult};
