@@ -7,7 +7,6 @@ use std::io;
 /// text says what to do about it.
 // The fields' names say what they hold; each variant's doc says when it happens.
 #[allow(missing_docs)]
-#[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
     /// No shared-memory object has this name.
@@ -249,6 +248,62 @@ impl fmt::Display for Error {
                  Workers::spawn_unchecked and answer for what the child does"
             ),
             Os { op, source } => write!(f, "{op} failed: {source}"),
+        }
+    }
+}
+
+/// The variant's name and the `Display` text with its advice, as `io::Error`'s `Debug`
+/// carries the OS's message: `fn main() -> lockkit::Result<()>` prints an error with `Debug`,
+/// and should say what to do, not only `AlreadyExists { name: "/x" }`.
+///
+/// ```
+/// let e = lockkit::Error::AlreadyExists { name: "/nk-htable".into() };
+/// assert_eq!(
+///     format!("{e:?}"),
+///     "AlreadyExists: a shared-memory object named \"/nk-htable\" already exists: open it, \
+///      or unlink it if it is left over from a dead run"
+/// );
+/// ```
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {self}", self.kind_name())
+    }
+}
+
+impl Error {
+    /// The variant's name, for `Debug`.
+    fn kind_name(&self) -> &'static str {
+        use Error::*;
+        match self {
+            NotFound { .. } => "NotFound",
+            PermissionDenied { .. } => "PermissionDenied",
+            AlreadyExists { .. } => "AlreadyExists",
+            InvalidName { .. } => "InvalidName",
+            NotAnObject { .. } => "NotAnObject",
+            Abandoned { .. } => "Abandoned",
+            Untrusted { .. } => "Untrusted",
+            UnsafeMode { .. } => "UnsafeMode",
+            NotLockkitRegion { .. } => "NotLockkitRegion",
+            VersionMismatch { .. } => "VersionMismatch",
+            Truncated { .. } => "Truncated",
+            CorruptHeader { .. } => "CorruptHeader",
+            CorruptRegion { .. } => "CorruptRegion",
+            RegionTooSmall { .. } => "RegionTooSmall",
+            NoSpace { .. } => "NoSpace",
+            OutOfMemory { .. } => "OutOfMemory",
+            InvalidPtr { .. } => "InvalidPtr",
+            TypeMismatch { .. } => "TypeMismatch",
+            RootNotFound { .. } => "RootNotFound",
+            RootExists { .. } => "RootExists",
+            RootTableFull { .. } => "RootTableFull",
+            TypeRegistryFull { .. } => "TypeRegistryFull",
+            LayoutCollision { .. } => "LayoutCollision",
+            StaleHandle => "StaleHandle",
+            ForeignHandle => "ForeignHandle",
+            EmptyLockSet => "EmptyLockSet",
+            TooLong { .. } => "TooLong",
+            ForkWithThreads { .. } => "ForkWithThreads",
+            Os { .. } => "Os",
         }
     }
 }

@@ -76,6 +76,9 @@
 //! [`refresh_thread_ids`] before it takes a lock.
 
 #![deny(unsafe_op_in_unsafe_fn)]
+// docs.rs (and `RUSTDOCFLAGS="--cfg docsrs" cargo +nightly doc --all-features`) marks each
+// item that needs a feature with the feature's name.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 
 mod condvar;
@@ -90,6 +93,7 @@ mod lock_debug;
 #[cfg(feature = "lock-debug")]
 mod lock_hooks;
 #[cfg(feature = "lock-debug")]
+#[cfg_attr(docsrs, doc(cfg(feature = "lock-debug")))]
 pub mod lock_order;
 mod lock_set;
 mod lockable;
@@ -128,6 +132,7 @@ pub use lockkit_macros::{grp_member, locked, shared_locked, ShmSafe};
 /// `lock_api`, re-exported for `lock_api::Mutex<lockkit::raw::Futex, T>` (feature
 /// `lock-api`).
 #[cfg(feature = "lock-api")]
+#[cfg_attr(docsrs, doc(cfg(feature = "lock-api")))]
 pub use lock_api;
 
 /// The diagnostics that listen to the locks' hooks (`lock_hooks`), bound here at the root so
