@@ -17,7 +17,7 @@
 //!
 //! // In a real server, fork workers here; each does the same.
 //! {
-//!     let _stripe = stripes.lock_for("sip:alice@example.org");
+//!     let _stripe = stripes.lock_key("sip:alice@example.org");
 //!     *total.lock() += 1;
 //! } // both locks released here, on every path
 //! assert_eq!(*total.lock(), 1);
@@ -129,8 +129,36 @@ pub use shm_str::{ShmBytes, ShmStr};
 
 pub use lockkit_macros::{grp_member, locked, shared_locked, ShmSafe};
 
+/// The backend (lock algorithm) of lock type `L`: [`raw::Futex`] for `GenLock` and
+/// `GenLockSet<N>`, `R` for `GenLock<R>` and `GenLockSet<N, R>`. The accessors
+/// `#[shared_locked]` generates name their guards' backend with it.
+///
+/// ```
+/// use lockkit::{raw, BackendOf, GenLock, GenLockSet};
+///
+/// let _: std::marker::PhantomData<BackendOf<GenLock>> =
+///     std::marker::PhantomData::<raw::Futex>;
+/// let _: std::marker::PhantomData<BackendOf<GenLockSet<4, raw::Spin>>> =
+///     std::marker::PhantomData::<raw::Spin>;
+/// ```
+pub type BackendOf<L> = <L as __private::LockKind>::Raw;
+
 /// `lock_api`, re-exported for `lock_api::Mutex<lockkit::raw::Futex, T>` (feature
 /// `lock-api`).
+///
+/// # Why `lock_api::Mutex<Futex, T>` is not `ShmSafe`
+/// It works in process memory, but it cannot be placed in a region, and lockkit does not
+/// implement [`ShmSafe`] for it (the orphan rule leaves that to lockkit):
+/// - it is a plain Rust struct, not `#[repr(C)]`: the compiler chooses where its lock and
+///   its data go, and another build (another rustc, other flags) may choose differently, so
+///   two programs attached to one region could disagree on where the lock ends and the data
+///   starts; its fields are private, so lockkit cannot describe its layout for that to be
+///   checked (as it does for every `ShmSafe` type);
+/// - its `lock()` cannot tell the caller that the previous holder died in the middle of an
+///   update: the next holder would get half-updated data without a word.
+///
+/// [`ShmMutex<T>`](ShmMutex) is that type for shared memory: a futex lock word and the data
+/// in a `#[repr(C)]` struct, whose guard says when the previous owner died.
 #[cfg(feature = "lock-api")]
 #[cfg_attr(docsrs, doc(cfg(feature = "lock-api")))]
 pub use lock_api;
