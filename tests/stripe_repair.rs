@@ -23,6 +23,7 @@ fn a_stripe_guard_lends_exactly_the_elements_of_its_stripe() {
     assert_eq!((g.stripe(), g.stripes(), g.index()), (2, 4, 6));
     let indices: Vec<usize> = g.iter_mut().map(|(i, _)| i).collect();
     assert_eq!(indices, [2, 6, 10, 14]);
+    assert_eq!(g.iter().map(|(i, _)| i).collect::<Vec<_>>(), indices);
     for i in [2, 10, 14] {
         g.get_mut(i).unwrap().0 = i as u64;
     }

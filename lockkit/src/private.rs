@@ -555,6 +555,18 @@ impl<T, R: crate::raw::RawLock> StripeGuard<'_, T, R> {
         Some(unsafe { &mut *element.0.get() })
     }
 
+    /// Every element of the held stripe with its index, to read, in ascending order.
+    pub fn iter(&self) -> impl Iterator<Item = (usize, &T)> + '_ {
+        self.elements
+            .iter()
+            .enumerate()
+            .skip(self.stripe())
+            .step_by(self.stripes)
+            // SAFETY: each element belongs to the held stripe, and the iterator borrows the
+            // guard, so no `&mut` to any of them exists meanwhile.
+            .map(|(i, e)| (i, unsafe { &*e.0.get() }))
+    }
+
     /// Every element of the held stripe with its index, in ascending order: `stripe()`,
     /// `stripe() + stripes()`, ...
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (usize, &mut T)> + '_ {
