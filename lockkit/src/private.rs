@@ -499,7 +499,7 @@ pub struct StripeGuard<'a, T, R: crate::raw::RawLock = crate::raw::Futex> {
     _stripe: GenLockGuard<'a, R>,
     /// Every element of the field (only those of the held stripe are ever reached).
     elements: &'a [Element<T>],
-    /// The element `Deref` lends.
+    /// The element `Deref` lends: always `< elements.len()` (checked by `elements`).
     index: usize,
     /// The number of stripes (the set's length, at least 1).
     stripes: usize,
@@ -586,15 +586,16 @@ impl<T, R: crate::raw::RawLock> StripeGuard<'_, T, R> {
 impl<T, R: crate::raw::RawLock> Deref for StripeGuard<'_, T, R> {
     type Target = T;
     fn deref(&self) -> &T {
-        // SAFETY: the stripe lock guarding this element is held while the guard lives.
-        unsafe { &*self.elements[self.index].0.get() }
+        // SAFETY: `index < elements.len()` (checked when the guard was made, and neither
+        // changes), and the stripe lock guarding this element is held while the guard lives.
+        unsafe { &*self.elements.get_unchecked(self.index).0.get() }
     }
 }
 
 impl<T, R: crate::raw::RawLock> DerefMut for StripeGuard<'_, T, R> {
     fn deref_mut(&mut self) -> &mut T {
         // SAFETY: as in `deref`; `&mut self` makes this the only access through the guard.
-        unsafe { &mut *self.elements[self.index].0.get() }
+        unsafe { &mut *self.elements.get_unchecked(self.index).0.get() }
     }
 }
 
