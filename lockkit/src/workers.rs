@@ -37,7 +37,10 @@
 //! single thread (it counts them in `/proc/self/task`, which no other thread can change
 //! meanwhile, there being none) and fails with [`Error::ForkWithThreads`] otherwise: fork
 //! the workers first, then start threads. [`Workers::spawn_unchecked`] forks anyway, for a
-//! caller who answers for what the child does.
+//! caller who answers for what the child does. Rust's test harness runs each `#[test]` on a
+//! thread of its own: fork from a test binary with `harness = false` (as lockkit's
+//! `tests/workers.rs` does), or use `spawn_unchecked` with a child that touches no lock
+//! another thread could hold.
 //!
 //! # Dying with the parent
 //! Each child asks the kernel (`PR_SET_PDEATHSIG`) to kill it with `SIGKILL` when its parent
