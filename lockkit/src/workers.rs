@@ -447,3 +447,52 @@ fn child(parent: libc::pid_t, interrupts_to_parent: bool, work: impl FnOnce() ->
     // parent's exit handlers.
     unsafe { libc::_exit(code) }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The race where the parent dies between `fork` and `PR_SET_PDEATHSIG`, made certain:
+    /// the child is told its parent is a process that is not its parent (as after the
+    /// parent's death, when it was re-parented), and must leave without running its work.
+    #[test]
+    fn a_child_whose_parent_died_before_it_asked_to_die_with_it_exits_without_working() {
+        let not_our_parent = 1;
+        // SAFETY: the child calls only `prctl`, `getppid` and `_exit` (all async-signal-safe,
+        // so fine beside the harness's threads) on this path: it never runs its work.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+        if pid == 0 {
+            child(not_our_parent, false, || 0);
+        }
+        let mut status = 0;
+        let t0 = Instant::now();
+        loop {
+            // SAFETY: our own child, with a valid status pointer; WNOHANG never blocks.
+            let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+            if r == pid {
+                break;
+            }
+            if t0.elapsed() > Duration::from_secs(60) {
+                // SAFETY: our own child, not reaped: the pid is still its.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                panic!("the orphaned child did not exit within 60 s (killed)");
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(ExitStatus::from_raw(status).code(), Some(ORPHAN_EXIT_CODE));
+    }
+
+    #[test]
+    fn an_end_is_described_as_a_code_or_a_named_signal() {
+        assert_eq!(describe(ExitStatus::from_raw(3 << 8)), "exited with code 3");
+        assert_eq!(
+            describe(ExitStatus::from_raw(9)),
+            "killed by signal 9 (SIGKILL)"
+        );
+        assert_eq!(
+            describe(ExitStatus::from_raw(6 | 0x80)),
+            "killed by signal 6 (SIGABRT), core dumped"
+        );
+    }
+}
