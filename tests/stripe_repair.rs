@@ -29,7 +29,9 @@ fn a_stripe_guard_lends_exactly_the_elements_of_its_stripe() {
     }
     for i in [0, 1, 3, 5, 7, 11, 13, 16, 17, 18, 100] {
         assert!(g.get_mut(i).is_none(), "element {i} is not of stripe 2");
+        assert!(g.get(i).is_none(), "element {i} is not of stripe 2");
     }
+    assert_eq!(g.get(10).map(|p| p.0), Some(10));
     g.0 = 60;
     drop(g);
     // What the guard wrote landed in the elements, reached again through their own guards.

@@ -543,6 +543,18 @@ impl<T, R: crate::raw::RawLock> StripeGuard<'_, T, R> {
         self.index
     }
 
+    /// Element `index` of the field to read, if it belongs to the held stripe and is in
+    /// range; `None` otherwise (see [`get_mut`](Self::get_mut)).
+    pub fn get(&self, index: usize) -> Option<&T> {
+        if index % self.stripes != self.stripe() {
+            return None;
+        }
+        let element = self.elements.get(index)?;
+        // SAFETY: the element belongs to the held stripe; `&self` rules out a `&mut` through
+        // the guard meanwhile.
+        Some(unsafe { &*element.0.get() })
+    }
+
     /// Element `index` of the field, if it belongs to the held stripe (`index % stripes()
     /// == stripe()`) and is in range; `None` otherwise (its stripe is not held).
     pub fn get_mut(&mut self, index: usize) -> Option<&mut T> {
