@@ -34,6 +34,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("grp", 6),
     ("lockable", 6),
     ("private", 6),
+    ("workers", 6),
 ];
 
 fn src() -> &'static Path {

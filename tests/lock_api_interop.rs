@@ -56,3 +56,13 @@ fn a_guard_leaked_through_lock_api_by_a_thread_that_exited_keeps_the_mutex_held(
     assert!(m.try_lock().is_none());
     assert!(m.is_locked());
 }
+
+#[test]
+fn a_lock_api_mutex_is_not_shm_safe_and_shm_mutex_stands_in_for_it() {
+    // Documented at `lockkit::lock_api`: its layout is the compiler's choice and its lock
+    // cannot report a dead owner, so it stays out of regions.
+    use lockkit::__private::{IsShmSafeFallback, LayoutOf};
+    // Checked as the test compiles.
+    const { assert!(!LayoutOf::<Mutex<RawFutex, u64>>::IS_SHM_SAFE) };
+    const { assert!(LayoutOf::<lockkit::ShmMutex<u64>>::IS_SHM_SAFE) };
+}

@@ -61,11 +61,16 @@ use proc_macro::TokenStream;
 ///   `<Struct><L>Fields` and stores them with the lock (the field becomes a
 ///   `ShmMutex<<Struct><L>Fields>`); generates `lock_l()`, `try_lock_l()` and
 ///   `try_lock_l_for(timeout)`, whose guards deref to those fields: `s.active` without the
-///   lock does not compile, because the struct has no such field;
+///   lock does not compile, because the struct has no such field. Accessors are always
+///   `lock_` and the field's name, so name a lock after what it guards (`calls` gives
+///   `lock_calls()`); a lock field called `lock` gets `lock_lock()`, `try_lock_lock()` and
+///   `try_lock_lock_for(timeout)`;
 /// - for each `GenLockSet<N>` field `s`, a field `#[striped_by(s)] f: [T; M]` is reachable
-///   one element at a time: `lock_f(i)` locks stripe `i % N` and lends element `i`
+///   one stripe at a time: `lock_f(i)` locks stripe `i % N` and lends element `i`
 ///   (`try_lock_f(i)` does not wait, `try_lock_f_for(i, timeout)` waits at most `timeout`);
-///   `i >= M` panics naming both, at the caller's line;
+///   `i >= M` panics naming both, at the caller's line. The guard also lends every other
+///   element of its stripe (`get_mut(j)` for `j % N == i % N`, `iter_mut()`), so a stripe
+///   left half-updated by a holder that died is repaired under one hold;
 /// - fields with no marker stay as declared (they must be `ShmSafe`, hence `Sync`);
 /// - generates `const fn new(..)` taking every non-lock field in order, with the visibility
 ///   of the most private field (so code that cannot see a field cannot choose its value).

@@ -7,7 +7,6 @@ use std::io;
 /// text says what to do about it.
 // The fields' names say what they hold; each variant's doc says when it happens.
 #[allow(missing_docs)]
-#[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
     /// No shared-memory object has this name.
@@ -78,9 +77,13 @@ pub enum Error {
     RootExists { name: String },
     /// Every slot of the root table is in use.
     RootTableFull { capacity: usize },
-    /// Another type in the region has this type's 64-bit layout fingerprint but a different
-    /// layout (two layouts whose hashes collide, which only field names chosen for it
-    /// produce): objects of this type cannot be told from that one's, so none is handed out.
+    /// [`RegionSize`](crate::RegionSize) counted more type descriptions (`needed` bytes)
+    /// than the largest type registry holds (`capacity` bytes).
+    TypeRegistryFull { needed: usize, capacity: usize },
+    /// The region records another layout under this type's 64-bit tag (the first 64 bits of
+    /// its SHA-256 layout digest; only work spent on finding such a pair, or a damaged
+    /// region, produces one): objects of this type cannot be told from that one's, so none
+    /// is handed out.
     LayoutCollision { type_name: String },
     /// The region cannot keep this type's full layout, so it could not compare it with
     /// another program's: no object of it is allocated or handed out. `reason` says why and
@@ -97,6 +100,9 @@ pub enum Error {
     /// [`ShmBytes`](crate::ShmBytes): `len` bytes for a capacity of `capacity`. Nothing was
     /// stored.
     TooLong { len: usize, capacity: usize },
+    /// [`Workers::spawn`](crate::workers::Workers::spawn) was called in a process with
+    /// `threads` threads: its child would get only the calling one.
+    ForkWithThreads { threads: usize },
     /// An operating-system call failed.
     Os { op: &'static str, source: io::Error },
 }
@@ -219,6 +225,11 @@ impl fmt::Display for Error {
                 "the region's root table is full ({capacity} roots): publish one root that \
                  points at the others"
             ),
+            TypeRegistryFull { needed, capacity } => write!(
+                f,
+                "the types counted need {needed} bytes of type descriptions, more than a \
+                 region's registry holds ({capacity}): split them over several regions"
+            ),
             LayoutCollision { type_name } => write!(
                 f,
                 "{type_name} has the layout fingerprint of another type in this region, whose \
@@ -240,7 +251,71 @@ impl fmt::Display for Error {
                 "{len} bytes do not fit in a capacity of {capacity} bytes (nothing was \
                  stored): choose a larger capacity, or the `truncated` forms to keep what fits"
             ),
+            ForkWithThreads { threads } => write!(
+                f,
+                "cannot fork a worker: this process has {threads} threads, and the child \
+                 would get only the calling one (a lock another thread held would stay held \
+                 in it for ever): fork the workers before starting threads, or use \
+                 Workers::spawn_unchecked and answer for what the child does"
+            ),
             Os { op, source } => write!(f, "{op} failed: {source}"),
+        }
+    }
+}
+
+/// The variant's name and the `Display` text with its advice, as `io::Error`'s `Debug`
+/// carries the OS's message: `fn main() -> lockkit::Result<()>` prints an error with `Debug`,
+/// and should say what to do, not only `AlreadyExists { name: "/x" }`.
+///
+/// ```
+/// let e = lockkit::Error::AlreadyExists { name: "/nk-htable".into() };
+/// assert_eq!(
+///     format!("{e:?}"),
+///     "AlreadyExists: a shared-memory object named \"/nk-htable\" already exists: open it, \
+///      or unlink it if it is left over from a dead run"
+/// );
+/// ```
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {self}", self.kind_name())
+    }
+}
+
+impl Error {
+    /// The variant's name, for `Debug`.
+    fn kind_name(&self) -> &'static str {
+        use Error::*;
+        match self {
+            NotFound { .. } => "NotFound",
+            PermissionDenied { .. } => "PermissionDenied",
+            AlreadyExists { .. } => "AlreadyExists",
+            InvalidName { .. } => "InvalidName",
+            NotAnObject { .. } => "NotAnObject",
+            Abandoned { .. } => "Abandoned",
+            Untrusted { .. } => "Untrusted",
+            UnsafeMode { .. } => "UnsafeMode",
+            NotLockkitRegion { .. } => "NotLockkitRegion",
+            VersionMismatch { .. } => "VersionMismatch",
+            Truncated { .. } => "Truncated",
+            CorruptHeader { .. } => "CorruptHeader",
+            CorruptRegion { .. } => "CorruptRegion",
+            RegionTooSmall { .. } => "RegionTooSmall",
+            NoSpace { .. } => "NoSpace",
+            OutOfMemory { .. } => "OutOfMemory",
+            InvalidPtr { .. } => "InvalidPtr",
+            TypeMismatch { .. } => "TypeMismatch",
+            RootNotFound { .. } => "RootNotFound",
+            RootExists { .. } => "RootExists",
+            RootTableFull { .. } => "RootTableFull",
+            TypeRegistryFull { .. } => "TypeRegistryFull",
+            LayoutCollision { .. } => "LayoutCollision",
+            TypeNotDescribed { .. } => "TypeNotDescribed",
+            StaleHandle => "StaleHandle",
+            ForeignHandle => "ForeignHandle",
+            EmptyLockSet => "EmptyLockSet",
+            TooLong { .. } => "TooLong",
+            ForkWithThreads { .. } => "ForkWithThreads",
+            Os { .. } => "Os",
         }
     }
 }

@@ -17,7 +17,7 @@
 //!
 //! // In a real server, fork workers here; each does the same.
 //! {
-//!     let _stripe = stripes.lock_for("sip:alice@example.org");
+//!     let _stripe = stripes.lock_key("sip:alice@example.org");
 //!     *total.lock() += 1;
 //! } // both locks released here, on every path
 //! assert_eq!(*total.lock(), 1);
@@ -32,8 +32,18 @@
 //! - [`raw`]: the lock algorithms.
 //! - [`ShmCondvar`]: a condition variable that waits with those locks' guards.
 //! - [`ShmStr`] / [`ShmBytes`]: strings and byte strings of a fixed capacity, stored inline.
+//! - [`workers`]: fork workers that die with the parent, reap them, and see which locks a
+//!   dead one held.
 //! - [`ShmSafe`]: which types may live in shared memory; [`layout`]: how programs agree on
 //!   their layouts.
+//!
+//! ## Sizing a region, and its limits
+//! [`RegionSize`] counts what a region will hold (objects, lock sets, roots) and gives the
+//! size to create it with, block headers, alignment and the region's tables included. A
+//! region has at most 32 named roots (names of up to 31 bytes); its type registry takes
+//! 1/64 of it (4 KiB to 1 MiB), and with `lock-debug` its lock-order table (64 to 4096 lock
+//! pairs) and its lock-site table (32 to 2048 sites) 1/128 each; a process maps at most 64
+//! regions at once. See [`RegionSize`] for the details.
 //!
 //! ## Layers
 //! Each module uses only modules of the layers below its own (`tests/layers.rs` checks it), so
@@ -47,7 +57,7 @@
 //! | 3 | `gen_lock`, `rec_lock`, `rw_lock`, `semaphore`, `lock_set`, `shm_mutex`, `condvar`, `shm_str` | the primitives; the condition variable; inline strings and bytes |
 //! | 4 | [`shm`] | regions: mapping, header, allocator, type registry, roots |
 //! | 5 | `lock_debug`, [`report`], `lock_order` | diagnostics that read regions |
-//! | 6 | [`grp`], `lockable`, `__private` | the group lock; what `locked!` and the macros' code call |
+//! | 6 | [`grp`], `lockable`, `__private`, [`workers`] | the group lock; what `locked!` and the macros' code call; forked workers and their supervision |
 //!
 //! The primitives reach the diagnostics only through `lock_hooks` (feature `lock-debug`), as
 //! Linux's locks reach lockdep through `lock_acquire`: the hooks know nothing of who listens,
@@ -66,6 +76,9 @@
 //! [`refresh_thread_ids`] before it takes a lock.
 
 #![deny(unsafe_op_in_unsafe_fn)]
+// docs.rs (and `RUSTDOCFLAGS="--cfg docsrs" cargo +nightly doc --all-features`) marks each
+// item that needs a feature with the feature's name.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 
 mod condvar;
@@ -80,6 +93,7 @@ mod lock_debug;
 #[cfg(feature = "lock-debug")]
 mod lock_hooks;
 #[cfg(feature = "lock-debug")]
+#[cfg_attr(docsrs, doc(cfg(feature = "lock-debug")))]
 pub mod lock_order;
 mod lock_set;
 mod lockable;
@@ -95,6 +109,7 @@ mod shm_mutex;
 mod shm_safe;
 mod shm_str;
 mod sys;
+pub mod workers;
 
 pub use __private::StripeGuard;
 pub use condvar::{CondvarGuard, ShmCondvar, WaitTimeoutResult};
@@ -107,16 +122,45 @@ pub use lockable::Lockable;
 pub use rec_lock::{RecLock, RecLockGuard};
 pub use rw_lock::{ReadGuard, RwLock, WriteGuard};
 pub use semaphore::ShmSemaphore;
-pub use shm::{RegionOptions, RegionStats, ShmBox, ShmLockSet, ShmPtr, ShmRegion};
+pub use shm::{RegionOptions, RegionSize, RegionStats, ShmBox, ShmLockSet, ShmPtr, ShmRegion};
 pub use shm_mutex::{ShmMutex, ShmMutexGuard};
 pub use shm_safe::{ShmSafe, ShmZeroable};
 pub use shm_str::{ShmBytes, ShmStr};
 
 pub use lockkit_macros::{grp_member, locked, shared_locked, ShmSafe};
 
+/// The backend (lock algorithm) of lock type `L`: [`raw::Futex`] for `GenLock` and
+/// `GenLockSet<N>`, `R` for `GenLock<R>` and `GenLockSet<N, R>`. The accessors
+/// `#[shared_locked]` generates name their guards' backend with it.
+///
+/// ```
+/// use lockkit::{raw, BackendOf, GenLock, GenLockSet};
+///
+/// let _: std::marker::PhantomData<BackendOf<GenLock>> =
+///     std::marker::PhantomData::<raw::Futex>;
+/// let _: std::marker::PhantomData<BackendOf<GenLockSet<4, raw::Spin>>> =
+///     std::marker::PhantomData::<raw::Spin>;
+/// ```
+pub type BackendOf<L> = <L as __private::LockKind>::Raw;
+
 /// `lock_api`, re-exported for `lock_api::Mutex<lockkit::raw::Futex, T>` (feature
 /// `lock-api`).
+///
+/// # Why `lock_api::Mutex<Futex, T>` is not `ShmSafe`
+/// It works in process memory, but it cannot be placed in a region, and lockkit does not
+/// implement [`ShmSafe`] for it (the orphan rule leaves that to lockkit):
+/// - it is a plain Rust struct, not `#[repr(C)]`: the compiler chooses where its lock and
+///   its data go, and another build (another rustc, other flags) may choose differently, so
+///   two programs attached to one region could disagree on where the lock ends and the data
+///   starts; its fields are private, so lockkit cannot describe its layout for that to be
+///   checked (as it does for every `ShmSafe` type);
+/// - its `lock()` cannot tell the caller that the previous holder died in the middle of an
+///   update: the next holder would get half-updated data without a word.
+///
+/// [`ShmMutex<T>`](ShmMutex) is that type for shared memory: a futex lock word and the data
+/// in a `#[repr(C)]` struct, whose guard says when the previous owner died.
 #[cfg(feature = "lock-api")]
+#[cfg_attr(docsrs, doc(cfg(feature = "lock-api")))]
 pub use lock_api;
 
 /// The diagnostics that listen to the locks' hooks (`lock_hooks`), bound here at the root so

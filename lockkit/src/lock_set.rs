@@ -114,7 +114,8 @@ impl<R: RawLock> LockSet<R> {
         self.at(i).try_lock()
     }
 
-    /// Takes lock `i`, waiting at most `timeout`.
+    /// Takes lock `i`, waiting at most `timeout` (`_for` a duration, as in `lock_api`; for a
+    /// key, see [`try_lock_key_for`](LockSet::try_lock_key_for)).
     ///
     /// # Panics
     /// If `i >= len()`.
@@ -138,10 +139,60 @@ impl<R: RawLock> LockSet<R> {
         (h.finish() % self.len() as u64) as usize
     }
 
-    /// Takes the lock that `key` maps to (striping by key hash).
+    /// Takes the lock that `key` maps to (striping by key hash): the same as
+    /// [`lock_key`](LockSet::lock_key), kept for compatibility. Its `_for` means *for this
+    /// key*, unlike [`try_lock_for`](LockSet::try_lock_for)'s, which (as in `lock_api`)
+    /// means *for this long*; new code reads better with the `_key` family.
     #[track_caller]
     pub fn lock_for<K: Hash + ?Sized>(&self, key: &K) -> GenLockGuard<'_, R> {
+        self.lock_key(key)
+    }
+
+    /// Takes the lock that `key` maps to ([`index_for`](LockSet::index_for)): every process
+    /// picks the same lock for the same key.
+    ///
+    /// ```
+    /// use lockkit::GenLockSet;
+    ///
+    /// let set: GenLockSet<8> = GenLockSet::new();
+    /// let g = set.lock_key("sip:alice@example.org");
+    /// assert!(set.try_lock(set.index_for("sip:alice@example.org")).is_none());
+    /// drop(g);
+    /// ```
+    #[track_caller]
+    pub fn lock_key<K: Hash + ?Sized>(&self, key: &K) -> GenLockGuard<'_, R> {
         self.lock(self.index_for(key))
+    }
+
+    /// Takes the lock that `key` maps to if it is free.
+    ///
+    /// ```
+    /// let set: lockkit::GenLockSet<8> = lockkit::GenLockSet::new();
+    /// let g = set.lock_key(&42u64);
+    /// assert!(set.try_lock_key(&42u64).is_none());
+    /// drop(g);
+    /// assert!(set.try_lock_key(&42u64).is_some());
+    /// ```
+    #[track_caller]
+    pub fn try_lock_key<K: Hash + ?Sized>(&self, key: &K) -> Option<GenLockGuard<'_, R>> {
+        self.try_lock(self.index_for(key))
+    }
+
+    /// Takes the lock that `key` maps to, waiting at most `timeout`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let set: lockkit::GenLockSet<8> = lockkit::GenLockSet::new();
+    /// assert!(set.try_lock_key_for("bob", Duration::from_millis(10)).is_some());
+    /// ```
+    #[track_caller]
+    pub fn try_lock_key_for<K: Hash + ?Sized>(
+        &self,
+        key: &K,
+        timeout: Duration,
+    ) -> Option<GenLockGuard<'_, R>> {
+        self.try_lock_for(self.index_for(key), timeout)
     }
 
     /// Releases every lock's kernel object (Kamailio's `lock_set_destroy`; see

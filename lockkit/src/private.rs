@@ -4,7 +4,8 @@
 //! Invariants kept here:
 //! - a `Striped` cell is only reached through `lock_stripe` / `try_lock_stripe` /
 //!   `try_lock_stripe_for`, which hold the stripe lock `index % N` for as long as the returned
-//!   guard lives, so each element is touched by one thread (in any process) at a time;
+//!   guard lives, and the guard reaches only elements `i` with `i % N == index % N`, so each
+//!   element is touched by one thread (in any process) at a time;
 //! - a `MultiGuard` holds exactly its first `taken` locks, exists before the first is taken
 //!   and counts each as it is taken, so every way out (a panic while taking the next one
 //!   included) releases exactly the locks taken; it lends each lock's data at most once, and
@@ -447,11 +448,49 @@ unsafe impl<T: ShmSafe> ShmSafe for Striped<T> {
 // SAFETY: zero bytes are a zero T.
 unsafe impl<T: ShmZeroable> ShmZeroable for Striped<T> {}
 
-/// A guard for one element of a striped field: holds the element's stripe lock.
+/// A guard for one element of a striped field: holds the element's stripe lock, and lends
+/// that element (through `Deref`) and every other element of the same stripe (through
+/// [`get_mut`](Self::get_mut), [`iter_mut`](Self::iter_mut)), so the whole stripe can be
+/// read, changed or repaired after an owner death under one hold.
+///
+/// Element `i` of a field striped over `N` locks belongs to stripe `i % N`.
+///
+/// ```
+/// use lockkit::{shared_locked, GenLockSet, ShmRegion, StripeGuard};
+///
+/// #[shared_locked]
+/// pub struct Table {
+///     stripes: GenLockSet<4>,
+///     #[striped_by(stripes)]
+///     counts: [u32; 16],
+/// }
+///
+/// let region = ShmRegion::anonymous(1 << 20)?;
+/// let table = region.alloc_zeroed::<Table>()?;
+/// let mut g = table.lock_counts(5); // stripe 1: elements 1, 5, 9 and 13
+/// *g += 1;
+/// *g.get_mut(9).unwrap() += 2; // another element of the same stripe, same hold
+/// assert!(g.get_mut(6).is_none()); // stripe 2: not held
+/// if StripeGuard::owner_died(&g) {
+///     // Repair every element of the stripe before marking it consistent.
+///     for (_index, count) in g.iter_mut() {
+///         *count = 0;
+///     }
+///     StripeGuard::mark_consistent(&mut g);
+/// }
+/// let held: Vec<(usize, u32)> = g.iter_mut().map(|(i, c)| (i, *c)).collect();
+/// assert_eq!(held, [(1, 0), (5, 1), (9, 2), (13, 0)]);
+/// # Ok::<(), lockkit::Error>(())
+/// ```
 #[must_use = "the stripe is released as soon as the guard is dropped"]
 pub struct StripeGuard<'a, T, R: crate::raw::RawLock = crate::raw::Futex> {
     _stripe: GenLockGuard<'a, R>,
-    element: &'a Element<T>,
+    /// Every element of the field (only those of the held stripe are ever reached).
+    elements: &'a [Element<T>],
+    /// The element `Deref` lends: always `< elements.len()` (checked by `elements`).
+    index: usize,
+    /// The number of stripes (the set's length, at least 1).
+    stripes: usize,
 }
 
 /// One element of a striped field, as its guard reaches it.
@@ -476,37 +515,105 @@ impl<T, R: crate::raw::RawLock> StripeGuard<'_, T, R> {
     pub fn mark_consistent(guard: &mut Self) {
         GenLockGuard::mark_consistent(&mut guard._stripe)
     }
+
+    /// The stripe this guard holds (every element `i` with `i % stripes() == stripe()`).
+    pub fn stripe(&self) -> usize {
+        self.index % self.stripes
+    }
+
+    /// The number of stripes the field is spread over (its lock set's length).
+    pub fn stripes(&self) -> usize {
+        self.stripes
+    }
+
+    /// The index of the element `Deref` lends (the one the guard was taken for).
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// Element `index` of the field to read, if it belongs to the held stripe and is in
+    /// range; `None` otherwise (see [`get_mut`](Self::get_mut)).
+    pub fn get(&self, index: usize) -> Option<&T> {
+        if index % self.stripes != self.stripe() {
+            return None;
+        }
+        let element = self.elements.get(index)?;
+        // SAFETY: the element belongs to the held stripe; `&self` rules out a `&mut` through
+        // the guard meanwhile.
+        Some(unsafe { &*element.0.get() })
+    }
+
+    /// Element `index` of the field, if it belongs to the held stripe (`index % stripes()
+    /// == stripe()`) and is in range; `None` otherwise (its stripe is not held).
+    pub fn get_mut(&mut self, index: usize) -> Option<&mut T> {
+        if index % self.stripes != self.stripe() {
+            return None;
+        }
+        let element = self.elements.get(index)?;
+        // SAFETY: the element belongs to the held stripe, whose lock this guard holds while
+        // it lives; `&mut self` makes this the only access through the guard.
+        Some(unsafe { &mut *element.0.get() })
+    }
+
+    /// Every element of the held stripe with its index, to read, in ascending order.
+    pub fn iter(&self) -> impl Iterator<Item = (usize, &T)> + '_ {
+        self.elements
+            .iter()
+            .enumerate()
+            .skip(self.stripe())
+            .step_by(self.stripes)
+            // SAFETY: each element belongs to the held stripe, and the iterator borrows the
+            // guard, so no `&mut` to any of them exists meanwhile.
+            .map(|(i, e)| (i, unsafe { &*e.0.get() }))
+    }
+
+    /// Every element of the held stripe with its index, in ascending order: `stripe()`,
+    /// `stripe() + stripes()`, ...
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (usize, &mut T)> + '_ {
+        let (first, step) = (self.stripe(), self.stripes);
+        self.elements
+            .iter()
+            .enumerate()
+            .skip(first)
+            .step_by(step)
+            // SAFETY: each element belongs to the held stripe (index ≡ stripe mod step), the
+            // iterator borrows the guard mutably, and it yields each element once, so no two
+            // `&mut` to one element exist.
+            .map(|(i, e)| (i, unsafe { &mut *e.0.get() }))
+    }
 }
 
 impl<T, R: crate::raw::RawLock> Deref for StripeGuard<'_, T, R> {
     type Target = T;
     fn deref(&self) -> &T {
-        // SAFETY: the stripe lock guarding this element is held while the guard lives.
-        unsafe { &*self.element.0.get() }
+        // SAFETY: `index < elements.len()` (checked when the guard was made, and neither
+        // changes), and the stripe lock guarding this element is held while the guard lives.
+        unsafe { &*self.elements.get_unchecked(self.index).0.get() }
     }
 }
 
 impl<T, R: crate::raw::RawLock> DerefMut for StripeGuard<'_, T, R> {
     fn deref_mut(&mut self) -> &mut T {
         // SAFETY: as in `deref`; `&mut self` makes this the only access through the guard.
-        unsafe { &mut *self.element.0.get() }
+        unsafe { &mut *self.elements.get_unchecked(self.index).0.get() }
     }
 }
 
 #[track_caller]
-fn element<'a, T, const M: usize>(
+fn elements<'a, T, const M: usize>(
     cells: &'a Striped<[T; M]>,
     index: usize,
     field: &str,
-) -> &'a Element<T> {
+) -> &'a [Element<T>] {
     if index >= M {
         panic!("{field}: index out of range: the index is {index} but the field has {M} elements");
     }
     let base = cells.0.get() as *const Element<T>;
-    // SAFETY: `index < M`, and `Element<T>` (a transparent `UnsafeCell<T>`) has the layout of
-    // `T`, so this points at element `index` of the array, inside `cells`, for as long as
-    // `cells` is borrowed.
-    unsafe { &*base.add(index) }
+    // SAFETY: `Element<T>` (a transparent `UnsafeCell<T>`) has the layout of `T`, so the
+    // `M` elements of the array inside `cells` are `M` `Element<T>`s, alive for as long as
+    // `cells` is borrowed; shared references to `UnsafeCell`s allow the writes the guard
+    // makes through them.
+    unsafe { std::slice::from_raw_parts(base, M) }
 }
 
 /// Everything generated code relies on for soundness: the compile-time checks whose success
@@ -536,7 +643,7 @@ impl Checked {
     }
 
     /// `lock_<field>(index)` of a striped field: locks stripe `index % N` and lends element
-    /// `index`.
+    /// `index` (and the other elements of its stripe).
     ///
     /// # Safety
     /// `set` is the lock set that guards `cells` (the field's `#[striped_by]` set), and every
@@ -552,10 +659,12 @@ impl Checked {
         // Only lockkit's own sets: their `Deref` names the same set every time.
         S: LockSetKind<Raw = R> + std::ops::Deref<Target = LockSet<R>>,
     {
-        let element = element(cells, index, field);
+        let elements = elements(cells, index, field);
         StripeGuard {
             _stripe: set.lock(index % set.len()),
-            element,
+            elements,
+            index,
+            stripes: set.len(),
         }
     }
 
@@ -574,10 +683,12 @@ impl Checked {
         // Only lockkit's own sets: their `Deref` names the same set every time.
         S: LockSetKind<Raw = R> + std::ops::Deref<Target = LockSet<R>>,
     {
-        let element = element(cells, index, field);
+        let elements = elements(cells, index, field);
         Some(StripeGuard {
             _stripe: set.try_lock(index % set.len())?,
-            element,
+            elements,
+            index,
+            stripes: set.len(),
         })
     }
 
@@ -597,10 +708,12 @@ impl Checked {
         // Only lockkit's own sets: their `Deref` names the same set every time.
         S: LockSetKind<Raw = R> + std::ops::Deref<Target = LockSet<R>>,
     {
-        let element = element(cells, index, field);
+        let elements = elements(cells, index, field);
         Some(StripeGuard {
             _stripe: set.try_lock_for(index % set.len(), timeout)?,
-            element,
+            elements,
+            index,
+            stripes: set.len(),
         })
     }
 

@@ -46,6 +46,7 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use lockkit::grp::{FieldLock, GrpLock, WeakGrpLock};
+use lockkit::workers::Workers;
 use lockkit::{
     grp_member, locked, shared_locked, GenLock, GenLockSet, ShmBox, ShmRegion, ShmSafe, StripeGuard,
 };
@@ -488,19 +489,15 @@ impl std::ops::DerefMut for Locked<'_> {
 fn stripe<'t>(reg: &'t Registrar, b: usize, log: &WorkerLog) -> StripeGuard<'t, Bucket> {
     let mut g = reg.lock_buckets(b);
     if StripeGuard::owner_died(&g) {
-        drop(g);
-        // Every bucket of the stripe, each through the stripe's lock (the one just seen to
-        // have died is handed to us again, still marked; the others are unaffected).
-        let stripe = b % STRIPES;
-        for other in (stripe..BUCKETS).step_by(STRIPES) {
-            let mut o = reg.lock_buckets(other);
+        // Every bucket of the stripe, under the one hold just taken (the guard lends them
+        // all), so no other worker sees the stripe half repaired.
+        for (_, o) in g.iter_mut() {
             o.used = o.slots.iter().filter(|s| s.aor != 0).count() as u32;
             // A refresh cut between its cseq and its expiry: rolled forward.
             for s in o.slots.iter_mut().filter(|s| s.aor != 0) {
                 s.expires = 3600 * u64::from(s.cseq);
             }
         }
-        g = reg.lock_buckets(b);
         StripeGuard::mark_consistent(&mut g);
         log.repairs.fetch_add(1, Relaxed);
     }
@@ -718,55 +715,6 @@ fn worker(table: Table, w: usize) -> i32 {
     0
 }
 
-fn fork(work: impl FnOnce() -> i32) -> libc::pid_t {
-    // SAFETY: the parent has one thread when it forks; the child runs `work` and `_exit`s
-    // without returning into the parent's code.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
-    if pid == 0 {
-        // A worker must not outlive the parent (killed, or ended by a closed pipe): it would
-        // run on, unstopped, holding the region. Ctrl-C reaches the whole process group: the
-        // workers leave it to the parent, which stops them through the table, so none dies
-        // holding a stripe.
-        // SAFETY: prctl with an integer argument; getppid cannot fail; SIG_IGN for SIGINT,
-        // SIG_DFL for SIGTERM (the parent's handler would only set the child's copy of a
-        // flag nobody reads).
-        unsafe {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            if libc::getppid() == 1 {
-                libc::_exit(1);
-            }
-            libc::signal(libc::SIGINT, libc::SIG_IGN);
-            libc::signal(libc::SIGTERM, libc::SIG_DFL);
-        }
-        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).unwrap_or(101);
-        // SAFETY: ends the child without the parent's exit handlers.
-        unsafe { libc::_exit(code) };
-    }
-    pid
-}
-
-/// Waits for `pid` at most `limit`; its exit code, 128 + signal, or `None` on time-out.
-fn wait_for(pid: libc::pid_t, limit: Duration) -> Option<i32> {
-    let t0 = Instant::now();
-    loop {
-        let mut status = 0;
-        // SAFETY: our own child; WNOHANG never blocks.
-        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-        if r == pid {
-            return Some(if libc::WIFEXITED(status) {
-                libc::WEXITSTATUS(status)
-            } else {
-                128 + libc::WTERMSIG(status)
-            });
-        }
-        if t0.elapsed() > limit {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
-
 /// The lock the parent saw held the longest, from reports taken every 100 ms.
 #[derive(Default)]
 struct Longest {
@@ -804,7 +752,13 @@ struct RunResult {
 
 fn run(a: &Args, one_lock: bool, kill_one: bool, quiet: bool) -> Result<RunResult, String> {
     let _ = ShmRegion::unlink(&a.name);
-    let region = ShmRegion::create(&a.name, 4 << 20).map_err(|e| format!("{}: {e}", a.name))?;
+    // Sized for what goes in it: the table, published under one name.
+    let size = lockkit::RegionSize::new()
+        .object::<Registrar>()
+        .roots(1)
+        .bytes()
+        .map_err(|e| e.to_string())?;
+    let region = ShmRegion::create(&a.name, size).map_err(|e| format!("{}: {e}", a.name))?;
     let table: Table = Arc::new(
         region
             .alloc_zeroed::<Registrar>()
@@ -845,12 +799,19 @@ fn run(a: &Args, one_lock: bool, kill_one: bool, quiet: bool) -> Result<RunResul
             }
         );
     }
-    let pids: Vec<libc::pid_t> = (0..a.workers)
-        .map(|w| {
-            let t = Arc::clone(&table);
-            fork(move || worker(t, w))
-        })
-        .collect();
+    // A worker must not outlive the parent (killed, or ended by a closed pipe): it would
+    // run on, unstopped, holding the region; `Workers` has each die with it. Ctrl-C reaches
+    // the whole process group: the workers leave it to the parent, which stops them through
+    // the table, so none dies holding a stripe. Dropping `workers` on an early return kills
+    // and reaps whoever is left.
+    let mut workers = Workers::new();
+    workers.interrupts_to_parent(true);
+    for w in 0..a.workers {
+        let t = Arc::clone(&table);
+        workers
+            .spawn(move || worker(t, w))
+            .map_err(|e| format!("forking worker {w}: {e}"))?;
+    }
     let t0 = Instant::now();
     while (0..a.workers).any(|w| table.logs[w].state.load(Acquire) == 0) {
         if t0.elapsed() > Duration::from_secs(30) {
@@ -878,15 +839,33 @@ fn run(a: &Args, one_lock: bool, kill_one: bool, quiet: bool) -> Result<RunResul
         }
         if kill_one && killed.is_none() && table.logs[0].holding.load(Acquire) == 2 {
             let stripe = table.logs[0].stripe.load(Relaxed);
-            // SAFETY: signalling our own child.
-            unsafe { libc::kill(pids[0], libc::SIGKILL) };
-            let code = wait_for(pids[0], Duration::from_secs(10));
-            killed = Some((0, stripe, format!("{code:?}")));
+            workers
+                .kill(0, libc::SIGKILL)
+                .map_err(|e| format!("killing worker 0: {e}"))?;
+            let status = workers
+                .wait(0, Duration::from_secs(10))
+                .map_err(|e| format!("waiting for worker 0: {e}"))?;
+            // What it held by the region's report (unless the next worker took it already).
+            let held: Vec<String> = workers
+                .held_by(0, &region)
+                .iter()
+                .map(|l| l.place())
+                .collect();
+            killed = Some((0, stripe, format!("{status:?}")));
             if !quiet {
                 println!(
                     "  killed worker 0 (pid {}) with SIGKILL while it held stripe {stripe}: {}",
-                    pids[0],
+                    workers.pid(0),
                     kill_at.what()
+                );
+                println!(
+                    "  {}; the region's report names what it held: {}",
+                    status.map_or("not reaped".into(), |s| s.to_string()),
+                    if held.is_empty() {
+                        "nothing, taken over already by the next worker".into()
+                    } else {
+                        held.join(", ")
+                    }
                 );
             }
         }
@@ -919,18 +898,19 @@ fn run(a: &Args, one_lock: bool, kill_one: bool, quiet: bool) -> Result<RunResul
     if interrupted() && !quiet {
         println!("  interrupted after {elapsed:.1} s: stopping the workers and checking the table");
     }
-    for (w, &pid) in pids.iter().enumerate() {
+    for w in 0..a.workers {
         if killed.as_ref().is_some_and(|k| k.0 == w) {
             continue;
         }
-        match wait_for(pid, Duration::from_secs(30)) {
-            Some(0) => {}
-            Some(code) => return Err(format!("worker {w} (pid {pid}) exited with {code}")),
-            None => {
-                // SAFETY: our own child, stuck: kill it so nothing is left behind.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
+        let pid = workers.pid(w);
+        match workers.wait(w, Duration::from_secs(30)) {
+            Ok(Some(s)) if s.success() => {}
+            Ok(Some(s)) => return Err(format!("worker {w} (pid {pid}) ended: {s}")),
+            Ok(None) => {
+                // Stuck: dropping `workers` on this return kills it, so nothing is left.
                 return Err(format!("worker {w} (pid {pid}) did not finish within 30 s"));
             }
+            Err(e) => return Err(format!("waiting for worker {w} (pid {pid}): {e}")),
         }
     }
     if kill_one && killed.is_none() {

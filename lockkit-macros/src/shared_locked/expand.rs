@@ -356,7 +356,8 @@ pub(crate) fn expand(input: &Input) -> TokenStream {
                 let elem = elem_type(ty);
                 let set_ty = input.field(set).expect("checked").ty;
                 let set = input.field(set).expect("checked").ident;
-                let raw = quote!(<#set_ty as #krate::__private::LockKind>::Raw);
+                // `BackendOf`, a documented alias, so the accessors' docs show no hidden trait.
+                let raw = quote!(#krate::BackendOf<#set_ty>);
                 struct_fields.push(quote! {
                     #(#fattrs)* #fvis #id: #krate::__private::Striped<#ty>
                 });
@@ -388,7 +389,7 @@ pub(crate) fn expand(input: &Input) -> TokenStream {
                 let data = fields_struct(input, id);
                 // At the lock's type, so a `#[lock]` field that is not a lock is reported
                 // there, once.
-                let raw = quote_spanned!(ty.span()=> <#ty as #krate::__private::LockKind>::Raw);
+                let raw = quote_spanned!(ty.span()=> #krate::BackendOf<#ty>);
                 let guarded = guarded_by(input, id);
                 let g_fields = guarded.iter().map(|g| {
                     let (a, v, i, t) = (&g.attrs, g.vis, g.ident, g.ty);

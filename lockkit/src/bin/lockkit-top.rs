@@ -117,6 +117,30 @@ fn render(report: &LockReport, seen: &Seen, args: &Args, now: Instant) -> String
     out
 }
 
+/// `2026-12-07 02:22:03 UTC`: the wall-clock time of a `--watch` screen.
+fn utc(t: std::time::SystemTime) -> String {
+    let secs = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Days since 1970-01-01 to a civil date (Howard Hinnant's `civil_from_days`).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rest / 3600,
+        rest / 60 % 60,
+        rest % 60
+    )
+}
+
 fn main() -> ExitCode {
     // Output piped into `head` and closed: end quietly, as a C tool does, instead of
     // panicking on the failed write.
@@ -156,9 +180,9 @@ fn main() -> ExitCode {
         let text = render(&report, &seen, &args, now);
         if args.watch && !args.json {
             print!(
-                "\x1b[H\x1b[2J{} at {:?}\n{text}",
+                "\x1b[H\x1b[2J{} at {}\n{text}",
                 top.name(),
-                std::time::SystemTime::now()
+                utc(std::time::SystemTime::now())
             );
         } else {
             print!("{text}");
@@ -168,5 +192,18 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         std::thread::sleep(args.interval);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn the_watch_screen_prints_a_readable_utc_time() {
+        let at = |s| super::utc(UNIX_EPOCH + Duration::from_secs(s));
+        assert_eq!(at(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(at(951_786_061), "2000-02-29 01:01:01 UTC");
+        assert_eq!(at(1_796_610_123), "2026-12-07 02:22:03 UTC");
     }
 }

@@ -57,7 +57,7 @@
 //!   group (it could be using a member); threads waiting for the group when it goes are told
 //!   ([`lock_alive`](GrpLock::lock_alive) returns `Err`, `lock` panics saying so).
 //!
-//! # Invariants kept (see `inner.rs` for the protocol)
+//! # Invariants kept
 //! - Holder-only state (the depth, the chain) is touched only by the thread holding the
 //!   group's own lock. A `&mut` to it never outlives a short access that calls nothing; the
 //!   chain walks read the chain (shared) while they call the chained locks, and nothing can
@@ -65,6 +65,9 @@
 //!   half-changed or hold a second `&mut` to it.
 //! - While a thread holds the group it holds exactly the chained locks in the chain.
 //! - A guard releases the group it took, even when its handle's group was replaced since.
+
+// The protocol that keeps these invariants, and who wakes each sleeper, is written at the top
+// of `inner.rs` (private, so not in the rendered docs).
 
 mod chain;
 
@@ -85,6 +88,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 #[cfg(feature = "grp-debug")]
+#[cfg_attr(docsrs, doc(cfg(feature = "grp-debug")))]
 pub use crate::report::group_refs::live_groups;
 pub use chain::{AsLockSet, ChainLock, FieldLock, SetEntry};
 pub use error::{ChainError, Destroyed, ForceDestroyError, Released, ReplaceError};

@@ -265,9 +265,33 @@ fn compare(here: &Line, there: &Line) -> Option<String> {
 }
 
 /// The first difference between this program's layout `here` and the region's description
-/// `there`, fields before the type as a whole (a field says more than a size).
+/// `there`, fields before the type as a whole (a field says more than a size); with a build
+/// hint when the two programs disagree on lockkit's `lock-debug` feature (which changes
+/// every lock's layout).
 pub(crate) fn difference(here: &TypeLayout, there: &[Line]) -> String {
     let here = lines(here);
+    let text = first_difference(&here, there);
+    let debug = |lines: &[Line]| lines.iter().any(|l| l.what.contains(DEBUG_MARK));
+    match (debug(&here), debug(there)) {
+        (false, true) => format!(
+            "{text} (the region was made by a program built with lockkit's `lock-debug` \
+             feature, and this one was built without it: build both with the same lockkit \
+             features, `features = [\"lock-debug\"]` in both or in neither)"
+        ),
+        (true, false) => format!(
+            "{text} (this program was built with lockkit's `lock-debug` feature, and the \
+             region was made by one built without it: build both with the same lockkit \
+             features, `features = [\"lock-debug\"]` in both or in neither)"
+        ),
+        _ => text,
+    }
+}
+
+/// What the layout of a lock built with `lock-debug` carries in its name
+/// (`lockkit::GenLock/1+debug`).
+const DEBUG_MARK: &str = "+debug";
+
+fn first_difference(here: &[Line], there: &[Line]) -> String {
     if there.is_empty() {
         return "the region keeps no readable description of its type".to_owned();
     }
@@ -318,6 +342,27 @@ mod tests {
         assert_eq!(decode(&encode(l).unwrap()), lines(l));
         let paths: Vec<_> = lines(l).into_iter().map(|l| l.path).collect();
         assert_eq!(paths, ["", "0", "0[i]", "1", "1?", "2"]);
+    }
+
+    #[test]
+    fn a_lock_debug_mismatch_says_how_to_build() {
+        // A region made by the other build: every lock's name with or without the mark.
+        let here = <(u64, crate::GenLock)>::LAYOUT;
+        let mut there = lines(here);
+        for l in &mut there {
+            l.what = if l.what.contains(DEBUG_MARK) {
+                l.what.replace(DEBUG_MARK, "")
+            } else {
+                l.what.replace("GenLock/1", "GenLock/1+debug")
+            };
+        }
+        let text = difference(here, &there);
+        assert!(text.contains("field `1` at offset 8"), "{text}");
+        assert!(text.contains("`lock-debug` feature"), "{text}");
+        assert!(text.contains("`features = [\"lock-debug\"]` in both or in neither"));
+        // Other differences get no such hint.
+        let plain = difference(<(u64, u32)>::LAYOUT, &lines(<(u64, u64)>::LAYOUT));
+        assert!(!plain.contains("lock-debug"), "{plain}");
     }
 
     #[test]

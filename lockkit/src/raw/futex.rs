@@ -402,6 +402,7 @@ unsafe impl RawLock for Futex {
 // SAFETY: the same algorithm as RawLock above; `lock_api`'s guards are !Send, matching the
 // rule that the locking thread unlocks.
 #[cfg(feature = "lock-api")]
+#[cfg_attr(docsrs, doc(cfg(feature = "lock-api")))]
 unsafe impl lock_api::RawMutex for Futex {
     #[allow(clippy::declare_interior_mutable_const)]
     const INIT: Self = Futex::new();
@@ -427,6 +428,7 @@ unsafe impl lock_api::RawMutex for Futex {
 
 // SAFETY: as above; the timed waits give up at the deadline.
 #[cfg(feature = "lock-api")]
+#[cfg_attr(docsrs, doc(cfg(feature = "lock-api")))]
 unsafe impl lock_api::RawMutexTimed for Futex {
     type Duration = Duration;
     type Instant = Instant;

@@ -79,7 +79,15 @@ mod on {
     }
 
     /// The live groups of this process, oldest first, with where each live reference was
-    /// taken.
+    /// taken (feature `grp-debug`).
+    ///
+    /// ```
+    /// let group = lockkit::GrpLock::new();
+    /// let groups = lockkit::grp::live_groups();
+    /// assert!(groups.iter().any(|g| !g.references.is_empty()));
+    /// # drop(group);
+    /// ```
+    #[cfg_attr(docsrs, doc(cfg(feature = "grp-debug")))]
     pub fn live_groups() -> Vec<super::super::GroupRefs> {
         let tables: Vec<(u64, Arc<Table>)> =
             groups().iter().map(|(&g, t)| (g, Arc::clone(t))).collect();
@@ -125,5 +133,6 @@ mod on {
 }
 
 #[cfg(feature = "grp-debug")]
+#[cfg_attr(docsrs, doc(cfg(feature = "grp-debug")))]
 pub use on::live_groups;
 pub(crate) use on::{RefId, Refs};

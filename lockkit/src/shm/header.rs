@@ -105,7 +105,7 @@ const MIN_SITES: u64 = 4096;
 const MIN_ORDER: u64 = 4096;
 /// The smallest region: header, a bitmap line, the smallest heap, registry, lock-order
 /// table and site table.
-const MIN_TOTAL: usize =
+pub(crate) const MIN_TOTAL: usize =
     BITMAP_START + 64 + MIN_HEAP + (MIN_TYPES + MIN_ORDER + MIN_SITES) as usize;
 
 /// The identity fields, as read from a file or written at creation.
@@ -179,7 +179,7 @@ impl Identity {
 
     /// The size of the type registry of a region of `total` bytes: 1/64 of it, between
     /// 4 KiB and 1 MiB (thousands of described types).
-    fn types_bytes(total: u64) -> u64 {
+    pub(crate) fn types_bytes(total: u64) -> u64 {
         (total / 64).clamp(MIN_TYPES, 1 << 20) & !63
     }
 

@@ -46,7 +46,7 @@ const GEN_COUNTER: u64 = (1 << GEN_OWNER_SHIFT) - 1;
 
 /// Block granularity and header size.
 pub(crate) const GRAN: u64 = 32;
-const HDR: u64 = 32;
+pub(super) const HDR: u64 = 32;
 const USED: u64 = 1;
 
 fn corrupt(detail: String) -> Error {

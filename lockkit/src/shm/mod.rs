@@ -13,6 +13,7 @@ pub(crate) mod map;
 mod options;
 pub(crate) mod order_table;
 mod sites;
+mod sizing;
 mod types;
 pub(crate) mod view;
 
@@ -26,6 +27,7 @@ pub(crate) use handle::lock_size;
 pub use handle::{ShmBox, ShmLockSet, ShmPtr};
 pub use heap::HeapStats;
 pub use options::RegionOptions;
+pub use sizing::RegionSize;
 
 use handle::{layout_of, LockSetHead};
 use header::{Header, Identity, NROOTS, ROOT_NAME_LEN, ROOT_TYPE_LEN};

@@ -27,6 +27,13 @@ const WORD: u64 = size_of::<AtomicU64>() as u64;
 /// Words before an entry's text: fingerprint, length, digest.
 const HEAD_WORDS: u64 = 6;
 
+/// The registry bytes `layout`'s entry takes: its head and its description, in words (a
+/// type that cannot be described counts as the largest description: it is refused anyway).
+pub(super) fn entry_bytes(layout: &TypeLayout) -> u64 {
+    let text = layout::encode(layout).map_or(layout::MAX_DESCRIPTION, |t| t.len());
+    (HEAD_WORDS + (text as u64).div_ceil(WORD)) * WORD
+}
+
 /// Why a type was not (newly) described.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Registered {
