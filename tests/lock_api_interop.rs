@@ -61,8 +61,17 @@ fn a_guard_leaked_through_lock_api_by_a_thread_that_exited_keeps_the_mutex_held(
 fn a_lock_api_mutex_is_not_shm_safe_and_shm_mutex_stands_in_for_it() {
     // Documented at `lockkit::lock_api`: its layout is the compiler's choice and its lock
     // cannot report a dead owner, so it stays out of regions.
-    use lockkit::__private::{IsShmSafeFallback, LayoutOf};
+    // Whether a type is ShmSafe, asked at compile time: the inherent const applies only
+    // when it is, the trait's otherwise.
+    struct Probe<T>(std::marker::PhantomData<T>);
+    impl<T: lockkit::ShmSafe> Probe<T> {
+        const IS_SHM_SAFE: bool = true;
+    }
+    trait NotShmSafe {
+        const IS_SHM_SAFE: bool = false;
+    }
+    impl<T> NotShmSafe for Probe<T> {}
     // Checked as the test compiles.
-    const { assert!(!LayoutOf::<Mutex<RawFutex, u64>>::IS_SHM_SAFE) };
-    const { assert!(LayoutOf::<lockkit::ShmMutex<u64>>::IS_SHM_SAFE) };
+    const { assert!(!Probe::<Mutex<RawFutex, u64>>::IS_SHM_SAFE) };
+    const { assert!(Probe::<lockkit::ShmMutex<u64>>::IS_SHM_SAFE) };
 }

@@ -5,7 +5,7 @@
 
 extern crate self as shim;
 
-pub use lockkit::{layout, ShmMutex, ShmMutexGuard, ShmSafe, ShmZeroable, StripeGuard};
+pub use lockkit::*;
 
 pub mod __private {
     pub use lockkit::__private::*;
