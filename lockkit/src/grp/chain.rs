@@ -364,17 +364,22 @@ pub(crate) struct Link {
     pub(crate) pos: i32,
     /// Whether `lock` is a group (`chain_group` is `Some`), found once at chain time.
     pub(crate) group: bool,
+    /// `lock`'s `chain_id` if it is not a group (0 for a group, whose id follows `replace`),
+    /// read once, so that the graph of chains never runs user code under its lock.
+    pub(crate) id: usize,
 }
 
 impl Link {
     pub(crate) fn new(lock: Arc<dyn ChainLock>, pos: i32) -> Self {
         let group = lock.chain_group().is_some();
+        let id = if group { 0 } else { lock.chain_id() };
         let ptr = Arc::as_ptr(&lock);
         Link {
             lock,
             ptr,
             pos,
             group,
+            id,
         }
     }
 

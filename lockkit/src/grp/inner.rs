@@ -13,7 +13,8 @@
 //! - `forward`: set once, by `replace`, holding the old group's own lock and the graph lock,
 //!   before `REPLACED`; never cleared while the group lives. A handle of a replaced group
 //!   stands for the group it forwards to ([`Inner::resolve`]).
-//! - `subgroups`: the groups chained here, edited only under the graph lock (`graph.rs`).
+//! - `edges`: the group's place in the graph of chains (the groups it chains, the groups that
+//!   chain it, its other chained locks), edited only under the graph lock (`graph.rs`).
 //!
 //! # The invariant that makes release simple
 //! While a thread holds the group, it holds exactly the locks in the chain: acquire verifies
@@ -38,15 +39,13 @@
 //!   holder releases it on its own, and nothing it waits for can be held by the sleeper.
 
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::chain::{insert_at, same_lock, ChainLock, Link};
 use super::error::{ChainError, ForceDestroyError, ReplaceError};
 use super::life::{run, Entry, Life};
-use super::sync::{
-    lock_mutex, tid, AtomicPtr, AtomicU32, AtomicU8, HolderCell, Mutex, Ordering::*, OwnLock,
-};
+use super::sync::{tid, AtomicPtr, AtomicU32, AtomicU8, HolderCell, Mutex, Ordering::*, OwnLock};
 use super::{graph, GrpLock};
 use crate::report::group_refs;
 
@@ -102,7 +101,7 @@ pub(crate) struct Inner {
     /// forwards is kept alive by this one's `forward` (a strong reference, never cleared
     /// while this group lives).
     shortcut: AtomicPtr<Inner>,
-    pub(crate) subgroups: Mutex<Vec<Weak<Inner>>>,
+    pub(crate) edges: Mutex<graph::Edges>,
     /// Unique among groups of this process, for handler ids.
     pub(crate) id: u64,
     pub(crate) life: Life,
@@ -206,6 +205,31 @@ impl Drop for Trying<'_> {
     }
 }
 
+/// The graph's record of one link of `group`'s chain (an edge to the group `sub`, or the
+/// lock `id`), taken back when dropped: `chain_link` forgets it once the link is in the
+/// chain, and a refusal or a panic before that drops it.
+struct Recorded<'a> {
+    group: &'a Inner,
+    sub: Option<&'a Inner>,
+    id: usize,
+}
+
+impl Drop for Recorded<'_> {
+    fn drop(&mut self) {
+        let _graph = graph::lock();
+        forget_link(self.group, self.sub, self.id);
+    }
+}
+
+/// Forgets the graph's record of one link of `group`'s chain (see [`Recorded`]). The graph
+/// lock is held.
+fn forget_link(group: &Inner, sub: Option<&Inner>, id: usize) {
+    match sub {
+        Some(s) => graph::remove_edge(group, s),
+        None => graph::remove_leaf(group, id),
+    }
+}
+
 /// What trying one chained lock gave.
 enum Try {
     Taken,
@@ -240,6 +264,12 @@ fn try_group(g: &GrpLock) -> Try {
 /// Waits, as `mode` allows, until `lock` was free once (taking and giving it back), holding
 /// nothing. False if `mode` gave up.
 fn wait_for(lock: &dyn ChainLock, group: bool, mode: Mode) -> bool {
+    // A try never waits, not even for a lock (a group) that would be free at once: taking it
+    // again may fail again, for ever (a chain that reaches one lock twice through handles
+    // that hide it, issue 22.1).
+    if matches!(mode, Mode::Try) {
+        return false;
+    }
     if let Some(g) = group.then(|| lock.chain_group()).flatten() {
         return match g.inner.enter(mode) {
             Ok(held) => {
@@ -277,7 +307,7 @@ impl Inner {
             chain: HolderCell::new(Vec::new()),
             forward: OnceLock::new(),
             shortcut: AtomicPtr::new(std::ptr::null_mut()),
-            subgroups: Mutex::new(Vec::new()),
+            edges: Mutex::new(graph::Edges::default()),
             id,
             life: Life::new(),
             refs: group_refs::Refs::new(id),
@@ -440,6 +470,10 @@ impl Inner {
             let flags = self.flags.load(Relaxed);
             if flags & REPLACED != 0 {
                 drop(held);
+                // Holding nothing: dropping a dead group can run its handlers, and one that
+                // panics after the new group was taken would leave that group held with no
+                // guard to give it back.
+                drop(std::mem::take(&mut dead));
                 return self.resolve().enter(mode);
             }
             if flags & DESTROYED != 0 {
@@ -462,7 +496,11 @@ impl Inner {
                     drop(held);
                     let waited = wait_for(&*busy, group, mode);
                     drop(busy);
-                    if !waited || !self.take_own(mode) {
+                    // The deadline is checked on every round, not only by the waits: a lock
+                    // that is free when waited for but busy when tried (one reached twice
+                    // through handles that hide it) would keep a timed call going for ever.
+                    let expired = matches!(mode, Mode::Until(d) if left(d).is_none());
+                    if !waited || expired || !self.take_own(mode) {
                         return Err(Fail::Busy);
                     }
                     held = OwnHeld(self);
@@ -609,12 +647,16 @@ impl Inner {
         }
     }
 
-    /// `GrpLock::chain_lock`.
-    pub(crate) fn chain_lock(&self, lock: Arc<dyn ChainLock>, pos: i32) -> Result<(), ChainError> {
-        // Group references taken for the cycle search, let go of holding nothing.
+    /// `GrpLock::chain_lock`. `this`: the handle's group.
+    pub(crate) fn chain_lock(
+        this: &Arc<Inner>,
+        lock: Arc<dyn ChainLock>,
+        pos: i32,
+    ) -> Result<(), ChainError> {
+        // Group references taken for the graph searches, let go of holding nothing.
         let mut keep: Vec<Arc<Inner>> = Vec::new();
         let link = Link::new(lock, pos);
-        let r = self.chain_link(link, &mut keep);
+        let r = Inner::chain_link(this, link, &mut keep);
         drop(keep);
         r.map_err(|(e, link)| {
             drop(link);
@@ -623,17 +665,24 @@ impl Inner {
     }
 
     fn chain_link(
-        &self,
+        this: &Arc<Inner>,
         link: Link,
         keep: &mut Vec<Arc<Inner>>,
     ) -> Result<(), (ChainError, Option<Link>)> {
         // The chain's locks as they were, kept alive (declared before `held`, so dropped after
         // it: a last reference's drop runs user code, which must not run under the own lock).
         let present: Vec<Arc<dyn ChainLock>>;
-        let (g, held) = match self.for_edit(true) {
+        let (g, held) = match this.for_edit(true) {
             Ok(x) => x,
             Err(_) => return Err((ChainError::Destroyed, Some(link))),
         };
+        // `g` as an `Arc`, for the graph's weak references to it. `g` cannot be replaced
+        // meanwhile: this thread holds its own lock, or holds the group.
+        let mut g_arc = this;
+        while let Some(f) = g_arc.forward() {
+            g_arc = &f.inner;
+        }
+        debug_assert!(std::ptr::eq(&**g_arc, g));
         let holder = held.is_none();
         let sub: Option<Arc<Inner>> = link.lock.chain_group().map(|s| Arc::clone(&*s.inner));
         // `keep` (dropped by the caller, holding nothing) holds one too, so `sub` is never
@@ -658,29 +707,46 @@ impl Inner {
         if present.iter().any(|p| same_lock(&**p, &*link.lock)) {
             return Err((ChainError::AlreadyChained, Some(link)));
         }
-        if let Some(s) = &sub {
+        let recorded = {
             let _graph = graph::lock();
-            if graph::reaches(s, g, keep) {
-                return Err((ChainError::Cycle, Some(link)));
+            match &sub {
+                Some(s) => {
+                    if graph::reaches(s, g, keep) {
+                        return Err((ChainError::Cycle, Some(link)));
+                    }
+                    if graph::would_share(g, Ok(s.resolve()), keep) {
+                        return Err((ChainError::SharedLock, Some(link)));
+                    }
+                    graph::add_edge(g_arc, s);
+                }
+                None => {
+                    if graph::would_share(g, Err(link.id), keep) {
+                        return Err((ChainError::SharedLock, Some(link)));
+                    }
+                    graph::add_leaf(g, link.id);
+                }
             }
-            graph::add_edge(g, s);
-        }
+            Recorded {
+                group: g,
+                sub: sub.as_deref(),
+                id: link.id,
+            }
+        };
         if holder {
             // The holder holds every chained lock: take this one now, without waiting (its
-            // holder may be waiting for this group).
+            // holder may be waiting for this group). Should the try panic, `recorded` takes
+            // the graph's record back on the way out.
             let got = match try_link(&*link.lock, link.group) {
                 Try::Taken => Ok(()),
                 Try::Busy => Err(ChainError::Busy),
                 Try::Gone => Err(ChainError::Destroyed),
             };
             if let Err(e) = got {
-                if let Some(s) = &sub {
-                    let _graph = graph::lock();
-                    graph::remove_edge(g, s);
-                }
+                drop(recorded);
                 return Err((e, Some(link)));
             }
         }
+        std::mem::forget(recorded);
         // SAFETY: the own holder edits the chain; the access is short.
         unsafe { g.chain.with_mut(|c| c.insert(insert_at(c, link.pos), link)) };
         g.flags.fetch_or(CHAINED, Release);
@@ -718,17 +784,26 @@ impl Inner {
         if empty {
             g.flags.fetch_and(!CHAINED, Release);
         }
-        if held.is_none() {
-            // The holder took it with the group: give it back now.
-            // SAFETY: this thread holds it (the module's invariant).
-            unsafe { link.lock.chain_release() };
-        }
-        if let Some(s) = link.lock.chain_group() {
+        // The graph first: the code that runs below (the lock's release, the drop of the
+        // chain's reference) may panic, and must not leave a record of a link that is gone.
+        let sub = link.group.then(|| link.lock.chain_group()).flatten();
+        {
             let _graph = graph::lock();
-            graph::remove_edge(g, &s.inner);
+            forget_link(g, sub.map(|s| &**s.inner), link.id);
         }
+        // Both, whatever either does; the first panic goes on once the lock is unchained.
+        let released = catch_unwind(AssertUnwindSafe(|| {
+            if held.is_none() {
+                // The holder took it with the group: give it back now.
+                // SAFETY: this thread holds it (the module's invariant).
+                unsafe { link.lock.chain_release() };
+            }
+        }));
         drop(held);
-        drop(link);
+        let dropped = catch_unwind(AssertUnwindSafe(|| drop(link)));
+        if let Err(p) = released.and(dropped) {
+            resume_unwind(p);
+        }
         true
     }
 
@@ -754,10 +829,12 @@ impl Inner {
         };
         let chain = g.end_locked(DESTROYED);
         drop(held);
+        let mut keep = Vec::new();
         {
             let _graph = graph::lock();
-            std::mem::take(&mut *lock_mutex(&g.subgroups));
+            graph::end(g, None, &mut keep);
         }
+        drop(keep);
         // Both, whatever either's user code does: a chained group whose last reference
         // goes with the chain runs its handlers, and one of them panicking must not skip
         // this group's own (the first panic is resumed after both).
@@ -796,6 +873,9 @@ impl Inner {
             if graph::reaches(n, o, &mut keep) {
                 return Err(E::Cycle);
             }
+            if graph::would_share_after_replace(o, n, &mut keep) {
+                return Err(E::SharedLock);
+            }
             // Forward first: a handler added (or deleted) from now on that finds the old
             // list ended follows it to the new group.
             let _ = o.forward.set(nh.clone());
@@ -811,7 +891,7 @@ impl Inner {
                 },
             };
             chain = o.end_locked(if result.is_ok() { REPLACED } else { DESTROYED });
-            std::mem::take(&mut *lock_mutex(&o.subgroups));
+            graph::end(o, result.is_ok().then_some(n), &mut keep);
             drop(held);
             result
         })();

@@ -42,7 +42,10 @@
 //!   unchaining are safe at any time, under traffic (where PJLIB hangs).
 //! - `chain_lock` by the thread that holds the group takes the new lock at once, without
 //!   waiting ([`ChainError::Busy`] if it is busy: its holder may be waiting for the group).
-//!   Chained groups cannot form a cycle ([`ChainError::Cycle`]). A destroyed group in a
+//!   Chained groups cannot form a cycle ([`ChainError::Cycle`]), and no group may reach one
+//!   lock twice ([`ChainError::SharedLock`]: a dialog group over two transaction groups
+//!   that chain the same bucket stripe would wait for itself); a group reached twice is
+//!   fine, it is recursive. A destroyed group in a
 //!   chain is dropped from it the next time the chain is taken.
 //! - Destroy runs once whatever the handlers do, runs every handler even if one panics
 //!   (then the first panic goes on), and runs a handler only in the process that registered
@@ -379,15 +382,24 @@ impl GrpLock {
     /// thread holds the group: then the new lock is taken at once, so that its release comes
     /// with the group's, and `Err(ChainError::Busy)` if it is busy (waiting for it while
     /// holding the group could deadlock with its holder). Nothing changes on an error.
+    ///
+    /// Refused with [`ChainError::SharedLock`] when a group would then reach one lock
+    /// twice (this group and a group it chains both chaining it, say): its acquire would
+    /// find the lock held by itself. A group reached twice is fine (it is recursive).
     pub fn chain_lock(&self, lock: Arc<dyn ChainLock>, pos: i32) -> Result<(), ChainError> {
-        self.inner.chain_lock(lock, pos)
+        Inner::chain_lock(&self.inner, lock, pos)
     }
 
     /// Removes a chained lock (PJLIB's `pj_grp_lock_unchain_lock`); if the calling thread
     /// holds the group, the lock is released now. Returns false if it was not chained (or
-    /// the group was destroyed). Waits for the group's own lock like `chain_lock`; never
-    /// panics. Safe at any time, including while other threads acquire and release the
-    /// group.
+    /// the group was destroyed). Waits for the group's own lock like `chain_lock`. Safe at
+    /// any time, including while other threads acquire and release the group.
+    ///
+    /// # Panics
+    /// Only with a panic of the unchained lock's own code: its release (when the caller holds
+    /// the group), or its drop when the chain held the last reference to it (a chained
+    /// group's destroy handlers run then). The lock is unchained first, whatever that code
+    /// does; then the first panic goes on.
     pub fn unchain_lock(&self, lock: &Arc<dyn ChainLock>) -> bool {
         self.inner.unchain_lock(&**lock)
     }
@@ -407,8 +419,9 @@ impl GrpLock {
     /// that holds `old` takes `new`, and `old`'s handles together hold one reference to
     /// `new`. `old`'s own chained locks are unchained (`new` keeps its own chain).
     ///
-    /// Refused, with nothing changed, while any thread holds `old` (or is taking it), and
-    /// when `new` chains `old` (it would chain itself).
+    /// Refused, with nothing changed, while any thread holds `old` (or is taking it), when
+    /// `new` chains `old` (it would chain itself), and when a group that chains `old` would
+    /// then reach one lock twice ([`ReplaceError::SharedLock`]).
     pub fn replace(old: &GrpLock, new: &GrpLock) -> Result<(), ReplaceError> {
         Inner::replace(old, new)
     }
