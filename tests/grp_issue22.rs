@@ -1,13 +1,15 @@
 //! One test (or more) per group-lock item of issue 22. Each failed on the code before its
 //! fix (by assertion, or by deadline: nothing here can hang) and passes after it.
 
+mod common;
+
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use lockkit::grp::{ChainError, ChainLock, FieldLock, GrpLock};
-use lockkit::GenLock;
+use lockkit::{locked, GenLock, ShmBox, ShmRegion};
 
 /// Runs `f` on its own thread and returns its result, failing the test if it is not done
 /// within `secs` seconds (a hung thread is left behind; the test fails instead of hanging).
@@ -186,6 +188,93 @@ fn try_lock_never_waits_and_try_lock_for_honours_its_deadline_on_a_chain_it_cann
     );
     assert!(!l.is_locked());
     assert!(free_for_others(&s));
+}
+
+// ---- 2. locked! with a group that chains region locks ----------------------------------------
+
+/// The region lock that sorts first and the one that sorts second (same region: by offset).
+fn two_region_locks(region: &ShmRegion) -> (Arc<ShmBox<GenLock>>, Arc<ShmBox<GenLock>>) {
+    let a = region.alloc(GenLock::new()).unwrap();
+    let b = region.alloc(GenLock::new()).unwrap();
+    let (a_at, b_at) = (&*a as *const GenLock, &*b as *const GenLock);
+    if a_at < b_at {
+        (Arc::new(a), Arc::new(b))
+    } else {
+        (Arc::new(b), Arc::new(a))
+    }
+}
+
+const ROUNDS: usize = 100_000;
+
+#[test]
+fn locked_with_a_group_that_chains_a_region_lock_does_not_deadlock_with_the_order() {
+    let region = ShmRegion::anonymous(1 << 20).unwrap();
+    let (l, m) = two_region_locks(&region);
+    let g = GrpLock::new();
+    g.chain_lock(l.clone(), -1).unwrap();
+    let (l2, m2) = (l.clone(), m.clone());
+    let start = Arc::new(std::sync::Barrier::new(2));
+    let start2 = start.clone();
+    let ordered = std::thread::spawn(move || {
+        start2.wait();
+        for _ in 0..ROUNDS {
+            locked!(l2, m2 => {});
+        }
+    });
+    let (g2, m3) = (g.clone(), m.clone());
+    within("locked!(m, g) against locked!(l, m)", 60, move || {
+        start.wait();
+        for _ in 0..ROUNDS {
+            locked!(m3, g2 => {});
+        }
+    });
+    within("the ordered thread", 60, move || ordered.join().unwrap());
+    assert!(!l.is_locked() && !m.is_locked());
+}
+
+#[test]
+fn locked_with_a_group_against_another_process_taking_the_region_locks_in_order() {
+    let _serial = common::serial();
+    let region = ShmRegion::anonymous(1 << 20).unwrap();
+    let (l, m) = two_region_locks(&region);
+    let g = GrpLock::new();
+    g.chain_lock(l.clone(), -1).unwrap();
+    let child = {
+        let (l, m) = (l.clone(), m.clone());
+        common::fork(move || {
+            for _ in 0..ROUNDS {
+                locked!(l, m => {});
+            }
+            0
+        })
+    };
+    let (g2, m2) = (g.clone(), m.clone());
+    let mine = std::thread::spawn(move || {
+        for _ in 0..ROUNDS {
+            locked!(m2, g2 => {});
+        }
+    });
+    let code = child.join_within(common::CHILD_DEADLINE, || {
+        "the child taking l then m (the parent takes m and a group chaining l)".into()
+    });
+    assert_eq!(code, 0);
+    within("the parent's locked!(m, g)", 60, move || {
+        mine.join().unwrap()
+    });
+}
+
+#[test]
+#[should_panic(expected = "named twice")]
+fn locked_naming_a_lock_and_a_group_that_chains_it_is_refused() {
+    let l = Arc::new(GenLock::new());
+    let g = GrpLock::new();
+    g.chain_lock(link(&l), -1).unwrap();
+    let r = within("locked!(l, g)", 10, move || {
+        catch_unwind(AssertUnwindSafe(|| locked!(l, g => {})))
+    });
+    if let Err(p) = r {
+        resume_unwind(p)
+    }
 }
 
 // ---- 3. a panic dropping dead links after the group was replaced ------------------------------

@@ -267,9 +267,21 @@ pub struct MultiGuard<'a, const N: usize> {
 /// after those, by address. So processes that mapped two regions at different addresses, or
 /// in opposite orders, still agree. See `crate::regions`.
 ///
+/// A group lock has one place in that order (a process-local lock) but takes its chained
+/// locks, which may be anywhere in it (issue 22.2: with a group G chaining region lock L,
+/// and L before M, `locked!(m, g)` took M then L while `locked!(l, m)` took L then M). So
+/// when a group is among the locks, none is waited for while another is held: the first
+/// is taken (waiting for it), the others tried in order; on a busy one everything is given
+/// back and that one is waited for first, holding nothing, as a group does with its chain.
+/// A thread that waits holding nothing closes no cycle with threads that wait in the
+/// order, in this process or another.
+///
 /// # Panics
-/// If the same lock is named twice (through one mapping or two), or taking one of the locks
-/// panics; the locks already taken are released first.
+/// If the same lock is named twice (through one mapping or two), or is named and also
+/// reached through a named group's chain, or reached through the chains of two named
+/// groups (it would wait for itself); or if taking one of the locks panics. The locks
+/// already taken are released first. A group named twice (two members of one group) is
+/// taken twice: it is recursive.
 #[track_caller]
 pub fn lock_all<const N: usize>(mut locks: [&dyn ChainLock; N]) -> MultiGuard<'_, N> {
     let mut keys = crate::regions::order_keys(locks.map(|l| l.chain_id()));
@@ -283,8 +295,16 @@ pub fn lock_all<const N: usize>(mut locks: [&dyn ChainLock; N]) -> MultiGuard<'_
             j -= 1;
         }
     }
-    if let Some(i) = (1..N).find(|&i| !crate::regions::before(&keys[i - 1], &keys[i])) {
-        named_twice(locks[i].chain_id());
+    let mut groups = false;
+    for i in 0..N {
+        let group = locks[i].chain_group().is_some();
+        groups |= group;
+        if i > 0 && !crate::regions::before(&keys[i - 1], &keys[i]) {
+            // Equal keys: one lock twice, fine only for a group (recursive).
+            if !(group && locks[i - 1].chain_group().is_some()) {
+                named_twice(locks[i].chain_id());
+            }
+        }
     }
     let mut guard = MultiGuard {
         locks,
@@ -293,11 +313,90 @@ pub fn lock_all<const N: usize>(mut locks: [&dyn ChainLock; N]) -> MultiGuard<'_
         fork_generation: crate::liveness::fork_generation(),
         _not_send: PhantomData,
     };
+    if groups {
+        take_backing_off(&guard.locks);
+        guard.taken = N;
+        return guard;
+    }
     while guard.taken < N {
         guard.locks[guard.taken].chain_acquire();
         guard.taken += 1;
     }
     guard
+}
+
+/// Takes every lock of `locks` without waiting for one while holding another (see
+/// [`lock_all`]).
+#[track_caller]
+fn take_backing_off<const N: usize>(locks: &[&dyn ChainLock; N]) {
+    /// The locks this attempt holds; given back (last first) when dropped, on a busy lock
+    /// or a panic.
+    struct Attempt<'l, 'a, const N: usize> {
+        locks: &'l [&'a dyn ChainLock; N],
+        held: [bool; N],
+    }
+    impl<const N: usize> Drop for Attempt<'_, '_, N> {
+        fn drop(&mut self) {
+            for i in (0..N).rev() {
+                if self.held[i] {
+                    // SAFETY: this thread took it in this attempt, and gives it back once.
+                    unsafe { self.locks[i].chain_release() };
+                }
+            }
+        }
+    }
+    let mut first = 0;
+    let mut checked = false;
+    loop {
+        let mut attempt = Attempt {
+            locks,
+            held: [false; N],
+        };
+        locks[first].chain_acquire();
+        attempt.held[first] = true;
+        let busy = (0..N).find(|&i| {
+            if i == first {
+                return false;
+            }
+            attempt.held[i] = locks[i].chain_try_acquire();
+            !attempt.held[i]
+        });
+        let Some(busy) = busy else {
+            std::mem::forget(attempt);
+            return;
+        };
+        drop(attempt);
+        // Busy because this thread holds it, through another lock of these, it would stay
+        // busy for ever: asked once, when a lock was found busy (the search takes the
+        // groups' graph lock, which the uncontended path never needs).
+        if !checked {
+            reached_twice(locks);
+            checked = true;
+        }
+        first = busy;
+    }
+}
+
+/// Panics if taking `locks` would reach one lock (not a group) twice: named twice, or named
+/// and chained to a named group, or chained to two of them.
+#[cold]
+#[track_caller]
+fn reached_twice(locks: &[&dyn ChainLock]) {
+    let mut ids = Vec::new();
+    for l in locks {
+        match l.chain_group() {
+            Some(g) => ids.extend(g.locks_reached()),
+            None => ids.push(l.chain_id()),
+        }
+    }
+    ids.sort_unstable();
+    if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
+        panic!(
+            "locked!: the lock at {:#x} is named twice: named beside a group that chains it, \
+             or chained to two named groups; it would wait for itself",
+            w[0]
+        )
+    }
 }
 
 #[cold]

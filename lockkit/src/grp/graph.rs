@@ -145,6 +145,17 @@ pub(crate) fn would_share_after_replace(
     })
 }
 
+/// The `chain_id`s of every lock (not a group) that taking `g` takes, once per group that
+/// chains it. The graph lock is held; references taken go to `keep`.
+pub(crate) fn locks_reached(g: &Inner, keep: &mut Vec<Arc<Inner>>) -> Vec<usize> {
+    let mut ids = Vec::new();
+    for p in walk(g, false, None, keep) {
+        // SAFETY: `walk` returns `g` or groups kept alive by `keep`.
+        ids.extend_from_slice(&edges(unsafe { &*p }).leaves);
+    }
+    ids
+}
+
 /// Whether the other locks chained by `groups` (distinct, resolved), plus `extra`, name one
 /// lock twice.
 fn shares(groups: &[*const Inner], extra: Option<usize>) -> bool {

@@ -443,6 +443,19 @@ impl GrpLock {
         self.inner.force_destroy()
     }
 
+    /// The `chain_id`s of every lock (not a group) that taking this group takes, through
+    /// its chain and the chains of the groups it reaches (for `locked!`, which must not
+    /// name one of them beside the group).
+    pub(crate) fn locks_reached(&self) -> Vec<usize> {
+        let mut keep = Vec::new();
+        let ids = {
+            let _graph = graph::lock();
+            graph::locks_reached(self.inner.resolve(), &mut keep)
+        };
+        drop(keep);
+        ids
+    }
+
     /// A description of the group for finding leaked references: the count and, with the
     /// `grp-debug` feature, where each live reference was taken (`file:line:column`).
     pub fn dump(&self) -> String {
