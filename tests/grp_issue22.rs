@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use lockkit::grp::{ChainError, ChainLock, FieldLock, GrpLock};
+use lockkit::grp::{ChainError, ChainLock, FieldLock, GrpLock, GrpMember, Member, WeakGrpLock};
 use lockkit::{locked, GenLock, ShmBox, ShmRegion};
 
 /// Runs `f` on its own thread and returns its result, failing the test if it is not done
@@ -483,4 +483,91 @@ fn unchain_lock_whose_reference_was_the_last_unchains_then_lets_the_handlers_pan
     assert_eq!(ran.load(SeqCst), 1);
     assert_eq!(g.chain_order(), vec![0], "left chained");
     assert!(free_for_others(&g));
+}
+
+// ---- 8. locked! with two group members ------------------------------------------------------
+
+struct Dialog {
+    group: WeakGrpLock,
+    requests: u32,
+}
+impl GrpMember for Dialog {
+    fn set_group(&mut self, g: WeakGrpLock) {
+        self.group = g;
+    }
+}
+struct Tsx {
+    group: WeakGrpLock,
+    retries: u32,
+}
+impl GrpMember for Tsx {
+    fn set_group(&mut self, g: WeakGrpLock) {
+        self.group = g;
+    }
+}
+
+#[test]
+fn locked_with_two_members_lends_both() {
+    let dialog = GrpLock::new();
+    let tsx_group = GrpLock::new();
+    let d = Member::join(
+        &dialog,
+        Dialog {
+            group: WeakGrpLock::new(),
+            requests: 0,
+        },
+    );
+    let t = Member::join(
+        &tsx_group,
+        Tsx {
+            group: WeakGrpLock::new(),
+            retries: 0,
+        },
+    );
+    locked!(x = d, y = t => {
+        x.requests += 1;
+        y.retries += 2;
+        assert!(dialog.is_held_by_current_thread() && tsx_group.is_held_by_current_thread());
+    });
+    assert_eq!((d.lock().requests, t.lock().retries), (1, 2));
+    assert!(!dialog.is_held_by_current_thread() && !tsx_group.is_held_by_current_thread());
+}
+
+#[test]
+fn locked_with_two_members_of_one_group_and_a_member_already_lent() {
+    let dialog = GrpLock::new();
+    let d = Member::join(
+        &dialog,
+        Dialog {
+            group: WeakGrpLock::new(),
+            requests: 0,
+        },
+    );
+    let t = Member::join(
+        &dialog,
+        Tsx {
+            group: WeakGrpLock::new(),
+            retries: 0,
+        },
+    );
+    locked!(x = d, y = t => {
+        x.requests += 1;
+        y.retries += 1;
+        assert_eq!(dialog.depth(), 2);
+    });
+    assert!(!dialog.is_held_by_current_thread());
+    // A member lent by its own guard is not lent again by locked!.
+    let mut outer = d.lock();
+    let again = catch_unwind(AssertUnwindSafe(
+        || locked!(x = d, y = t => { x.requests += 1; y.retries += 1; }),
+    ));
+    assert!(again.is_err(), "a member lent twice");
+    outer.requests += 1;
+    drop(outer);
+    assert_eq!(d.lock().requests, 2);
+    assert!(!dialog.is_held_by_current_thread());
+    // After the refused lend, the member can be lent again (its flag was not cleared early
+    // nor left set).
+    locked!(x = d => { x.requests += 1 });
+    assert_eq!(d.lock().requests, 3);
 }

@@ -252,6 +252,9 @@ pub struct MultiGuard<'a, const N: usize> {
     taken: usize,
     /// Which of `locks` have lent their data to the block, so each lends at most once.
     lent: [Cell<bool>; N],
+    /// For each lock that lent through a flag of its own (a group member's), that flag, to
+    /// clear when the guard goes; null otherwise. It lives in the lock, which outlives 'a.
+    unlend: [Cell<*const Cell<bool>>; N],
     /// The process's fork generation when the locks were taken: a copy `fork` made into a
     /// child releases nothing there.
     fork_generation: u32,
@@ -310,6 +313,7 @@ pub fn lock_all<const N: usize>(mut locks: [&dyn ChainLock; N]) -> MultiGuard<'_
         locks,
         taken: 0,
         lent: [const { Cell::new(false) }; N],
+        unlend: [const { Cell::new(std::ptr::null()) }; N],
         fork_generation: crate::liveness::fork_generation(),
         _not_send: PhantomData,
     };
@@ -414,11 +418,20 @@ impl<'a, const N: usize> MultiGuard<'a, N> {
     /// code lends each lock once).
     #[track_caller]
     pub fn lend<'g, L: LendHeld + ?Sized>(&'g self, lock: &'g L) -> L::Lent<'g> {
-        let id = lock.chain_id();
-        let Some(i) = self.locks[..self.taken]
+        let flag = lock.lent_flag();
+        let held = &self.locks[..self.taken];
+        // The very lock named (two members of one group share their group's chain_id), or,
+        // for a lock that lends no flag of its own, any handle of it.
+        let at = held
             .iter()
-            .position(|l| l.chain_id() == id)
-        else {
+            .position(|l| std::ptr::addr_eq(*l as *const dyn ChainLock, lock as *const L))
+            .or_else(|| {
+                let id = lock.chain_id();
+                flag.is_none()
+                    .then(|| held.iter().position(|l| l.chain_id() == id))
+                    .flatten()
+            });
+        let Some(i) = at else {
             panic!("locked!: lending a lock that this guard does not hold")
         };
         if self.lent[i].replace(true) {
@@ -427,7 +440,13 @@ impl<'a, const N: usize> MultiGuard<'a, N> {
         // SAFETY: this thread holds `lock` (it is among the locks taken) for as long as
         // `self` lives, which outlives 'g; no other lend of this lock is alive (checked
         // just above), and the guard lends nothing else of it.
-        unsafe { lock.lend_held() }
+        let lent = unsafe { lock.lend_held() };
+        if let Some(f) = flag {
+            // Only once lent: a lend that panicked (the member already lent) must not clear
+            // the flag of the lend that set it.
+            self.unlend[i].set(f);
+        }
+        lent
     }
 }
 
@@ -435,6 +454,14 @@ impl<const N: usize> Drop for MultiGuard<'_, N> {
     fn drop(&mut self) {
         if self.fork_generation != crate::liveness::fork_generation() {
             return; // a copy `fork` made: the parent's thread holds these locks
+        }
+        for f in &self.unlend {
+            // SAFETY: set by `lend` from the very lock at that place of `locks` (found by
+            // address), which outlives 'a; the flag is only touched by this thread, which
+            // holds the lock.
+            if let Some(f) = unsafe { f.get().as_ref() } {
+                f.set(false);
+            }
         }
         for l in self.locks[..self.taken].iter().rev() {
             // SAFETY: `lock_all` took these locks on this thread; the guard is !Send and
@@ -460,6 +487,13 @@ pub unsafe trait LendHeld: ChainLock {
     /// The calling thread holds this lock for at least `'g`, and nothing else lent by this
     /// lock is alive during `'g`.
     unsafe fn lend_held(&self) -> Self::Lent<'_>;
+
+    /// A flag of the lock's own that `lend_held` set (a group member's "lent", which its own
+    /// guards check too), for the guard to clear when it goes. Such a lock is lent only
+    /// through the reference `locked!` named it by.
+    fn lent_flag(&self) -> Option<&Cell<bool>> {
+        None
+    }
 }
 
 // SAFETY: lends the lock itself, which guards no data.
@@ -486,6 +520,23 @@ unsafe impl<T: ShmSafe, R: crate::raw::RawLock> LendHeld for ShmMutex<T, R> {
     }
 }
 
+// SAFETY: lends the member's value, which its group's lock guards (held, per the
+// contract); the member's `lent` flag, set here and cleared by the guard through
+// `lent_flag`, keeps any other lend or guard of it out meanwhile.
+unsafe impl<T: crate::grp::GrpMember> LendHeld for crate::grp::Member<T> {
+    type Lent<'g>
+        = &'g mut T
+    where
+        Self: 'g;
+    unsafe fn lend_held(&self) -> &mut T {
+        // SAFETY: the caller holds the group for the borrow's lifetime (the contract).
+        unsafe { self.lend_held_value() }
+    }
+    fn lent_flag(&self) -> Option<&Cell<bool>> {
+        Some(self.lent_flag())
+    }
+}
+
 // SAFETY: lends the group itself (its members are reached through their own handles).
 unsafe impl LendHeld for crate::GrpLock {
     type Lent<'g> = &'g crate::GrpLock;
@@ -504,6 +555,9 @@ macro_rules! forward_lend_held {
                 unsafe fn lend_held(&self) -> L::Lent<'_> {
                     // SAFETY: forwarded contract.
                     unsafe { (**self).lend_held() }
+                }
+                fn lent_flag(&self) -> Option<&Cell<bool>> {
+                    (**self).lent_flag()
                 }
             }
         )*

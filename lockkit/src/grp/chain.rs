@@ -17,8 +17,9 @@ use super::GrpLock;
 ///
 /// Implemented for [`GenLock`] and [`ShmMutex`] (in shared memory or not), [`RecLock`]
 /// (PJSUA's application lock is recursive), the write side of an [`RwLock`], an entry of a
-/// lock set ([`SetEntry`]), another [`GrpLock`](super::GrpLock), a lock inside a shared
-/// object ([`FieldLock`]), and for `Arc`s, `Box`es, references and [`ShmBox`]es of any of
+/// lock set ([`SetEntry`]), another [`GrpLock`](super::GrpLock), a group member
+/// ([`Member`](super::Member): its group, for `locked!` over several locks), a lock inside
+/// a shared object ([`FieldLock`]), and for `Arc`s, `Box`es, references and [`ShmBox`]es of any of
 /// them.
 ///
 /// # Safety
@@ -33,8 +34,8 @@ use super::GrpLock;
     message = "`{Self}` is not a lockkit lock",
     label = "not a lock",
     note = "locked!(a, b, ..) and chain_lock take GenLock, ShmMutex, RecLock, RwLock (its \
-            write side), GrpLock, a lock-set entry (`set[i]`, or SetEntry to chain it), or a \
-            ShmBox of one"
+            write side), GrpLock, a group member, a lock-set entry (`set[i]`, or SetEntry to \
+            chain it), or a ShmBox of one"
 )]
 pub unsafe trait ChainLock: Send + Sync {
     /// Takes the lock, waiting as long as needed.
