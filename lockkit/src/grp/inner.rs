@@ -846,61 +846,74 @@ impl Inner {
         Ok(())
     }
 
-    /// `GrpLock::replace`.
+    /// `GrpLock::replace`. `#[track_caller]` down to the handle the old group keeps of the
+    /// new one, so that `grp-debug` names the caller's line for that reference.
+    #[track_caller]
     pub(crate) fn replace(old: &GrpLock, new: &GrpLock) -> Result<(), ReplaceError> {
-        use ReplaceError as E;
         let mut keep: Vec<Arc<Inner>> = Vec::new();
         let mut chain = Vec::new();
         let mut orphans: Option<Vec<Entry>> = None;
-        let r = (|| {
-            let _graph = graph::lock();
-            // Forwards are set only under the graph lock: these stay resolved.
-            let (oh, nh) = (old.resolved(), new.resolved());
-            let (o, n): (&Inner, &Inner) = (&oh.inner, &nh.inner);
-            if std::ptr::eq(o, n) {
-                return Err(E::SameGroup);
-            }
-            if n.is_destroyed() {
-                return Err(E::NewGroupGone);
-            }
-            if o.held_by_me() || !o.own.try_lock() {
-                return Err(E::OldGroupHeld);
-            }
-            let held = OwnHeld(o);
-            if o.flags.load(Relaxed) & (DESTROYED | REPLACED) != 0 {
-                return Err(E::OldGroupGone);
-            }
-            if graph::reaches(n, o, &mut keep) {
-                return Err(E::Cycle);
-            }
-            if graph::would_share_after_replace(o, n, &mut keep) {
-                return Err(E::SharedLock);
-            }
-            // Forward first: a handler added (or deleted) from now on that finds the old
-            // list ended follows it to the new group.
-            let _ = o.forward.set(nh.clone());
-            let result = match o.life.end() {
-                None => Err(E::OldGroupGone),
-                Some(entries) => match n.life.adopt(entries) {
-                    Ok(()) => Ok(()),
-                    Err(entries) => {
-                        // The new group died meanwhile: the handlers must still run, once.
-                        orphans = Some(entries);
-                        Err(E::NewGroupGone)
-                    }
-                },
-            };
-            chain = o.end_locked(if result.is_ok() { REPLACED } else { DESTROYED });
-            graph::end(o, result.is_ok().then_some(n), &mut keep);
-            drop(held);
-            result
-        })();
+        let r = Inner::replace_locked(old, new, &mut keep, &mut chain, &mut orphans);
         drop(chain);
         drop(keep);
         if let Some(entries) = orphans {
             run(entries);
         }
         r
+    }
+
+    /// The part of `replace` under the graph lock. What it takes out (the old chain, group
+    /// references, handlers to run) goes to the caller, to be let go of holding nothing.
+    #[track_caller]
+    fn replace_locked(
+        old: &GrpLock,
+        new: &GrpLock,
+        keep: &mut Vec<Arc<Inner>>,
+        chain: &mut Vec<Link>,
+        orphans: &mut Option<Vec<Entry>>,
+    ) -> Result<(), ReplaceError> {
+        use ReplaceError as E;
+        let _graph = graph::lock();
+        // Forwards are set only under the graph lock: these stay resolved.
+        let (oh, nh) = (old.resolved(), new.resolved());
+        let (o, n): (&Inner, &Inner) = (&oh.inner, &nh.inner);
+        if std::ptr::eq(o, n) {
+            return Err(E::SameGroup);
+        }
+        if n.is_destroyed() {
+            return Err(E::NewGroupGone);
+        }
+        if o.held_by_me() || !o.own.try_lock() {
+            return Err(E::OldGroupHeld);
+        }
+        let held = OwnHeld(o);
+        if o.flags.load(Relaxed) & (DESTROYED | REPLACED) != 0 {
+            return Err(E::OldGroupGone);
+        }
+        if graph::reaches(n, o, keep) {
+            return Err(E::Cycle);
+        }
+        if graph::would_share_after_replace(o, n, keep) {
+            return Err(E::SharedLock);
+        }
+        // Forward first: a handler added (or deleted) from now on that finds the old
+        // list ended follows it to the new group.
+        let _ = o.forward.set(nh.clone());
+        let result = match o.life.end() {
+            None => Err(E::OldGroupGone),
+            Some(entries) => match n.life.adopt(entries) {
+                Ok(()) => Ok(()),
+                Err(entries) => {
+                    // The new group died meanwhile: the handlers must still run, once.
+                    *orphans = Some(entries);
+                    Err(E::NewGroupGone)
+                }
+            },
+        };
+        *chain = o.end_locked(if result.is_ok() { REPLACED } else { DESTROYED });
+        graph::end(o, result.is_ok().then_some(n), keep);
+        drop(held);
+        result
     }
 }
 

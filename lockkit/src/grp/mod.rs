@@ -422,6 +422,7 @@ impl GrpLock {
     /// Refused, with nothing changed, while any thread holds `old` (or is taking it), when
     /// `new` chains `old` (it would chain itself), and when a group that chains `old` would
     /// then reach one lock twice ([`ReplaceError::SharedLock`]).
+    #[track_caller]
     pub fn replace(old: &GrpLock, new: &GrpLock) -> Result<(), ReplaceError> {
         Inner::replace(old, new)
     }
