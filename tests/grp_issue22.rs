@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use lockkit::grp::{ChainError, ChainLock, FieldLock, GrpLock, GrpMember, Member, WeakGrpLock};
+use lockkit::grp::{
+    ChainError, ChainLock, FieldLock, GrpGuard, GrpLock, GrpMember, Member, WeakGrpLock,
+};
 use lockkit::{locked, GenLock, ShmBox, ShmRegion};
 
 /// Runs `f` on its own thread and returns its result, failing the test if it is not done
@@ -570,4 +572,46 @@ fn locked_with_two_members_of_one_group_and_a_member_already_lent() {
     // nor left set).
     locked!(x = d => { x.requests += 1 });
     assert_eq!(d.lock().requests, 3);
+}
+
+// ---- 7. a chained shm lock whose holder died ------------------------------------------------
+
+#[test]
+fn the_groups_acquirer_is_told_that_a_chained_locks_holder_died_and_can_mark_it_consistent() {
+    let _serial = common::serial();
+    let region = ShmRegion::anonymous(1 << 20).unwrap();
+    let l = Arc::new(region.alloc(GenLock::new()).unwrap());
+    let doomed = {
+        let l = l.clone();
+        common::fork(move || {
+            std::mem::forget(l.lock());
+            0 // exits holding it
+        })
+    };
+    assert_eq!(
+        doomed.join_within(common::CHILD_DEADLINE, || "the doomed holder".into()),
+        0
+    );
+    let group = GrpLock::new();
+    let inner = GrpLock::new();
+    inner.chain_lock(l.clone(), -1).unwrap();
+    group.chain_lock(group_link(&inner), 1).unwrap();
+    let (told, told_after_mark, consistent) = within("group.lock()", 30, {
+        let (group, l) = (group.clone(), l.clone());
+        move || {
+            let mut g = group.lock();
+            let told = GrpGuard::owner_died(&g);
+            GrpGuard::mark_consistent(&mut g);
+            let after = GrpGuard::owner_died(&g);
+            drop(g);
+            (told, after, !l.is_inconsistent())
+        }
+    });
+    assert!(told, "the group's acquirer was not told the holder died");
+    assert!(
+        !told_after_mark && consistent,
+        "mark_consistent did not take"
+    );
+    let g = group.lock();
+    assert!(!GrpGuard::owner_died(&g), "told again after the repair");
 }

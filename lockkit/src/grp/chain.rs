@@ -78,6 +78,19 @@ pub unsafe trait ChainLock: Send + Sync {
     fn chain_group(&self) -> Option<&GrpLock> {
         None
     }
+    /// Whether a holder died holding the lock and nobody has marked it consistent since, so
+    /// the data it guards may be half-updated: what the lock's own guard's `owner_died`
+    /// says. Asked by the thread that holds the lock (through a group). Locks that cannot
+    /// tell say `false`.
+    fn chain_owner_died(&self) -> bool {
+        false
+    }
+    /// Declares the lock's data repaired after an owner death: the lock's own guard's
+    /// `mark_consistent`.
+    ///
+    /// # Safety
+    /// The calling thread holds the lock.
+    unsafe fn chain_mark_consistent(&self) {}
 }
 
 // SAFETY: forwards to the GenLock's raw futex, which the acquiring thread releases.
@@ -94,6 +107,13 @@ unsafe impl<R: RawLock> ChainLock for GenLock<R> {
     unsafe fn chain_release(&self) {
         // SAFETY: the caller holds the lock (trait contract).
         unsafe { self.force_unlock() }
+    }
+    fn chain_owner_died(&self) -> bool {
+        self.is_inconsistent()
+    }
+    unsafe fn chain_mark_consistent(&self) {
+        // SAFETY: the caller holds the lock (trait contract).
+        unsafe { self.raw().mark_consistent() }
     }
 }
 
@@ -119,6 +139,13 @@ macro_rules! forward_chain_methods {
         }
         fn chain_group(&$this) -> Option<&GrpLock> {
             $target.chain_group()
+        }
+        fn chain_owner_died(&$this) -> bool {
+            $target.chain_owner_died()
+        }
+        unsafe fn chain_mark_consistent(&$this) {
+            // SAFETY: forwarded contract.
+            unsafe { $target.chain_mark_consistent() }
         }
     };
 }

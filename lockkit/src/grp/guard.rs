@@ -72,6 +72,32 @@ impl<'a> GrpGuard<'a> {
         }
     }
 
+    /// Whether the holder of one of the group's chained locks (a lock in shared memory, or
+    /// one reached through a chained group) died holding it and nobody has marked it
+    /// consistent since: the data those locks guard may be half-updated. The group takes
+    /// such a lock over as the lock's own `lock()` does; this tells its acquirer, as the
+    /// lock's own guard would ([`GenLockGuard::owner_died`](crate::GenLockGuard::owner_died)).
+    /// Repair the data, then call [`mark_consistent`](GrpGuard::mark_consistent).
+    pub fn owner_died(guard: &Self) -> bool {
+        if guard.fork_generation != crate::liveness::fork_generation() {
+            return false; // a copy `fork` made: this process holds nothing through it
+        }
+        // SAFETY: `held` is valid while the hand lives, and this thread holds it (see
+        // `unlock_level`).
+        unsafe { guard.held.as_ref().owner_died() }
+    }
+
+    /// Declares the data of every chained lock whose holder died repaired, so those locks
+    /// are used normally again (see [`owner_died`](GrpGuard::owner_died)). Does nothing if
+    /// no holder died.
+    pub fn mark_consistent(guard: &mut Self) {
+        if guard.fork_generation != crate::liveness::fork_generation() {
+            return;
+        }
+        // SAFETY: as in `owner_died`.
+        unsafe { guard.held.as_ref().mark_consistent() }
+    }
+
     /// The handle this guard was taken through.
     pub fn grp_lock(guard: &Self) -> &GrpLock {
         guard.group()

@@ -561,6 +561,36 @@ impl Inner {
         Ok(())
     }
 
+    /// Whether a holder of one of the chained locks died holding it, and nobody marked it
+    /// consistent since (see [`ChainLock::chain_owner_died`]).
+    ///
+    /// # Safety
+    /// The calling thread holds the group.
+    pub(crate) unsafe fn owner_died(&self) -> bool {
+        // SAFETY: this thread holds the group, so the own lock. The access is shared and
+        // lasts the walk, which calls out, but nothing writes the chain meanwhile (see
+        // `try_chain`); the holder holds every chained lock (the module's invariant).
+        unsafe {
+            self.chain
+                .with(|links| links.iter().any(|l| l.get().chain_owner_died()))
+        }
+    }
+
+    /// Marks every chained lock whose holder died consistent again.
+    ///
+    /// # Safety
+    /// The calling thread holds the group.
+    pub(crate) unsafe fn mark_consistent(&self) {
+        // SAFETY: as in `owner_died`; and the holder holds each of these locks.
+        unsafe {
+            self.chain.with(|links| {
+                for l in links.iter().filter(|l| l.get().chain_owner_died()) {
+                    l.get().chain_mark_consistent();
+                }
+            })
+        }
+    }
+
     /// Gives back one level; the outermost release gives back every chained lock, in
     /// reverse, then the own lock.
     ///

@@ -202,6 +202,13 @@ unsafe impl<T: GrpMember> ChainLock for Member<T> {
     fn chain_group(&self) -> Option<&GrpLock> {
         Some(&self.group)
     }
+    fn chain_owner_died(&self) -> bool {
+        self.group.chain_owner_died()
+    }
+    unsafe fn chain_mark_consistent(&self) {
+        // SAFETY: forwarded contract.
+        unsafe { self.group.chain_mark_consistent() }
+    }
 }
 
 impl<T: GrpMember> fmt::Debug for Member<T> {

@@ -527,6 +527,18 @@ unsafe impl ChainLock for GrpLock {
     fn chain_group(&self) -> Option<&GrpLock> {
         Some(self)
     }
+    fn chain_owner_died(&self) -> bool {
+        let g = self.inner.resolve();
+        // SAFETY: this thread holds the group (checked first).
+        g.held_by_me() && unsafe { g.owner_died() }
+    }
+    unsafe fn chain_mark_consistent(&self) {
+        let g = self.inner.resolve();
+        if g.held_by_me() {
+            // SAFETY: this thread holds the group (checked just above).
+            unsafe { g.mark_consistent() }
+        }
+    }
 }
 
 /// `inner.enter(mode)`, seen by the lock-order checker (feature `lock-debug`): the group
