@@ -731,6 +731,33 @@ pub unsafe fn try_lock_stripe_for<'a, T, R: crate::raw::RawLock, const M: usize>
     })
 }
 
+/// `lend_<field>(&group_guard, index)` of a striped field: lends element `index` through
+/// the guard of a group whose chain (or a chained group's) holds stripe `index % N` (a
+/// `FieldLock` or `SetEntry` of it), which that stripe's own accessor cannot do meanwhile:
+/// this thread holds the stripe (issue 22.6). The data stays lent while the returned value
+/// lives, which borrows the guard.
+///
+/// # Safety
+/// As for [`lock_stripe`].
+///
+/// # Panics
+/// If `index` is out of range, if the group's chain does not hold the stripe, or if the
+/// element is lent already on this thread.
+#[track_caller]
+pub unsafe fn lend_stripe<'g, T, R: crate::raw::RawLock, const M: usize>(
+    guard: &'g crate::grp::GrpGuard<'_>,
+    set: &'g LockSet<R>,
+    cells: &'g Striped<[T; M]>,
+    index: usize,
+    field: &str,
+) -> crate::grp::GrpLent<'g, T> {
+    let element = element(cells, index, field);
+    let stripe = set.at(index % set.len());
+    // SAFETY: `stripe` guards `element` (this function's contract: `set` is the field's
+    // set), and the element lives as long as `cells`, borrowed for 'g.
+    unsafe { guard.lend_raw(ChainLock::chain_id(stripe), element.0.get()) }
+}
+
 /// A field's layout in generated code: `LayoutOf::<T>::LAYOUT` is `T::LAYOUT` when `T` is
 /// `ShmSafe` (the inherent const is found first) and a placeholder otherwise (the trait's),
 /// so a field that is not `ShmSafe` is reported once, by its assertion, and not again by

@@ -576,6 +576,27 @@ impl Inner {
         }
     }
 
+    /// Whether the chain, or the chain of a group it chains, holds the lock (not a group)
+    /// whose `chain_id` is `id`.
+    ///
+    /// # Safety
+    /// The calling thread holds the group.
+    pub(crate) unsafe fn chain_holds(&self, id: usize) -> bool {
+        // SAFETY: as in `owner_died`.
+        unsafe {
+            self.chain.with(|links| {
+                links.iter().any(|l| match l.get().chain_group() {
+                    None => l.id == id,
+                    Some(g) => {
+                        let g = g.inner.resolve();
+                        // SAFETY: the holder holds every chained group (the invariant).
+                        g.held_by_me() && g.chain_holds(id)
+                    }
+                })
+            })
+        }
+    }
+
     /// Marks every chained lock whose holder died consistent again.
     ///
     /// # Safety

@@ -75,6 +75,7 @@ mod error;
 mod graph;
 mod guard;
 mod inner;
+mod lend;
 mod life;
 mod member;
 #[cfg(all(test, loom))]
@@ -92,6 +93,7 @@ pub use crate::report::group_refs::live_groups;
 pub use chain::{AsLockSet, ChainLock, FieldLock, SetEntry};
 pub use error::{ChainError, Destroyed, ForceDestroyError, Released, ReplaceError};
 pub use guard::GrpGuard;
+pub use lend::{GrpLent, GuardsData};
 pub use life::HandlerId;
 pub use member::{GrpMember, Member, MemberGuard};
 
