@@ -694,3 +694,29 @@ fn a_group_guard_lends_the_elements_of_a_chained_stripe_of_a_shared_locked_table
     let one = *table.lock_active(1); // the same stripe: one guard at a time
     assert_eq!((five, one), (1, 10));
 }
+
+#[test]
+fn the_holder_cannot_unchain_a_lock_whose_data_is_lent() {
+    use lockkit::ShmMutex;
+    let region = ShmRegion::anonymous(1 << 20).unwrap();
+    let calls = Arc::new(region.alloc(ShmMutex::new(0u64)).unwrap());
+    let (dialog, tsx) = (GrpLock::new(), GrpLock::new());
+    tsx.chain_lock(calls.clone(), -1).unwrap();
+    let tsx_link = group_link(&tsx);
+    dialog.chain_lock(tsx_link.clone(), 1).unwrap();
+    let calls_link: Arc<dyn ChainLock> = calls.clone();
+    let g = dialog.lock();
+    {
+        let lent = g.lend(&calls);
+        for (what, l) in [("the subgroup", &tsx_link), ("the mutex", &calls_link)] {
+            let group = if what == "the mutex" { &tsx } else { &dialog };
+            let r = catch_unwind(AssertUnwindSafe(|| group.unchain_lock(l)));
+            assert!(r.is_err(), "unchained {what} under a live lend");
+            assert!(calls.is_locked(), "{what}: released under the lend");
+        }
+        drop(lent);
+    }
+    assert!(dialog.unchain_lock(&tsx_link));
+    drop(g);
+    assert!(!calls.is_locked());
+}

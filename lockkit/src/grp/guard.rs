@@ -159,7 +159,7 @@ impl<'a> GrpGuard<'a> {
         // SAFETY: the chain holds the lock for as long as the group is held, which is at
         // least 'g (the lend borrows this guard); its data is reached only by this thread,
         // through lends (the lock's own lock() by this thread panics or says busy).
-        unsafe { super::GrpLent::new(data) }
+        unsafe { super::GrpLent::new(id, data) }
     }
 
     /// The handle this guard was taken through.

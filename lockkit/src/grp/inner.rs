@@ -821,6 +821,25 @@ impl Inner {
         let Some(found) = present.iter().find(|p| same_lock(&***p, lock)) else {
             return false;
         };
+        if held.is_none() {
+            // The holder would release the lock now, while a lend of its data (through the
+            // group's guard) may be alive: another thread could then take it and reach the
+            // data too.
+            let lent = super::lend::lent_locks();
+            let found: &dyn ChainLock = &**found;
+            let busy = lent.iter().any(|&id| match found.chain_group() {
+                None => found.chain_id() == id,
+                Some(s) => {
+                    let s = s.inner.resolve();
+                    // SAFETY: the holder holds every chained group (the invariant).
+                    s.held_by_me() && unsafe { s.chain_holds(id) }
+                }
+            });
+            if busy {
+                drop(held);
+                lent_unchained();
+            }
+        }
         // Found by identity now, not by the position seen before `same_lock` ran user code.
         // SAFETY: the own holder edits the chain; the access is short.
         let Some((link, empty)) = (unsafe {
@@ -966,6 +985,15 @@ impl Inner {
         drop(held);
         result
     }
+}
+
+#[cold]
+#[track_caller]
+fn lent_unchained() -> ! {
+    panic!(
+        "unchain_lock: this thread holds the group and the data of that lock is lent \
+         (GrpGuard::lend); drop the lend first"
+    )
 }
 
 /// A reference is given back: if it was the last, the group is destroyed (its handlers run)

@@ -73,8 +73,8 @@ forward_guards_data!(
 );
 
 thread_local! {
-    /// The addresses of the data lent on this thread now.
-    static LENT: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+    /// The data lent on this thread now: its address, and the `chain_id` of its lock.
+    static LENT: RefCell<Vec<(usize, usize)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Data lent by a group's guard (see [`GrpGuard::lend`](super::GrpGuard::lend)): derefs to
@@ -87,7 +87,7 @@ pub struct GrpLent<'g, T> {
 }
 
 impl<'g, T> GrpLent<'g, T> {
-    /// Lends `data`, which the calling thread holds the lock of for `'g`.
+    /// Lends `data`, which the calling thread holds the lock `id` of for `'g`.
     ///
     /// # Safety
     /// The calling thread holds the lock that guards `data` for all of `'g`, and reaches the
@@ -96,14 +96,14 @@ impl<'g, T> GrpLent<'g, T> {
     /// # Panics
     /// If the data is lent on this thread already.
     #[track_caller]
-    pub(crate) unsafe fn new(data: *mut T) -> Self {
+    pub(crate) unsafe fn new(id: usize, data: *mut T) -> Self {
         let at = data as usize;
         let fresh = LENT.with(|l| {
             let mut l = l.borrow_mut();
-            if l.contains(&at) {
+            if l.iter().any(|&(a, _)| a == at) {
                 return false;
             }
-            l.push(at);
+            l.push((at, id));
             true
         });
         if !fresh {
@@ -116,6 +116,11 @@ impl<'g, T> GrpLent<'g, T> {
     }
 }
 
+/// The `chain_id`s of the locks whose data is lent on this thread now.
+pub(crate) fn lent_locks() -> Vec<usize> {
+    LENT.with(|l| l.borrow().iter().map(|&(_, id)| id).collect())
+}
+
 impl<T> Drop for GrpLent<'_, T> {
     fn drop(&mut self) {
         let at = self.data as usize;
@@ -123,7 +128,7 @@ impl<T> Drop for GrpLent<'_, T> {
         // every lend.
         let _ = LENT.try_with(|l| {
             let mut l = l.borrow_mut();
-            if let Some(i) = l.iter().position(|&a| a == at) {
+            if let Some(i) = l.iter().position(|&(a, _)| a == at) {
                 l.swap_remove(i);
             }
         });

@@ -401,7 +401,9 @@ impl GrpLock {
     /// Only with a panic of the unchained lock's own code: its release (when the caller holds
     /// the group), or its drop when the chain held the last reference to it (a chained
     /// group's destroy handlers run then). The lock is unchained first, whatever that code
-    /// does; then the first panic goes on.
+    /// does; then the first panic goes on. And, changing nothing, when the caller holds the
+    /// group and the data of that lock (or of a lock that chained group holds) is lent by a
+    /// [`GrpGuard::lend`] that is still alive: the lock would be released under the lend.
     pub fn unchain_lock(&self, lock: &Arc<dyn ChainLock>) -> bool {
         self.inner.unchain_lock(&**lock)
     }
