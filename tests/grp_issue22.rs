@@ -119,6 +119,71 @@ fn a_replace_that_would_make_a_group_reach_a_lock_twice_is_refused() {
     assert_eq!(new.chain_lock(link(&l), -1), Err(ChainError::SharedLock));
 }
 
+/// Chain edits racing each other and takers: P chains L for good; one thread chains and
+/// unchains L to S, another S to P, a third takes P. The refusals keep P from ever reaching
+/// L twice, so every take finishes (the whole run has a deadline).
+#[test]
+fn racing_chain_edits_never_let_a_group_reach_a_lock_twice() {
+    const EDITS: usize = 2000;
+    let (p, s) = (GrpLock::new(), GrpLock::new());
+    let l = Arc::new(GenLock::new());
+    p.chain_lock(link(&l), -1).unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    let s_edits = {
+        let (s, l) = (s.clone(), link(&l));
+        std::thread::spawn(move || {
+            let mut refused = 0;
+            for _ in 0..EDITS {
+                match s.chain_lock(l.clone(), -1) {
+                    Ok(()) => assert!(s.unchain_lock(&l)),
+                    Err(ChainError::SharedLock) => refused += 1,
+                    Err(e) => panic!("s.chain_lock(l): {e}"),
+                }
+            }
+            refused
+        })
+    };
+    let p_edits = {
+        let (p, s) = (p.clone(), group_link(&s));
+        std::thread::spawn(move || {
+            let mut refused = 0;
+            for _ in 0..EDITS {
+                match p.chain_lock(s.clone(), 1) {
+                    Ok(()) => assert!(p.unchain_lock(&s)),
+                    Err(ChainError::SharedLock) => refused += 1,
+                    Err(e) => panic!("p.chain_lock(s): {e}"),
+                }
+            }
+            refused
+        })
+    };
+    let taker = {
+        let (p, done) = (p.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut taken = 0u64;
+            while !done.load(SeqCst) {
+                drop(p.lock());
+                taken += 1;
+            }
+            taken
+        })
+    };
+    let (s_refused, p_refused) = within("the chain edits", 120, move || {
+        (s_edits.join().unwrap(), p_edits.join().unwrap())
+    });
+    done.store(true, SeqCst);
+    within("the taker", 60, move || taker.join().unwrap());
+    // A refusal needs the other edit in place at that moment: never all of them.
+    assert!(
+        s_refused < EDITS && p_refused < EDITS,
+        "{s_refused} {p_refused}"
+    );
+    assert_eq!(p.chain_order(), vec![-1, 0]);
+    assert_eq!(s.chain_order(), vec![0]);
+    assert!(!l.is_locked());
+    assert!(free_for_others(&p) && free_for_others(&s));
+}
+
 #[test]
 fn a_group_that_a_parent_reaches_twice_is_fine_it_is_recursive() {
     let (p, s, t, u) = (
