@@ -47,6 +47,9 @@
 //!   that chain the same bucket stripe would wait for itself); a group reached twice is
 //!   fine, it is recursive. A destroyed group in a
 //!   chain is dropped from it the next time the chain is taken.
+//! - The guard lends the data of the chained locks ([`GrpGuard::lend`]: a chained lock's own
+//!   `lock()` cannot, this thread holds it) and tells of a chained lock whose holder died
+//!   ([`GrpGuard::owner_died`], [`GrpGuard::mark_consistent`]), as that lock's guard would.
 //! - Destroy runs once whatever the handlers do, runs every handler even if one panics
 //!   (then the first panic goes on), and runs a handler only in the process that registered
 //!   it: a `fork` child's copy of a group never runs the parent's handlers. A handler must
