@@ -797,3 +797,34 @@ fn the_report_lists_every_live_group_with_where_each_reference_was_taken() {
     );
     drop(other);
 }
+
+/// Issue 22.12: the reference a `replace` makes (the old group's handle of the new one) is
+/// reported at the caller's line, not inside lockkit.
+#[cfg(feature = "grp-debug")]
+#[test]
+fn dump_names_the_callers_line_for_the_reference_a_replace_makes() {
+    let (old, new) = (GrpLock::new(), GrpLock::new());
+    let (replaced, line) = (GrpLock::replace(&old, &new), line!());
+    replaced.unwrap();
+    let text = new.dump();
+    let at = format!("{}:{line}:", file!());
+    assert!(text.contains(&at), "{text} lacks {at}");
+    assert!(!text.contains("grp/inner.rs"), "{text}");
+}
+
+/// Issue 22.12: clones that `vec![g; n]` makes inside the standard library are reported
+/// at the caller's line (found in a backtrace: this test build has debug info).
+#[cfg(feature = "grp-debug")]
+#[test]
+fn dump_names_the_callers_line_for_clones_made_inside_vec() {
+    let group = GrpLock::new();
+    let (copies, line) = (vec![group.clone(); 3], line!());
+    let text = group.dump();
+    let at = format!("{}:{line}:", file!());
+    assert_eq!(
+        text.matches(&at).count(),
+        3,
+        "{text} lacks {at} three times"
+    );
+    drop(copies);
+}

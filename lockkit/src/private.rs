@@ -241,6 +241,9 @@ pub struct MultiGuard<'a, const N: usize> {
     taken: usize,
     /// Which of `locks` have lent their data to the block, so each lends at most once.
     lent: [Cell<bool>; N],
+    /// For each lock that lent through a flag of its own (a group member's), that flag, to
+    /// clear when the guard goes; null otherwise. It lives in the lock, which outlives 'a.
+    unlend: [Cell<*const Cell<bool>>; N],
     /// The process's fork generation when the locks were taken: a copy `fork` made into a
     /// child releases nothing there.
     fork_generation: u32,
@@ -256,9 +259,21 @@ pub struct MultiGuard<'a, const N: usize> {
 /// after those, by address. So processes that mapped two regions at different addresses, or
 /// in opposite orders, still agree. See `crate::regions`.
 ///
+/// A group lock has one place in that order (a process-local lock) but takes its chained
+/// locks, which may be anywhere in it (issue 22.2: with a group G chaining region lock L,
+/// and L before M, `locked!(m, g)` took M then L while `locked!(l, m)` took L then M). So
+/// when a group is among the locks, none is waited for while another is held: the first
+/// is taken (waiting for it), the others tried in order; on a busy one everything is given
+/// back and that one is waited for first, holding nothing, as a group does with its chain.
+/// A thread that waits holding nothing closes no cycle with threads that wait in the
+/// order, in this process or another.
+///
 /// # Panics
-/// If the same lock is named twice (through one mapping or two), or taking one of the locks
-/// panics; the locks already taken are released first.
+/// If the same lock is named twice (through one mapping or two), or is named and also
+/// reached through a named group's chain, or reached through the chains of two named
+/// groups (it would wait for itself); or if taking one of the locks panics. The locks
+/// already taken are released first. A group named twice (two members of one group) is
+/// taken twice: it is recursive.
 #[track_caller]
 pub fn lock_all<const N: usize>(mut locks: [&dyn ChainLock; N]) -> MultiGuard<'_, N> {
     let mut keys = crate::regions::order_keys(locks.map(|l| l.chain_id()));
@@ -272,21 +287,109 @@ pub fn lock_all<const N: usize>(mut locks: [&dyn ChainLock; N]) -> MultiGuard<'_
             j -= 1;
         }
     }
-    if let Some(i) = (1..N).find(|&i| !crate::regions::before(&keys[i - 1], &keys[i])) {
-        named_twice(locks[i].chain_id());
+    let mut groups = false;
+    for i in 0..N {
+        let group = locks[i].chain_group().is_some();
+        groups |= group;
+        if i > 0 && !crate::regions::before(&keys[i - 1], &keys[i]) {
+            // Equal keys: one lock twice, fine only for a group (recursive).
+            if !(group && locks[i - 1].chain_group().is_some()) {
+                named_twice(locks[i].chain_id());
+            }
+        }
     }
     let mut guard = MultiGuard {
         locks,
         taken: 0,
         lent: [const { Cell::new(false) }; N],
+        unlend: [const { Cell::new(std::ptr::null()) }; N],
         fork_generation: crate::liveness::fork_generation(),
         _not_send: PhantomData,
     };
+    if groups {
+        take_backing_off(&guard.locks);
+        guard.taken = N;
+        return guard;
+    }
     while guard.taken < N {
         guard.locks[guard.taken].chain_acquire();
         guard.taken += 1;
     }
     guard
+}
+
+/// Takes every lock of `locks` without waiting for one while holding another (see
+/// [`lock_all`]).
+#[track_caller]
+fn take_backing_off<const N: usize>(locks: &[&dyn ChainLock; N]) {
+    /// The locks this attempt holds; given back (last first) when dropped, on a busy lock
+    /// or a panic.
+    struct Attempt<'l, 'a, const N: usize> {
+        locks: &'l [&'a dyn ChainLock; N],
+        held: [bool; N],
+    }
+    impl<const N: usize> Drop for Attempt<'_, '_, N> {
+        fn drop(&mut self) {
+            for i in (0..N).rev() {
+                if self.held[i] {
+                    // SAFETY: this thread took it in this attempt, and gives it back once.
+                    unsafe { self.locks[i].chain_release() };
+                }
+            }
+        }
+    }
+    let mut first = 0;
+    let mut checked = false;
+    loop {
+        let mut attempt = Attempt {
+            locks,
+            held: [false; N],
+        };
+        locks[first].chain_acquire();
+        attempt.held[first] = true;
+        let busy = (0..N).find(|&i| {
+            if i == first {
+                return false;
+            }
+            attempt.held[i] = locks[i].chain_try_acquire();
+            !attempt.held[i]
+        });
+        let Some(busy) = busy else {
+            std::mem::forget(attempt);
+            return;
+        };
+        drop(attempt);
+        // Busy because this thread holds it, through another lock of these, it would stay
+        // busy for ever: asked once, when a lock was found busy (the search takes the
+        // groups' graph lock, which the uncontended path never needs).
+        if !checked {
+            reached_twice(locks);
+            checked = true;
+        }
+        first = busy;
+    }
+}
+
+/// Panics if taking `locks` would reach one lock (not a group) twice: named twice, or named
+/// and chained to a named group, or chained to two of them.
+#[cold]
+#[track_caller]
+fn reached_twice(locks: &[&dyn ChainLock]) {
+    let mut ids = Vec::new();
+    for l in locks {
+        match l.chain_group() {
+            Some(g) => ids.extend(g.locks_reached()),
+            None => ids.push(l.chain_id()),
+        }
+    }
+    ids.sort_unstable();
+    if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
+        panic!(
+            "locked!: the lock at {:#x} is named twice: named beside a group that chains it, \
+             or chained to two named groups; it would wait for itself",
+            w[0]
+        )
+    }
 }
 
 #[cold]
@@ -304,11 +407,20 @@ impl<'a, const N: usize> MultiGuard<'a, N> {
     /// code lends each lock once).
     #[track_caller]
     pub fn lend<'g, L: LendHeld + ?Sized>(&'g self, lock: &'g L) -> L::Lent<'g> {
-        let id = lock.chain_id();
-        let Some(i) = self.locks[..self.taken]
+        let flag = lock.lent_flag();
+        let held = &self.locks[..self.taken];
+        // The very lock named (two members of one group share their group's chain_id), or,
+        // for a lock that lends no flag of its own, any handle of it.
+        let at = held
             .iter()
-            .position(|l| l.chain_id() == id)
-        else {
+            .position(|l| std::ptr::addr_eq(*l as *const dyn ChainLock, lock as *const L))
+            .or_else(|| {
+                let id = lock.chain_id();
+                flag.is_none()
+                    .then(|| held.iter().position(|l| l.chain_id() == id))
+                    .flatten()
+            });
+        let Some(i) = at else {
             panic!("locked!: lending a lock that this guard does not hold")
         };
         if self.lent[i].replace(true) {
@@ -317,7 +429,13 @@ impl<'a, const N: usize> MultiGuard<'a, N> {
         // SAFETY: this thread holds `lock` (it is among the locks taken) for as long as
         // `self` lives, which outlives 'g; no other lend of this lock is alive (checked
         // just above), and the guard lends nothing else of it.
-        unsafe { lock.lend_held() }
+        let lent = unsafe { lock.lend_held() };
+        if let Some(f) = flag {
+            // Only once lent: a lend that panicked (the member already lent) must not clear
+            // the flag of the lend that set it.
+            self.unlend[i].set(f);
+        }
+        lent
     }
 }
 
@@ -325,6 +443,14 @@ impl<const N: usize> Drop for MultiGuard<'_, N> {
     fn drop(&mut self) {
         if self.fork_generation != crate::liveness::fork_generation() {
             return; // a copy `fork` made: the parent's thread holds these locks
+        }
+        for f in &self.unlend {
+            // SAFETY: set by `lend` from the very lock at that place of `locks` (found by
+            // address), which outlives 'a; the flag is only touched by this thread, which
+            // holds the lock.
+            if let Some(f) = unsafe { f.get().as_ref() } {
+                f.set(false);
+            }
         }
         for l in self.locks[..self.taken].iter().rev() {
             // SAFETY: `lock_all` took these locks on this thread; the guard is !Send and
@@ -350,6 +476,13 @@ pub unsafe trait LendHeld: ChainLock {
     /// The calling thread holds this lock for at least `'g`, and nothing else lent by this
     /// lock is alive during `'g`.
     unsafe fn lend_held(&self) -> Self::Lent<'_>;
+
+    /// A flag of the lock's own that `lend_held` set (a group member's "lent", which its own
+    /// guards check too), for the guard to clear when it goes. Such a lock is lent only
+    /// through the reference `locked!` named it by.
+    fn lent_flag(&self) -> Option<&Cell<bool>> {
+        None
+    }
 }
 
 // SAFETY: lends the lock itself, which guards no data.
@@ -376,6 +509,23 @@ unsafe impl<T: ShmSafe, R: crate::raw::RawLock> LendHeld for ShmMutex<T, R> {
     }
 }
 
+// SAFETY: lends the member's value, which its group's lock guards (held, per the
+// contract); the member's `lent` flag, set here and cleared by the guard through
+// `lent_flag`, keeps any other lend or guard of it out meanwhile.
+unsafe impl<T: crate::grp::GrpMember> LendHeld for crate::grp::Member<T> {
+    type Lent<'g>
+        = &'g mut T
+    where
+        Self: 'g;
+    unsafe fn lend_held(&self) -> &mut T {
+        // SAFETY: the caller holds the group for the borrow's lifetime (the contract).
+        unsafe { self.lend_held_value() }
+    }
+    fn lent_flag(&self) -> Option<&Cell<bool>> {
+        Some(self.lent_flag())
+    }
+}
+
 // SAFETY: lends the group itself (its members are reached through their own handles).
 unsafe impl LendHeld for crate::GrpLock {
     type Lent<'g> = &'g crate::GrpLock;
@@ -394,6 +544,9 @@ macro_rules! forward_lend_held {
                 unsafe fn lend_held(&self) -> L::Lent<'_> {
                     // SAFETY: forwarded contract.
                     unsafe { (**self).lend_held() }
+                }
+                fn lent_flag(&self) -> Option<&Cell<bool>> {
+                    (**self).lent_flag()
                 }
             }
         )*
@@ -748,6 +901,37 @@ impl Checked {
 
     /// Checks that a field is `ShmSafe`, with the message of [`ShmSafeNotCell`].
     pub const fn assert_shm_safe_not_cell<T: ShmSafeNotCell + ?Sized>() {}
+
+    /// `lend_<field>(&group_guard, index)` of a striped field: lends element `index` through
+    /// the guard of a group whose chain (or a chained group's) holds stripe `index % N` (a
+    /// `FieldLock` or `SetEntry` of it), which that stripe's own accessor cannot do
+    /// meanwhile: this thread holds the stripe (issue 22.6). The data stays lent while the
+    /// returned value lives, which borrows the guard.
+    ///
+    /// # Safety
+    /// As for [`Checked::lock_stripe`].
+    ///
+    /// # Panics
+    /// If `index` is out of range, if the group's chain does not hold the stripe, or if the
+    /// element is lent already on this thread.
+    #[track_caller]
+    pub unsafe fn lend_stripe<'g, S, T, R: crate::raw::RawLock, const M: usize>(
+        set: &'g S,
+        cells: &'g Striped<[T; M]>,
+        index: usize,
+        guard: &'g crate::grp::GrpGuard<'_>,
+        field: &str,
+    ) -> crate::grp::GrpLent<'g, T>
+    where
+        // Only lockkit's own sets: their `Deref` names the same set every time.
+        S: LockSetKind<Raw = R> + std::ops::Deref<Target = LockSet<R>>,
+    {
+        let element = &elements(cells, index, field)[index];
+        let stripe = set.at(index % set.len());
+        // SAFETY: `stripe` guards `element` (this function's contract: `set` is the field's
+        // set), and the element lives as long as `cells`, borrowed for 'g.
+        unsafe { guard.lend_raw(ChainLock::chain_id(stripe), element.0.get()) }
+    }
 }
 
 // One assertion per reason a field's name suggests, each `ShmSafe` under another message: a

@@ -277,9 +277,20 @@ fn stripe_accessors(
     id: &Ident,
     set: &Ident,
     vis: &Visibility,
-    ret: &TokenStream,
+    (ret, lend_ret, guard_ty): (&TokenStream, &TokenStream, &TokenStream),
     body: impl Fn(&str, TokenStream) -> TokenStream,
 ) -> TokenStream {
+    let lend_fn = method("lend_", id, "");
+    let lend_doc = format!(
+        "Lends element `index` of `{field}` through the guard of a group whose chain (or a \
+         chained group's) holds stripe `index % N` of `{set}` (a `grp::FieldLock` of it): the \
+         stripe's own accessor cannot, as this thread holds the stripe.\n\n\
+         # Panics\nIf `index` is out of range, if the group's chain does not hold the stripe, \
+         or if the element is lent already on this thread.",
+        field = id.unraw(),
+        set = set.unraw()
+    );
+    let b_lend = body("lend_stripe", quote!(guard,));
     let lock_fn = method("lock_", id, "");
     let try_fn = method("try_lock_", id, "");
     let try_for_fn = method("try_lock_", id, "_for");
@@ -320,6 +331,16 @@ fn stripe_accessors(
             timeout: ::core::time::Duration,
         ) -> ::core::option::Option<#ret> {
             #b_for
+        }
+        #[doc = #lend_doc]
+        #[inline]
+        #[track_caller]
+        #vis fn #lend_fn<'__lk_g>(
+            &'__lk_g self,
+            guard: &'__lk_g #guard_ty,
+            index: ::core::primitive::usize,
+        ) -> #lend_ret {
+            #b_lend
         }
     }
 }
@@ -369,7 +390,10 @@ pub(crate) fn expand(input: &Input) -> TokenStream {
                 inits.push(quote!(#(#cfgs)* #id: #krate::__private::Striped::new(#id)));
                 let field_name = id.unraw().to_string();
                 let ret = quote!(#krate::StripeGuard<'_, #elem, #raw>);
-                methods.push(stripe_accessors(id, set, fvis, &ret, |f, extra| {
+                let lend_ret = quote!(#krate::grp::GrpLent<'__lk_g, #elem>);
+                let guard_ty = quote!(#krate::grp::GrpGuard<'_>);
+                let rets = (&ret, &lend_ret, &guard_ty);
+                methods.push(stripe_accessors(id, set, fvis, rets, |f, extra| {
                     let f = Ident::new(f, id.span());
                     quote! {
                         // SAFETY: `set` is the set this field is #[striped_by], and a
@@ -510,7 +534,10 @@ pub(crate) fn fallback(input: &Input) -> TokenStream {
         if let Role::Striped(set) = &f.role {
             let elem = elem_type(f.ty);
             let ret = quote!(#krate::__private::Fallback<'_, #elem>);
-            methods.push(stripe_accessors(f.ident, set, f.vis, &ret, |_, _| {
+            let lend_ret = quote!(#krate::__private::Fallback<'__lk_g, #elem>);
+            let guard_ty = quote!(#krate::grp::GrpGuard<'_>);
+            let rets = (&ret, &lend_ret, &guard_ty);
+            methods.push(stripe_accessors(f.ident, set, f.vis, rets, |_, _| {
                 quote!(::core::unreachable!())
             }));
         }

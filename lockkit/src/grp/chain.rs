@@ -17,8 +17,9 @@ use super::GrpLock;
 ///
 /// Implemented for [`GenLock`] and [`ShmMutex`] (in shared memory or not), [`RecLock`]
 /// (PJSUA's application lock is recursive), the write side of an [`RwLock`], an entry of a
-/// lock set ([`SetEntry`]), another [`GrpLock`](super::GrpLock), a lock inside a shared
-/// object ([`FieldLock`]), and for `Arc`s, `Box`es, references and [`ShmBox`]es of any of
+/// lock set ([`SetEntry`]), another [`GrpLock`](super::GrpLock), a group member
+/// ([`Member`](super::Member): its group, for `locked!` over several locks), a lock inside
+/// a shared object ([`FieldLock`]), and for `Arc`s, `Box`es, references and [`ShmBox`]es of any of
 /// them.
 ///
 /// # Safety
@@ -33,8 +34,8 @@ use super::GrpLock;
     message = "`{Self}` is not a lockkit lock",
     label = "not a lock",
     note = "locked!(a, b, ..) and chain_lock take GenLock, ShmMutex, RecLock, RwLock (its \
-            write side), GrpLock, a lock-set entry (`set[i]`, or SetEntry to chain it), or a \
-            ShmBox of one"
+            write side), GrpLock, a group member, a lock-set entry (`set[i]`, or SetEntry to \
+            chain it), or a ShmBox of one"
 )]
 pub unsafe trait ChainLock: Send + Sync {
     /// Takes the lock, waiting as long as needed.
@@ -77,6 +78,19 @@ pub unsafe trait ChainLock: Send + Sync {
     fn chain_group(&self) -> Option<&GrpLock> {
         None
     }
+    /// Whether a holder died holding the lock and nobody has marked it consistent since, so
+    /// the data it guards may be half-updated: what the lock's own guard's `owner_died`
+    /// says. Asked by the thread that holds the lock (through a group). Locks that cannot
+    /// tell say `false`.
+    fn chain_owner_died(&self) -> bool {
+        false
+    }
+    /// Declares the lock's data repaired after an owner death: the lock's own guard's
+    /// `mark_consistent`.
+    ///
+    /// # Safety
+    /// The calling thread holds the lock.
+    unsafe fn chain_mark_consistent(&self) {}
 }
 
 // SAFETY: forwards to the GenLock's raw futex, which the acquiring thread releases.
@@ -93,6 +107,13 @@ unsafe impl<R: RawLock> ChainLock for GenLock<R> {
     unsafe fn chain_release(&self) {
         // SAFETY: the caller holds the lock (trait contract).
         unsafe { self.force_unlock() }
+    }
+    fn chain_owner_died(&self) -> bool {
+        self.is_inconsistent()
+    }
+    unsafe fn chain_mark_consistent(&self) {
+        // SAFETY: the caller holds the lock (trait contract).
+        unsafe { self.raw().mark_consistent() }
     }
 }
 
@@ -118,6 +139,13 @@ macro_rules! forward_chain_methods {
         }
         fn chain_group(&$this) -> Option<&GrpLock> {
             $target.chain_group()
+        }
+        fn chain_owner_died(&$this) -> bool {
+            $target.chain_owner_died()
+        }
+        unsafe fn chain_mark_consistent(&$this) {
+            // SAFETY: forwarded contract.
+            unsafe { $target.chain_mark_consistent() }
         }
     };
 }
@@ -364,17 +392,22 @@ pub(crate) struct Link {
     pub(crate) pos: i32,
     /// Whether `lock` is a group (`chain_group` is `Some`), found once at chain time.
     pub(crate) group: bool,
+    /// `lock`'s `chain_id` if it is not a group (0 for a group, whose id follows `replace`),
+    /// read once, so that the graph of chains never runs user code under its lock.
+    pub(crate) id: usize,
 }
 
 impl Link {
     pub(crate) fn new(lock: Arc<dyn ChainLock>, pos: i32) -> Self {
         let group = lock.chain_group().is_some();
+        let id = if group { 0 } else { lock.chain_id() };
         let ptr = Arc::as_ptr(&lock);
         Link {
             lock,
             ptr,
             pos,
             group,
+            id,
         }
     }
 

@@ -22,6 +22,11 @@ pub enum ChainError {
     /// The lock is a group that already chains this group (directly or through other
     /// groups): taking either would take the other, forever.
     Cycle,
+    /// A group would reach one lock twice: the lock is chained to this group or to a group
+    /// it reaches (directly or through other groups) and the new link leads to it again, or
+    /// a group that reaches this one does. Taking such a chain would find the lock busy,
+    /// held by the taker itself. (A group reached twice is fine: it is recursive.)
+    SharedLock,
     /// The calling thread holds the group, so the new lock must be taken now (its release
     /// comes with the group's), and it is busy. Waiting for it while holding the group
     /// could deadlock (its holder may be waiting for the group), so `chain_lock` does not
@@ -39,6 +44,11 @@ impl fmt::Display for ChainError {
             ChainError::Cycle => {
                 "the lock is a group that already chains this group: chaining it would make \
                  a cycle"
+            }
+            ChainError::SharedLock => {
+                "a group would reach this lock twice (it is already chained to this group, to a \
+                 group it chains, or to a group that chains this one): its acquire would wait \
+                 for itself"
             }
             ChainError::Busy => {
                 "this thread holds the group and the lock is busy; waiting for it here could \
@@ -64,6 +74,9 @@ pub enum ReplaceError {
     /// The new group chains the old one (directly or through other groups): after the
     /// replace it would chain itself.
     Cycle,
+    /// A group that chains the old one would then reach one lock twice: through the new
+    /// group and through another of its links (see [`ChainError::SharedLock`]).
+    SharedLock,
 }
 
 impl fmt::Display for ReplaceError {
@@ -77,6 +90,10 @@ impl fmt::Display for ReplaceError {
             ReplaceError::SameGroup => "a group cannot replace itself",
             ReplaceError::Cycle => {
                 "the new group chains the old one: after the replace it would chain itself"
+            }
+            ReplaceError::SharedLock => {
+                "a group that chains the old group would reach one lock twice through the new \
+                 one"
             }
         })
     }

@@ -72,6 +72,96 @@ impl<'a> GrpGuard<'a> {
         }
     }
 
+    /// Whether the holder of one of the group's chained locks (a lock in shared memory, or
+    /// one reached through a chained group) died holding it and nobody has marked it
+    /// consistent since: the data those locks guard may be half-updated. The group takes
+    /// such a lock over as the lock's own `lock()` does; this tells its acquirer, as the
+    /// lock's own guard would ([`GenLockGuard::owner_died`](crate::GenLockGuard::owner_died)).
+    /// Repair the data, then call [`mark_consistent`](GrpGuard::mark_consistent).
+    pub fn owner_died(guard: &Self) -> bool {
+        if guard.fork_generation != crate::liveness::fork_generation() {
+            return false; // a copy `fork` made: this process holds nothing through it
+        }
+        // SAFETY: `held` is valid while the hand lives, and this thread holds it (see
+        // `unlock_level`).
+        unsafe { guard.held.as_ref().owner_died() }
+    }
+
+    /// Declares the data of every chained lock whose holder died repaired, so those locks
+    /// are used normally again (see [`owner_died`](GrpGuard::owner_died)). Does nothing if
+    /// no holder died.
+    pub fn mark_consistent(guard: &mut Self) {
+        if guard.fork_generation != crate::liveness::fork_generation() {
+            return;
+        }
+        // SAFETY: as in `owner_died`.
+        unsafe { guard.held.as_ref().mark_consistent() }
+    }
+
+    /// Lends the data that `lock` guards (a [`ShmMutex`](crate::ShmMutex), or a
+    /// [`FieldLock`](super::FieldLock) of one in a shared object), which this group holds
+    /// because its chain (or the chain of a group it chains) holds `lock`: the lock's own
+    /// `lock()` cannot lend it meanwhile (this thread already holds the lock).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use lockkit::grp::GrpLock;
+    /// use lockkit::ShmMutex;
+    ///
+    /// let region = lockkit::ShmRegion::anonymous(1 << 20)?;
+    /// let calls = Arc::new(region.alloc(ShmMutex::new(0u64))?);
+    /// let dialog = GrpLock::new();
+    /// dialog.chain_lock(calls.clone(), -1).unwrap();
+    /// let g = dialog.lock();
+    /// *g.lend(&calls) += 1;
+    /// drop(g);
+    /// assert_eq!(*calls.lock(), 1);
+    /// # Ok::<(), lockkit::Error>(())
+    /// ```
+    ///
+    /// # Panics
+    /// If the group's chain does not hold `lock`, or its data is lent already on this
+    /// thread (by this guard or another), or `fork` copied this guard into this process.
+    #[track_caller]
+    pub fn lend<'g, L: super::GuardsData + ?Sized>(
+        &'g self,
+        lock: &'g L,
+    ) -> super::GrpLent<'g, L::Data> {
+        // SAFETY: the data lock `chain_id` names guards (GuardsData's contract), valid
+        // while `lock` is, which outlives 'g.
+        unsafe { self.lend_raw(lock.chain_id(), lock.data_ptr()) }
+    }
+
+    /// Lends `data`, guarded by the lock (not a group) whose `chain_id` is `id`, if this
+    /// group's chain holds that lock.
+    ///
+    /// # Safety
+    /// The lock `id` names guards `data`, which stays valid for 'g.
+    ///
+    /// # Panics
+    /// As [`lend`](GrpGuard::lend).
+    #[track_caller]
+    pub(crate) unsafe fn lend_raw<'g, T>(
+        &'g self,
+        id: usize,
+        data: *mut T,
+    ) -> super::GrpLent<'g, T> {
+        if self.fork_generation != crate::liveness::fork_generation() {
+            panic!("GrpGuard::lend: a copy `fork` made of a guard holds nothing");
+        }
+        // SAFETY: `held` is valid while the hand lives, and this thread holds it (see
+        // `unlock_level`).
+        let held = unsafe { self.held.as_ref() };
+        // SAFETY: as above: this thread holds the group.
+        if !unsafe { held.chain_holds(id) } {
+            panic!("GrpGuard::lend: this group's chain does not hold that lock");
+        }
+        // SAFETY: the chain holds the lock for as long as the group is held, which is at
+        // least 'g (the lend borrows this guard); its data is reached only by this thread,
+        // through lends (the lock's own lock() by this thread panics or says busy).
+        unsafe { super::GrpLent::new(id, data) }
+    }
+
     /// The handle this guard was taken through.
     pub fn grp_lock(guard: &Self) -> &GrpLock {
         guard.group()

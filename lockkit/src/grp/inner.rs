@@ -13,7 +13,8 @@
 //! - `forward`: set once, by `replace`, holding the old group's own lock and the graph lock,
 //!   before `REPLACED`; never cleared while the group lives. A handle of a replaced group
 //!   stands for the group it forwards to ([`Inner::resolve`]).
-//! - `subgroups`: the groups chained here, edited only under the graph lock (`graph.rs`).
+//! - `edges`: the group's place in the graph of chains (the groups it chains, the groups that
+//!   chain it, its other chained locks), edited only under the graph lock (`graph.rs`).
 //!
 //! # The invariant that makes release simple
 //! While a thread holds the group, it holds exactly the locks in the chain: acquire verifies
@@ -38,15 +39,13 @@
 //!   holder releases it on its own, and nothing it waits for can be held by the sleeper.
 
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::chain::{insert_at, same_lock, ChainLock, Link};
 use super::error::{ChainError, ForceDestroyError, ReplaceError};
 use super::life::{run, Entry, Life};
-use super::sync::{
-    lock_mutex, tid, AtomicPtr, AtomicU32, AtomicU8, HolderCell, Mutex, Ordering::*, OwnLock,
-};
+use super::sync::{tid, AtomicPtr, AtomicU32, AtomicU8, HolderCell, Mutex, Ordering::*, OwnLock};
 use super::{graph, GrpLock};
 use crate::report::group_refs;
 
@@ -102,7 +101,7 @@ pub(crate) struct Inner {
     /// forwards is kept alive by this one's `forward` (a strong reference, never cleared
     /// while this group lives).
     shortcut: AtomicPtr<Inner>,
-    pub(crate) subgroups: Mutex<Vec<Weak<Inner>>>,
+    pub(crate) edges: Mutex<graph::Edges>,
     /// Unique among groups of this process, for handler ids.
     pub(crate) id: u64,
     pub(crate) life: Life,
@@ -206,6 +205,31 @@ impl Drop for Trying<'_> {
     }
 }
 
+/// The graph's record of one link of `group`'s chain (an edge to the group `sub`, or the
+/// lock `id`), taken back when dropped: `chain_link` forgets it once the link is in the
+/// chain, and a refusal or a panic before that drops it.
+struct Recorded<'a> {
+    group: &'a Inner,
+    sub: Option<&'a Inner>,
+    id: usize,
+}
+
+impl Drop for Recorded<'_> {
+    fn drop(&mut self) {
+        let _graph = graph::lock();
+        forget_link(self.group, self.sub, self.id);
+    }
+}
+
+/// Forgets the graph's record of one link of `group`'s chain (see [`Recorded`]). The graph
+/// lock is held.
+fn forget_link(group: &Inner, sub: Option<&Inner>, id: usize) {
+    match sub {
+        Some(s) => graph::remove_edge(group, s),
+        None => graph::remove_leaf(group, id),
+    }
+}
+
 /// What trying one chained lock gave.
 enum Try {
     Taken,
@@ -240,6 +264,12 @@ fn try_group(g: &GrpLock) -> Try {
 /// Waits, as `mode` allows, until `lock` was free once (taking and giving it back), holding
 /// nothing. False if `mode` gave up.
 fn wait_for(lock: &dyn ChainLock, group: bool, mode: Mode) -> bool {
+    // A try never waits, not even for a lock (a group) that would be free at once: taking it
+    // again may fail again, for ever (a chain that reaches one lock twice through handles
+    // that hide it, issue 22.1).
+    if matches!(mode, Mode::Try) {
+        return false;
+    }
     if let Some(g) = group.then(|| lock.chain_group()).flatten() {
         return match g.inner.enter(mode) {
             Ok(held) => {
@@ -277,7 +307,7 @@ impl Inner {
             chain: HolderCell::new(Vec::new()),
             forward: OnceLock::new(),
             shortcut: AtomicPtr::new(std::ptr::null_mut()),
-            subgroups: Mutex::new(Vec::new()),
+            edges: Mutex::new(graph::Edges::default()),
             id,
             life: Life::new(),
             refs: group_refs::Refs::new(id),
@@ -440,6 +470,10 @@ impl Inner {
             let flags = self.flags.load(Relaxed);
             if flags & REPLACED != 0 {
                 drop(held);
+                // Holding nothing: dropping a dead group can run its handlers, and one that
+                // panics after the new group was taken would leave that group held with no
+                // guard to give it back.
+                drop(std::mem::take(&mut dead));
                 return self.resolve().enter(mode);
             }
             if flags & DESTROYED != 0 {
@@ -462,7 +496,11 @@ impl Inner {
                     drop(held);
                     let waited = wait_for(&*busy, group, mode);
                     drop(busy);
-                    if !waited || !self.take_own(mode) {
+                    // The deadline is checked on every round, not only by the waits: a lock
+                    // that is free when waited for but busy when tried (one reached twice
+                    // through handles that hide it) would keep a timed call going for ever.
+                    let expired = matches!(mode, Mode::Until(d) if left(d).is_none());
+                    if !waited || expired || !self.take_own(mode) {
                         return Err(Fail::Busy);
                     }
                     held = OwnHeld(self);
@@ -521,6 +559,57 @@ impl Inner {
         }
         std::mem::forget(undo);
         Ok(())
+    }
+
+    /// Whether a holder of one of the chained locks died holding it, and nobody marked it
+    /// consistent since (see [`ChainLock::chain_owner_died`]).
+    ///
+    /// # Safety
+    /// The calling thread holds the group.
+    pub(crate) unsafe fn owner_died(&self) -> bool {
+        // SAFETY: this thread holds the group, so the own lock. The access is shared and
+        // lasts the walk, which calls out, but nothing writes the chain meanwhile (see
+        // `try_chain`); the holder holds every chained lock (the module's invariant).
+        unsafe {
+            self.chain
+                .with(|links| links.iter().any(|l| l.get().chain_owner_died()))
+        }
+    }
+
+    /// Whether the chain, or the chain of a group it chains, holds the lock (not a group)
+    /// whose `chain_id` is `id`.
+    ///
+    /// # Safety
+    /// The calling thread holds the group.
+    pub(crate) unsafe fn chain_holds(&self, id: usize) -> bool {
+        // SAFETY: as in `owner_died`.
+        unsafe {
+            self.chain.with(|links| {
+                links.iter().any(|l| match l.get().chain_group() {
+                    None => l.id == id,
+                    Some(g) => {
+                        let g = g.inner.resolve();
+                        // SAFETY: the holder holds every chained group (the invariant).
+                        g.held_by_me() && g.chain_holds(id)
+                    }
+                })
+            })
+        }
+    }
+
+    /// Marks every chained lock whose holder died consistent again.
+    ///
+    /// # Safety
+    /// The calling thread holds the group.
+    pub(crate) unsafe fn mark_consistent(&self) {
+        // SAFETY: as in `owner_died`; and the holder holds each of these locks.
+        unsafe {
+            self.chain.with(|links| {
+                for l in links.iter().filter(|l| l.get().chain_owner_died()) {
+                    l.get().chain_mark_consistent();
+                }
+            })
+        }
     }
 
     /// Gives back one level; the outermost release gives back every chained lock, in
@@ -609,12 +698,16 @@ impl Inner {
         }
     }
 
-    /// `GrpLock::chain_lock`.
-    pub(crate) fn chain_lock(&self, lock: Arc<dyn ChainLock>, pos: i32) -> Result<(), ChainError> {
-        // Group references taken for the cycle search, let go of holding nothing.
+    /// `GrpLock::chain_lock`. `this`: the handle's group.
+    pub(crate) fn chain_lock(
+        this: &Arc<Inner>,
+        lock: Arc<dyn ChainLock>,
+        pos: i32,
+    ) -> Result<(), ChainError> {
+        // Group references taken for the graph searches, let go of holding nothing.
         let mut keep: Vec<Arc<Inner>> = Vec::new();
         let link = Link::new(lock, pos);
-        let r = self.chain_link(link, &mut keep);
+        let r = Inner::chain_link(this, link, &mut keep);
         drop(keep);
         r.map_err(|(e, link)| {
             drop(link);
@@ -623,17 +716,24 @@ impl Inner {
     }
 
     fn chain_link(
-        &self,
+        this: &Arc<Inner>,
         link: Link,
         keep: &mut Vec<Arc<Inner>>,
     ) -> Result<(), (ChainError, Option<Link>)> {
         // The chain's locks as they were, kept alive (declared before `held`, so dropped after
         // it: a last reference's drop runs user code, which must not run under the own lock).
         let present: Vec<Arc<dyn ChainLock>>;
-        let (g, held) = match self.for_edit(true) {
+        let (g, held) = match this.for_edit(true) {
             Ok(x) => x,
             Err(_) => return Err((ChainError::Destroyed, Some(link))),
         };
+        // `g` as an `Arc`, for the graph's weak references to it. `g` cannot be replaced
+        // meanwhile: this thread holds its own lock, or holds the group.
+        let mut g_arc = this;
+        while let Some(f) = g_arc.forward() {
+            g_arc = &f.inner;
+        }
+        debug_assert!(std::ptr::eq(&**g_arc, g));
         let holder = held.is_none();
         let sub: Option<Arc<Inner>> = link.lock.chain_group().map(|s| Arc::clone(&*s.inner));
         // `keep` (dropped by the caller, holding nothing) holds one too, so `sub` is never
@@ -658,29 +758,46 @@ impl Inner {
         if present.iter().any(|p| same_lock(&**p, &*link.lock)) {
             return Err((ChainError::AlreadyChained, Some(link)));
         }
-        if let Some(s) = &sub {
+        let recorded = {
             let _graph = graph::lock();
-            if graph::reaches(s, g, keep) {
-                return Err((ChainError::Cycle, Some(link)));
+            match &sub {
+                Some(s) => {
+                    if graph::reaches(s, g, keep) {
+                        return Err((ChainError::Cycle, Some(link)));
+                    }
+                    if graph::would_share(g, Ok(s.resolve()), keep) {
+                        return Err((ChainError::SharedLock, Some(link)));
+                    }
+                    graph::add_edge(g_arc, s);
+                }
+                None => {
+                    if graph::would_share(g, Err(link.id), keep) {
+                        return Err((ChainError::SharedLock, Some(link)));
+                    }
+                    graph::add_leaf(g, link.id);
+                }
             }
-            graph::add_edge(g, s);
-        }
+            Recorded {
+                group: g,
+                sub: sub.as_deref(),
+                id: link.id,
+            }
+        };
         if holder {
             // The holder holds every chained lock: take this one now, without waiting (its
-            // holder may be waiting for this group).
+            // holder may be waiting for this group). Should the try panic, `recorded` takes
+            // the graph's record back on the way out.
             let got = match try_link(&*link.lock, link.group) {
                 Try::Taken => Ok(()),
                 Try::Busy => Err(ChainError::Busy),
                 Try::Gone => Err(ChainError::Destroyed),
             };
             if let Err(e) = got {
-                if let Some(s) = &sub {
-                    let _graph = graph::lock();
-                    graph::remove_edge(g, s);
-                }
+                drop(recorded);
                 return Err((e, Some(link)));
             }
         }
+        std::mem::forget(recorded);
         // SAFETY: the own holder edits the chain; the access is short.
         unsafe { g.chain.with_mut(|c| c.insert(insert_at(c, link.pos), link)) };
         g.flags.fetch_or(CHAINED, Release);
@@ -704,6 +821,25 @@ impl Inner {
         let Some(found) = present.iter().find(|p| same_lock(&***p, lock)) else {
             return false;
         };
+        if held.is_none() {
+            // The holder would release the lock now, while a lend of its data (through the
+            // group's guard) may be alive: another thread could then take it and reach the
+            // data too.
+            let lent = super::lend::lent_locks();
+            let found: &dyn ChainLock = &**found;
+            let busy = lent.iter().any(|&id| match found.chain_group() {
+                None => found.chain_id() == id,
+                Some(s) => {
+                    let s = s.inner.resolve();
+                    // SAFETY: the holder holds every chained group (the invariant).
+                    s.held_by_me() && unsafe { s.chain_holds(id) }
+                }
+            });
+            if busy {
+                drop(held);
+                lent_unchained();
+            }
+        }
         // Found by identity now, not by the position seen before `same_lock` ran user code.
         // SAFETY: the own holder edits the chain; the access is short.
         let Some((link, empty)) = (unsafe {
@@ -718,17 +854,26 @@ impl Inner {
         if empty {
             g.flags.fetch_and(!CHAINED, Release);
         }
-        if held.is_none() {
-            // The holder took it with the group: give it back now.
-            // SAFETY: this thread holds it (the module's invariant).
-            unsafe { link.lock.chain_release() };
-        }
-        if let Some(s) = link.lock.chain_group() {
+        // The graph first: the code that runs below (the lock's release, the drop of the
+        // chain's reference) may panic, and must not leave a record of a link that is gone.
+        let sub = link.group.then(|| link.lock.chain_group()).flatten();
+        {
             let _graph = graph::lock();
-            graph::remove_edge(g, &s.inner);
+            forget_link(g, sub.map(|s| &**s.inner), link.id);
         }
+        // Both, whatever either does; the first panic goes on once the lock is unchained.
+        let released = catch_unwind(AssertUnwindSafe(|| {
+            if held.is_none() {
+                // The holder took it with the group: give it back now.
+                // SAFETY: this thread holds it (the module's invariant).
+                unsafe { link.lock.chain_release() };
+            }
+        }));
         drop(held);
-        drop(link);
+        let dropped = catch_unwind(AssertUnwindSafe(|| drop(link)));
+        if let Err(p) = released.and(dropped) {
+            resume_unwind(p);
+        }
         true
     }
 
@@ -754,10 +899,12 @@ impl Inner {
         };
         let chain = g.end_locked(DESTROYED);
         drop(held);
+        let mut keep = Vec::new();
         {
             let _graph = graph::lock();
-            std::mem::take(&mut *lock_mutex(&g.subgroups));
+            graph::end(g, None, &mut keep);
         }
+        drop(keep);
         // Both, whatever either's user code does: a chained group whose last reference
         // goes with the chain runs its handlers, and one of them panicking must not skip
         // this group's own (the first panic is resumed after both).
@@ -769,52 +916,14 @@ impl Inner {
         Ok(())
     }
 
-    /// `GrpLock::replace`.
+    /// `GrpLock::replace`. `#[track_caller]` down to the handle the old group keeps of the
+    /// new one, so that `grp-debug` names the caller's line for that reference.
+    #[track_caller]
     pub(crate) fn replace(old: &GrpLock, new: &GrpLock) -> Result<(), ReplaceError> {
-        use ReplaceError as E;
         let mut keep: Vec<Arc<Inner>> = Vec::new();
         let mut chain = Vec::new();
         let mut orphans: Option<Vec<Entry>> = None;
-        let r = (|| {
-            let _graph = graph::lock();
-            // Forwards are set only under the graph lock: these stay resolved.
-            let (oh, nh) = (old.resolved(), new.resolved());
-            let (o, n): (&Inner, &Inner) = (&oh.inner, &nh.inner);
-            if std::ptr::eq(o, n) {
-                return Err(E::SameGroup);
-            }
-            if n.is_destroyed() {
-                return Err(E::NewGroupGone);
-            }
-            if o.held_by_me() || !o.own.try_lock() {
-                return Err(E::OldGroupHeld);
-            }
-            let held = OwnHeld(o);
-            if o.flags.load(Relaxed) & (DESTROYED | REPLACED) != 0 {
-                return Err(E::OldGroupGone);
-            }
-            if graph::reaches(n, o, &mut keep) {
-                return Err(E::Cycle);
-            }
-            // Forward first: a handler added (or deleted) from now on that finds the old
-            // list ended follows it to the new group.
-            let _ = o.forward.set(nh.clone());
-            let result = match o.life.end() {
-                None => Err(E::OldGroupGone),
-                Some(entries) => match n.life.adopt(entries) {
-                    Ok(()) => Ok(()),
-                    Err(entries) => {
-                        // The new group died meanwhile: the handlers must still run, once.
-                        orphans = Some(entries);
-                        Err(E::NewGroupGone)
-                    }
-                },
-            };
-            chain = o.end_locked(if result.is_ok() { REPLACED } else { DESTROYED });
-            std::mem::take(&mut *lock_mutex(&o.subgroups));
-            drop(held);
-            result
-        })();
+        let r = Inner::replace_locked(old, new, &mut keep, &mut chain, &mut orphans);
         drop(chain);
         drop(keep);
         if let Some(entries) = orphans {
@@ -822,6 +931,69 @@ impl Inner {
         }
         r
     }
+
+    /// The part of `replace` under the graph lock. What it takes out (the old chain, group
+    /// references, handlers to run) goes to the caller, to be let go of holding nothing.
+    #[track_caller]
+    fn replace_locked(
+        old: &GrpLock,
+        new: &GrpLock,
+        keep: &mut Vec<Arc<Inner>>,
+        chain: &mut Vec<Link>,
+        orphans: &mut Option<Vec<Entry>>,
+    ) -> Result<(), ReplaceError> {
+        use ReplaceError as E;
+        let _graph = graph::lock();
+        // Forwards are set only under the graph lock: these stay resolved.
+        let (oh, nh) = (old.resolved(), new.resolved());
+        let (o, n): (&Inner, &Inner) = (&oh.inner, &nh.inner);
+        if std::ptr::eq(o, n) {
+            return Err(E::SameGroup);
+        }
+        if n.is_destroyed() {
+            return Err(E::NewGroupGone);
+        }
+        if o.held_by_me() || !o.own.try_lock() {
+            return Err(E::OldGroupHeld);
+        }
+        let held = OwnHeld(o);
+        if o.flags.load(Relaxed) & (DESTROYED | REPLACED) != 0 {
+            return Err(E::OldGroupGone);
+        }
+        if graph::reaches(n, o, keep) {
+            return Err(E::Cycle);
+        }
+        if graph::would_share_after_replace(o, n, keep) {
+            return Err(E::SharedLock);
+        }
+        // Forward first: a handler added (or deleted) from now on that finds the old
+        // list ended follows it to the new group.
+        let _ = o.forward.set(nh.clone());
+        let result = match o.life.end() {
+            None => Err(E::OldGroupGone),
+            Some(entries) => match n.life.adopt(entries) {
+                Ok(()) => Ok(()),
+                Err(entries) => {
+                    // The new group died meanwhile: the handlers must still run, once.
+                    *orphans = Some(entries);
+                    Err(E::NewGroupGone)
+                }
+            },
+        };
+        *chain = o.end_locked(if result.is_ok() { REPLACED } else { DESTROYED });
+        graph::end(o, result.is_ok().then_some(n), keep);
+        drop(held);
+        result
+    }
+}
+
+#[cold]
+#[track_caller]
+fn lent_unchained() -> ! {
+    panic!(
+        "unchain_lock: this thread holds the group and the data of that lock is lent \
+         (GrpGuard::lend); drop the lend first"
+    )
 }
 
 /// A reference is given back: if it was the last, the group is destroyed (its handlers run)

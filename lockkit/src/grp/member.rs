@@ -6,7 +6,9 @@ use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
-use super::{GrpGuard, GrpLock, HandlerId, WeakGrpLock};
+use std::time::Duration;
+
+use super::{ChainLock, GrpGuard, GrpLock, HandlerId, WeakGrpLock};
 
 /// A value that belongs to a group lock (PJLIB's group member): registered with a destroy
 /// handler, destroyed by the group when its reference count reaches zero, never before.
@@ -125,6 +127,30 @@ impl<T: GrpMember> Member<T> {
         }
     }
 
+    /// The member's "lent" flag, for `locked!`'s guard to clear.
+    pub(crate) fn lent_flag(&self) -> &Cell<bool> {
+        &self.cell.lent
+    }
+
+    /// Lends the value to `locked!`'s guard, marking it lent (cleared through
+    /// [`lent_flag`](Member::lent_flag) when that guard goes).
+    ///
+    /// # Safety
+    /// The calling thread holds the group for the borrow's lifetime.
+    ///
+    /// # Panics
+    /// If this thread already holds a guard (or a lend) of this member.
+    // `&self` to `&mut T`: what the `lent` flag and the group lock make exclusive.
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn lend_held_value(&self) -> &mut T {
+        if self.cell.lent.replace(true) {
+            panic!("locked!: this thread already holds a guard of this member");
+        }
+        // SAFETY: the caller holds the group, and `lent` (set just above, by this thread,
+        // which alone touches it while holding the group) makes this the only access.
+        unsafe { (*self.cell.value.get()).as_mut() }.expect("present while a handle lives")
+    }
+
     /// The group this member belongs to.
     pub fn group(&self) -> &GrpLock {
         &self.group
@@ -150,6 +176,38 @@ impl<T: GrpMember> Member<T> {
             unsafe { (*self.cell.value.get()).take() }
         };
         value.expect("a member's value is present while its handle lives")
+    }
+}
+
+// SAFETY: forwards to the member's group handle (its own ChainLock, whose contract then
+// holds); `chain_group` names that group, as the contract asks. The value is lent only by
+// `locked!`'s guard, through its `lent` flag.
+unsafe impl<T: GrpMember> ChainLock for Member<T> {
+    fn chain_acquire(&self) {
+        self.group.chain_acquire()
+    }
+    fn chain_try_acquire(&self) -> bool {
+        self.group.chain_try_acquire()
+    }
+    fn chain_try_acquire_for(&self, timeout: Duration) -> bool {
+        self.group.chain_try_acquire_for(timeout)
+    }
+    unsafe fn chain_release(&self) {
+        // SAFETY: forwarded contract.
+        unsafe { self.group.chain_release() }
+    }
+    fn chain_id(&self) -> usize {
+        self.group.chain_id()
+    }
+    fn chain_group(&self) -> Option<&GrpLock> {
+        Some(&self.group)
+    }
+    fn chain_owner_died(&self) -> bool {
+        self.group.chain_owner_died()
+    }
+    unsafe fn chain_mark_consistent(&self) {
+        // SAFETY: forwarded contract.
+        unsafe { self.group.chain_mark_consistent() }
     }
 }
 

@@ -42,8 +42,14 @@
 //!   unchaining are safe at any time, under traffic (where PJLIB hangs).
 //! - `chain_lock` by the thread that holds the group takes the new lock at once, without
 //!   waiting ([`ChainError::Busy`] if it is busy: its holder may be waiting for the group).
-//!   Chained groups cannot form a cycle ([`ChainError::Cycle`]). A destroyed group in a
+//!   Chained groups cannot form a cycle ([`ChainError::Cycle`]), and no group may reach one
+//!   lock twice ([`ChainError::SharedLock`]: a dialog group over two transaction groups
+//!   that chain the same bucket stripe would wait for itself); a group reached twice is
+//!   fine, it is recursive. A destroyed group in a
 //!   chain is dropped from it the next time the chain is taken.
+//! - The guard lends the data of the chained locks ([`GrpGuard::lend`]: a chained lock's own
+//!   `lock()` cannot, this thread holds it) and tells of a chained lock whose holder died
+//!   ([`GrpGuard::owner_died`], [`GrpGuard::mark_consistent`]), as that lock's guard would.
 //! - Destroy runs once whatever the handlers do, runs every handler even if one panics
 //!   (then the first panic goes on), and runs a handler only in the process that registered
 //!   it: a `fork` child's copy of a group never runs the parent's handlers. A handler must
@@ -75,6 +81,7 @@ mod error;
 mod graph;
 mod guard;
 mod inner;
+mod lend;
 mod life;
 mod member;
 #[cfg(all(test, loom))]
@@ -93,6 +100,7 @@ pub use crate::report::group_refs::live_groups;
 pub use chain::{AsLockSet, ChainLock, FieldLock, SetEntry};
 pub use error::{ChainError, Destroyed, ForceDestroyError, Released, ReplaceError};
 pub use guard::GrpGuard;
+pub use lend::{GrpLent, GuardsData};
 pub use life::HandlerId;
 pub use member::{GrpMember, Member, MemberGuard};
 
@@ -383,15 +391,26 @@ impl GrpLock {
     /// thread holds the group: then the new lock is taken at once, so that its release comes
     /// with the group's, and `Err(ChainError::Busy)` if it is busy (waiting for it while
     /// holding the group could deadlock with its holder). Nothing changes on an error.
+    ///
+    /// Refused with [`ChainError::SharedLock`] when a group would then reach one lock
+    /// twice (this group and a group it chains both chaining it, say): its acquire would
+    /// find the lock held by itself. A group reached twice is fine (it is recursive).
     pub fn chain_lock(&self, lock: Arc<dyn ChainLock>, pos: i32) -> Result<(), ChainError> {
-        self.inner.chain_lock(lock, pos)
+        Inner::chain_lock(&self.inner, lock, pos)
     }
 
     /// Removes a chained lock (PJLIB's `pj_grp_lock_unchain_lock`); if the calling thread
     /// holds the group, the lock is released now. Returns false if it was not chained (or
-    /// the group was destroyed). Waits for the group's own lock like `chain_lock`; never
-    /// panics. Safe at any time, including while other threads acquire and release the
-    /// group.
+    /// the group was destroyed). Waits for the group's own lock like `chain_lock`. Safe at
+    /// any time, including while other threads acquire and release the group.
+    ///
+    /// # Panics
+    /// Only with a panic of the unchained lock's own code: its release (when the caller holds
+    /// the group), or its drop when the chain held the last reference to it (a chained
+    /// group's destroy handlers run then). The lock is unchained first, whatever that code
+    /// does; then the first panic goes on. And, changing nothing, when the caller holds the
+    /// group and the data of that lock (or of a lock that chained group holds) is lent by a
+    /// [`GrpGuard::lend`] that is still alive: the lock would be released under the lend.
     pub fn unchain_lock(&self, lock: &Arc<dyn ChainLock>) -> bool {
         self.inner.unchain_lock(&**lock)
     }
@@ -411,8 +430,10 @@ impl GrpLock {
     /// that holds `old` takes `new`, and `old`'s handles together hold one reference to
     /// `new`. `old`'s own chained locks are unchained (`new` keeps its own chain).
     ///
-    /// Refused, with nothing changed, while any thread holds `old` (or is taking it), and
-    /// when `new` chains `old` (it would chain itself).
+    /// Refused, with nothing changed, while any thread holds `old` (or is taking it), when
+    /// `new` chains `old` (it would chain itself), and when a group that chains `old` would
+    /// then reach one lock twice ([`ReplaceError::SharedLock`]).
+    #[track_caller]
     pub fn replace(old: &GrpLock, new: &GrpLock) -> Result<(), ReplaceError> {
         Inner::replace(old, new)
     }
@@ -432,6 +453,19 @@ impl GrpLock {
     /// Prefer giving references back.
     pub fn force_destroy(&self) -> Result<(), ForceDestroyError> {
         self.inner.force_destroy()
+    }
+
+    /// The `chain_id`s of every lock (not a group) that taking this group takes, through
+    /// its chain and the chains of the groups it reaches (for `locked!`, which must not
+    /// name one of them beside the group).
+    pub(crate) fn locks_reached(&self) -> Vec<usize> {
+        let mut keep = Vec::new();
+        let ids = {
+            let _graph = graph::lock();
+            graph::locks_reached(self.inner.resolve(), &mut keep)
+        };
+        drop(keep);
+        ids
     }
 
     /// A description of the group for finding leaked references: the count and, with the
@@ -503,6 +537,18 @@ unsafe impl ChainLock for GrpLock {
     }
     fn chain_group(&self) -> Option<&GrpLock> {
         Some(self)
+    }
+    fn chain_owner_died(&self) -> bool {
+        let g = self.inner.resolve();
+        // SAFETY: this thread holds the group (checked first).
+        g.held_by_me() && unsafe { g.owner_died() }
+    }
+    unsafe fn chain_mark_consistent(&self) {
+        let g = self.inner.resolve();
+        if g.held_by_me() {
+            // SAFETY: this thread holds the group (checked just above).
+            unsafe { g.mark_consistent() }
+        }
     }
 }
 

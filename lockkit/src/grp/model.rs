@@ -313,3 +313,79 @@ fn two_acquirers_of_an_unchained_group_exclude_each_other() {
         assert_eq!(data.get(), 2);
     });
 }
+
+/// Issue 22.1: P chains L; one thread chains L to S while another chains S to P. Together
+/// they would make P reach L twice (P would take L, find S busy for want of L, give back,
+/// find S free, and start again, for ever): exactly one of the two is refused, whichever
+/// lands last, and a third thread taking P meanwhile always gets through.
+#[test]
+fn chain_edits_that_together_share_a_lock_are_refused_once_and_the_parent_still_locks() {
+    model(|| {
+        let p = GrpLock::new();
+        let s = GrpLock::new();
+        let l = Arc::new(ModelLock::new());
+        p.chain_lock(l.clone(), -1).unwrap();
+        let t = {
+            let (s, l) = (s.clone(), l.clone());
+            thread::spawn(move || s.chain_lock(l, -1))
+        };
+        let taker = {
+            let p = p.clone();
+            thread::spawn(move || drop(p.lock()))
+        };
+        let mine = p.chain_lock(Arc::new(s.clone()), 1);
+        let theirs = t.join().unwrap();
+        let refused = [mine, theirs]
+            .iter()
+            .filter(|r| **r == Err(ChainError::SharedLock))
+            .count();
+        assert_eq!(refused, 1, "{mine:?} {theirs:?}");
+        assert!(mine.is_ok() || theirs.is_ok());
+        taker.join().unwrap();
+        let g = p.lock();
+        assert!(l.owner.load(Relaxed) == tid());
+        drop(g);
+        assert!(!l.is_locked());
+    });
+}
+
+/// Issue 22.3: a thread taking A meets a dead group in A's chain (and drops it from the
+/// chain), then waits for a busy chained lock holding nothing, while another thread
+/// replaces A. The taker ends up holding A's replacement, alone, with the dead link let
+/// go of holding nothing, and nothing stays held after its guard.
+#[test]
+fn a_taker_that_dropped_dead_links_while_its_group_was_replaced_leaves_nothing_held() {
+    model(|| {
+        let a = GrpLock::new();
+        let a2 = GrpLock::new();
+        let dead = GrpLock::new();
+        let l = Arc::new(ModelLock::new());
+        a.chain_lock(Arc::new(dead.clone()), -2).unwrap();
+        a.chain_lock(l.clone(), -1).unwrap();
+        dead.force_destroy().unwrap();
+        drop(dead);
+        let data = Arc::new(Guarded(UnsafeCell::new(0)));
+        l.chain_acquire();
+        let t = {
+            let (a, data) = (a.clone(), data.clone());
+            thread::spawn(move || {
+                let _g = a.lock();
+                data.bump();
+            })
+        };
+        let replaced = GrpLock::replace(&a, &a2);
+        // SAFETY: taken above by this thread.
+        unsafe { l.chain_release() };
+        {
+            let _g = a.lock();
+            data.bump();
+        }
+        t.join().unwrap();
+        assert!(!l.is_locked());
+        assert!(a2.try_lock().is_some() && a.try_lock().is_some());
+        if replaced.is_ok() {
+            let _g = a2.lock();
+            assert_eq!(data.get(), 2);
+        }
+    });
+}

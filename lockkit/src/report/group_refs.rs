@@ -19,7 +19,57 @@ mod on {
 
     pub(crate) type RefId = u64;
 
-    type Table = Mutex<BTreeMap<u64, &'static Location<'static>>>;
+    type Table = Mutex<BTreeMap<u64, Site>>;
+
+    /// Where a reference was taken.
+    enum Site {
+        /// The `#[track_caller]` location: the caller's line.
+        At(&'static Location<'static>),
+        /// A clone made inside the standard library (`vec![g; n]`, `Vec::resize`): its
+        /// location is there, so the caller's line comes from a backtrace.
+        Found(String),
+    }
+
+    impl std::fmt::Display for Site {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            match self {
+                Site::At(l) => l.fmt(f),
+                Site::Found(s) => f.write_str(s),
+            }
+        }
+    }
+
+    /// Whether `file` is a source of the standard library (`/rustc/<hash>/library/..` in
+    /// rustup's toolchains, `library/..` in one built from source).
+    fn in_std(file: &str) -> bool {
+        file.starts_with("/rustc/")
+            || ["library/alloc/", "library/core/", "library/std/"]
+                .iter()
+                .any(|d| file.starts_with(d) || file.contains(&format!("/{d}")))
+    }
+
+    /// The site of a reference whose `#[track_caller]` location `loc` is inside the
+    /// standard library: the first frame of a backtrace outside it and outside lockkit.
+    #[cold]
+    fn site_outside_std(loc: &'static Location<'static>) -> Site {
+        if !in_std(loc.file()) {
+            return Site::At(loc);
+        }
+        let own = concat!(env!("CARGO_MANIFEST_DIR"), "/src/");
+        let trace = std::backtrace::Backtrace::force_capture().to_string();
+        let found = trace
+            .lines()
+            .filter_map(|l| l.trim_start().strip_prefix("at "))
+            .map(|at| at.strip_prefix("./").unwrap_or(at))
+            .find(|at| !in_std(at) && !at.starts_with(own) && !at.starts_with("lockkit/src/"));
+        Site::Found(match found {
+            Some(at) => at.to_string(),
+            None => format!(
+                "{loc} (inside the standard library; a backtrace did not name the caller: build \
+                 with debug info)"
+            ),
+        })
+    }
 
     /// Every live group of the process, by its serial number: its table of references, for
     /// [`live_groups`] (shared, so that listing a group never holds a reference to it,
@@ -47,14 +97,20 @@ mod on {
             }
         }
 
-        fn live(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, &'static Location<'static>>> {
+        fn live(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Site>> {
             self.live.lock().unwrap_or_else(|e| e.into_inner())
         }
 
         #[track_caller]
         pub(crate) fn record(&self) -> RefId {
             let id = self.next.fetch_add(1, Relaxed);
-            self.live().insert(id, Location::caller());
+            let loc = Location::caller();
+            let site = if in_std(loc.file()) {
+                site_outside_std(loc)
+            } else {
+                Site::At(loc)
+            };
+            self.live().insert(id, site);
             id
         }
 
@@ -65,7 +121,7 @@ mod on {
         /// Appends one line per live reference, oldest first. Takes a snapshot first, so it
         /// never calls back into anything while holding the table.
         pub(crate) fn describe(&self, out: &mut String) {
-            let snapshot: Vec<_> = self.live().values().copied().collect();
+            let snapshot: Vec<String> = self.live().values().map(Site::to_string).collect();
             for loc in snapshot {
                 let _ = writeln!(out, "  reference taken at {loc}");
             }
