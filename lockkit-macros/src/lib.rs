@@ -251,6 +251,16 @@ pub fn grp_member(args: TokenStream, input: TokenStream) -> TokenStream {
 /// suspended, and another task on the same thread that took it would find the thread
 /// already holding it. Finish the locked work, leave the block, then await. (An `async`
 /// block written inside is its own future and may await.)
+///
+/// This holds by construction: the block runs in a closure called on the spot, which is not
+/// `async`, so an `.await` that a macro writes is an error too (E0728; one written in the
+/// block itself gets lockkit's message). `return`, `?` (on `Result`, `Option`,
+/// `ControlFlow` and `Poll` of them), `break` and `continue`, labelled or not, written in
+/// the block or in the arguments of a macro called there (`vec![x?]`) or in a nested
+/// `locked!`, leave the block as they would without the macro. Two things a plain block
+/// allows do not compile in it: a jump that a macro writes from tokens of its own
+/// (anyhow's `bail!` is a type mismatch; write `return Err(..)`), and assigning a variable
+/// declared before the block without a value (E0381; write `let x = locked!(..)`).
 #[proc_macro]
 pub fn locked(input: TokenStream) -> TokenStream {
     locked::expand(input.into()).into()

@@ -782,3 +782,189 @@ impl<'a, T> Lend for crate::grp::MemberGuard<'a, T> {
         self
     }
 }
+
+/// The block of `locked!` runs as a closure called once, here: a closure is not `async`, so
+/// `.await` anywhere in the block (written there, produced by a macro, after an `async`
+/// closure) is a compile error (E0728) rather than a task suspended while it holds the lock.
+/// `FnOnce`, so the block may move out of its captures and return references it borrowed
+/// mutably, as a plain block may.
+#[inline(always)]
+pub fn run_block<T>(block: impl FnOnce() -> T) -> T {
+    block()
+}
+
+/// How the block of `locked!` ended: its value, or a `return`, `?`, `break` or `continue`
+/// out of it, which the macro rewrites into a `return` from the block's closure and repeats
+/// outside it. `J` carries which `break`/`continue` (and its value): for one target its
+/// value, for several a [`Jump`] chain.
+pub enum Exit<V, R, J> {
+    /// The block's value. (Wrapped, so that rustc does not suggest wrapping a `return` a
+    /// macro wrote in `Exit::Value`, which would end the block instead of the function.)
+    Value(BlockValue<V>),
+    /// `return r` (or a `?` whose residual became `r`).
+    Return(R),
+    /// `break`/`continue` out of the block.
+    Jump(J),
+}
+
+/// The value of `locked!`'s block.
+pub struct BlockValue<V>(V);
+
+impl<V> BlockValue<V> {
+    /// Wraps the block's value.
+    #[inline(always)]
+    pub fn new(value: V) -> Self {
+        BlockValue(value)
+    }
+    /// The block's value.
+    #[inline(always)]
+    pub fn into_inner(self) -> V {
+        self.0
+    }
+}
+
+/// Several `break`/`continue` targets: `Here` the first, `Next` the others.
+pub enum Jump<A, B> {
+    /// This target.
+    Here(A),
+    /// One of the following targets.
+    Next(B),
+}
+
+/// `?` inside `locked!`'s block, which the macro rewrites into a match on `branch` (the block
+/// is a closure, and the `Try` trait is unstable).
+#[diagnostic::on_unimplemented(
+    message = "`?` inside locked! takes a Result, an Option, a ControlFlow or a Poll of one; \
+               `{Self}` is none of them",
+    label = "`?` on `{Self}`",
+    note = "match on the value and `return` from the block instead"
+)]
+pub trait Branch {
+    /// The value `?` continues with.
+    type Output;
+    /// What `?` returns (converted by [`FromResidual`]).
+    type Residual;
+    /// `Continue(value)` or `Break(residual)`.
+    fn branch(self) -> std::ops::ControlFlow<Self::Residual, Self::Output>;
+}
+
+/// Builds the function's return value from a `?` residual, as `core::ops::FromResidual` does.
+#[diagnostic::on_unimplemented(
+    message = "`?` cannot turn `{R}` into the function's return type `{Self}`",
+    label = "this `?`",
+    note = "as outside locked!, `?` on a Result needs a function returning a Result whose \
+            error type implements From of it, and `?` on an Option a function returning an \
+            Option"
+)]
+pub trait FromResidual<R> {
+    /// The value `return`ed for `residual`.
+    fn from_residual(residual: R) -> Self;
+}
+
+use std::convert::Infallible;
+use std::ops::ControlFlow;
+use std::task::Poll;
+
+impl<T, E> Branch for Result<T, E> {
+    type Output = T;
+    type Residual = Result<Infallible, E>;
+    #[inline(always)]
+    fn branch(self) -> ControlFlow<Self::Residual, T> {
+        match self {
+            Ok(v) => ControlFlow::Continue(v),
+            Err(e) => ControlFlow::Break(Err(e)),
+        }
+    }
+}
+
+impl<T> Branch for Option<T> {
+    type Output = T;
+    type Residual = Option<Infallible>;
+    #[inline(always)]
+    fn branch(self) -> ControlFlow<Self::Residual, T> {
+        match self {
+            Some(v) => ControlFlow::Continue(v),
+            None => ControlFlow::Break(None),
+        }
+    }
+}
+
+impl<B, C> Branch for ControlFlow<B, C> {
+    type Output = C;
+    type Residual = ControlFlow<B, Infallible>;
+    #[inline(always)]
+    fn branch(self) -> ControlFlow<Self::Residual, C> {
+        match self {
+            ControlFlow::Continue(c) => ControlFlow::Continue(c),
+            ControlFlow::Break(b) => ControlFlow::Break(ControlFlow::Break(b)),
+        }
+    }
+}
+
+impl<T, E> Branch for Poll<Result<T, E>> {
+    type Output = Poll<T>;
+    type Residual = Result<Infallible, E>;
+    #[inline(always)]
+    fn branch(self) -> ControlFlow<Self::Residual, Poll<T>> {
+        match self {
+            Poll::Ready(Ok(v)) => ControlFlow::Continue(Poll::Ready(v)),
+            Poll::Ready(Err(e)) => ControlFlow::Break(Err(e)),
+            Poll::Pending => ControlFlow::Continue(Poll::Pending),
+        }
+    }
+}
+
+impl<T, E> Branch for Poll<Option<Result<T, E>>> {
+    type Output = Poll<Option<T>>;
+    type Residual = Result<Infallible, E>;
+    #[inline(always)]
+    fn branch(self) -> ControlFlow<Self::Residual, Poll<Option<T>>> {
+        match self {
+            Poll::Ready(Some(Ok(v))) => ControlFlow::Continue(Poll::Ready(Some(v))),
+            Poll::Ready(Some(Err(e))) => ControlFlow::Break(Err(e)),
+            Poll::Ready(None) => ControlFlow::Continue(Poll::Ready(None)),
+            Poll::Pending => ControlFlow::Continue(Poll::Pending),
+        }
+    }
+}
+
+impl<T, E, F: From<E>> FromResidual<Result<Infallible, E>> for Result<T, F> {
+    #[inline(always)]
+    fn from_residual(residual: Result<Infallible, E>) -> Self {
+        match residual {
+            Err(e) => Err(From::from(e)),
+            Ok(never) => match never {},
+        }
+    }
+}
+
+impl<T> FromResidual<Option<Infallible>> for Option<T> {
+    #[inline(always)]
+    fn from_residual(_: Option<Infallible>) -> Self {
+        None
+    }
+}
+
+impl<B, C> FromResidual<ControlFlow<B, Infallible>> for ControlFlow<B, C> {
+    #[inline(always)]
+    fn from_residual(residual: ControlFlow<B, Infallible>) -> Self {
+        match residual {
+            ControlFlow::Break(b) => ControlFlow::Break(b),
+            ControlFlow::Continue(never) => match never {},
+        }
+    }
+}
+
+impl<T, E, F: From<E>> FromResidual<Result<Infallible, E>> for Poll<Result<T, F>> {
+    #[inline(always)]
+    fn from_residual(residual: Result<Infallible, E>) -> Self {
+        Poll::Ready(Result::from_residual(residual))
+    }
+}
+
+impl<T, E, F: From<E>> FromResidual<Result<Infallible, E>> for Poll<Option<Result<T, F>>> {
+    #[inline(always)]
+    fn from_residual(residual: Result<Infallible, E>) -> Self {
+        Poll::Ready(Some(Result::from_residual(residual)))
+    }
+}
