@@ -158,6 +158,12 @@ pub(crate) fn expand(l: &Locked) -> TokenStream {
                 _ => take(tried, quote!()),
             };
             let opt = private("__lockkit_try", span);
+            // At the macro's own span, not the lock's: `::core` at a span of an edition-2015
+            // crate would name a module of that crate.
+            let (some, none) = (
+                quote!(::core::option::Option::Some),
+                quote!(::core::option::Option::None),
+            );
             // The Option is bound to a local, not matched as a temporary: a temporary in the
             // tail of a block outlives the block's locals (edition 2021), which would outlive
             // `bound` as well.
@@ -165,11 +171,11 @@ pub(crate) fn expand(l: &Locked) -> TokenStream {
                 let #bound = &(#lock);
                 let #opt = #take;
                 match #opt {
-                    ::core::option::Option::Some(#guard) => {
+                    #some(#guard) => {
                         #lend
                         #b
                     }
-                    ::core::option::Option::None => #otherwise,
+                    #none => #otherwise,
                 }
             }}
         }
@@ -192,7 +198,9 @@ fn many(l: &Locked) -> TokenStream {
         quote_spanned! {e.span()=> let #b = &(#e);}
     });
     let dyns = l.items.iter().zip(&bound).map(|(it, b)| {
-        quote_spanned! {it.lock.span()=> #b as &dyn #krate::__private::ChainLock}
+        // `dyn` at the macro's span: at an edition-2015 span, `dyn ::lockkit::..` is a path.
+        let ty = quote!(&dyn #krate::__private::ChainLock);
+        quote_spanned! {it.lock.span()=> #b as #ty}
     });
     let lends = l.items.iter().zip(&bound).filter_map(|(it, b)| {
         let n = it.name.as_ref()?;

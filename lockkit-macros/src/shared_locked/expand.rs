@@ -272,11 +272,13 @@ fn lock_accessors(
 }
 
 /// The accessors of a striped field `id`, returning `ret`; `body(f, extra)` is the body
-/// calling runtime function `f` with extra arguments.
+/// calling runtime function `f` with extra arguments. Each carries the field's `#[cfg]`s:
+/// where the field does not exist, neither do they.
 fn stripe_accessors(
     id: &Ident,
     set: &Ident,
     vis: &Visibility,
+    cfgs: &[&syn::Attribute],
     ret: &TokenStream,
     body: impl Fn(&str, TokenStream) -> TokenStream,
 ) -> TokenStream {
@@ -299,18 +301,21 @@ fn stripe_accessors(
         body("try_lock_stripe_for", quote!(timeout,)),
     );
     quote! {
+        #(#cfgs)*
         #[doc = #doc]
         #[inline]
         #[track_caller]
         #vis fn #lock_fn(&self, index: ::core::primitive::usize) -> #ret {
             #b_lock
         }
+        #(#cfgs)*
         #[doc = #try_doc]
         #[inline]
         #[track_caller]
         #vis fn #try_fn(&self, index: ::core::primitive::usize) -> ::core::option::Option<#ret> {
             #b_try
         }
+        #(#cfgs)*
         #[doc = #try_for_doc]
         #[inline]
         #[track_caller]
@@ -370,7 +375,7 @@ pub(crate) fn expand(input: &Input) -> TokenStream {
                 inits.push(quote!(#(#cfgs)* #id: #krate::__private::Striped::new(#id)));
                 let field_name = id.unraw().to_string();
                 let ret = quote!(#krate::StripeGuard<'_, #elem, #raw>);
-                methods.push(stripe_accessors(id, set, fvis, &ret, |f, extra| {
+                methods.push(stripe_accessors(id, set, fvis, cfgs, &ret, |f, extra| {
                     let f = Ident::new(f, id.span());
                     quote! {
                         // SAFETY: `set` is the set this field is #[striped_by], and a
@@ -511,7 +516,7 @@ pub(crate) fn fallback(input: &Input) -> TokenStream {
         if let Role::Striped(set) = &f.role {
             let elem = elem_type(f.ty);
             let ret = quote!(#krate::__private::Fallback<'_, #elem>);
-            methods.push(stripe_accessors(f.ident, set, f.vis, &ret, |_, _| {
+            methods.push(stripe_accessors(f.ident, set, f.vis, &f.cfgs, &ret, |_, _| {
                 quote!(::core::unreachable!())
             }));
         }
