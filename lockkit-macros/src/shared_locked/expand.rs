@@ -516,9 +516,14 @@ pub(crate) fn fallback(input: &Input) -> TokenStream {
         if let Role::Striped(set) = &f.role {
             let elem = elem_type(f.ty);
             let ret = quote!(#krate::__private::Fallback<'_, #elem>);
-            methods.push(stripe_accessors(f.ident, set, f.vis, &f.cfgs, &ret, |_, _| {
-                quote!(::core::unreachable!())
-            }));
+            methods.push(stripe_accessors(
+                f.ident,
+                set,
+                f.vis,
+                &f.cfgs,
+                &ret,
+                |_, _| quote!(::core::unreachable!()),
+            ));
         }
     }
     methods.splice(0..0, constructor(input, Vec::new(), true));
