@@ -165,7 +165,11 @@ pub fn derive_shm_safe(input: TokenStream) -> TokenStream {
 /// Generated: `impl GrpMember` (the `on_destroy` hook, or nothing if the struct relies on its
 /// `Drop`) and `fn join(self, group: &GrpLock) -> Member<Self>`. The hook must be a method
 /// `fn(&mut self)`. Errors: no `#[grp]` field, two of them, a `#[grp]` field that is not a
-/// `WeakGrpLock`, a hook that does not exist or has another signature.
+/// `WeakGrpLock`, a hook that does not exist or has another signature, and another field
+/// whose type names `GrpLock` (`Option<GrpLock>`, `Arc<GrpLock>`, ..): a strong reference
+/// to the member's own group keeps the group alive for ever, so its `on_destroy` never runs.
+/// A field that holds another group is marked `#[other_group]`. (Only names are seen: a
+/// type of the user's that holds a `GrpLock` inside is not.)
 #[proc_macro_attribute]
 pub fn grp_member(args: TokenStream, input: TokenStream) -> TokenStream {
     grp_member::expand(args.into(), input.into()).into()

@@ -137,6 +137,11 @@ pub(crate) const GM_GRP_PATH: &str = "#[grp] takes no arguments";
 pub(crate) const GM_OWNS_GROUP: &str = "a member must not own a GrpLock of its group: the group \
      owns the member (through its destroy handler), so the member's reference would keep the \
      group alive forever; declare the field as `WeakGrpLock`";
+pub(crate) const GM_STRONG_FIELD: &str = "`{field}` holds a GrpLock: if it is this member's \
+     own group, the group owns the member (through its destroy handler) and the member owns the \
+     group, so neither is ever destroyed and on_destroy never runs; reach the own group through \
+     the #[grp] field (a WeakGrpLock), or, if `{field}` holds another group, mark it \
+     #[other_group]";
 pub(crate) const GM_GRP_TYPE: &str =
     "the #[grp] field must be a `WeakGrpLock` (found `{ty}`); `join` fills it in";
 pub(crate) const GM_NO_GRP: &str = "`{name}` has no #[grp] field: mark the field that reaches \

@@ -65,7 +65,7 @@ pub(crate) fn expand(m: &Member, fallback: bool) -> TokenStream {
     }
 }
 
-/// The struct without the `#[grp]` marker.
+/// The struct without the `#[grp]` and `#[other_group]` markers.
 pub(crate) fn stand_in(item: &DeriveInput) -> TokenStream {
     let mut item = item.clone();
     match &mut item.data {
@@ -81,5 +81,5 @@ pub(crate) fn stand_in(item: &DeriveInput) -> TokenStream {
 }
 
 fn strip(attrs: &mut Vec<syn::Attribute>) {
-    attrs.retain(|a| !a.path().is_ident("grp"));
+    attrs.retain(|a| !a.path().is_ident("grp") && !a.path().is_ident(super::parse::OTHER_GROUP));
 }

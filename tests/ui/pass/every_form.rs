@@ -35,6 +35,9 @@ impl Tsx {
 struct DropOnly {
     #[grp]
     group: WeakGrpLock,
+    /// A strong reference to a group that is not this member's own.
+    #[other_group]
+    parent: Option<GrpLock>,
 }
 
 fn use_all(reg: &Registrar, set: &GenLockSet<4>) -> Result<u64, std::num::ParseIntError> {
@@ -42,7 +45,11 @@ fn use_all(reg: &Registrar, set: &GenLockSet<4>) -> Result<u64, std::num::ParseI
     let a = GenLock::new();
     let group = GrpLock::new();
     let tsx = Tsx { dialog: WeakGrpLock::new(), retries: 0 }.join(&group);
-    let _other = DropOnly { group: WeakGrpLock::new() }.join(&group);
+    let _other = DropOnly {
+        group: WeakGrpLock::new(),
+        parent: Some(GrpLock::new()),
+    }
+    .join(&group);
 
     locked!(a => {});
     locked!(g = m => { *g += 1 });
