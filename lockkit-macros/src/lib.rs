@@ -82,8 +82,11 @@ use proc_macro::TokenStream;
 /// generate no `new` (write your own, or allocate zeroed and fill the fields in through their
 /// accessors, which is what large structs want).
 ///
-/// Generic structs, enums, unions, tuple structs and `repr(packed)` are rejected with an
-/// error saying why. After any error the macro still emits the struct, its impls and its
+/// Generic structs, enums, unions, tuple structs, `repr(packed)`, `ShmSafe` in a derive (the
+/// macro implements it), a second `#[shared_locked]`, markers written with a path
+/// (`#[lockkit::guarded_by(..)]`) and two fields whose accessors would share a name are
+/// rejected with an error saying why. Write `#[shared_locked]` above any `#[derive(..)]`: a
+/// derive above it sees the fields before they move into their lock. After any error the macro still emits the struct, its impls and its
 /// accessors (with `unreachable!()` bodies), so the error is the only one reported.
 #[proc_macro_attribute]
 pub fn shared_locked(args: TokenStream, input: TokenStream) -> TokenStream {
@@ -164,7 +167,8 @@ pub fn derive_shm_safe(input: TokenStream) -> TokenStream {
 ///
 /// Generated: `impl GrpMember` (the `on_destroy` hook, or nothing if the struct relies on its
 /// `Drop`) and `fn join(self, group: &GrpLock) -> Member<Self>`. The hook must be a method
-/// `fn(&mut self)`. Errors: no `#[grp]` field, two of them, a `#[grp]` field that is not a
+/// `fn(&mut self)`. A generic struct gets them where it is `Send + 'static` (what a member
+/// must be); lifetime parameters are an error. Errors: no `#[grp]` field, two of them, a `#[grp]` field that is not a
 /// `WeakGrpLock`, a hook that does not exist or has another signature, and another field
 /// whose type names `GrpLock` (`Option<GrpLock>`, `Arc<GrpLock>`, ..): a strong reference
 /// to the member's own group keeps the group alive for ever, so its `on_destroy` never runs.

@@ -107,7 +107,9 @@ impl<T: ?Sized> DerefMut for Fallback<'_, T> {
     message = "`{Self}` is not a lock that `locked!` can take",
     label = "not a lockkit lock",
     note = "locked! takes a GenLock, a ShmMutex, a GrpLock, a lock-set entry (`set[i]`), or a \
-            ShmBox, Arc, Box or reference leading to one"
+            ShmBox, Arc, Box or reference leading to one",
+    note = "an RwLock is taken as a reader or a writer: locked!(read r = rwlock => ..) or \
+            locked!(write w = rwlock => ..)"
 )]
 pub trait GuardOf<'a, G> {
     /// [`Lockable::lock_guard`].
@@ -345,11 +347,27 @@ impl<const N: usize> Drop for MultiGuard<'_, N> {
     }
 }
 
+/// A named lock of `locked!(x = a, b => ..)`, for `lock_all`: the same bound as its `lend`,
+/// so a value that is not such a lock is one error, not one per use.
+#[inline(always)]
+pub fn held_as_chain<L: LendHeld>(lock: &L) -> &dyn ChainLock {
+    lock
+}
+
 /// A lock that can lend its data while a [`MultiGuard`] holds it.
 ///
 /// # Safety
 /// `lend_held` must return only data that the lock guards (or the lock itself), and
 /// `chain_id` must identify the lock whose data it lends.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be taken with other locks by `locked!(a, b, ..)`",
+    label = "not a lock that locked!(a, b, ..) takes",
+    note = "locked!(a, b, ..) takes GenLock, ShmMutex, RecLock, RwLock (its write side), \
+            GrpLock, a lock-set entry (`set[i]`), or a ShmBox, Arc, Box or reference leading \
+            to one",
+    note = "a group member is taken alone, with its group: locked!(m = member => ..); chain \
+            the other locks to the group (group.chain_lock(..)) and they are taken with it"
+)]
 pub unsafe trait LendHeld: ChainLock {
     /// What the block gets.
     type Lent<'g>

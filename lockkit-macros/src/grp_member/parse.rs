@@ -78,6 +78,9 @@ impl<'a> Member<'a> {
                 None
             }
         };
+        if let Some(l) = item.generics.lifetimes().next() {
+            cx.error(l, msg::GM_LIFETIME);
+        }
         let mut grp: Option<&Ident> = None;
         for f in fields.into_iter().flat_map(|n| n.named.iter()) {
             let ident = f.ident.as_ref().expect("named field");

@@ -198,6 +198,10 @@ fn many(l: &Locked) -> TokenStream {
         quote_spanned! {e.span()=> let #b = &(#e);}
     });
     let dyns = l.items.iter().zip(&bound).map(|(it, b)| {
+        if it.name.is_some() {
+            // The bound of its `lend`: one error if it is not such a lock.
+            return quote_spanned! {it.lock.span()=> #krate::__private::held_as_chain(#b)};
+        }
         // `dyn` at the macro's span: at an edition-2015 span, `dyn ::lockkit::..` is a path.
         let ty = quote!(&dyn #krate::__private::ChainLock);
         quote_spanned! {it.lock.span()=> #b as #ty}

@@ -59,6 +59,10 @@ pub(crate) struct Locked {
 }
 
 fn name(input: ParseStream) -> syn::Result<Option<Ident>> {
+    if input.peek(Token![mut]) && input.peek2(Ident) && input.peek3(Token![=]) {
+        let m = input.parse::<Token![mut]>()?;
+        return Err(syn::Error::new(m.span, msg::LOCKED_MUT));
+    }
     if input.peek(Ident)
         && input.peek2(Token![=])
         && !input.peek2(Token![=>])

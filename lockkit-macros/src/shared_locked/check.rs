@@ -139,6 +139,32 @@ pub(crate) fn check(input: &Input, cx: &mut Ctxt) {
             cx.error(l.ident, fill(msg::SL_STANDALONE_USED, &[("lock", l.ident)]));
         }
     }
+    // `calls` and `calls_for` both make `try_lock_calls_for`.
+    let mut accessors: Vec<(String, &syn::Ident)> = Vec::new();
+    for f in &input.fields {
+        let has_accessors = matches!(f.role, Role::Striped(_))
+            || (f.kind == Kind::Lock && matches!(f.role, Role::Plain) && guards_any(input, f));
+        if !has_accessors {
+            continue;
+        }
+        let names = accessor_names(f.ident);
+        let clash = names.iter().find_map(|n| {
+            accessors
+                .iter()
+                .find(|(m, other)| m == n && !same_name(other, f.ident))
+                .map(|(m, other)| (m.clone(), *other))
+        });
+        if let Some((name, other)) = clash {
+            cx.error(
+                f.ident,
+                fill(
+                    msg::SL_ACCESSOR_CLASH,
+                    &[("a", other), ("b", f.ident), ("name", &name)],
+                ),
+            );
+        }
+        accessors.extend(names.into_iter().map(|n| (n, f.ident)));
+    }
     // `a_b` and `a__b` both make `<Struct>ABFields`.
     let guarding: Vec<_> = input
         .fields
@@ -160,4 +186,22 @@ pub(crate) fn check(input: &Input, cx: &mut Ctxt) {
             );
         }
     }
+}
+
+/// The accessors made for a lock or a striped field called `id`.
+pub(crate) fn accessor_names(id: &syn::Ident) -> [String; 3] {
+    use syn::ext::IdentExt;
+    let id = id.unraw();
+    [
+        format!("lock_{id}"),
+        format!("try_lock_{id}"),
+        format!("try_lock_{id}_for"),
+    ]
+}
+
+fn guards_any(input: &Input, lock: &super::parse::Field) -> bool {
+    input
+        .fields
+        .iter()
+        .any(|f| matches!(&f.role, Role::Guarded(l) if same_name(l, lock.ident)))
 }

@@ -527,6 +527,8 @@ pub(crate) fn fallback(input: &Input) -> TokenStream {
         }
     }
     methods.splice(0..0, constructor(input, Vec::new(), true));
+    // Two fields whose accessors share a name (reported): one method of each name.
+    let methods = one_of_each_name(methods);
     let impls = quote! {
         // SAFETY: never used: the macro reported an error, so the program does not compile.
         unsafe impl #krate::ShmSafe for #name where for<'__lk> #name: ::core::marker::Sync {
@@ -536,12 +538,22 @@ pub(crate) fn fallback(input: &Input) -> TokenStream {
         // SAFETY: as above.
         unsafe impl #krate::ShmZeroable for #name where for<'__lk> #name: #krate::ShmSafe {}
     };
-    let plain_struct =
-        matches!(input.item.data, syn::Data::Struct(_)) && input.item.generics.params.is_empty();
-    if !plain_struct {
-        // Generic (rejected) items get no impls: naming them without their parameters would
-        // be a second error.
+    if !matches!(input.item.data, syn::Data::Struct(_)) {
         return stand_in(input.item);
+    }
+    if !input.item.generics.params.is_empty() {
+        // A generic (rejected) struct: `new` and the accessors, with its parameters, so
+        // that calls to them are not a second error; no trait impls (nothing calls them).
+        let (impl_g, ty_g, where_g) = input.item.generics.split_for_impl();
+        let item = stand_in(input.item);
+        return quote! {
+            #item
+            const _: () = {
+                impl #impl_g #name #ty_g #where_g {
+                    #(#methods)*
+                }
+            };
+        };
     }
     Expansion {
         item: stand_in(input.item),
@@ -554,12 +566,43 @@ pub(crate) fn fallback(input: &Input) -> TokenStream {
     .into_tokens(name)
 }
 
-/// The item as written, minus lockkit's markers (and `cfg_attr`s that hide one).
+/// `methods` with every method after the first of its name left out.
+fn one_of_each_name(methods: Vec<TokenStream>) -> Vec<TokenStream> {
+    use syn::parse::Parser;
+    let mut seen = std::collections::HashSet::new();
+    let items = |input: syn::parse::ParseStream| {
+        let mut v = Vec::new();
+        while !input.is_empty() {
+            v.push(input.parse::<syn::ImplItem>()?);
+        }
+        Ok(v)
+    };
+    methods
+        .into_iter()
+        .flat_map(|m| items.parse2(m).expect("generated methods parse"))
+        .filter(|it| match it {
+            syn::ImplItem::Fn(f) => seen.insert(f.sig.ident.to_string()),
+            _ => true,
+        })
+        .map(|it| quote!(#it))
+        .collect()
+}
+
+/// The item as written, minus lockkit's markers (and `cfg_attr`s that hide one), a second
+/// `#[shared_locked]` and `ShmSafe` in a derive (all reported).
 pub(crate) fn stand_in(item: &syn::DeriveInput) -> TokenStream {
     let mut item = item.clone();
+    item.attrs = item
+        .attrs
+        .iter()
+        .filter(|a| !super::parse::is_shared_locked(a))
+        .filter_map(|a| super::parse::without_derived_shm_safe(a).0)
+        .collect();
     let strip = |attrs: &mut Vec<syn::Attribute>| {
         attrs.retain(|a| {
-            let marker = MARKERS.iter().any(|m| a.path().is_ident(m));
+            // `#[lockkit::guarded_by(..)]` too (reported as written with a path).
+            let last = a.path().segments.last().map(|s| &s.ident);
+            let marker = last.is_some_and(|l| MARKERS.iter().any(|m| l == m));
             !(marker || a.path().is_ident("cfg_attr") && hides_marker(a))
         })
     };

@@ -40,6 +40,14 @@ struct DropOnly {
     parent: Option<GrpLock>,
 }
 
+/// A generic member: a member when its type arguments are `Send + 'static`.
+#[grp_member]
+struct Holder<T> {
+    #[grp]
+    group: WeakGrpLock,
+    value: T,
+}
+
 fn use_all(reg: &Registrar, set: &GenLockSet<4>) -> Result<u64, std::num::ParseIntError> {
     let m = ShmMutex::new(0u64);
     let a = GenLock::new();
@@ -51,6 +59,8 @@ fn use_all(reg: &Registrar, set: &GenLockSet<4>) -> Result<u64, std::num::ParseI
     }
     .join(&group);
 
+    let held = Holder { group: WeakGrpLock::new(), value: 5u8 }.join(&group);
+    locked!(h = held => { h.value += 1 });
     locked!(a => {});
     locked!(g = m => { *g += 1 });
     locked!(set[1] => {});
