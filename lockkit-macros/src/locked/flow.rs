@@ -182,15 +182,30 @@ impl Flow {
             return;
         }
         let parser = Punctuated::<Expr, Token![,]>::parse_terminated;
-        let Ok(mut args) = syn::parse::Parser::parse2(parser, mac.tokens.clone()) else {
-            return;
-        };
         let outer = std::mem::replace(&mut self.rewrote_any, false);
-        for a in args.iter_mut() {
-            self.visit_expr_mut(a);
-        }
-        if self.rewrote_any {
-            mac.tokens = args.to_token_stream();
+        if let Ok(mut args) = syn::parse::Parser::parse2(parser, mac.tokens.clone()) {
+            for a in args.iter_mut() {
+                self.visit_expr_mut(a);
+            }
+            if self.rewrote_any {
+                mac.tokens = args.to_token_stream();
+            }
+        } else if let Ok((mut value, semi, mut len)) = syn::parse::Parser::parse2(
+            // `vec![value; len]`
+            |input: syn::parse::ParseStream| {
+                Ok((
+                    input.parse::<Expr>()?,
+                    input.parse::<Token![;]>()?,
+                    input.parse::<Expr>()?,
+                ))
+            },
+            mac.tokens.clone(),
+        ) {
+            self.visit_expr_mut(&mut value);
+            self.visit_expr_mut(&mut len);
+            if self.rewrote_any {
+                mac.tokens = quote!(#value #semi #len);
+            }
         }
         self.rewrote_any |= outer;
     }
