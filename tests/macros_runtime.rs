@@ -138,8 +138,9 @@ fn question_mark_on_an_option(m: &ShmMutex<u32>, x: Option<u32>) -> Option<u32> 
 fn question_mark_in_macro_arguments(m: &ShmMutex<u32>, s: &str) -> Result<Vec<u32>, String> {
     locked!(g = m => {
         let v = vec![s.parse::<u32>().map_err(|e| e.to_string())?, *g];
-        let twice = vec![s.parse::<u32>().map_err(|e| e.to_string())?; 2];
-        assert_eq!(twice.len(), 2);
+        let mut twice = vec![s.parse::<u32>().map_err(|e| e.to_string())?; 2];
+        twice.push(0);
+        assert_eq!(twice.len(), 3);
         assert!(v.len() == 2, "{}", s.parse::<u32>().map_err(|e| e.to_string())?);
         Ok(v)
     })
