@@ -217,6 +217,21 @@ fn every_jump_out_of_a_locked_block_lands_where_it_would_without_the_macro() {
     assert_eq!(which, "early");
     assert!(!m.is_locked(), "after break with a value");
 
+    // A loop inside the block keeps its `break`, also from a nested `locked!`.
+    let inner_rounds = locked!(lock => {
+        let mut rounds = 0;
+        for i in 0..5 {
+            locked!(m => {
+                if i == 2 {
+                    break;
+                }
+            });
+            rounds += 1;
+        }
+        rounds
+    });
+    assert_eq!(inner_rounds, 2);
+
     // The multi-lock and `try` forms carry jumps the same way.
     let multi = || -> Result<u32, String> {
         locked!(x = m, lock => {
