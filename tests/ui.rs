@@ -195,6 +195,7 @@ fn each_of_these_mistakes_gives_exactly_one_error() {
         "locked/member_among_several_locks",
         "locked/mut_name",
         "locked/return_from_macro_rules",
+        "locked/striped_field_indexed",
         "locked/rwlock_without_read_or_write",
         "shared_locked/accessor_names_clash",
         "shared_locked/applied_twice",

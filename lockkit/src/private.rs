@@ -801,6 +801,49 @@ impl<'a, T> Lend for crate::grp::MemberGuard<'a, T> {
     }
 }
 
+/// `locked!(set[i] => ..)`: the macro takes a lock written as an index into a place through
+/// this method (with autoderef, as `set[i]` itself), so that a `#[striped_by]` field, which
+/// has an inherent method of this name, says how it is reached instead of "cannot index".
+pub trait LockIndex<I> {
+    /// What `self[index]` is.
+    type Output: ?Sized;
+    /// `&self[index]`.
+    #[track_caller]
+    fn __lockkit_index(&self, index: I) -> &Self::Output;
+}
+
+impl<B: std::ops::Index<I> + ?Sized, I> LockIndex<I> for B {
+    type Output = B::Output;
+    #[inline(always)]
+    #[track_caller]
+    fn __lockkit_index(&self, index: I) -> &B::Output {
+        &self[index]
+    }
+}
+
+/// No type is one: a `#[striped_by]` field is not indexed.
+#[diagnostic::on_unimplemented(
+    message = "a #[striped_by] field is not indexed: its element `i` is reached through the \
+               field's accessor, which takes stripe `i % N`",
+    label = "an index into a #[striped_by] field",
+    note = "write `*table.lock_<field>(i) += 1`, or `let mut e = table.lock_<field>(i);` for \
+            longer work; try_lock_<field>(i) and try_lock_<field>_for(i, timeout) do not wait"
+)]
+pub trait UseStripedAccessor {
+    /// Never returns: nothing reaches [`Striped::__lockkit_index`] with a value.
+    fn never(&self) -> !;
+}
+
+impl<E: ShmSafe, const M: usize> Striped<[E; M]> {
+    /// `locked!(x = table.field[i] => ..)` on a striped field: an error saying to use the
+    /// accessor (`UseStripedAccessor` has no implementations). Its type is a lock that lends
+    /// `&mut E`, so that the block type-checks and the error is the only one.
+    #[doc(hidden)]
+    pub fn __lockkit_index<I: UseStripedAccessor>(&self, index: I) -> &ShmMutex<E> {
+        index.never()
+    }
+}
+
 /// The block of `locked!` runs as a closure called once, here: a closure is not `async`, so
 /// `.await` anywhere in the block (written there, produced by a macro, after an `async`
 /// closure) is a compile error (E0728) rather than a task suspended while it holds the lock.

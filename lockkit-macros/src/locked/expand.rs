@@ -107,6 +107,40 @@ fn body(krate: &TokenStream, b: &Block) -> TokenStream {
     }
 }
 
+/// A reference to the lock `e`: `&(e)`, or, for an index into a place (`set[i]`,
+/// `table.stripes[i]`), `base.__lockkit_index(i)` (`__private::LockIndex`, the same
+/// autoderef and `Index`), which a `#[striped_by]` field answers with an error naming its
+/// accessor rather than "cannot index". A temporary base keeps `&(e)`, whose `let` extends
+/// the temporary's life.
+fn lock_ref(e: &Expr) -> TokenStream {
+    fn is_place(e: &Expr) -> bool {
+        match e {
+            Expr::Path(_) => true,
+            Expr::Field(f) => is_place(&f.base),
+            Expr::Index(i) => is_place(&i.expr),
+            Expr::Paren(p) => is_place(&p.expr),
+            Expr::Unary(u) => matches!(u.op, syn::UnOp::Deref(_)) && is_place(&u.expr),
+            _ => false,
+        }
+    }
+    match e {
+        Expr::Index(i) if is_place(&i.expr) => {
+            let (base, index) = (&i.expr, &i.index);
+            let method = Ident::new("__lockkit_index", i.bracket_token.span.join());
+            quote_spanned!(e.span()=> (#base).#method(#index))
+        }
+        _ => quote_spanned!(e.span()=> &(#e)),
+    }
+}
+
+/// `use LockIndex as _;` for [`lock_ref`].
+fn lock_index_in_scope(krate: &TokenStream) -> TokenStream {
+    quote! {
+        #[allow(unused_imports)]
+        use #krate::__private::LockIndex as _;
+    }
+}
+
 /// `let name = lend(&mut guard);`, or nothing for an unnamed guard.
 fn lend(krate: &TokenStream, name: &Option<Ident>, guard: &Ident) -> TokenStream {
     match name {
@@ -130,6 +164,7 @@ pub(crate) fn expand(l: &Locked) -> TokenStream {
     let guard = private("__lockkit_guard", span);
     let lend = lend(krate, name, &guard);
     let b = body(krate, &l.body);
+    let (in_scope, lock_ref) = (lock_index_in_scope(krate), lock_ref(lock));
     let (plain, tried, timed) = match l.mode {
         Mode::Lock => ("lock", "try_lock", "try_lock_for"),
         Mode::Read => ("read", "try_read", "try_read_for"),
@@ -146,7 +181,8 @@ pub(crate) fn expand(l: &Locked) -> TokenStream {
         Wait::Forever => {
             let take = take(plain, quote!());
             quote_spanned! {span=> {
-                let #bound = &(#lock);
+                #in_scope
+                let #bound = #lock_ref;
                 let #guard = #take;
                 #lend
                 #b
@@ -168,7 +204,8 @@ pub(crate) fn expand(l: &Locked) -> TokenStream {
             // tail of a block outlives the block's locals (edition 2021), which would outlive
             // `bound` as well.
             quote_spanned! {span=> {
-                let #bound = &(#lock);
+                #in_scope
+                let #bound = #lock_ref;
                 let #opt = #take;
                 match #opt {
                     #some(#guard) => {
@@ -195,8 +232,10 @@ fn many(l: &Locked) -> TokenStream {
     let guard = private("__lockkit_guard", Span::call_site());
     let binds = l.items.iter().zip(&bound).map(|(it, b)| {
         let e: &Expr = &it.lock;
-        quote_spanned! {e.span()=> let #b = &(#e);}
+        let r = lock_ref(e);
+        quote_spanned! {e.span()=> let #b = #r;}
     });
+    let in_scope = lock_index_in_scope(krate);
     let dyns = l.items.iter().zip(&bound).map(|(it, b)| {
         if it.name.is_some() {
             // The bound of its `lend`: one error if it is not such a lock.
@@ -212,6 +251,7 @@ fn many(l: &Locked) -> TokenStream {
     });
     let b = body(krate, &l.body);
     quote! {{
+        #in_scope
         #(#binds)*
         let #guard = #krate::__private::lock_all([#(#dyns),*]);
         #(#lends)*
