@@ -204,6 +204,7 @@ fn each_of_these_mistakes_gives_exactly_one_error() {
         "shared_locked/generic_new_is_called",
         "shared_locked/guarded_and_striped",
         "shared_locked/lock_set_guarded",
+        "shared_locked/lock_set_striped",
         "shared_locked/marker_with_a_path",
         "shared_locked/with_derive_shm_safe",
     ];

@@ -71,7 +71,14 @@ pub(crate) fn check(input: &Input, cx: &mut Ctxt) {
                     bad_marker = true;
                     cx.error(set, e);
                 }
-                if !matches!(f.ty, syn::Type::Array(_)) {
+                // A set striped by another set that fields are striped by: the fields'
+                // markers report it ("itself guarded"), once.
+                let named_by_marker = input.fields.iter().any(|g| match &g.role {
+                    Role::Guarded(n) | Role::Striped(n) => same_name(n, f.ident),
+                    Role::Plain => false,
+                });
+                let reported = f.kind != Kind::Data && named_by_marker;
+                if !matches!(f.ty, syn::Type::Array(_)) && !reported {
                     cx.error(f.ty, msg::SL_STRIPE_ARRAY);
                 }
             }
