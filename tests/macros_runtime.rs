@@ -130,6 +130,126 @@ fn locked_releases_on_every_way_out_of_its_block() {
     assert_eq!(locked!(g = m => { *g }), 99);
 }
 
+fn question_mark_on_an_option(m: &ShmMutex<u32>, x: Option<u32>) -> Option<u32> {
+    let v = locked!(g = m => { *g += x?; *g });
+    Some(v)
+}
+
+fn question_mark_in_macro_arguments(m: &ShmMutex<u32>, s: &str) -> Result<Vec<u32>, String> {
+    locked!(g = m => {
+        let v = vec![s.parse::<u32>().map_err(|e| e.to_string())?, *g];
+        let mut twice = vec![s.parse::<u32>().map_err(|e| e.to_string())?; 2];
+        twice.push(0);
+        assert_eq!(twice.len(), 3);
+        assert!(v.len() == 2, "{}", s.parse::<u32>().map_err(|e| e.to_string())?);
+        Ok(v)
+    })
+}
+
+fn return_from_nested_blocks(a: &GenLock, m: &ShmMutex<u32>, stop: bool) -> u32 {
+    locked!(a => {
+        locked!(g = m => {
+            if stop {
+                return *g + 100;
+            }
+        });
+    });
+    7
+}
+
+/// The block of `locked!` runs in a closure (so `.await` cannot be written in it); every
+/// jump written in it still leaves the block, to the same place as without the macro.
+#[test]
+fn every_jump_out_of_a_locked_block_lands_where_it_would_without_the_macro() {
+    let m = ShmMutex::new(0u32);
+    let lock = GenLock::new();
+    assert_eq!(question_mark_on_an_option(&m, None), None);
+    assert_eq!(question_mark_on_an_option(&m, Some(2)), Some(2));
+    assert!(question_mark_in_macro_arguments(&m, "x").is_err());
+    assert_eq!(question_mark_in_macro_arguments(&m, "5"), Ok(vec![5, 2]));
+    assert_eq!(return_from_nested_blocks(&lock, &m, true), 102);
+    assert_eq!(return_from_nested_blocks(&lock, &m, false), 7);
+    assert!(!lock.is_locked() && !m.is_locked());
+
+    // Labelled `break`/`continue` out of the block, and loops inside it that keep theirs.
+    let mut seen = Vec::new();
+    'outer: for i in 0..4 {
+        for j in 0..4 {
+            locked!(g = m => {
+                if j == 2 {
+                    continue 'outer;
+                }
+                if i == 3 {
+                    break 'outer;
+                }
+                for k in 0.. {
+                    if k == 1 {
+                        break;
+                    }
+                }
+                *g += 1;
+            });
+            seen.push((i, j));
+        }
+    }
+    assert_eq!(seen, [(0, 0), (0, 1), (1, 0), (1, 1), (2, 0), (2, 1)]);
+    assert!(!m.is_locked(), "after labelled jumps");
+
+    // `break` with a value out of a `loop`, and out of a labelled block.
+    let mut rounds = 0;
+    let doubled = loop {
+        rounds += 1;
+        locked!(g = m => {
+            if rounds == 2 {
+                break *g * 2;
+            }
+        });
+    };
+    assert_eq!(doubled, 16);
+    let which = 'found: {
+        locked!(m => {
+            if doubled > 0 {
+                break 'found "early";
+            }
+        });
+        "late"
+    };
+    assert_eq!(which, "early");
+    assert!(!m.is_locked(), "after break with a value");
+
+    // A loop inside the block keeps its `break`, also from a nested `locked!`.
+    let inner_rounds = locked!(lock => {
+        let mut rounds = 0;
+        for i in 0..5 {
+            locked!(m => {
+                if i == 2 {
+                    break;
+                }
+            });
+            rounds += 1;
+        }
+        rounds
+    });
+    assert_eq!(inner_rounds, 2);
+
+    // The multi-lock and `try` forms carry jumps the same way.
+    let multi = || -> Result<u32, String> {
+        locked!(x = m, lock => {
+            if *x > 100 {
+                return Err("too big".into());
+            }
+            Ok(*x)
+        })
+    };
+    assert_eq!(multi(), Ok(8));
+    let tried = || -> Option<u32> {
+        let v = locked!(try g = m => { Some(*g)? } else { return None });
+        Some(v + 1)
+    };
+    assert_eq!(tried(), Some(9));
+    assert!(!lock.is_locked() && !m.is_locked());
+}
+
 #[test]
 fn locked_try_runs_the_else_block_while_the_lock_is_busy() {
     let m = ShmMutex::new(1u32);

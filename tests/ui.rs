@@ -181,3 +181,37 @@ fn one_typo_gives_exactly_one_error() {
     assert_eq!(errors, 1, "{stderr}");
     assert!(stderr.contains("no field named `calsl`"), "{stderr}");
 }
+
+/// "One mistake, one error" for the mistakes users made (issue 22): each of these cases
+/// reports exactly one error, although the user's code goes on to use what it declared.
+#[test]
+fn each_of_these_mistakes_gives_exactly_one_error() {
+    let cases = [
+        "grp_member/generic",
+        "grp_member/lifetime",
+        "grp_member/strong_reference_to_a_group",
+        "locked/await_after_async_closure",
+        "locked/await_from_macro_rules",
+        "locked/member_among_several_locks",
+        "locked/mut_name",
+        "locked/return_from_macro_rules",
+        "locked/striped_field_indexed",
+        "locked/rwlock_without_read_or_write",
+        "shared_locked/accessor_names_clash",
+        "shared_locked/applied_twice",
+        "shared_locked/const_generic",
+        "shared_locked/crate_name_typo",
+        "shared_locked/generic_new_is_called",
+        "shared_locked/guarded_and_striped",
+        "shared_locked/lock_set_guarded",
+        "shared_locked/lock_set_striped",
+        "shared_locked/marker_with_a_path",
+        "shared_locked/with_derive_shm_safe",
+    ];
+    for case in cases {
+        let path = format!("tests/ui/{case}.stderr");
+        let stderr = std::fs::read_to_string(&path).expect("the case's .stderr");
+        let errors = stderr.lines().filter(|l| l.starts_with("error")).count();
+        assert_eq!(errors, 1, "{path}:\n{stderr}");
+    }
+}

@@ -87,8 +87,11 @@ use proc_macro::TokenStream;
 /// generate no `new` (write your own, or allocate zeroed and fill the fields in through their
 /// accessors, which is what large structs want).
 ///
-/// Generic structs, enums, unions, tuple structs and `repr(packed)` are rejected with an
-/// error saying why. After any error the macro still emits the struct, its impls and its
+/// Generic structs, enums, unions, tuple structs, `repr(packed)`, `ShmSafe` in a derive (the
+/// macro implements it), a second `#[shared_locked]`, markers written with a path
+/// (`#[lockkit::guarded_by(..)]`) and two fields whose accessors would share a name are
+/// rejected with an error saying why. Write `#[shared_locked]` above any `#[derive(..)]`: a
+/// derive above it sees the fields before they move into their lock. After any error the macro still emits the struct, its impls and its
 /// accessors (with `unreachable!()` bodies), so the error is the only one reported.
 #[proc_macro_attribute]
 pub fn shared_locked(args: TokenStream, input: TokenStream) -> TokenStream {
@@ -169,8 +172,13 @@ pub fn derive_shm_safe(input: TokenStream) -> TokenStream {
 ///
 /// Generated: `impl GrpMember` (the `on_destroy` hook, or nothing if the struct relies on its
 /// `Drop`) and `fn join(self, group: &GrpLock) -> Member<Self>`. The hook must be a method
-/// `fn(&mut self)`. Errors: no `#[grp]` field, two of them, a `#[grp]` field that is not a
-/// `WeakGrpLock`, a hook that does not exist or has another signature.
+/// `fn(&mut self)`. A generic struct gets them where it is `Send + 'static` (what a member
+/// must be); lifetime parameters are an error. Errors: no `#[grp]` field, two of them, a `#[grp]` field that is not a
+/// `WeakGrpLock`, a hook that does not exist or has another signature, and another field
+/// whose type names `GrpLock` (`Option<GrpLock>`, `Arc<GrpLock>`, ..): a strong reference
+/// to the member's own group keeps the group alive for ever, so its `on_destroy` never runs.
+/// A field that holds another group is marked `#[other_group]`. (Only names are seen: a
+/// type of the user's that holds a `GrpLock` inside is not.)
 #[proc_macro_attribute]
 pub fn grp_member(args: TokenStream, input: TokenStream) -> TokenStream {
     grp_member::expand(args.into(), input.into()).into()
@@ -256,6 +264,16 @@ pub fn grp_member(args: TokenStream, input: TokenStream) -> TokenStream {
 /// suspended, and another task on the same thread that took it would find the thread
 /// already holding it. Finish the locked work, leave the block, then await. (An `async`
 /// block written inside is its own future and may await.)
+///
+/// This holds by construction: the block runs in a closure called on the spot, which is not
+/// `async`, so an `.await` that a macro writes is an error too (E0728; one written in the
+/// block itself gets lockkit's message). `return`, `?` (on `Result`, `Option`,
+/// `ControlFlow` and `Poll` of them), `break` and `continue`, labelled or not, written in
+/// the block or in the arguments of a macro called there (`vec![x?]`) or in a nested
+/// `locked!`, leave the block as they would without the macro. Two things a plain block
+/// allows do not compile in it: a jump that a macro writes from tokens of its own
+/// (anyhow's `bail!` is a type mismatch; write `return Err(..)`), and assigning a variable
+/// declared before the block without a value (E0381; write `let x = locked!(..)`).
 #[proc_macro]
 pub fn locked(input: TokenStream) -> TokenStream {
     locked::expand(input.into()).into()

@@ -30,6 +30,8 @@ pub(crate) const LOCKED_CRATE_SEMI: &str =
     "expected `;` after the crate path: locked!(crate = \"lk\"; lock => { .. })";
 pub(crate) const LOCKED_TRY_ELSE: &str = "locked!(try ..) needs an else block for when the lock \
      is busy: locked!(try lock => { .. } else { .. })";
+pub(crate) const LOCKED_MUT: &str = "no `mut` here: the block is lent the data as `&mut T` \
+     already (`*g += 1` works); write locked!(g = lock => { .. })";
 pub(crate) const LOCKED_TRAILING: &str = "unexpected tokens after the block of locked!";
 pub(crate) const LOCKED_TRY_MANY: &str = "locked!(try ..) and locked!(try_for(..) ..) take one \
      lock: taking several without waiting could leave some taken and others not; nest one \
@@ -54,6 +56,13 @@ pub(crate) const SL_GENERIC: &str = "#[shared_locked] does not support generic p
 pub(crate) const SL_REPR: &str = "#[shared_locked] lays the struct out as #[repr(C)]; \
      `repr({repr})` cannot be combined with it (locks must stay aligned and in place): remove \
      it, or use repr(align(N))";
+pub(crate) const SL_TWICE: &str = "#[shared_locked] is applied twice: remove one";
+pub(crate) const SL_DERIVE_SHM_SAFE: &str = "#[shared_locked] implements ShmSafe (and \
+     ShmZeroable) itself: remove ShmSafe from this derive";
+pub(crate) const SL_MARKER_WITH_PATH: &str = "#[{marker}] is a marker that #[shared_locked] \
+     reads by its name, not an attribute of its own: write #[{marker}(..)] without a path";
+pub(crate) const SL_ACCESSOR_CLASH: &str = "`{a}` and `{b}` would both have an accessor \
+     named `{name}`: rename one of them";
 pub(crate) const SL_MARKER_ARG: &str =
     "expected #[{marker}(field)], naming the lock field of this struct";
 pub(crate) const SL_MARKER_PATH: &str = "#[{marker}] takes no arguments";
@@ -137,6 +146,14 @@ pub(crate) const GM_GRP_PATH: &str = "#[grp] takes no arguments";
 pub(crate) const GM_OWNS_GROUP: &str = "a member must not own a GrpLock of its group: the group \
      owns the member (through its destroy handler), so the member's reference would keep the \
      group alive forever; declare the field as `WeakGrpLock`";
+pub(crate) const GM_STRONG_FIELD: &str = "`{field}` holds a GrpLock: if it is this member's \
+     own group, the group owns the member (through its destroy handler) and the member owns the \
+     group, so neither is ever destroyed and on_destroy never runs; reach the own group through \
+     the #[grp] field (a WeakGrpLock), or, if `{field}` holds another group, mark it \
+     #[other_group]";
+pub(crate) const GM_LIFETIME: &str = "a member cannot borrow: its group owns it and destroys \
+     it when the group's last reference goes, which may be after any borrow ends; hold owned \
+     data (or an Arc) instead of references";
 pub(crate) const GM_GRP_TYPE: &str =
     "the #[grp] field must be a `WeakGrpLock` (found `{ty}`); `join` fills it in";
 pub(crate) const GM_NO_GRP: &str = "`{name}` has no #[grp] field: mark the field that reaches \

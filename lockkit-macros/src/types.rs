@@ -172,6 +172,40 @@ pub(crate) fn non_shm(ty: &Type) -> Option<(&Type, NonShm)> {
     }
 }
 
+/// The first path segment called `name` anywhere in `ty` (`Option<Arc<GrpLock>>`,
+/// `[lockkit::grp::GrpLock; 2]`), by name as written.
+pub(crate) fn find_named<'t>(ty: &'t Type, name: &str) -> Option<&'t syn::PathSegment> {
+    match ty {
+        Type::Path(p) => {
+            let in_qself = p.qself.as_ref().and_then(|q| find_named(&q.ty, name));
+            in_qself.or_else(|| {
+                p.path.segments.iter().find_map(|seg| {
+                    if seg.ident == name {
+                        return Some(seg);
+                    }
+                    match &seg.arguments {
+                        PathArguments::AngleBracketed(args) => {
+                            args.args.iter().find_map(|a| match a {
+                                GenericArgument::Type(t) => find_named(t, name),
+                                _ => None,
+                            })
+                        }
+                        _ => None,
+                    }
+                })
+            })
+        }
+        Type::Array(a) => find_named(&a.elem, name),
+        Type::Slice(a) => find_named(&a.elem, name),
+        Type::Reference(r) => find_named(&r.elem, name),
+        Type::Ptr(r) => find_named(&r.elem, name),
+        Type::Tuple(t) => t.elems.iter().find_map(|e| find_named(e, name)),
+        Type::Group(g) => find_named(&g.elem, name),
+        Type::Paren(p) => find_named(&p.elem, name),
+        _ => None,
+    }
+}
+
 /// Tokens printed for a message, their spacing tidied as for types.
 pub(crate) fn tokens_text(t: &impl ToTokens) -> String {
     t.to_token_stream()
@@ -219,5 +253,15 @@ mod tests {
         assert_eq!(kind("[&'static u8; 2]"), Some(NonShm::Reference));
         assert_eq!(kind("(u8, *mut u8)"), Some(NonShm::Pointer));
         assert_eq!(kind("user::Text"), None);
+    }
+
+    #[test]
+    fn a_name_is_found_anywhere_in_a_type() {
+        let found = |s: &str| find_named(&syn::parse_str::<Type>(s).unwrap(), "GrpLock").is_some();
+        assert!(found("GrpLock"));
+        assert!(found("Option<std::sync::Arc<lockkit::grp::GrpLock>>"));
+        assert!(found("[(u8, GrpLock); 2]"));
+        assert!(!found("WeakGrpLock"));
+        assert!(!found("Option<WeakGrpLock>"));
     }
 }

@@ -17,7 +17,9 @@ use crate::{
     message = "`{Self}` is not a lock that `locked!` can take",
     label = "not a lockkit lock",
     note = "locked! takes a GenLock, a ShmMutex, a GrpLock, a lock-set entry (`set[i]`), or a \
-            ShmBox, Arc, Box or reference leading to one"
+            ShmBox, Arc, Box or reference leading to one",
+    note = "an RwLock is taken as a reader or a writer: locked!(read r = rwlock => ..) or \
+            locked!(write w = rwlock => ..)"
 )]
 pub trait Lockable {
     /// The guard that holds this lock.

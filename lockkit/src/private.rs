@@ -96,7 +96,9 @@ impl<T: ?Sized> DerefMut for Fallback<'_, T> {
     message = "`{Self}` is not a lock that `locked!` can take",
     label = "not a lockkit lock",
     note = "locked! takes a GenLock, a ShmMutex, a GrpLock, a lock-set entry (`set[i]`), or a \
-            ShmBox, Arc, Box or reference leading to one"
+            ShmBox, Arc, Box or reference leading to one",
+    note = "an RwLock is taken as a reader or a writer: locked!(read r = rwlock => ..) or \
+            locked!(write w = rwlock => ..)"
 )]
 pub trait GuardOf<'a, G> {
     /// [`Lockable::lock_guard`].
@@ -460,11 +462,27 @@ impl<const N: usize> Drop for MultiGuard<'_, N> {
     }
 }
 
+/// A named lock of `locked!(x = a, b => ..)`, for `lock_all`: the same bound as its `lend`,
+/// so a value that is not such a lock is one error, not one per use.
+#[inline(always)]
+pub fn held_as_chain<L: LendHeld>(lock: &L) -> &dyn ChainLock {
+    lock
+}
+
 /// A lock that can lend its data while a [`MultiGuard`] holds it.
 ///
 /// # Safety
 /// `lend_held` must return only data that the lock guards (or the lock itself), and
 /// `chain_id` must identify the lock whose data it lends.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be taken with other locks by `locked!(a, b, ..)`",
+    label = "not a lock that locked!(a, b, ..) takes",
+    note = "locked!(a, b, ..) takes GenLock, ShmMutex, RecLock, RwLock (its write side), \
+            GrpLock, a lock-set entry (`set[i]`), or a ShmBox, Arc, Box or reference leading \
+            to one",
+    note = "a group member is taken alone, with its group: locked!(m = member => ..); chain \
+            the other locks to the group (group.chain_lock(..)) and they are taken with it"
+)]
 pub unsafe trait LendHeld: ChainLock {
     /// What the block gets.
     type Lent<'g>
@@ -1077,5 +1095,234 @@ impl<'a, T> Lend for crate::grp::MemberGuard<'a, T> {
     #[inline(always)]
     fn lend(&mut self) -> &mut T {
         self
+    }
+}
+
+/// `locked!(set[i] => ..)`: the macro takes a lock written as an index into a place through
+/// this method (with autoderef, as `set[i]` itself), so that a `#[striped_by]` field, which
+/// has an inherent method of this name, says how it is reached instead of "cannot index".
+pub trait LockIndex<I> {
+    /// What `self[index]` is.
+    type Output: ?Sized;
+    /// `&self[index]`.
+    #[track_caller]
+    fn __lockkit_index(&self, index: I) -> &Self::Output;
+}
+
+impl<B: std::ops::Index<I> + ?Sized, I> LockIndex<I> for B {
+    type Output = B::Output;
+    #[inline(always)]
+    #[track_caller]
+    fn __lockkit_index(&self, index: I) -> &B::Output {
+        &self[index]
+    }
+}
+
+/// No type is one: a `#[striped_by]` field is not indexed.
+#[diagnostic::on_unimplemented(
+    message = "a #[striped_by] field is not indexed: its element `i` is reached through the \
+               field's accessor, which takes stripe `i % N`",
+    label = "an index into a #[striped_by] field",
+    note = "write `*table.lock_<field>(i) += 1`, or `let mut e = table.lock_<field>(i);` for \
+            longer work; try_lock_<field>(i) and try_lock_<field>_for(i, timeout) do not wait"
+)]
+pub trait UseStripedAccessor {
+    /// Never returns: nothing reaches [`Striped::__lockkit_index`] with a value.
+    fn never(&self) -> !;
+}
+
+impl<E: ShmSafe, const M: usize> Striped<[E; M]> {
+    /// `locked!(x = table.field[i] => ..)` on a striped field: an error saying to use the
+    /// accessor (`UseStripedAccessor` has no implementations). Its type is a lock that lends
+    /// `&mut E`, so that the block type-checks and the error is the only one.
+    #[doc(hidden)]
+    pub fn __lockkit_index<I: UseStripedAccessor>(&self, index: I) -> &ShmMutex<E> {
+        index.never()
+    }
+}
+
+/// The block of `locked!` runs as a closure called once, here: a closure is not `async`, so
+/// `.await` anywhere in the block (written there, produced by a macro, after an `async`
+/// closure) is a compile error (E0728) rather than a task suspended while it holds the lock.
+/// `FnOnce`, so the block may move out of its captures and return references it borrowed
+/// mutably, as a plain block may.
+#[inline(always)]
+pub fn run_block<T>(block: impl FnOnce() -> T) -> T {
+    block()
+}
+
+/// How the block of `locked!` ended: its value, or a `return`, `?`, `break` or `continue`
+/// out of it, which the macro rewrites into a `return` from the block's closure and repeats
+/// outside it. `J` carries which `break`/`continue` (and its value): for one target its
+/// value, for several a [`Jump`] chain.
+pub enum Exit<V, R, J> {
+    /// The block's value. (Wrapped, so that rustc does not suggest wrapping a `return` a
+    /// macro wrote in `Exit::Value`, which would end the block instead of the function.)
+    Value(BlockValue<V>),
+    /// `return r` (or a `?` whose residual became `r`).
+    Return(R),
+    /// `break`/`continue` out of the block.
+    Jump(J),
+}
+
+/// The value of `locked!`'s block.
+pub struct BlockValue<V>(V);
+
+impl<V> BlockValue<V> {
+    /// Wraps the block's value.
+    #[inline(always)]
+    pub fn new(value: V) -> Self {
+        BlockValue(value)
+    }
+    /// The block's value.
+    #[inline(always)]
+    pub fn into_inner(self) -> V {
+        self.0
+    }
+}
+
+/// Several `break`/`continue` targets: `Here` the first, `Next` the others.
+pub enum Jump<A, B> {
+    /// This target.
+    Here(A),
+    /// One of the following targets.
+    Next(B),
+}
+
+/// `?` inside `locked!`'s block, which the macro rewrites into a match on `branch` (the block
+/// is a closure, and the `Try` trait is unstable).
+#[diagnostic::on_unimplemented(
+    message = "`?` inside locked! takes a Result, an Option, a ControlFlow or a Poll of one; \
+               `{Self}` is none of them",
+    label = "`?` on `{Self}`",
+    note = "match on the value and `return` from the block instead"
+)]
+pub trait Branch {
+    /// The value `?` continues with.
+    type Output;
+    /// What `?` returns (converted by [`FromResidual`]).
+    type Residual;
+    /// `Continue(value)` or `Break(residual)`.
+    fn branch(self) -> std::ops::ControlFlow<Self::Residual, Self::Output>;
+}
+
+/// Builds the function's return value from a `?` residual, as `core::ops::FromResidual` does.
+#[diagnostic::on_unimplemented(
+    message = "`?` cannot turn `{R}` into the function's return type `{Self}`",
+    label = "this `?`",
+    note = "as outside locked!, `?` on a Result needs a function returning a Result whose \
+            error type implements From of it, and `?` on an Option a function returning an \
+            Option"
+)]
+pub trait FromResidual<R> {
+    /// The value `return`ed for `residual`.
+    fn from_residual(residual: R) -> Self;
+}
+
+use std::convert::Infallible;
+use std::ops::ControlFlow;
+use std::task::Poll;
+
+impl<T, E> Branch for Result<T, E> {
+    type Output = T;
+    type Residual = Result<Infallible, E>;
+    #[inline(always)]
+    fn branch(self) -> ControlFlow<Self::Residual, T> {
+        match self {
+            Ok(v) => ControlFlow::Continue(v),
+            Err(e) => ControlFlow::Break(Err(e)),
+        }
+    }
+}
+
+impl<T> Branch for Option<T> {
+    type Output = T;
+    type Residual = Option<Infallible>;
+    #[inline(always)]
+    fn branch(self) -> ControlFlow<Self::Residual, T> {
+        match self {
+            Some(v) => ControlFlow::Continue(v),
+            None => ControlFlow::Break(None),
+        }
+    }
+}
+
+impl<B, C> Branch for ControlFlow<B, C> {
+    type Output = C;
+    type Residual = ControlFlow<B, Infallible>;
+    #[inline(always)]
+    fn branch(self) -> ControlFlow<Self::Residual, C> {
+        match self {
+            ControlFlow::Continue(c) => ControlFlow::Continue(c),
+            ControlFlow::Break(b) => ControlFlow::Break(ControlFlow::Break(b)),
+        }
+    }
+}
+
+impl<T, E> Branch for Poll<Result<T, E>> {
+    type Output = Poll<T>;
+    type Residual = Result<Infallible, E>;
+    #[inline(always)]
+    fn branch(self) -> ControlFlow<Self::Residual, Poll<T>> {
+        match self {
+            Poll::Ready(Ok(v)) => ControlFlow::Continue(Poll::Ready(v)),
+            Poll::Ready(Err(e)) => ControlFlow::Break(Err(e)),
+            Poll::Pending => ControlFlow::Continue(Poll::Pending),
+        }
+    }
+}
+
+impl<T, E> Branch for Poll<Option<Result<T, E>>> {
+    type Output = Poll<Option<T>>;
+    type Residual = Result<Infallible, E>;
+    #[inline(always)]
+    fn branch(self) -> ControlFlow<Self::Residual, Poll<Option<T>>> {
+        match self {
+            Poll::Ready(Some(Ok(v))) => ControlFlow::Continue(Poll::Ready(Some(v))),
+            Poll::Ready(Some(Err(e))) => ControlFlow::Break(Err(e)),
+            Poll::Ready(None) => ControlFlow::Continue(Poll::Ready(None)),
+            Poll::Pending => ControlFlow::Continue(Poll::Pending),
+        }
+    }
+}
+
+impl<T, E, F: From<E>> FromResidual<Result<Infallible, E>> for Result<T, F> {
+    #[inline(always)]
+    fn from_residual(residual: Result<Infallible, E>) -> Self {
+        match residual {
+            Err(e) => Err(From::from(e)),
+            Ok(never) => match never {},
+        }
+    }
+}
+
+impl<T> FromResidual<Option<Infallible>> for Option<T> {
+    #[inline(always)]
+    fn from_residual(_: Option<Infallible>) -> Self {
+        None
+    }
+}
+
+impl<B, C> FromResidual<ControlFlow<B, Infallible>> for ControlFlow<B, C> {
+    #[inline(always)]
+    fn from_residual(residual: ControlFlow<B, Infallible>) -> Self {
+        match residual {
+            ControlFlow::Break(b) => ControlFlow::Break(b),
+            ControlFlow::Continue(never) => match never {},
+        }
+    }
+}
+
+impl<T, E, F: From<E>> FromResidual<Result<Infallible, E>> for Poll<Result<T, F>> {
+    #[inline(always)]
+    fn from_residual(residual: Result<Infallible, E>) -> Self {
+        Poll::Ready(Result::from_residual(residual))
+    }
+}
+
+impl<T, E, F: From<E>> FromResidual<Result<Infallible, E>> for Poll<Option<Result<T, F>>> {
+    #[inline(always)]
+    fn from_residual(residual: Result<Infallible, E>) -> Self {
+        Poll::Ready(Some(Result::from_residual(residual)))
     }
 }

@@ -10,6 +10,11 @@ use super::parse::Member;
 
 pub(crate) fn expand(m: &Member, fallback: bool) -> TokenStream {
     let item = stand_in(m.item);
+    if fallback && m.item.generics.lifetimes().next().is_some() {
+        // A member with a lifetime (reported) can be no GrpMember at all ('static): any
+        // impl would be a second error.
+        return item;
+    }
     let krate = &m.krate;
     let name = &m.item.ident;
     let vis = &m.item.vis;
@@ -36,8 +41,12 @@ pub(crate) fn expand(m: &Member, fallback: bool) -> TokenStream {
     let preds = where_g.map(|w| &w.predicates).into_iter().flatten();
     let where_all = if fallback {
         quote!(where #(#preds,)* for<'__lk> #name #ty_g: ::core::marker::Send)
-    } else {
+    } else if m.item.generics.params.is_empty() {
         quote!(#where_g)
+    } else {
+        // A generic member is one when it is what every member must be: a type argument
+        // that is not is reported where `join` is called with it.
+        quote!(where #(#preds,)* #name #ty_g: ::core::marker::Send + 'static)
     };
     let join_doc = format!(
         "Adds this `{name}` to `group`: the returned handle holds a reference to the group; \
@@ -65,7 +74,7 @@ pub(crate) fn expand(m: &Member, fallback: bool) -> TokenStream {
     }
 }
 
-/// The struct without the `#[grp]` marker.
+/// The struct without the `#[grp]` and `#[other_group]` markers.
 pub(crate) fn stand_in(item: &DeriveInput) -> TokenStream {
     let mut item = item.clone();
     match &mut item.data {
@@ -81,5 +90,5 @@ pub(crate) fn stand_in(item: &DeriveInput) -> TokenStream {
 }
 
 fn strip(attrs: &mut Vec<syn::Attribute>) {
-    attrs.retain(|a| !a.path().is_ident("grp"));
+    attrs.retain(|a| !a.path().is_ident("grp") && !a.path().is_ident(super::parse::OTHER_GROUP));
 }

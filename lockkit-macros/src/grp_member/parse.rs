@@ -7,7 +7,10 @@ use syn::{Data, DeriveInput, Fields, Ident, Meta, Token};
 
 use crate::ctxt::Ctxt;
 use crate::msg::{self, fill};
-use crate::types::{is_named, type_name};
+use crate::types::{find_named, is_named, type_name};
+
+/// The marker of a field that holds a strong reference to another group than the member's.
+pub(crate) const OTHER_GROUP: &str = "other_group";
 
 pub(crate) struct Member<'a> {
     pub(crate) item: &'a DeriveInput,
@@ -75,12 +78,21 @@ impl<'a> Member<'a> {
                 None
             }
         };
+        if let Some(l) = item.generics.lifetimes().next() {
+            cx.error(l, msg::GM_LIFETIME);
+        }
         let mut grp: Option<&Ident> = None;
         for f in fields.into_iter().flat_map(|n| n.named.iter()) {
+            let ident = f.ident.as_ref().expect("named field");
             let Some(attr) = f.attrs.iter().find(|a| a.path().is_ident("grp")) else {
+                // A strong reference kept beside the #[grp] field: a cycle if it is the own
+                // group, which only the user can tell (#[other_group]).
+                let other = f.attrs.iter().any(|a| a.path().is_ident(OTHER_GROUP));
+                if let (false, Some(seg)) = (other, find_named(&f.ty, "GrpLock")) {
+                    cx.error(&seg.ident, fill(msg::GM_STRONG_FIELD, &[("field", ident)]));
+                }
                 continue;
             };
-            let ident = f.ident.as_ref().expect("named field");
             if attr.meta.require_path_only().is_err() {
                 cx.error(attr, msg::GM_GRP_PATH);
             }

@@ -47,6 +47,11 @@ pub(crate) struct Item {
 pub(crate) struct Locked {
     /// `crate = ..`: the path of the lockkit crate (`::lockkit` unless renamed).
     pub(crate) krate: TokenStream,
+    /// The tokens of `crate = ..;` as written (empty without), and of `try`/`try_for` and
+    /// `read`/`write`, to print an invocation back (a nested `locked!`, rewritten).
+    krate_arg: TokenStream,
+    wait_kw: TokenStream,
+    mode_kw: TokenStream,
     pub(crate) mode: Mode,
     pub(crate) wait: Wait,
     pub(crate) items: Vec<Item>,
@@ -54,6 +59,10 @@ pub(crate) struct Locked {
 }
 
 fn name(input: ParseStream) -> syn::Result<Option<Ident>> {
+    if input.peek(Token![mut]) && input.peek2(Ident) && input.peek3(Token![=]) {
+        let m = input.parse::<Token![mut]>()?;
+        return Err(syn::Error::new(m.span, msg::LOCKED_MUT));
+    }
     if input.peek(Ident)
         && input.peek2(Token![=])
         && !input.peek2(Token![=>])
@@ -74,11 +83,12 @@ fn arrow(input: ParseStream) -> syn::Result<()> {
         .map_err(|e| syn::Error::new(e.span(), msg::LOCKED_ARROW))
 }
 
-/// `crate = "path";` or `crate = path;` at the start of the invocation.
-fn krate(input: ParseStream) -> syn::Result<TokenStream> {
+/// `crate = "path";` or `crate = path;` at the start of the invocation, and its tokens.
+fn krate(input: ParseStream) -> syn::Result<(TokenStream, TokenStream)> {
     if !(input.peek(Token![crate]) && input.peek2(Token![=])) {
-        return Ok(quote::quote!(::lockkit));
+        return Ok((quote::quote!(::lockkit), TokenStream::new()));
     }
+    let start = input.fork();
     input.parse::<Token![crate]>()?;
     input.parse::<Token![=]>()?;
     let path = if input.peek(syn::LitStr) {
@@ -95,7 +105,25 @@ fn krate(input: ParseStream) -> syn::Result<TokenStream> {
     input
         .parse::<Token![;]>()
         .map_err(|e| syn::Error::new(e.span(), msg::LOCKED_CRATE_SEMI))?;
-    Ok(path)
+    Ok((path, tokens_between(&start, input)))
+}
+
+/// The tokens `start` has that `end` (a later position of the same stream) no longer has.
+fn tokens_between(start: ParseStream, end: ParseStream) -> TokenStream {
+    let mut out = TokenStream::new();
+    let cursor = end.cursor();
+    let _ = start.step(|c| {
+        let mut c = *c;
+        while c != cursor {
+            let Some((tt, next)) = c.token_tree() else {
+                break;
+            };
+            out.extend([tt]);
+            c = next;
+        }
+        Ok(((), c))
+    });
+    out
 }
 
 /// `read` or `write` followed by a name or a lock (an identifier either way), so a lock that
@@ -137,9 +165,13 @@ fn wait_kind(input: ParseStream) -> syn::Result<Option<Option<Expr>>> {
 
 impl Parse for Locked {
     fn parse(input: ParseStream) -> syn::Result<Self> {
-        let krate = krate(input)?;
+        let (krate, krate_arg) = krate(input)?;
+        let start = input.fork();
         let waits = wait_kind(input)?;
+        let wait_kw = tokens_between(&start, input);
+        let start = input.fork();
         let mode = mode(input)?;
+        let mode_kw = tokens_between(&start, input);
         let mut items = Vec::new();
         loop {
             let at = input.span();
@@ -154,7 +186,6 @@ impl Parse for Locked {
         }
         arrow(input)?;
         let body: Block = input.parse()?;
-        check_no_await(&body)?;
         let wait = match waits {
             None => Wait::Forever,
             Some(timeout) => {
@@ -163,7 +194,6 @@ impl Parse for Locked {
                 }
                 input.parse::<Token![else]>()?;
                 let otherwise: Block = input.parse()?;
-                check_no_await(&otherwise)?;
                 match timeout {
                     None => Wait::Try(otherwise),
                     Some(t) => Wait::For(t, otherwise),
@@ -184,6 +214,9 @@ impl Parse for Locked {
         }
         Ok(Locked {
             krate,
+            krate_arg,
+            wait_kw,
+            mode_kw,
             mode,
             wait,
             items: items.into_iter().map(|(_, i)| i).collect(),
@@ -192,39 +225,27 @@ impl Parse for Locked {
     }
 }
 
-/// `.await` inside the block would suspend the task while it holds the lock; another task on
-/// the same thread taking the lock would then find "this thread already holds it". An
-/// `async` block or closure inside is its own future and may await.
-fn check_no_await(body: &Block) -> syn::Result<()> {
-    fn scan(tokens: TokenStream) -> syn::Result<()> {
-        let mut prev_dot = false;
-        let mut skip_next_group = false;
-        for tt in tokens {
-            match tt {
-                TokenTree::Ident(id) => {
-                    if prev_dot && id == "await" {
-                        return Err(syn::Error::new(id.span(), msg::LOCKED_AWAIT));
-                    }
-                    if id == "async" {
-                        skip_next_group = true;
-                    }
-                    prev_dot = false;
-                }
-                TokenTree::Punct(p) => {
-                    prev_dot = p.as_char() == '.';
-                }
-                TokenTree::Group(g) => {
-                    if skip_next_group && g.delimiter() == proc_macro2::Delimiter::Brace {
-                        skip_next_group = false;
-                    } else {
-                        scan(g.stream())?;
-                    }
-                    prev_dot = false;
-                }
-                TokenTree::Literal(_) => prev_dot = false,
+/// The invocation printed back: a `locked!` nested in another one's block, after the outer
+/// one rewrote the control flow in it (`flow.rs`).
+impl quote::ToTokens for Locked {
+    fn to_tokens(&self, out: &mut TokenStream) {
+        out.extend(self.krate_arg.clone());
+        match &self.wait {
+            Wait::For(t, _) => {
+                let kw = self.wait_kw.clone().into_iter().next();
+                out.extend(quote::quote!(#kw(#t)));
             }
+            _ => out.extend(self.wait_kw.clone()),
         }
-        Ok(())
+        out.extend(self.mode_kw.clone());
+        let items = self.items.iter().map(|Item { name, lock }| match name {
+            Some(n) => quote::quote!(#n = #lock),
+            None => quote::quote!(#lock),
+        });
+        let body = &self.body;
+        out.extend(quote::quote!(#(#items),* => #body));
+        if let Wait::Try(b) | Wait::For(_, b) = &self.wait {
+            out.extend(quote::quote!(else #b));
+        }
     }
-    scan(quote::quote!(#body))
 }

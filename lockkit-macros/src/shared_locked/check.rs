@@ -71,7 +71,14 @@ pub(crate) fn check(input: &Input, cx: &mut Ctxt) {
                     bad_marker = true;
                     cx.error(set, e);
                 }
-                if !matches!(f.ty, syn::Type::Array(_)) {
+                // A set striped by another set that fields are striped by: the fields'
+                // markers report it ("itself guarded"), once.
+                let named_by_marker = input.fields.iter().any(|g| match &g.role {
+                    Role::Guarded(n) | Role::Striped(n) => same_name(n, f.ident),
+                    Role::Plain => false,
+                });
+                let reported = f.kind != Kind::Data && named_by_marker;
+                if !matches!(f.ty, syn::Type::Array(_)) && !reported {
                     cx.error(f.ty, msg::SL_STRIPE_ARRAY);
                 }
             }
@@ -139,6 +146,32 @@ pub(crate) fn check(input: &Input, cx: &mut Ctxt) {
             cx.error(l.ident, fill(msg::SL_STANDALONE_USED, &[("lock", l.ident)]));
         }
     }
+    // `calls` and `calls_for` both make `try_lock_calls_for`.
+    let mut accessors: Vec<(String, &syn::Ident)> = Vec::new();
+    for f in &input.fields {
+        let has_accessors = matches!(f.role, Role::Striped(_))
+            || (f.kind == Kind::Lock && matches!(f.role, Role::Plain) && guards_any(input, f));
+        if !has_accessors {
+            continue;
+        }
+        let names = accessor_names(f.ident);
+        let clash = names.iter().find_map(|n| {
+            accessors
+                .iter()
+                .find(|(m, other)| m == n && !same_name(other, f.ident))
+                .map(|(m, other)| (m.clone(), *other))
+        });
+        if let Some((name, other)) = clash {
+            cx.error(
+                f.ident,
+                fill(
+                    msg::SL_ACCESSOR_CLASH,
+                    &[("a", other), ("b", f.ident), ("name", &name)],
+                ),
+            );
+        }
+        accessors.extend(names.into_iter().map(|n| (n, f.ident)));
+    }
     // `a_b` and `a__b` both make `<Struct>ABFields`.
     let guarding: Vec<_> = input
         .fields
@@ -160,4 +193,22 @@ pub(crate) fn check(input: &Input, cx: &mut Ctxt) {
             );
         }
     }
+}
+
+/// The accessors made for a lock or a striped field called `id`.
+pub(crate) fn accessor_names(id: &syn::Ident) -> [String; 3] {
+    use syn::ext::IdentExt;
+    let id = id.unraw();
+    [
+        format!("lock_{id}"),
+        format!("try_lock_{id}"),
+        format!("try_lock_{id}_for"),
+    ]
+}
+
+fn guards_any(input: &Input, lock: &super::parse::Field) -> bool {
+    input
+        .fields
+        .iter()
+        .any(|f| matches!(&f.role, Role::Guarded(l) if same_name(l, lock.ident)))
 }

@@ -272,11 +272,13 @@ fn lock_accessors(
 }
 
 /// The accessors of a striped field `id`, returning `ret`; `body(f, extra)` is the body
-/// calling runtime function `f` with extra arguments.
+/// calling runtime function `f` with extra arguments. Each carries the field's `#[cfg]`s:
+/// where the field does not exist, neither do they.
 fn stripe_accessors(
     id: &Ident,
     set: &Ident,
     vis: &Visibility,
+    cfgs: &[&syn::Attribute],
     (ret, lend_ret, guard_ty): (&TokenStream, &TokenStream, &TokenStream),
     body: impl Fn(&str, TokenStream) -> TokenStream,
 ) -> TokenStream {
@@ -310,18 +312,21 @@ fn stripe_accessors(
         body("try_lock_stripe_for", quote!(timeout,)),
     );
     quote! {
+        #(#cfgs)*
         #[doc = #doc]
         #[inline]
         #[track_caller]
         #vis fn #lock_fn(&self, index: ::core::primitive::usize) -> #ret {
             #b_lock
         }
+        #(#cfgs)*
         #[doc = #try_doc]
         #[inline]
         #[track_caller]
         #vis fn #try_fn(&self, index: ::core::primitive::usize) -> ::core::option::Option<#ret> {
             #b_try
         }
+        #(#cfgs)*
         #[doc = #try_for_doc]
         #[inline]
         #[track_caller]
@@ -332,6 +337,7 @@ fn stripe_accessors(
         ) -> ::core::option::Option<#ret> {
             #b_for
         }
+        #(#cfgs)*
         #[doc = #lend_doc]
         #[inline]
         #[track_caller]
@@ -393,7 +399,7 @@ pub(crate) fn expand(input: &Input) -> TokenStream {
                 let lend_ret = quote!(#krate::grp::GrpLent<'__lk_g, #elem>);
                 let guard_ty = quote!(#krate::grp::GrpGuard<'_>);
                 let rets = (&ret, &lend_ret, &guard_ty);
-                methods.push(stripe_accessors(id, set, fvis, rets, |f, extra| {
+                methods.push(stripe_accessors(id, set, fvis, cfgs, rets, |f, extra| {
                     let f = Ident::new(f, id.span());
                     quote! {
                         // SAFETY: `set` is the set this field is #[striped_by], and a
@@ -537,12 +543,19 @@ pub(crate) fn fallback(input: &Input) -> TokenStream {
             let lend_ret = quote!(#krate::__private::Fallback<'__lk_g, #elem>);
             let guard_ty = quote!(#krate::grp::GrpGuard<'_>);
             let rets = (&ret, &lend_ret, &guard_ty);
-            methods.push(stripe_accessors(f.ident, set, f.vis, rets, |_, _| {
-                quote!(::core::unreachable!())
-            }));
+            methods.push(stripe_accessors(
+                f.ident,
+                set,
+                f.vis,
+                &f.cfgs,
+                rets,
+                |_, _| quote!(::core::unreachable!()),
+            ));
         }
     }
     methods.splice(0..0, constructor(input, Vec::new(), true));
+    // Two fields whose accessors share a name (reported): one method of each name.
+    let methods = one_of_each_name(methods);
     let impls = quote! {
         // SAFETY: never used: the macro reported an error, so the program does not compile.
         unsafe impl #krate::ShmSafe for #name where for<'__lk> #name: ::core::marker::Sync {
@@ -552,12 +565,22 @@ pub(crate) fn fallback(input: &Input) -> TokenStream {
         // SAFETY: as above.
         unsafe impl #krate::ShmZeroable for #name where for<'__lk> #name: #krate::ShmSafe {}
     };
-    let plain_struct =
-        matches!(input.item.data, syn::Data::Struct(_)) && input.item.generics.params.is_empty();
-    if !plain_struct {
-        // Generic (rejected) items get no impls: naming them without their parameters would
-        // be a second error.
+    if !matches!(input.item.data, syn::Data::Struct(_)) {
         return stand_in(input.item);
+    }
+    if !input.item.generics.params.is_empty() {
+        // A generic (rejected) struct: `new` and the accessors, with its parameters, so
+        // that calls to them are not a second error; no trait impls (nothing calls them).
+        let (impl_g, ty_g, where_g) = input.item.generics.split_for_impl();
+        let item = stand_in(input.item);
+        return quote! {
+            #item
+            const _: () = {
+                impl #impl_g #name #ty_g #where_g {
+                    #(#methods)*
+                }
+            };
+        };
     }
     Expansion {
         item: stand_in(input.item),
@@ -570,12 +593,43 @@ pub(crate) fn fallback(input: &Input) -> TokenStream {
     .into_tokens(name)
 }
 
-/// The item as written, minus lockkit's markers (and `cfg_attr`s that hide one).
+/// `methods` with every method after the first of its name left out.
+fn one_of_each_name(methods: Vec<TokenStream>) -> Vec<TokenStream> {
+    use syn::parse::Parser;
+    let mut seen = std::collections::HashSet::new();
+    let items = |input: syn::parse::ParseStream| {
+        let mut v = Vec::new();
+        while !input.is_empty() {
+            v.push(input.parse::<syn::ImplItem>()?);
+        }
+        Ok(v)
+    };
+    methods
+        .into_iter()
+        .flat_map(|m| items.parse2(m).expect("generated methods parse"))
+        .filter(|it| match it {
+            syn::ImplItem::Fn(f) => seen.insert(f.sig.ident.to_string()),
+            _ => true,
+        })
+        .map(|it| quote!(#it))
+        .collect()
+}
+
+/// The item as written, minus lockkit's markers (and `cfg_attr`s that hide one), a second
+/// `#[shared_locked]` and `ShmSafe` in a derive (all reported).
 pub(crate) fn stand_in(item: &syn::DeriveInput) -> TokenStream {
     let mut item = item.clone();
+    item.attrs = item
+        .attrs
+        .iter()
+        .filter(|a| !super::parse::is_shared_locked(a))
+        .filter_map(|a| super::parse::without_derived_shm_safe(a).0)
+        .collect();
     let strip = |attrs: &mut Vec<syn::Attribute>| {
         attrs.retain(|a| {
-            let marker = MARKERS.iter().any(|m| a.path().is_ident(m));
+            // `#[lockkit::guarded_by(..)]` too (reported as written with a path).
+            let last = a.path().segments.last().map(|s| &s.ident);
+            let marker = last.is_some_and(|l| MARKERS.iter().any(|m| l == m));
             !(marker || a.path().is_ident("cfg_attr") && hides_marker(a))
         })
     };

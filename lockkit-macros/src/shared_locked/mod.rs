@@ -15,10 +15,37 @@ pub(crate) fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
         Err(e) => return with_fallback(e, input),
     };
     let mut cx = Ctxt::new();
-    let ast = parse::Input::from_syn(args, &item, &mut cx);
+    let mut ast = parse::Input::from_syn(args, &item, &mut cx);
     check::check(&ast, &mut cx);
-    match cx.check() {
+    let alias = crate_alias(&mut ast);
+    let mut out = match cx.check() {
         Ok(()) => expand::expand(&ast),
         Err(e) => with_fallback(e, expand::fallback(&ast)),
+    };
+    out.extend(alias);
+    out
+}
+
+/// With `crate = "lk"`, the generated code reaches lockkit through one `use ::lk as ..;`
+/// beside the struct, so a name that is not a crate's (a typo) is one unresolved import
+/// rather than an error at every path that names it.
+fn crate_alias(ast: &mut parse::Input) -> Option<TokenStream> {
+    if !ast.krate_given {
+        return None;
     }
+    let krate = &ast.krate;
+    // At the string (where `krate`'s tokens are): the unresolved import is reported there.
+    let at = krate
+        .clone()
+        .into_iter()
+        .next()
+        .map_or_else(proc_macro2::Span::call_site, |t| t.span());
+    let alias = quote::format_ident!("__lockkit_crate_{}", ast.item.ident, span = at);
+    let item = quote::quote_spanned! {at=>
+        #[doc(hidden)]
+        #[allow(unused_imports, non_camel_case_types, non_snake_case)]
+        use #krate as #alias;
+    };
+    ast.krate = quote::quote!(#alias);
+    Some(item)
 }

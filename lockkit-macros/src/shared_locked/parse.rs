@@ -19,10 +19,13 @@ pub(crate) struct Input<'a> {
     pub(crate) item: &'a DeriveInput,
     /// `crate = "path"`, or `::lockkit`.
     pub(crate) krate: TokenStream,
+    /// `crate = "path"` was given.
+    pub(crate) krate_given: bool,
     /// `no_new`: generate no constructor.
     pub(crate) no_new: bool,
-    /// The struct's attributes, without its `repr`s.
-    pub(crate) attrs: Vec<&'a Attribute>,
+    /// The struct's attributes, without its `repr`s, a second `#[shared_locked]` and
+    /// `ShmSafe` in a derive (both reported).
+    pub(crate) attrs: Vec<Attribute>,
     /// `repr` hints kept beside `repr(C)` (`align(N)`).
     pub(crate) reprs: Vec<TokenStream>,
     pub(crate) fields: Vec<Field<'a>>,
@@ -136,18 +139,60 @@ fn parse_args(args: TokenStream, cx: &mut Ctxt) -> (Option<TokenStream>, bool) {
     (krate, no_new)
 }
 
+/// Whether `attr` is `#[shared_locked]` (however its path is written).
+pub(crate) fn is_shared_locked(attr: &Attribute) -> bool {
+    attr.path()
+        .segments
+        .last()
+        .is_some_and(|s| s.ident == "shared_locked")
+}
+
+/// `attr` without `ShmSafe` if it is a derive that names it (`None` if nothing is left), and
+/// where it named it.
+pub(crate) fn without_derived_shm_safe(attr: &Attribute) -> (Option<Attribute>, Option<syn::Path>) {
+    if !attr.path().is_ident("derive") {
+        return (Some(attr.clone()), None);
+    }
+    let Ok(paths) = attr.parse_args_with(Punctuated::<syn::Path, Token![,]>::parse_terminated)
+    else {
+        return (Some(attr.clone()), None);
+    };
+    let is_shm_safe = |p: &syn::Path| p.segments.last().is_some_and(|s| s.ident == "ShmSafe");
+    let Some(found) = paths.iter().find(|p| is_shm_safe(p)).cloned() else {
+        return (Some(attr.clone()), None);
+    };
+    let rest: Vec<_> = paths.iter().filter(|p| !is_shm_safe(p)).collect();
+    if rest.is_empty() {
+        return (None, Some(found));
+    }
+    let mut attr = attr.clone();
+    if let Meta::List(list) = &mut attr.meta {
+        list.tokens = quote!(#(#rest),*);
+    }
+    (Some(attr), Some(found))
+}
+
 /// Splits the struct's `repr` attributes: `C` is implied, `align(N)` is kept, anything else
-/// (packed, transparent, an integer) is an error.
-fn reprs<'a>(item: &'a DeriveInput, cx: &mut Ctxt) -> (Vec<&'a Attribute>, Vec<TokenStream>) {
+/// (packed, transparent, an integer) is an error. A second `#[shared_locked]` and `ShmSafe`
+/// in a derive are reported and left out.
+fn reprs(item: &DeriveInput, cx: &mut Ctxt) -> (Vec<Attribute>, Vec<TokenStream>) {
     let mut attrs = Vec::new();
     let mut kept = Vec::new();
     for a in &item.attrs {
+        if is_shared_locked(a) {
+            cx.error(a, msg::SL_TWICE);
+            continue;
+        }
         if !a.path().is_ident("repr") {
-            attrs.push(a);
+            let (a, shm_safe) = without_derived_shm_safe(a);
+            if let Some(p) = shm_safe {
+                cx.error(p, msg::SL_DERIVE_SHM_SAFE);
+            }
+            attrs.extend(a);
             continue;
         }
         let Ok(hints) = a.parse_args_with(Punctuated::<Meta, Token![,]>::parse_terminated) else {
-            attrs.push(a);
+            attrs.push(a.clone());
             continue;
         };
         for h in hints {
@@ -195,6 +240,7 @@ impl<'a> Input<'a> {
         }
         Input {
             item,
+            krate_given: krate.is_some(),
             krate: krate.unwrap_or_else(|| quote!(::lockkit)),
             no_new,
             attrs,
@@ -218,7 +264,16 @@ fn field<'a>(f: &'a syn::Field, cx: &mut Ctxt, malformed: &mut bool) -> Field<'a
     let mut cfgs = Vec::new();
     for attr in &f.attrs {
         let p = attr.path();
-        let marker = MARKERS.iter().copied().find(|m| p.is_ident(m));
+        let mut marker = MARKERS.iter().copied().find(|m| p.is_ident(m));
+        if marker.is_none() && p.segments.len() > 1 {
+            // `#[lockkit::guarded_by(..)]`: meant as the marker, so taken as it (no second
+            // error about the lock it names), and reported.
+            let last = &p.segments.last().expect("a path has a segment").ident;
+            if let Some(m) = MARKERS.iter().copied().find(|m| last == m) {
+                cx.error(p, fill(msg::SL_MARKER_WITH_PATH, &[("marker", &m)]));
+                marker = Some(m);
+            }
+        }
         match marker {
             Some(m @ ("guarded_by" | "striped_by")) => {
                 let Some(target) = marker_arg(attr, cx) else {
@@ -227,6 +282,8 @@ fn field<'a>(f: &'a syn::Field, cx: &mut Ctxt, malformed: &mut bool) -> Field<'a
                 };
                 if !matches!(role, Role::Plain) {
                     cx.error(attr, msg::SL_TWO_ROLES);
+                    // The lock it names is meant to guard something: not "guards no field".
+                    *malformed = true;
                     continue;
                 }
                 role = if m == "guarded_by" {

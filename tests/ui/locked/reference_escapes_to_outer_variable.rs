@@ -2,7 +2,8 @@ use lockkit::{locked, ShmMutex};
 
 fn main() {
     let m = ShmMutex::new([0u32; 4]);
-    let first: &u32;
+    let zero = 0;
+    let mut first = &zero;
     locked!(g = m => {
         first = &g[0];
     });

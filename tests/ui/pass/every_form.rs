@@ -35,6 +35,17 @@ impl Tsx {
 struct DropOnly {
     #[grp]
     group: WeakGrpLock,
+    /// A strong reference to a group that is not this member's own.
+    #[other_group]
+    parent: Option<GrpLock>,
+}
+
+/// A generic member: a member when its type arguments are `Send + 'static`.
+#[grp_member]
+struct Holder<T> {
+    #[grp]
+    group: WeakGrpLock,
+    value: T,
 }
 
 fn use_all(reg: &Registrar, set: &GenLockSet<4>) -> Result<u64, std::num::ParseIntError> {
@@ -42,8 +53,14 @@ fn use_all(reg: &Registrar, set: &GenLockSet<4>) -> Result<u64, std::num::ParseI
     let a = GenLock::new();
     let group = GrpLock::new();
     let tsx = Tsx { dialog: WeakGrpLock::new(), retries: 0 }.join(&group);
-    let _other = DropOnly { group: WeakGrpLock::new() }.join(&group);
+    let _other = DropOnly {
+        group: WeakGrpLock::new(),
+        parent: Some(GrpLock::new()),
+    }
+    .join(&group);
 
+    let held = Holder { group: WeakGrpLock::new(), value: 5u8 }.join(&group);
+    locked!(h = held => { h.value += 1 });
     locked!(a => {});
     locked!(g = m => { *g += 1 });
     locked!(set[1] => {});

@@ -1,6 +1,7 @@
 //! The forms added for users: lending data over several locks, RwLock read/write, RecLock,
-//! timed waits, striped timed accessors, #[lock] on an alias, cfg'd fields, raw identifiers,
-//! Debug on a struct with striped fields, no_new, and a user type called `String`.
+//! timed waits, striped timed accessors, #[lock] on an alias, cfg'd fields (guarded and
+//! striped), raw identifiers, Debug on a struct with striped fields, no_new, and a user type
+//! called `String`.
 
 use std::time::Duration;
 
@@ -32,6 +33,13 @@ pub struct Table {
     stripes: Stripes<4>,
     #[striped_by(stripes)]
     cells: [u32; 8],
+    // A striped field that exists only under a condition: so do its accessors.
+    #[cfg(any())]
+    #[striped_by(stripes)]
+    never: [u32; 8],
+    #[cfg(unix)]
+    #[striped_by(stripes)]
+    unix_cells: [u32; 4],
     name: user::String,
 }
 
@@ -52,7 +60,8 @@ impl Custom {
 }
 
 fn main() {
-    let t = Table::new(0, 0, [0; 8], user::String::new([0; 16]));
+    let t = Table::new(0, 0, [0; 8], [0; 4], user::String::new([0; 16]));
+    *t.lock_unix_cells(3) += 1;
     t.lock_calls().r#loop += 1;
     t.lock_calls().only_unix += 1;
     assert!(t.try_lock_cells_for(1, Duration::from_millis(1)).is_some());
