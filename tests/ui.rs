@@ -192,7 +192,6 @@ fn each_of_these_mistakes_gives_exactly_one_error() {
         "grp_member/strong_reference_to_a_group",
         "locked/await_after_async_closure",
         "locked/await_from_macro_rules",
-        "locked/member_among_several_locks",
         "locked/mut_name",
         "locked/return_from_macro_rules",
         "locked/striped_field_indexed",

@@ -478,10 +478,8 @@ pub fn held_as_chain<L: LendHeld>(lock: &L) -> &dyn ChainLock {
     message = "`{Self}` cannot be taken with other locks by `locked!(a, b, ..)`",
     label = "not a lock that locked!(a, b, ..) takes",
     note = "locked!(a, b, ..) takes GenLock, ShmMutex, RecLock, RwLock (its write side), \
-            GrpLock, a lock-set entry (`set[i]`), or a ShmBox, Arc, Box or reference leading \
-            to one",
-    note = "a group member is taken alone, with its group: locked!(m = member => ..); chain \
-            the other locks to the group (group.chain_lock(..)) and they are taken with it"
+            GrpLock, a group member, a lock-set entry (`set[i]`), or a ShmBox, Arc, Box or \
+            reference leading to one"
 )]
 pub unsafe trait LendHeld: ChainLock {
     /// What the block gets.
