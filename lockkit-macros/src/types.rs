@@ -225,6 +225,17 @@ pub(crate) fn checks_are_lockkits(krate: &TokenStream) -> TokenStream {
     }
 }
 
+/// Proves, as [`checks_are_lockkits`] does for the checks, that the wrappers
+/// `#[shared_locked]` stores striped and guarded fields in (`__private::Striped`,
+/// `ShmMutex`) are lockkit's own: the struct's `unsafe impl`s rely on them.
+pub(crate) fn wrappers_are_lockkits(krate: &TokenStream) -> TokenStream {
+    quote::quote! {
+        const _: fn(&#krate::__private::Striped<()>) =
+            #krate::__private::Checked::is_striped::<()>;
+        const _: fn(&#krate::ShmMutex<u8>) = #krate::__private::Checked::is_shm_mutex::<u8>;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

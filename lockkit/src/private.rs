@@ -799,6 +799,14 @@ impl crate::shm_safe::ChecksOf for crate::shm_safe::Lockkit {
 }
 
 impl Checked {
+    /// Names lockkit's `Striped`: generated code proves that the `Striped` it wraps a striped
+    /// field in is this one (a crate named by `crate = ".."` cannot supply its own).
+    pub const fn is_striped<T>(_: &Striped<T>) {}
+
+    /// Names lockkit's `ShmMutex`, as [`Checked::is_striped`] does `Striped`, for the
+    /// `ShmMutex` generated code keeps guarded fields in.
+    pub const fn is_shm_mutex<T: ShmSafe>(_: &ShmMutex<T>) {}
+
     /// Checks, at compile time, that a field marked or named as a lock is one.
     pub const fn assert_lock<L: LockKind + ?Sized>() {}
 
@@ -963,7 +971,7 @@ impl Checked {
     note = "use lockkit::ShmStr<N> (UTF-8 text of at most N bytes, stored inline), or \
             lockkit::ShmBytes<N> for bytes"
 )]
-pub trait ShmSafeNotString {}
+pub trait ShmSafeNotString: ShmSafe {}
 impl<T: ShmSafe + ?Sized> ShmSafeNotString for T {}
 
 /// `ShmSafe`, with the message for a field whose type's name suggests otherwise.
@@ -974,7 +982,7 @@ impl<T: ShmSafe + ?Sized> ShmSafeNotString for T {}
     note = "use a fixed-size array (lockkit::ShmBytes<N> for bytes), or a table allocated \
             in the region and linked with ShmPtr"
 )]
-pub trait ShmSafeNotCollection {}
+pub trait ShmSafeNotCollection: ShmSafe {}
 impl<T: ShmSafe + ?Sized> ShmSafeNotCollection for T {}
 
 /// `ShmSafe`, with the message for a field whose type's name suggests otherwise.
@@ -984,7 +992,7 @@ impl<T: ShmSafe + ?Sized> ShmSafeNotCollection for T {}
     label = "not `ShmSafe`",
     note = "allocate the value in the region (ShmRegion::alloc) and store a ShmPtr to it"
 )]
-pub trait ShmSafeNotBox {}
+pub trait ShmSafeNotBox: ShmSafe {}
 impl<T: ShmSafe + ?Sized> ShmSafeNotBox for T {}
 
 /// `ShmSafe`, with the message for a field whose type's name suggests otherwise.
@@ -995,7 +1003,7 @@ impl<T: ShmSafe + ?Sized> ShmSafeNotBox for T {}
     note = "share the value through the region instead: allocate it there and store a \
             ShmPtr"
 )]
-pub trait ShmSafeNotRc {}
+pub trait ShmSafeNotRc: ShmSafe {}
 impl<T: ShmSafe + ?Sized> ShmSafeNotRc for T {}
 
 /// `ShmSafe`, with the message for a field whose type's name suggests otherwise.
@@ -1005,7 +1013,7 @@ impl<T: ShmSafe + ?Sized> ShmSafeNotRc for T {}
     label = "not `ShmSafe`",
     note = "guard the field with a lock (#[guarded_by]) or use an atomic"
 )]
-pub trait ShmSafeNotCell {}
+pub trait ShmSafeNotCell: ShmSafe {}
 impl<T: ShmSafe + ?Sized> ShmSafeNotCell for T {}
 
 /// What a named `locked!` guard lends its block: the data (`&mut T`) for locks that guard

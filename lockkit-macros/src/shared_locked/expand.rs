@@ -371,7 +371,11 @@ pub(crate) fn expand(input: &Input) -> TokenStream {
     let mut extra_structs = Vec::new();
     let mut methods = Vec::new();
     let mut inits = Vec::new();
-    let asserts = std::iter::once(crate::types::checks_are_lockkits(&input.krate))
+    let asserts = [
+        crate::types::checks_are_lockkits(&input.krate),
+        crate::types::wrappers_are_lockkits(&input.krate),
+    ]
+    .into_iter()
         .chain(input.fields.iter().filter_map(|f| shm_assert(input, f)))
         .collect();
 
