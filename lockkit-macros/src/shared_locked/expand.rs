@@ -376,8 +376,8 @@ pub(crate) fn expand(input: &Input) -> TokenStream {
         crate::types::wrappers_are_lockkits(&input.krate),
     ]
     .into_iter()
-        .chain(input.fields.iter().filter_map(|f| shm_assert(input, f)))
-        .collect();
+    .chain(input.fields.iter().filter_map(|f| shm_assert(input, f)))
+    .collect();
 
     for f in &input.fields {
         let (fattrs, fvis, id, ty, cfgs) = (&f.attrs, f.vis, f.ident, f.ty, &f.cfgs);

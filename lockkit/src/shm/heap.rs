@@ -34,7 +34,7 @@
 //! mapping or an endless loop. Words are accessed as atomics: another process writing them
 //! without the lock is a bug in that process, not undefined behaviour in this one.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::*};
 
 use super::header::{Header, NBINS};
 use crate::{Error, Result};
@@ -191,20 +191,28 @@ impl<'a> Heap<'a> {
         out
     }
 
-    /// Whether the bitmap says a used block starts at `b`.
+    /// Whether the bitmap says a used block starts at `b`. `Acquire`: what was written into
+    /// the object before its bit was set ([`Heap::publish`]) is seen by whoever sees the bit.
     fn is_live_start(&self, b: u64) -> Result<bool> {
         let (w, bit) = self.live_bit(b)?;
-        Ok(w.load(Relaxed) & bit != 0)
+        Ok(w.load(Acquire) & bit != 0)
     }
 
     fn set_live_start(&self, b: u64, live: bool) -> Result<()> {
         let (w, bit) = self.live_bit(b)?;
         if live {
-            w.fetch_or(bit, Relaxed);
+            w.fetch_or(bit, Release);
         } else {
             w.fetch_and(!bit, Relaxed);
         }
         Ok(())
+    }
+
+    /// Makes the block `alloc` handed out at `payload` an object, once its bytes are written:
+    /// until then no `get` or `lookup` (which take no lock) can find it, so none sees bytes
+    /// its type has not been given yet. The caller holds the allocator lock since `alloc`.
+    pub(crate) fn publish(&self, payload: u64) -> Result<()> {
+        self.set_live_start(payload - HDR, true)
     }
 
     fn set_block(&self, b: u64, size: u64, used: bool) -> Result<()> {
@@ -289,7 +297,8 @@ impl<'a> Heap<'a> {
     }
 
     /// Allocates a block for `layout` and returns `(payload offset, generation)`. The
-    /// payload's bytes are left as they were; the caller initialises them.
+    /// payload's bytes are left as they were; the caller initialises them and then calls
+    /// [`Heap::publish`], under the same hold of the allocator lock.
     pub(crate) fn alloc(&self, layout: Layout) -> Result<(u64, u64)> {
         let oom = |h: &Self| -> Result<(u64, u64)> {
             Err(Error::OutOfMemory {
@@ -355,7 +364,7 @@ impl<'a> Heap<'a> {
         let gen = counter.max(1) | u64::from(owner) << GEN_OWNER_SHIFT;
         self.word(b + 16)?.store(layout.tag, Relaxed);
         self.word(b + 24)?.store(gen, Relaxed);
-        self.set_live_start(b, true)?;
+        // The bitmap bit is set by `publish`, once the caller has written the object.
         self.hdr.used.fetch_add(used, Relaxed);
         self.hdr.live.fetch_add(1, Relaxed);
         Ok((b + HDR, gen))
@@ -787,6 +796,13 @@ mod tests {
     use super::*;
     use crate::ShmRegion;
 
+    /// `alloc` and `publish`, as `ShmRegion::alloc` does around writing the object.
+    fn live_alloc(heap: &Heap<'_>, l: Layout) -> Result<(u64, u64)> {
+        let (p, g) = heap.alloc(l)?;
+        heap.publish(p)?;
+        Ok((p, g))
+    }
+
     fn layout(size: u64) -> Layout {
         Layout {
             size,
@@ -798,9 +814,9 @@ mod tests {
     /// A free block followed by a live one, and the offsets of both block headers.
     fn free_then_live(region: &ShmRegion) -> (u64, u64) {
         let heap = region.heap();
-        let (x, gx) = heap.alloc(layout(64)).unwrap();
-        let (l, _) = heap.alloc(layout(64)).unwrap();
-        heap.alloc(layout(64)).unwrap(); // keeps the live one from being the last
+        let (x, gx) = live_alloc(&heap, layout(64)).unwrap();
+        let (l, _) = live_alloc(&heap, layout(64)).unwrap();
+        live_alloc(&heap, layout(64)).unwrap(); // keeps the live one from being the last
         heap.free(x, gx).unwrap();
         (x - HDR, l - HDR)
     }
@@ -824,7 +840,7 @@ mod tests {
         // An allocation that only this block can serve would have overlapped the live one.
         let mut got = Vec::new();
         let r = loop {
-            match heap.alloc(layout(big - HDR)) {
+            match live_alloc(&heap, layout(big - HDR)) {
                 Ok((p, _)) => got.push(p),
                 Err(e) => break e,
             }
@@ -848,13 +864,13 @@ mod tests {
     /// with its bitmap bit set (damage to the file). Returns (A's block, the forged block).
     fn forged_inside(region: &ShmRegion, live_after: bool, claim: u64) -> (u64, u64) {
         let heap = region.heap();
-        let (a, _) = heap.alloc(layout(1024)).unwrap();
+        let (a, _) = live_alloc(&heap, layout(1024)).unwrap();
         if live_after {
-            heap.alloc(layout(64)).unwrap();
+            live_alloc(&heap, layout(64)).unwrap();
         }
         let a = a - HDR;
         let forged = a + 256;
-        let real = heap.alloc(layout(64)).unwrap().0 - HDR;
+        let real = live_alloc(&heap, layout(64)).unwrap().0 - HDR;
         for w in 1..4 {
             let v = heap.word(real + w * 8).unwrap().load(Relaxed);
             heap.word(forged + w * 8).unwrap().store(v, Relaxed);
@@ -892,7 +908,7 @@ mod tests {
             assert!(heap.check_handle(forged + HDR, gen).is_err());
             assert!(heap.free(forged + HDR, gen).is_err());
             for _ in 0..8 {
-                if heap.alloc(layout(2048)).is_err() {
+                if live_alloc(&heap, layout(2048)).is_err() {
                     break;
                 }
                 assert!(heap.check_live(forged + HDR, lay).is_err());
@@ -906,7 +922,7 @@ mod tests {
         let heap = region.heap();
         let mut live = Vec::new();
         for i in 0..300u64 {
-            live.push(heap.alloc(layout(8 + (i * 53) % 700)).unwrap());
+            live.push(live_alloc(&heap, layout(8 + (i * 53) % 700)).unwrap());
             if i % 4 == 1 {
                 let (p, g) = live.swap_remove((i as usize * 5) % live.len());
                 heap.free(p, g).unwrap();
@@ -926,7 +942,7 @@ mod tests {
         // would have.
         let mut blocks = Vec::new();
         for i in 0..100_000u64 {
-            let (p, _) = heap.alloc(layout(8)).unwrap();
+            let (p, _) = live_alloc(&heap, layout(8)).unwrap();
             let owner = 1 + i % 50_000;
             heap.word(p - HDR + 24)
                 .unwrap()
@@ -961,7 +977,7 @@ mod tests {
         let heap = region.heap();
         let mut live = Vec::new();
         for i in 0..200u64 {
-            live.push(heap.alloc(layout(8 + (i * 37) % 900)).unwrap());
+            live.push(live_alloc(&heap, layout(8 + (i * 37) % 900)).unwrap());
             if i % 3 == 0 {
                 let (p, g) = live.swap_remove((i as usize * 7) % live.len());
                 heap.free(p, g).unwrap();

@@ -302,10 +302,23 @@ impl ShmRegion {
     /// Allocates a block for a value of type `ty` (tag and size in `layout`), registering
     /// `ty`'s description first. A description that does not fit is left out (the object
     /// matters more; the lock report then names the type as undescribed).
-    fn alloc_block(&self, layout: Layout, ty: &TypeLayout) -> Result<(u64, u64)> {
+    /// Allocates a block for `layout` (type `ty`), has `init` write the object at its start,
+    /// and only then makes it an object that `get` and `lookup` find: an object is never
+    /// seen before its bytes are its type's.
+    fn alloc_block(
+        &self,
+        layout: Layout,
+        ty: &TypeLayout,
+        init: impl FnOnce(*mut u8),
+    ) -> Result<(u64, u64)> {
         let _g = self.alloc_lock()?;
         self.register_type(layout.tag, ty)?;
-        self.heap().alloc(layout)
+        let heap = self.heap();
+        let block = heap.alloc(layout)?;
+        // SAFETY: `alloc` returned an offset inside the mapping of a fresh block.
+        init(unsafe { self.inner.map.base().add(block.0 as usize) });
+        heap.publish(block.0)?;
+        Ok(block)
     }
 
     /// Describes `ty` (fingerprint `tag`) in the region's type registry, or says why it
@@ -348,9 +361,11 @@ impl ShmRegion {
     /// never dropped, only freed).
     pub fn alloc<T: ShmSafe>(&self, value: T) -> Result<ShmBox<T>> {
         const { assert_no_drop::<T>() };
-        let block = self.alloc_block(layout_of::<T>(), T::LAYOUT)?;
-        // SAFETY: the block is fresh, sized and aligned for T, and nobody else knows of it.
-        unsafe { (self.inner.map.base().add(block.0 as usize) as *mut T).write(value) };
+        let block = self.alloc_block(layout_of::<T>(), T::LAYOUT, |at| {
+            // SAFETY: the block is fresh, sized and aligned for T, and nobody else knows of
+            // it yet (it is published after this).
+            unsafe { (at as *mut T).write(value) }
+        })?;
         Ok(self.boxed(block))
     }
 
@@ -358,15 +373,10 @@ impl ShmRegion {
     /// pointers (Kamailio's `lock_alloc` needs no `lock_init` after this).
     pub fn alloc_zeroed<T: ShmZeroable>(&self) -> Result<ShmBox<T>> {
         const { assert_no_drop::<T>() };
-        let block = self.alloc_block(layout_of::<T>(), T::LAYOUT)?;
-        // SAFETY: as in `alloc`; zero bytes are a valid T by `T: ShmZeroable`.
-        unsafe {
-            std::ptr::write_bytes(
-                self.inner.map.base().add(block.0 as usize),
-                0,
-                size_of::<T>(),
-            )
-        };
+        let block = self.alloc_block(layout_of::<T>(), T::LAYOUT, |at| {
+            // SAFETY: as in `alloc`; zero bytes are a valid T by `T: ShmZeroable`.
+            unsafe { std::ptr::write_bytes(at, 0, size_of::<T>()) }
+        })?;
         Ok(self.boxed(block))
     }
 
@@ -454,18 +464,17 @@ impl ShmRegion {
                 requested: usize::MAX,
                 largest_free: 0,
             })?;
-        let block = self.alloc_block(layout, LockSetHead::<R>::LAYOUT)?;
-        // SAFETY: the fresh block holds the head and n PaddedLocks; zero bytes are a valid
-        // head and unlocked locks.
-        unsafe {
-            std::ptr::write_bytes(
-                self.inner.map.base().add(block.0 as usize),
-                0,
-                layout.size as usize,
-            )
-        };
+        let block = self.alloc_block(layout, LockSetHead::<R>::LAYOUT, |at| {
+            // SAFETY: the fresh block holds the head and n PaddedLocks; zero bytes are a
+            // valid head and unlocked locks, and the head's first word is its length.
+            unsafe {
+                std::ptr::write_bytes(at, 0, layout.size as usize);
+                (*(at as *const LockSetHead<R>))
+                    .len
+                    .store(n as u64, Relaxed);
+            }
+        })?;
         let inner: ShmBox<LockSetHead<R>> = self.boxed(block);
-        inner.len.store(n as u64, Relaxed);
         Ok(ShmLockSet { inner, len: n })
     }
 
