@@ -152,7 +152,11 @@ fn kind_name(kind: Kind<'_>) -> String {
 
 /// Every lock of an object described by `lines`: (path, offset in the object, kind), with
 /// arrays expanded (`stripes[i]` becomes `stripes[0]`, `stripes[1]`, ..).
-fn locks_in<'l>(lines: &'l [Line], limit: usize) -> Vec<(String, u64, Kind<'l>)> {
+fn locks_in<'l>(
+    lines: &'l [Line],
+    limit: usize,
+    path_bytes: &mut usize,
+) -> Vec<(String, u64, Kind<'l>)> {
     let by_path: HashMap<&str, &Line> = lines.iter().map(|l| (l.path.as_str(), l)).collect();
     let mut out = Vec::new();
     for line in lines {
@@ -185,9 +189,17 @@ fn locks_in<'l>(lines: &'l [Line], limit: usize) -> Vec<(String, u64, Kind<'l>)>
         if !ok {
             continue;
         }
+        // `calls.lock` inside a `ShmMutex` (a `lock` beside a `data`) is shown as `calls`:
+        // decided once per line, not once per instance.
+        let shown = match line.path.strip_suffix("lock") {
+            Some(prefix) if by_path.contains_key(format!("{prefix}data").as_str()) => {
+                prefix.trim_end_matches('.')
+            }
+            _ => line.path.as_str(),
+        };
         let mut index = vec![0u64; levels.len()];
         'instances: loop {
-            if out.len() >= MAX_INSTANCES.min(limit) {
+            if out.len() >= MAX_INSTANCES.min(limit) || *path_bytes > MAX_PATH_BYTES {
                 break;
             }
             let mut offset = line.offset as u64;
@@ -199,7 +211,8 @@ fn locks_in<'l>(lines: &'l [Line], limit: usize) -> Vec<(String, u64, Kind<'l>)>
                 path.push_str(&format!("[{k}]"));
                 from = at + 3;
             }
-            path.push_str(&line.path[from..]);
+            path.push_str(shown.get(from..).unwrap_or(""));
+            *path_bytes += path.len();
             out.push((path, offset, kind));
             // The next index, last level fastest.
             for l in (0..levels.len()).rev() {
@@ -215,50 +228,16 @@ fn locks_in<'l>(lines: &'l [Line], limit: usize) -> Vec<(String, u64, Kind<'l>)>
     out
 }
 
-/// `calls.lock` inside a `ShmMutex` (a `lock` beside a `data`) is reported as `calls`.
-fn display_path(lines: &[Line], path: &str) -> String {
-    let Some(prefix) = path.strip_suffix("lock") else {
-        return path.to_owned();
-    };
-    let data = format!("{prefix}data");
-    let template = |p: &str| {
-        // Compare with array indices written back as `[i]`.
-        let mut t = String::new();
-        let mut rest = p;
-        while let Some(open) = rest.find('[') {
-            t.push_str(&rest[..open]);
-            match rest[open..].find(']') {
-                Some(close) => {
-                    t.push_str("[i]");
-                    rest = &rest[open + close + 1..];
-                }
-                None => {
-                    rest = &rest[open..];
-                    break;
-                }
-            }
-        }
-        t.push_str(rest);
-        t
-    };
-    let data = template(&data);
-    if lines.iter().any(|l| l.path == data) {
-        prefix.trim_end_matches('.').to_owned()
-    } else {
-        path.to_owned()
-    }
-}
-
 /// The most lock instances one scan looks at, over all objects: a description damaged to
 /// claim huge arrays of locks costs a bounded time, not minutes.
 const SCAN_BUDGET: usize = 1 << 20;
+/// The most bytes of lock paths one scan builds: a type whose field names are long would
+/// otherwise need gigabytes for a million paths.
+const MAX_PATH_BYTES: usize = 64 << 20;
 
-/// Visits every lock of every described live object: `(object, lines, path, offset, kind)`.
+/// Visits every lock of every described live object: `(object, path, offset, kind)`.
 /// Returns (objects, undescribed).
-fn walk(
-    view: &View<'_>,
-    mut visit: impl FnMut(&str, &[Line], &str, u64, Kind<'_>),
-) -> (usize, usize) {
+fn walk(view: &View<'_>, mut visit: impl FnMut(&str, &str, u64, Kind<'_>)) -> (usize, usize) {
     let hdr = view.header();
     let roots: HashMap<u64, String> = hdr
         .roots
@@ -279,9 +258,10 @@ fn walk(
         .collect();
     // Each type's locks, expanded once (not once per object), within the budget.
     let mut budget = SCAN_BUDGET;
+    let mut path_bytes = 0;
     let mut expanded: HashMap<u64, Vec<(String, u64, Kind<'_>)>> = HashMap::new();
     for (&tag, lines) in &descriptions {
-        let mut locks = locks_in(lines, budget);
+        let mut locks = locks_in(lines, budget, &mut path_bytes);
         budget -= locks.len();
         // By offset, so that each object's walk stops at its capacity.
         locks.sort_by_key(|&(_, rel, _)| rel);
@@ -307,7 +287,7 @@ fn walk(
             }
             budget -= 1;
             let Kind::SetHead(b, debug) = kind else {
-                visit(&object, lines, path, payload + rel, kind);
+                visit(&object, path, payload + rel, kind);
                 continue;
             };
             let (Some(len), Some(size)) = (view.word(payload + rel), lock_size_of(b, debug)) else {
@@ -317,14 +297,17 @@ fn walk(
             let n = len.load(Relaxed).min(room).min(budget as u64);
             budget -= n as usize;
             for i in 0..n {
+                if path_bytes > MAX_PATH_BYTES {
+                    break;
+                }
                 let p = if path.is_empty() {
                     format!("[{i}]")
                 } else {
                     format!("{path}[{i}]")
                 };
+                path_bytes += p.len();
                 visit(
                     &object,
-                    lines,
                     &p,
                     payload + rel + SET_HEAD + i * size,
                     Kind::Gen(b, debug),
@@ -351,11 +334,11 @@ fn places_of(view: &View<'_>, offsets: &HashSet<u64>) -> HashMap<u64, String> {
     if offsets.contains(&alloc) {
         found.insert(alloc, "allocator".to_owned());
     }
-    walk(view, |object, lines, path, at, _| {
+    walk(view, |object, path, at, _| {
         if offsets.contains(&at) && !found.contains_key(&at) {
             let info = LockInfo {
                 object: object.to_owned(),
-                field: display_path(lines, path),
+                field: path.to_owned(),
                 ..LockInfo::default()
             };
             found.insert(at, info.place());
@@ -369,7 +352,7 @@ pub(crate) fn scan(view: &View<'_>) -> LockReport {
         ..LockReport::default()
     };
     let mut locks = Vec::new();
-    let (objects, undescribed) = walk(view, |object, lines, path, at, kind| {
+    let (objects, undescribed) = walk(view, |object, path, at, kind| {
         let Some((holder, readers, waiters, inconsistent)) = state_at(view, kind, at) else {
             return;
         };
@@ -383,7 +366,7 @@ pub(crate) fn scan(view: &View<'_>) -> LockReport {
         locks.push(LockInfo {
             kind: kind_name(kind),
             object: object.to_owned(),
-            field: display_path(lines, path),
+            field: path.to_owned(),
             offset: at,
             holder,
             readers,
