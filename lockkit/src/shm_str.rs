@@ -83,7 +83,11 @@ const BYTES_MARKER: TypeLayout = marker("#lockkit::ShmBytes/1");
 /// prefix is returned; [`is_intact`](ShmStr::is_intact) tells whether anything was left
 /// out). A read never panics and never returns invalid UTF-8. `as_str` validates on every
 /// call (it cannot know whether the bytes changed since the last); hold on to the `&str`
-/// when reading it several times.
+/// when reading it several times. The `&str` points into the string's own bytes, so it
+/// stays valid only while nobody rewrites them: read it under the lock that guards the
+/// string (a `#[guarded_by]` field, a `ShmMutex`), as every writer must write under it. A
+/// process that writes the bytes without that lock while another reads them can break the
+/// reader, as with any data written outside its lock.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct ShmStr<const N: usize> {
