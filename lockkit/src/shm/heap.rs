@@ -384,7 +384,7 @@ impl<'a> Heap<'a> {
         if !used || !self.is_live_start(b)? || self.word(b + 24)?.load(Relaxed) != gen {
             return Err(Error::StaleHandle);
         }
-        if !self.sits_between_neighbours(b, size)? {
+        if !self.sits_between_neighbours(b, size, true)? {
             return Err(corrupt(format!(
                 "block at {b:#x} does not fit between its neighbours"
             )));
@@ -489,9 +489,12 @@ impl<'a> Heap<'a> {
     }
 
     /// Whether the used block `[b, b + size)`, which the bitmap marks live, sits where the
-    /// heap's trusted boundaries allow a block: no other live start inside it, and its
-    /// boundary tags agree with its neighbours' as far as the next live start (or the heap's
-    /// end) on each side, through at most one free block (free blocks never touch). The
+    /// heap's trusted boundaries allow a block: its boundary tags agree with its neighbours'
+    /// as far as the next live start (or the heap's end) on each side, through at most one
+    /// free block (free blocks never touch), and, with `inside_too`, no other live start lies
+    /// inside it. `get` leaves that last scan out (it costs a bitmap word per 2 KiB of the
+    /// object): a forgery inside this block fails its own neighbour checks whatever this
+    /// block's, so the two are never both vouched for; `free` and `publish` make it. The
     /// bitmap is outside every block and the headers of live blocks outside every payload,
     /// so a header forged inside an object's data (by safe code writing its own data) and
     /// given a bitmap bit (by damage to the file) cannot meet both: `get` would otherwise
@@ -499,8 +502,8 @@ impl<'a> Heap<'a> {
     ///
     /// Without the allocator lock (`get`), a neighbour being split or merged by another
     /// process can fail this for a sound block: the caller asks again under the lock.
-    fn sits_between_neighbours(&self, b: u64, size: u64) -> Result<bool> {
-        if self.live_start_inside(b, b + size)? {
+    fn sits_between_neighbours(&self, b: u64, size: u64, inside_too: bool) -> Result<bool> {
+        if inside_too && self.live_start_inside(b, b + size)? {
             return Ok(false);
         }
         // The block after it, and the one after that if it is free.
@@ -691,7 +694,7 @@ impl<'a> Heap<'a> {
             Ok((size, true))
                 if self.is_live_start(b)?
                     && self.word(b + 24)?.load(Relaxed) == gen
-                    && self.sits_between_neighbours(b, size)? =>
+                    && self.sits_between_neighbours(b, size, true)? =>
             {
                 Ok(())
             }
@@ -725,7 +728,7 @@ impl<'a> Heap<'a> {
         if size - HDR < layout.size {
             return Err(bad("the object there is smaller than its type"));
         }
-        if !self.sits_between_neighbours(b, size)? {
+        if !self.sits_between_neighbours(b, size, false)? {
             return Err(bad(
                 "its block does not fit between its neighbours (inside another object?)",
             ));
@@ -900,7 +903,7 @@ mod tests {
             // Which of the two is real cannot be told from the damaged bitmap: the object
             // around it is refused too, and `check` names the damage.
             let (asize, _) = heap.block(a).unwrap();
-            assert!(!heap.sits_between_neighbours(a, asize).unwrap());
+            assert!(!heap.sits_between_neighbours(a, asize, true).unwrap());
             assert!(matches!(heap.check(), Err(Error::CorruptRegion { .. })));
             // Nor can it be published or freed; and whatever is handed out around it, it
             // stays refused, so nothing handed out is ever vouched for twice.
