@@ -130,7 +130,10 @@ fn every_lock_of_a_full_region_held() {
         std::mem::forget(m);
         n += 1;
     }
-    assert!(n > 100_000, "only {n} objects fit");
+    assert!(
+        n > 100_000,
+        "the region held {n} objects; the case needs over 100 000"
+    );
     let listed = h.report_within_limit("every lock held");
     assert!(listed > 0);
 }
