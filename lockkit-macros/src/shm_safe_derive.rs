@@ -24,7 +24,10 @@ pub(crate) fn derive(input: TokenStream) -> TokenStream {
         Err(e) => return e.to_compile_error(),
     };
     let mut cx = Ctxt::new();
-    let krate = crate_arg(&item, &mut cx);
+    let (krate, alias) = match crate_arg(&item, &mut cx) {
+        Some(given) => crate_alias(&item, given),
+        None => (quote!(::lockkit), TokenStream::new()),
+    };
     let reprs = reprs(&item, &mut cx);
     let out = match &item.data {
         Data::Struct(s) => derive_struct(&item, &s.fields, &krate, &reprs, &mut cx),
@@ -34,14 +37,33 @@ pub(crate) fn derive(input: TokenStream) -> TokenStream {
             TokenStream::new()
         }
     };
-    match cx.check() {
+    let out = match cx.check() {
         Ok(()) => out,
         Err(e) => with_fallback(e, fallback(&item, &krate)),
-    }
+    };
+    quote!(#alias #out)
 }
 
-/// `#[shm_safe(crate = "lk")]`, or `::lockkit`.
-fn crate_arg(item: &DeriveInput, cx: &mut Ctxt) -> TokenStream {
+/// With `crate = "lk"`, the generated code reaches lockkit through one `use ::lk as ..;`
+/// beside the type, so a name that is not a crate's (a typo) is one unresolved import rather
+/// than an error at every path that names it (as `#[shared_locked]` does).
+fn crate_alias(item: &DeriveInput, krate: TokenStream) -> (TokenStream, TokenStream) {
+    let at = krate
+        .clone()
+        .into_iter()
+        .next()
+        .map_or_else(proc_macro2::Span::call_site, |t| t.span());
+    let alias = quote::format_ident!("__lockkit_crate_{}", item.ident, span = at);
+    let use_item = quote::quote_spanned! {at=>
+        #[doc(hidden)]
+        #[allow(unused_imports, non_camel_case_types, non_snake_case)]
+        use #krate as #alias;
+    };
+    (quote!(#alias), use_item)
+}
+
+/// `#[shm_safe(crate = "lk")]`, if given.
+fn crate_arg(item: &DeriveInput, cx: &mut Ctxt) -> Option<TokenStream> {
     let mut krate = None;
     for attr in item.attrs.iter().filter(|a| a.path().is_ident("shm_safe")) {
         let parsed = attr.parse_nested_meta(|m| {
@@ -60,7 +82,7 @@ fn crate_arg(item: &DeriveInput, cx: &mut Ctxt) -> TokenStream {
             cx.push(e);
         }
     }
-    krate.unwrap_or_else(|| quote!(::lockkit))
+    krate
 }
 
 /// The item's `repr` hints, by name (`C`, `u8`, `packed`, `align`, ..).
