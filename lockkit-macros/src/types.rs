@@ -225,14 +225,22 @@ pub(crate) fn checks_are_lockkits(krate: &TokenStream) -> TokenStream {
     }
 }
 
-/// Proves, as [`checks_are_lockkits`] does for the checks, that the wrappers
-/// `#[shared_locked]` stores striped and guarded fields in (`__private::Striped`,
-/// `ShmMutex`) are lockkit's own: the struct's `unsafe impl`s rely on them.
-pub(crate) fn wrappers_are_lockkits(krate: &TokenStream) -> TokenStream {
+/// Proves, as [`checks_are_lockkits`] does for the checks, that the wrapper a generated field
+/// is stored in (`wrapper`, a path through `krate`) is lockkit's own for exactly the type
+/// arguments used (`is`, `Checked::is_striped` or `is_shm_mutex`, takes lockkit's type): the
+/// struct's `unsafe impl`s rely on it. Per field, not once: an alias can pick another type
+/// for each argument.
+pub(crate) fn wrapper_is_lockkits(
+    krate: &TokenStream,
+    cfgs: &[&syn::Attribute],
+    wrapper: &TokenStream,
+    is: &str,
+    args: &TokenStream,
+) -> TokenStream {
+    let is = syn::Ident::new(is, proc_macro2::Span::call_site());
     quote::quote! {
-        const _: fn(&#krate::__private::Striped<()>) =
-            #krate::__private::Checked::is_striped::<()>;
-        const _: fn(&#krate::ShmMutex<u8>) = #krate::__private::Checked::is_shm_mutex::<u8>;
+        #(#cfgs)*
+        const _: fn(&#wrapper) = #krate::__private::Checked::#is::<#args>;
     }
 }
 

@@ -799,13 +799,14 @@ impl crate::shm_safe::ChecksOf for crate::shm_safe::Lockkit {
 }
 
 impl Checked {
-    /// Names lockkit's `Striped`: generated code proves that the `Striped` it wraps a striped
-    /// field in is this one (a crate named by `crate = ".."` cannot supply its own).
+    /// Names lockkit's `Striped`: generated code proves, for each striped field's own type,
+    /// that the `Striped` it wraps the field in is this one (a crate named by `crate = ".."`
+    /// cannot supply its own, even behind an alias that picks a type per argument).
     pub const fn is_striped<T>(_: &Striped<T>) {}
 
     /// Names lockkit's `ShmMutex`, as [`Checked::is_striped`] does `Striped`, for the
     /// `ShmMutex` generated code keeps guarded fields in.
-    pub const fn is_shm_mutex<T: ShmSafe>(_: &ShmMutex<T>) {}
+    pub const fn is_shm_mutex<T: ShmSafe, R: crate::raw::RawLock>(_: &ShmMutex<T, R>) {}
 
     /// Checks, at compile time, that a field marked or named as a lock is one.
     pub const fn assert_lock<L: LockKind + ?Sized>() {}

@@ -371,13 +371,10 @@ pub(crate) fn expand(input: &Input) -> TokenStream {
     let mut extra_structs = Vec::new();
     let mut methods = Vec::new();
     let mut inits = Vec::new();
-    let asserts = [
-        crate::types::checks_are_lockkits(&input.krate),
-        crate::types::wrappers_are_lockkits(&input.krate),
-    ]
-    .into_iter()
-    .chain(input.fields.iter().filter_map(|f| shm_assert(input, f)))
-    .collect();
+    let mut asserts: Vec<TokenStream> =
+        std::iter::once(crate::types::checks_are_lockkits(&input.krate))
+            .chain(input.fields.iter().filter_map(|f| shm_assert(input, f)))
+            .collect();
 
     for f in &input.fields {
         let (fattrs, fvis, id, ty, cfgs) = (&f.attrs, f.vis, f.ident, f.ty, &f.cfgs);
@@ -397,6 +394,13 @@ pub(crate) fn expand(input: &Input) -> TokenStream {
                     member: syn::Member::Named(id.clone()),
                     ty: quote!(#krate::__private::Striped<#ty>),
                 });
+                asserts.push(crate::types::wrapper_is_lockkits(
+                    krate,
+                    cfgs,
+                    &quote!(#krate::__private::Striped<#ty>),
+                    "is_striped",
+                    &quote!(#ty),
+                ));
                 inits.push(quote!(#(#cfgs)* #id: #krate::__private::Striped::new(#id)));
                 let field_name = id.unraw().to_string();
                 let ret = quote!(#krate::StripeGuard<'_, #elem, #raw>);
@@ -473,6 +477,16 @@ pub(crate) fn expand(input: &Input) -> TokenStream {
                     member: syn::Member::Named(id.clone()),
                     ty: quote!(#krate::ShmMutex<#data, #raw>),
                 });
+                // At the macro's own span: a `#[lock]` field that is not a lock is already
+                // reported there (the same error, which rustc gives once).
+                let raw_here = quote!(#krate::BackendOf<#ty>);
+                asserts.push(crate::types::wrapper_is_lockkits(
+                    krate,
+                    cfgs,
+                    &quote!(#krate::ShmMutex<#data, #raw_here>),
+                    "is_shm_mutex",
+                    &quote!(#data, #raw_here),
+                ));
                 inits.push(quote! {
                     #id: #krate::ShmMutex::<#data, #raw>::with_backend(#data { #(#g_inits,)* })
                 });

@@ -199,6 +199,9 @@ fn locks_in<'l>(
         };
         let mut index = vec![0u64; levels.len()];
         'instances: loop {
+            // Each instance costs a piece of path per array level: a deeply nested array of
+            // locks is counted by its pieces, so its expansion stays bounded too.
+            *path_bytes += 16 * levels.len();
             if out.len() >= MAX_INSTANCES.min(limit) || *path_bytes > MAX_PATH_BYTES {
                 break;
             }
@@ -231,9 +234,10 @@ fn locks_in<'l>(
 /// The most lock instances one scan looks at, over all objects: a description damaged to
 /// claim huge arrays of locks costs a bounded time, not minutes.
 const SCAN_BUDGET: usize = 1 << 20;
-/// The most bytes of lock paths one scan builds: a type whose field names are long would
-/// otherwise need gigabytes for a million paths.
-const MAX_PATH_BYTES: usize = 64 << 20;
+/// The most bytes of lock paths one scan builds (each array level of an instance counted as
+/// 16 more): a type whose field names are long, or whose locks are nested in arrays many
+/// levels deep, would otherwise need gigabytes, or seconds, for a million paths.
+const MAX_PATH_BYTES: usize = 32 << 20;
 
 /// Visits every lock of every described live object: `(object, path, offset, kind)`.
 /// Returns (objects, undescribed).

@@ -492,9 +492,11 @@ impl<'a> Heap<'a> {
     /// heap's trusted boundaries allow a block: its boundary tags agree with its neighbours'
     /// as far as the next live start (or the heap's end) on each side, through at most one
     /// free block (free blocks never touch), and, with `inside_too`, no other live start lies
-    /// inside it. `get` leaves that last scan out (it costs a bitmap word per 2 KiB of the
-    /// object): a forgery inside this block fails its own neighbour checks whatever this
-    /// block's, so the two are never both vouched for; `free` and `publish` make it. The
+    /// inside it. Every caller asks for that last scan (a bitmap word per 2 KiB of the
+    /// object): forgeries inside a block can anchor on each other's headers and bits and so
+    /// pass their own neighbour checks, but never this block's scan (an adversarial review
+    /// made `get` vouch for an object inside another with 2-3 damaged bits when `get` left
+    /// the scan out). The
     /// bitmap is outside every block and the headers of live blocks outside every payload,
     /// so a header forged inside an object's data (by safe code writing its own data) and
     /// given a bitmap bit (by damage to the file) cannot meet both: `get` would otherwise
@@ -728,7 +730,7 @@ impl<'a> Heap<'a> {
         if size - HDR < layout.size {
             return Err(bad("the object there is smaller than its type"));
         }
-        if !self.sits_between_neighbours(b, size, false)? {
+        if !self.sits_between_neighbours(b, size, true)? {
             return Err(bad(
                 "its block does not fit between its neighbours (inside another object?)",
             ));

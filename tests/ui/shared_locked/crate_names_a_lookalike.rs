@@ -18,7 +18,10 @@ pub mod __private {
 
     impl Checked {
         pub const fn is_striped<T>(_: &lockkit::__private::Striped<T>) {}
-        pub const fn is_shm_mutex<T: lockkit::ShmSafe>(_: &lockkit::ShmMutex<T>) {}
+        pub const fn is_shm_mutex<T: lockkit::ShmSafe, R: lockkit::raw::RawLock>(
+            _: &lockkit::ShmMutex<T, R>,
+        ) {
+        }
         pub const fn assert_shm_safe<T: ?Sized>() {}
         pub const fn assert_lock<T: ?Sized>() {}
     }
