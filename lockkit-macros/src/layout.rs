@@ -84,7 +84,45 @@ pub(crate) fn shm_safe_impl(
             impl<T: ?::core::marker::Sized> __LkNotShmSafe for __LkFieldProof<T> {}
         }
     });
+    // The struct rustc compiles must be the one checked: an attribute macro placed after
+    // lockkit's could add a field or change a field's type once the checks were written.
+    // An exhaustive pattern (no `..`) fails if a field was added, removed or renamed, and
+    // each binding's annotation fails if its type changed.
+    let bindings: Vec<syn::Ident> = (0..fields.len())
+        .map(|i| quote::format_ident!("__lk_field_{}", i))
+        .collect();
+    let pattern = fields.iter().zip(&bindings).map(|(f, b)| {
+        let (cfgs, id) = (f.cfgs, &f.member);
+        quote!(#(#cfgs)* #id: #b)
+    });
+    // The type is inferred from the binding alone, then compared: with the expected type
+    // given to the call, `&&T` would coerce to `&T` and pass.
+    let annotated = fields.iter().zip(&bindings).map(|(f, b)| {
+        let (cfgs, ty) = (f.cfgs, &f.ty);
+        quote! {
+            #(#cfgs)*
+            {
+                let found = __lk_type_of(#b);
+                let _: ::core::marker::PhantomData<#ty> = found;
+            }
+        }
+    });
+    let fields_as_declared = quote! {
+        const _: () = {
+            #[allow(dead_code, unused_variables, clippy::all)]
+            fn __lk_fields_are_as_declared #impl_g (value: &#name #ty_g) #where_g {
+                fn __lk_type_of<T: ?::core::marker::Sized>(
+                    _: &T,
+                ) -> ::core::marker::PhantomData<T> {
+                    ::core::marker::PhantomData
+                }
+                let #name { #(#pattern),* } = value;
+                #(#annotated)*
+            }
+        };
+    };
     quote! {
+        #fields_as_declared
         // SAFETY: the caller's (every field is ShmSafe and stored inline, repr(C)); the
         // LAYOUT lists every field at its real offset.
         unsafe impl #impl_g #krate::ShmSafe for #name #ty_g

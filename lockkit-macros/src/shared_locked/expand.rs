@@ -472,14 +472,14 @@ pub(crate) fn expand(input: &Input) -> TokenStream {
                 struct_fields.push(quote! {
                     #(#fattrs)* #fvis #id: #krate::ShmMutex<#data, #raw>
                 });
-                laid_out.push(LaidOut {
-                    cfgs,
-                    member: syn::Member::Named(id.clone()),
-                    ty: quote!(#krate::ShmMutex<#data, #raw>),
-                });
                 // At the macro's own span: a `#[lock]` field that is not a lock is already
                 // reported there (the same error, which rustc gives once).
                 let raw_here = quote!(#krate::BackendOf<#ty>);
+                laid_out.push(LaidOut {
+                    cfgs,
+                    member: syn::Member::Named(id.clone()),
+                    ty: quote!(#krate::ShmMutex<#data, #raw_here>),
+                });
                 asserts.push(crate::types::wrapper_is_lockkits(
                     krate,
                     cfgs,

@@ -1,0 +1,43 @@
+//! The struct rustc compiles is the one lockkit's macros checked: a safe attribute macro
+//! placed after `#[derive(ShmSafe)]` or `#[shared_locked]` that rewrites the fields (here
+//! every `u64` becomes `&'static u64`, `tests/fields_as_declared_dep/pm`) makes the program
+//! fail to compile, at the lockkit macro. (An adversarial review had lockkit's real
+//! `ShmSafe`/`ShmZeroable` hold for such structs: a null reference from `alloc_zeroed`, and
+//! another process reading through this one's heap address, SIGSEGV.)
+
+use std::process::Command;
+
+#[test]
+fn an_attribute_macro_after_lockkits_cannot_change_the_fields_it_checked() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fields_as_declared_dep/Cargo.toml");
+    let target = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("fields_as_declared_dep");
+    let build = Command::new(&cargo)
+        .args(["build", "--offline", "--bins", "--manifest-path"])
+        .arg(&manifest)
+        .arg("--target-dir")
+        .arg(&target)
+        .env_remove("RUSTFLAGS")
+        .output()
+        .expect("running cargo");
+    let stderr = String::from_utf8_lossy(&build.stderr);
+    assert!(
+        !build.status.success(),
+        "the rewritten structs compiled: lockkit's ShmSafe holds for a &'static field"
+    );
+    // Refused for the right reason, at both macros, not because the build could not run.
+    for (file, at) in [
+        ("src/main.rs", "derive(ShmSafe)"),
+        ("src/bin/shared_locked.rs", "shared_locked"),
+    ] {
+        assert!(
+            stderr.contains(file) && stderr.contains(at),
+            "{file} was not refused at `{at}`:\n{stderr}"
+        );
+    }
+    assert!(
+        stderr.contains("expected `PhantomData<u64>`, found `PhantomData<&u64>`"),
+        "refused for another reason:\n{stderr}"
+    );
+}
