@@ -14,7 +14,14 @@ fn an_attribute_macro_after_lockkits_cannot_change_the_fields_it_checked() {
         .join("tests/fields_as_declared_dep/Cargo.toml");
     let target = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("fields_as_declared_dep");
     let build = Command::new(&cargo)
-        .args(["build", "--offline", "--bins", "--manifest-path"])
+        // Every binary, even after one fails, so each macro's refusal is seen.
+        .args([
+            "build",
+            "--offline",
+            "--keep-going",
+            "--bins",
+            "--manifest-path",
+        ])
         .arg(&manifest)
         .arg("--target-dir")
         .arg(&target)
