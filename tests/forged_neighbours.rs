@@ -16,9 +16,10 @@ fn need(size: usize) -> u64 {
     (size as u64 + 32 + GRAN - 1) & !(GRAN - 1)
 }
 
-#[test]
-fn an_object_forged_inside_the_last_block_is_not_vouched_for_beside_it() {
-    let name = format!("/lockkit-adv2-overlap-{}", std::process::id());
+/// A 1 MiB named region and its file, open for writing, the name unlinked at once (the
+/// mapping and the open file stay): nothing is left behind on a panic.
+fn region_and_its_file(tag: &str) -> (ShmRegion, std::fs::File) {
+    let name = format!("/lockkit-forged-{tag}-{}", std::process::id());
     let path = format!("/dev/shm{name}");
     let region = ShmRegion::create(&name, 1 << 20).unwrap();
     let file = std::fs::OpenOptions::new()
@@ -26,8 +27,13 @@ fn an_object_forged_inside_the_last_block_is_not_vouched_for_beside_it() {
         .write(true)
         .open(&path)
         .unwrap();
-    // Unlinked at once (the mapping and the open file stay): nothing left behind on a panic.
     std::fs::remove_file(&path).unwrap();
+    (region, file)
+}
+
+#[test]
+fn an_object_forged_inside_the_last_block_is_not_vouched_for_beside_it() {
+    let (region, file) = region_and_its_file("overlap");
     let word = |at: u64| {
         let mut b = [0u8; 8];
         file.read_exact_at(&mut b, at).unwrap();
@@ -114,16 +120,7 @@ fn attack<const K: usize>(region: &ShmRegion, file: &std::fs::File, tag: u64) {
 // Reproduced 3/3 (deterministic). FAILS while the hole is open.
 #[test]
 fn an_object_forged_inside_any_block_is_not_vouched_for_beside_it() {
-    let name = format!("/lockkit-adv2-overlap2-{}", std::process::id());
-    let path = format!("/dev/shm{name}");
-    let region = ShmRegion::create(&name, 1 << 20).unwrap();
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&path)
-        .unwrap();
-    // Unlinked at once (the mapping and the open file stay): nothing left behind on a panic.
-    std::fs::remove_file(&path).unwrap();
+    let (region, file) = region_and_its_file("overlap2");
     let mut w = [0u8; 8];
     let probe = region.alloc(ShmMutex::new(0u64)).unwrap();
     file.read_exact_at(&mut w, probe.ptr().offset() - 32 + 16)
