@@ -679,6 +679,71 @@ fn the_groups_acquirer_is_told_that_a_chained_locks_holder_died_and_can_mark_it_
     assert!(!GrpGuard::owner_died(&g), "told again after the repair");
 }
 
+/// The same for the two lock kinds whose death is told through their own state rather than
+/// a raw lock's word: a `RecLock` and an `RwLock`'s write side, each chained directly.
+fn told_through_a_group<L: ChainLock + 'static>(
+    lock: Arc<ShmBox<L>>,
+    die_holding: fn(&L),
+    inconsistent: fn(&L) -> bool,
+) {
+    let _serial = common::serial();
+    let doomed = {
+        let lock = lock.clone();
+        common::fork(move || {
+            die_holding(&lock);
+            0 // exits holding it
+        })
+    };
+    assert_eq!(
+        doomed.join_within(common::CHILD_DEADLINE, || "the doomed holder".into()),
+        0
+    );
+    let group = GrpLock::new();
+    group.chain_lock(lock.clone(), -1).unwrap();
+    let (told, told_after_mark, consistent) = within("group.lock()", 30, {
+        let (group, lock) = (group.clone(), lock.clone());
+        move || {
+            let mut g = group.lock();
+            let told = GrpGuard::owner_died(&g);
+            GrpGuard::mark_consistent(&mut g);
+            let after = GrpGuard::owner_died(&g);
+            drop(g);
+            (told, after, !inconsistent(&lock))
+        }
+    });
+    assert!(told, "the group's acquirer was not told the holder died");
+    assert!(
+        !told_after_mark && consistent,
+        "mark_consistent did not reach the lock"
+    );
+    let g = group.lock();
+    assert!(!GrpGuard::owner_died(&g), "told again after the repair");
+}
+
+#[test]
+fn a_chained_rec_lock_whose_holder_died_is_told_through_the_group() {
+    let region = ShmRegion::anonymous(1 << 20).unwrap();
+    told_through_a_group(
+        Arc::new(region.alloc(lockkit::RecLock::new()).unwrap()),
+        |l| {
+            let outer = l.lock();
+            std::mem::forget(l.lock()); // two levels deep
+            std::mem::forget(outer);
+        },
+        lockkit::RecLock::is_inconsistent,
+    );
+}
+
+#[test]
+fn a_chained_rw_lock_whose_writer_died_is_told_through_the_group() {
+    let region = ShmRegion::anonymous(1 << 20).unwrap();
+    told_through_a_group(
+        Arc::new(region.alloc(lockkit::RwLock::new(0u64)).unwrap()),
+        |l| std::mem::forget(l.write()),
+        lockkit::RwLock::is_inconsistent,
+    );
+}
+
 // ---- 6. the data of chained locks, lent by the group's guard ---------------------------------
 
 #[test]

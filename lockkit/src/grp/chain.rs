@@ -171,6 +171,13 @@ unsafe impl ChainLock for RecLock {
         // SAFETY: the caller holds a level taken by chain_acquire (trait contract).
         unsafe { self.force_unlock_level() }
     }
+    fn chain_owner_died(&self) -> bool {
+        self.is_inconsistent()
+    }
+    unsafe fn chain_mark_consistent(&self) {
+        // SAFETY: the caller holds the lock (trait contract).
+        unsafe { self.raw_futex().mark_consistent() }
+    }
 }
 
 // SAFETY: the write side of the lock, taken and released by the same thread (trait
@@ -189,6 +196,13 @@ unsafe impl<T: ShmSafe> ChainLock for RwLock<T> {
     unsafe fn chain_release(&self) {
         // SAFETY: the caller holds the write lock taken by chain_acquire (trait contract).
         unsafe { self.force_write_unlock() }
+    }
+    fn chain_owner_died(&self) -> bool {
+        self.is_inconsistent()
+    }
+    unsafe fn chain_mark_consistent(&self) {
+        // SAFETY: the caller holds the write lock (trait contract).
+        unsafe { self.force_mark_consistent() }
     }
 }
 

@@ -181,6 +181,15 @@ impl<T> RwLock<T> {
         unsafe { self.raw.write_unlock() }
     }
 
+    /// Declares the data repaired without a guard, for holders that track the write lock
+    /// themselves (a group lock's chain).
+    ///
+    /// # Safety
+    /// The calling thread holds the write lock.
+    pub(crate) unsafe fn force_mark_consistent(&self) {
+        self.raw.mark_consistent()
+    }
+
     /// The number of readers inside at this instant, or `None` if a writer is.
     pub fn readers(&self) -> Option<u32> {
         self.raw.readers()
