@@ -17,13 +17,18 @@
 //! - `by hand, n + 1 GenLocks`: n + 1 `GenLock`s taken in order, released in reverse.
 //! - `GrpLock, n chained`: a group with n `GenLock`s chained (the group's own lock makes
 //!   n + 1), for n = 1 and 3.
+//! - `locked!, n GenLocks`: `locked!(a, b => ..)` over the same n locks as by hand (the macro
+//!   sorts them into the global order and releases them on every path), for n = 2 and 4.
+//! - `chain_lock + unchain_lock`: one edit of a group's chain and its undo, on a group that
+//!   chains 3 locks already (the cycle and shared-lock checks of the lock graph run each
+//!   time); compared with a lock + unlock of that group.
 
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Instant;
 
 use lockkit::grp::GrpLock;
-use lockkit::GenLock;
+use lockkit::{locked, GenLock};
 
 const ROUNDS: usize = 31;
 const ITERS: u32 = 500_000;
@@ -75,6 +80,38 @@ fn by_hand(n: usize) -> Box<dyn Fn(u32)> {
         }),
         _ => unreachable!("2 or 4 locks"),
     }
+}
+
+fn by_locked(n: usize) -> Box<dyn Fn(u32)> {
+    let ls = locks(n);
+    match n {
+        2 => Box::new(move |iters| {
+            let (a, b) = (&*ls[0], &*ls[1]);
+            for _ in 0..iters {
+                locked!(black_box(a), black_box(b) => { black_box(()) });
+            }
+        }),
+        4 => Box::new(move |iters| {
+            let (a, b, c, d) = (&*ls[0], &*ls[1], &*ls[2], &*ls[3]);
+            for _ in 0..iters {
+                locked!(black_box(a), black_box(b), black_box(c), black_box(d) => {
+                    black_box(())
+                });
+            }
+        }),
+        _ => unreachable!("2 or 4 locks"),
+    }
+}
+
+fn chain_edit() -> Box<dyn Fn(u32)> {
+    let g = chained(3);
+    let extra: Arc<dyn lockkit::grp::ChainLock> = Arc::new(GenLock::new());
+    Box::new(move |iters| {
+        for _ in 0..iters {
+            black_box(&g).chain_lock(extra.clone(), 9).unwrap();
+            assert!(black_box(&g).unchain_lock(&extra));
+        }
+    })
 }
 
 fn group(g: GrpLock) -> Box<dyn Fn(u32)> {
@@ -135,6 +172,21 @@ fn main() {
             name: "GrpLock, 3 chained",
             run: group(chained(3)),
             against: Some(4),
+        },
+        Variant {
+            name: "locked!, 2 GenLocks",
+            run: by_locked(2),
+            against: Some(2),
+        },
+        Variant {
+            name: "locked!, 4 GenLocks",
+            run: by_locked(4),
+            against: Some(4),
+        },
+        Variant {
+            name: "chain_lock + unchain_lock",
+            run: chain_edit(),
+            against: Some(5),
         },
     ];
 
