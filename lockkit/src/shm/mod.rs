@@ -625,8 +625,8 @@ impl ShmRegion {
     /// layout whose fingerprint collides with it); remembered per thread, mapping and type.
     fn check_described<T: ShmSafe>(&self, tag: u64) -> Result<()> {
         thread_local! {
-            static CHECKED: std::cell::RefCell<std::collections::HashSet<(u64, u64, usize)>> =
-                std::cell::RefCell::new(std::collections::HashSet::new());
+            static CHECKED: std::cell::RefCell<std::collections::HashSet<CheckedKey, KeyHash>> =
+                std::cell::RefCell::new(std::collections::HashSet::default());
         }
         // The mapping's serial, not its address: a region dropped and another mapped into the
         // freed `Inner` would otherwise inherit the checks done on the first.
@@ -761,5 +761,35 @@ impl fmt::Debug for ShmRegion {
             .field("name", &self.inner.name)
             .field("size", &self.size())
             .finish_non_exhaustive()
+    }
+}
+
+/// What [`ShmRegion::check_described`] remembers: (mapping serial, type tag, `T::LAYOUT`'s
+/// address).
+type CheckedKey = (u64, u64, usize);
+
+/// The hasher of that per-thread set: one multiply per word. Every `get` looks the set up,
+/// and SipHash took a third of a small `get`'s time; its resistance to chosen keys is not
+/// needed here, as the key's tag has already been compared equal to `T`'s own and the other
+/// two parts come from this process.
+type KeyHash = std::hash::BuildHasherDefault<WordHasher>;
+
+#[derive(Default)]
+struct WordHasher(u64);
+
+impl std::hash::Hasher for WordHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
