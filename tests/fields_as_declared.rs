@@ -4,6 +4,11 @@
 //! fail to compile, at the lockkit macro. (An adversarial review had lockkit's real
 //! `ShmSafe`/`ShmZeroable` hold for such structs: a null reference from `alloc_zeroed`, and
 //! another process reading through this one's heap address, SIGSEGV.)
+//!
+//! The same for enums (round 4): a later macro that replaces the enum with a struct holding a
+//! reference, renumbers its variants so that none is 0, or adds a variant the derive did not
+//! list is refused at the derive, by an exhaustive match over the variants read, a size check
+//! against the repr, and an assertion on the discriminants rustc computed.
 
 use std::process::Command;
 
@@ -47,4 +52,23 @@ fn an_attribute_macro_after_lockkits_cannot_change_the_fields_it_checked() {
         stderr.contains("expected `PhantomData<u64>`, found `PhantomData<&u64>`"),
         "refused for another reason:\n{stderr}"
     );
+    for (file, why) in [
+        (
+            "src/bin/enum_into_reference.rs",
+            "the enum's size is not its repr's",
+        ),
+        (
+            "src/bin/enum_renumbered.rs",
+            "no variant's discriminant is 0",
+        ),
+        (
+            "src/bin/enum_extra_variant.rs",
+            "non-exhaustive patterns: `Mode::Extra` not covered",
+        ),
+    ] {
+        let refused = stderr
+            .split("\nerror")
+            .any(|e| e.contains(file) && e.contains(why));
+        assert!(refused, "{file} was not refused with `{why}`:\n{stderr}");
+    }
 }

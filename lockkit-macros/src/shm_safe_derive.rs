@@ -220,14 +220,42 @@ fn derive_enum(
                 lit: syn::Lit::Int(i), ..
             }))) if i.base10_digits() == "0")
         });
+    let ids: Vec<&Ident> = e.variants.iter().map(|v| &v.ident).collect();
+    // The claim above reads tokens; an attribute macro placed after this derive could
+    // renumber the variants once the impl is written. So the impl comes with a check of
+    // the discriminants rustc computed.
     let zeroable = zero_variant.then(|| {
         quote! {
-            // SAFETY: a variant's discriminant is 0, so zero bytes are that variant.
+            const _: () = ::core::assert!(
+                #((#name::#ids as ::core::primitive::i128) == 0)||*,
+                "ShmZeroable: no variant's discriminant is 0 (the enum was changed after \
+                 #[derive(ShmSafe)] read it)"
+            );
+            // SAFETY: a variant's discriminant is 0 (asserted above, on rustc's values), so
+            // zero bytes are that variant.
             unsafe impl #krate::ShmZeroable for #name {}
         }
     });
+    let repr_ty = Ident::new(repr, name.span());
+    let checks = crate::types::checks_are_lockkits(krate);
+    // The enum rustc compiles must be the one read, as for structs (`layout.rs`): a match
+    // with no wildcard fails if a variant was added, removed or renamed, if one gained
+    // fields, or if the item is no longer an enum; the size check, if its repr changed.
+    let as_declared = quote! {
+        #[allow(dead_code, clippy::all)]
+        const _: fn(&#name) = |value: &#name| match *value {
+            #(#name::#ids => {})*
+        };
+        const _: () = ::core::assert!(
+            ::core::mem::size_of::<#name>() == ::core::mem::size_of::<::core::primitive::#repr_ty>(),
+            "ShmSafe: the enum's size is not its repr's (the enum was changed after \
+             #[derive(ShmSafe)] read it)"
+        );
+    };
     quote! {
         const _: () = {
+            #checks
+            #as_declared
             // SAFETY: a fieldless enum with an integer repr is that integer: no pointers, the
             // same size in every program; LAYOUT lists every variant's value, so a program
             // whose enum has other variants is told apart.
