@@ -4,6 +4,7 @@
 //! cargo run -p htable                       # region /lockkit-htable, removed at the end
 //! cargo run -p htable -- --keep             # leave it, then:
 //! cargo run -p htable --bin htable-dump -- /lockkit-htable
+//! cargo run -p htable -- --dump-after-kill  # runs htable-dump on the live region after the kill
 //! ```
 //!
 //! The parent creates the named region, allocates the table ([`htable::HTable`]: 1024
@@ -53,6 +54,8 @@ struct Args {
     name: String,
     workers: usize,
     keep: bool,
+    /// Run `htable-dump` on the live region right after the kill, before the repair.
+    dump_after_kill: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -60,6 +63,7 @@ fn parse_args() -> Result<Args, String> {
         name: "/lockkit-htable".into(),
         workers: 4,
         keep: false,
+        dump_after_kill: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -73,9 +77,11 @@ fn parse_args() -> Result<Args, String> {
                     .ok_or(format!("--workers needs a number from 2 to {MAX_WORKERS}"))?
             }
             "--keep" => a.keep = true,
+            "--dump-after-kill" => a.dump_after_kill = true,
             _ => {
                 return Err(format!(
-                    "unknown argument {flag}\nusage: htable [--name /NAME] [--workers N] [--keep]"
+                    "unknown argument {flag}\nusage: htable [--name /NAME] [--workers N] \
+                     [--keep] [--dump-after-kill]"
                 ))
             }
         }
@@ -205,6 +211,29 @@ fn wait_for(table: &HTable, what: &str, finished: u32, doomed: bool) -> Result<(
     Ok(())
 }
 
+/// Runs `htable-dump` (beside this program) on the live region, while the workers wait for
+/// their next job and the dead worker's stripe is not repaired yet, and prints its summary.
+fn dump_live(name: &str) -> Result<(), String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let dump = exe.with_file_name("htable-dump");
+    let out = std::process::Command::new(&dump)
+        .arg(name)
+        .output()
+        .map_err(|e| format!("{}: {e}", dump.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        return Err(format!(
+            "htable-dump {name}: {}: {text}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    for line in text.lines().filter(|l| !l.starts_with("bucket ")) {
+        println!("  htable-dump (live): {line}");
+    }
+    Ok(())
+}
+
 /// Jobs for every key, `BATCH` at a time.
 fn batches(kind: JobKind, keys: u32, version: u32) -> impl Iterator<Item = Job> {
     (0..keys).step_by(BATCH as usize).map(move |first| Job {
@@ -301,6 +330,9 @@ fn run(a: &Args) -> Result<String, String> {
         return Err(format!(
             "the report names {held:?} as held by the dead worker, not {ROOT}.stripes[{stripe}]"
         ));
+    }
+    if a.dump_after_kill {
+        dump_live(&a.name)?;
     }
     phase(
         "4. look every key up",

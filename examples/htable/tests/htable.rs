@@ -80,3 +80,42 @@ fn the_dump_of_a_region_that_does_not_exist_names_it() {
     assert!(!dump.status.success(), "{dump}");
     assert!(dump.stderr.contains(&name), "{dump}");
 }
+
+#[test]
+fn a_dump_attached_while_the_table_is_live_reports_the_dead_stripe_and_leaves_its_repair_to_the_workers(
+) {
+    let name = unique_name("htable-live");
+    let _unlink = Unlink(name.clone());
+    let run = run_program(HTABLE, &["--name", &name, "--dump-after-kill"], LIMIT);
+    assert!(run.status.success(), "{run}");
+    let stripe = run
+        .stdout
+        .split("while it held stripe ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .unwrap_or_else(|| panic!("no kill line: {run}"));
+    // Before the repair: every key is there (the half-written cell is not shown), and the
+    // dumper was told the stripe's holder died, and said so without repairing it.
+    assert!(
+        run.stdout.contains(&format!(
+            "htable-dump (live): stripe {stripe}: its last holder died in an update, not \
+             repaired yet\n  htable-dump (live): entries: 1024\n"
+        )),
+        "{run}"
+    );
+    // So a worker was still told, and repaired it.
+    assert!(
+        run.stderr.contains(&format!(
+            "was told the holder of stripe {stripe} died: repaired its 64 buckets"
+        )),
+        "{run}"
+    );
+    assert!(
+        run.stdout
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .ends_with(" OK"),
+        "{run}"
+    );
+}
