@@ -255,6 +255,8 @@ fn run(a: &Args) -> Result<String, String> {
         .roots(1)
         .bytes()
         .map_err(|e| e.to_string())?;
+    // A region left by an earlier `--keep` run goes first (as the registrar does).
+    let _ = ShmRegion::unlink(&a.name);
     let region = ShmRegion::create(&a.name, size).map_err(|e| format!("{}: {e}", a.name))?;
     let table = region.alloc_zeroed::<HTable>().map_err(|e| e.to_string())?;
     region.publish(ROOT, &table).map_err(|e| e.to_string())?;
