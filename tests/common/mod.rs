@@ -310,3 +310,89 @@ impl Rng {
         Duration::from_micros(self.below(max + 1))
     }
 }
+
+/// How a program run by [`run_program`] ended, and what it printed.
+pub struct Program {
+    pub status: std::process::ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl std::fmt::Display for Program {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}\n--- stdout:\n{}\n--- stderr:\n{}",
+            self.status, self.stdout, self.stderr
+        )
+    }
+}
+
+/// The processes `pid` forked that still run (its threads' `children` lists).
+fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|s| {
+            s.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}
+
+/// Runs the program `exe` with `args` and waits for it at most `limit`. A program still
+/// running then fails the test: it and every process it forked are described (each thread's
+/// system call and wait channel), it is killed (workers it forked with `lockkit::workers`
+/// die with it), and the panic shows what it had printed.
+pub fn run_program(exe: &str, args: &[&str], limit: Duration) -> Program {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(exe)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{exe}: {e}"));
+    let pipe = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut s = Vec::new();
+            let _ = r.read_to_end(&mut s);
+            String::from_utf8_lossy(&s).into_owned()
+        })
+    };
+    let out = pipe(Box::new(child.stdout.take().unwrap()));
+    let err = pipe(Box::new(child.stderr.take().unwrap()));
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if t0.elapsed() >= limit {
+            let pid = child.id();
+            let mut seen = describe_process(pid);
+            for k in children_of(pid) {
+                seen.push('\n');
+                seen.push_str(&describe_process(k));
+            }
+            let _ = child.kill();
+            let status = child.wait().unwrap();
+            let p = Program {
+                status,
+                stdout: out.join().unwrap(),
+                stderr: err.join().unwrap(),
+            };
+            panic!("{exe} {args:?} still ran after {limit:?} (killed):\n{seen}\n{p}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    Program {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
+}

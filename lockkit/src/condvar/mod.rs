@@ -112,6 +112,12 @@ impl WaitTimeoutResult {
 /// A guard a [`ShmCondvar`] can wait with: [`ShmMutexGuard`] and [`GenLockGuard`], over any
 /// backend. Sealed: a wait must release and retake the guard's lock, which only lockkit's
 /// own guards know how to do.
+///
+/// The guards `#[shared_locked]` accessors return for `#[guarded_by]` fields are
+/// `ShmMutexGuard`s, so a condition on a guarded field is waited for with them. A
+/// [`StripeGuard`](crate::StripeGuard) (a stripe of a `#[striped_by]` field) is not a
+/// `CondvarGuard`: keep what workers wait for (a queue, a count) in a `#[guarded_by]` field
+/// of its own, as `examples/htable` does.
 pub trait CondvarGuard: sealed::Release {
     /// What the condition of [`ShmCondvar::wait_while`] looks at: the guarded data for a
     /// [`ShmMutexGuard`], `()` for a [`GenLockGuard`] (whose data lives elsewhere).

@@ -404,6 +404,23 @@ impl GrpLock {
     /// the group was destroyed). Waits for the group's own lock like `chain_lock`. Safe at
     /// any time, including while other threads acquire and release the group.
     ///
+    /// The lock is found by its [`chain_id`](ChainLock::chain_id), not by the `Arc`: any
+    /// handle of the lock that was chained will do (for a chained group, an `Arc` of any of
+    /// its `GrpLock` handles), so there is no need to keep the `Arc` passed to `chain_lock`.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use lockkit::grp::{ChainLock, GrpLock};
+    ///
+    /// let dialog = GrpLock::new();
+    /// let tsx = GrpLock::new();
+    /// dialog.chain_lock(Arc::new(tsx.add_ref()), 1).unwrap(); // the chain holds a reference
+    /// let same: Arc<dyn ChainLock> = Arc::new(tsx.add_ref());
+    /// assert!(dialog.unchain_lock(&same)); // and gives it back
+    /// assert!(!dialog.unchain_lock(&same)); // no longer chained
+    /// assert_eq!(tsx.get_ref(), 2); // `tsx` and `same`
+    /// ```
+    ///
     /// # Panics
     /// Only with a panic of the unchained lock's own code: its release (when the caller holds
     /// the group), or its drop when the chain held the last reference to it (a chained
