@@ -636,3 +636,47 @@ fn a_check_remembered_for_a_dropped_region_does_not_pass_a_new_one() {
         );
     }
 }
+
+/// Two tables with the same fields whose `x` is striped by another set (adversary round 4):
+/// each would take another lock for the same element, so they are two layouts, and the
+/// object published as one is refused as the other, naming the marker.
+mod striped_by_s1 {
+    #[lockkit::shared_locked]
+    pub struct Table {
+        pub s1: lockkit::GenLockSet<4>,
+        #[standalone]
+        pub s2: lockkit::GenLockSet<4>,
+        #[striped_by(s1)]
+        pub x: [u64; 4],
+    }
+}
+mod striped_by_s2 {
+    #[lockkit::shared_locked]
+    pub struct Table {
+        #[standalone]
+        pub s1: lockkit::GenLockSet<4>,
+        pub s2: lockkit::GenLockSet<4>,
+        #[striped_by(s2)]
+        pub x: [u64; 4],
+    }
+}
+
+#[test]
+fn which_set_stripes_a_field_is_part_of_its_layout() {
+    assert_ne!(
+        striped_by_s1::Table::LAYOUT.digest(),
+        striped_by_s2::Table::LAYOUT.digest()
+    );
+    let region = ShmRegion::anonymous(1 << 20).unwrap();
+    let t = region.alloc_zeroed::<striped_by_s1::Table>().unwrap();
+    region.publish("table", &t).unwrap();
+    assert!(region.lookup::<striped_by_s1::Table>("table").is_ok());
+    match region.lookup::<striped_by_s2::Table>("table") {
+        Err(Error::TypeMismatch { difference, .. }) => assert!(
+            difference.contains("#striped-by"),
+            "the difference does not name the marker: {difference}"
+        ),
+        Err(e) => panic!("refused for another reason: {e}"),
+        Ok(_) => panic!("a table striped by s1 was handed out as one striped by s2"),
+    }
+}

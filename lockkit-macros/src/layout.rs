@@ -32,6 +32,19 @@ pub(crate) fn shm_safe_impl(
     fields: &[LaidOut],
     extra: &[TokenStream],
 ) -> TokenStream {
+    shm_safe_impl_marked(krate, name, generics, fields, extra, &[])
+}
+
+/// [`shm_safe_impl`], with `markers` (more `FieldLayout` expressions, evaluated inside the
+/// impl, where `Self` is the struct) listed after the fields.
+pub(crate) fn shm_safe_impl_marked(
+    krate: &TokenStream,
+    name: &Ident,
+    generics: &syn::Generics,
+    fields: &[LaidOut],
+    extra: &[TokenStream],
+    markers: &[TokenStream],
+) -> TokenStream {
     let generic = !generics.params.is_empty();
     let (impl_g, ty_g, where_g) = generics.split_for_impl();
     let preds = where_g.map(|w| {
@@ -134,7 +147,10 @@ pub(crate) fn shm_safe_impl(
         {
             const LAYOUT: &'static #krate::layout::TypeLayout = {
                 #proof
-                &#krate::layout::TypeLayout::of_fields::<Self>(#type_name, &[#(#entries),*])
+                &#krate::layout::TypeLayout::of_fields::<Self>(
+                    #type_name,
+                    &[#(#entries,)* #(#markers,)*],
+                )
             };
         }
     }

@@ -15,7 +15,7 @@ use syn::spanned::Spanned;
 use syn::{Ident, Type, Visibility};
 
 use super::parse::{same_name, Field, Input, Kind, Role, MARKERS};
-use crate::layout::{shm_safe_impl, LaidOut};
+use crate::layout::{shm_safe_impl, shm_safe_impl_marked, LaidOut};
 
 /// The pieces of the expansion, assembled by [`Expansion::into_tokens`].
 struct Expansion {
@@ -183,7 +183,37 @@ fn trait_impls(input: &Input, laid_out: &[LaidOut]) -> Vec<TokenStream> {
     // SAFETY (of the impl): every field is asserted ShmSafe above; locks and guarded data
     // are stored inline (repr(C)), and guarded data is reached only through guards.
     let lock_bounds = lock_kind_bounds(input);
-    let shm_safe = shm_safe_impl(krate, name, &input.item.generics, laid_out, &lock_bounds);
+    // Which set stripes each striped field is part of the layout (see
+    // `TypeLayout::lock_set_at`).
+    let markers: Vec<TokenStream> = input
+        .fields
+        .iter()
+        .filter_map(|f| match &f.role {
+            Role::Striped(set) => {
+                let (cfgs, id) = (&f.cfgs, f.ident);
+                let set = input.field(set).expect("checked").ident;
+                Some(quote! {
+                    #(#cfgs)*
+                    #krate::layout::FieldLayout {
+                        name: "#striped-by",
+                        offset: ::core::mem::offset_of!(Self, #id),
+                        layout: &#krate::layout::TypeLayout::lock_set_at(
+                            ::core::mem::offset_of!(Self, #set),
+                        ),
+                    }
+                })
+            }
+            _ => None,
+        })
+        .collect();
+    let shm_safe = shm_safe_impl_marked(
+        krate,
+        name,
+        &input.item.generics,
+        laid_out,
+        &lock_bounds,
+        &markers,
+    );
     vec![quote! {
         #shm_safe
         // SAFETY: applies only when every field is ShmZeroable: zero bytes are then

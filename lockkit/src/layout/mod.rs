@@ -189,6 +189,9 @@ pub struct VariantLayout {
 /// The layout of [`FieldLayout::interior_mutable`]'s marker.
 const INTERIOR_MUTABLE: TypeLayout = TypeLayout::sized::<()>("interior mutability", Shape::Empty);
 
+/// The element of [`TypeLayout::lock_set_at`]'s array.
+const LOCK_SET_AT: TypeLayout = TypeLayout::sized::<()>("byte", Shape::Empty);
+
 impl FieldLayout {
     /// A marker for a hand-written layout: the bytes at `offset` are written while shared
     /// references to the value exist (data behind a lock's `UnsafeCell`). No Rust field can
@@ -204,6 +207,24 @@ impl FieldLayout {
 }
 
 impl TypeLayout {
+    /// The layout of a `#[striped_by]` marker: the lock set that stripes a field lies
+    /// `set_offset` bytes into the same struct. `#[shared_locked]` lists one such marker,
+    /// named `#striped-by` (no Rust field can have that name), at each striped field's
+    /// offset, so two structs whose fields differ only in which set stripes a field have
+    /// different layouts: each would take another lock for the same element. (An
+    /// adversarial review had two such structs share a digest, and two guards lend `&mut`
+    /// to one element.) The offset is the length of an array of zero-sized elements, which
+    /// every layout comparison and digest already covers.
+    pub const fn lock_set_at(set_offset: usize) -> TypeLayout {
+        TypeLayout::sized::<()>(
+            "lock set at offset",
+            Shape::Array {
+                elem: &LOCK_SET_AT,
+                len: set_offset,
+            },
+        )
+    }
+
     /// The layout of a primitive `T` of kind `kind`.
     pub const fn scalar<T>(kind: Scalar) -> TypeLayout {
         TypeLayout::sized::<T>(kind.name(), Shape::Scalar(kind))
