@@ -13,6 +13,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("regions", 0),
     ("error", 0),
     ("layout", 0),
+    ("beacon", 0),
     ("deadline", 1),
     ("liveness", 1),
     ("shm_safe", 1),
