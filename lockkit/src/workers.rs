@@ -95,6 +95,35 @@ pub struct Ended {
     pub status: Option<ExitStatus>,
 }
 
+impl Ended {
+    /// The code the worker exited with, if it exited (`None` if a signal ended it or it was
+    /// still running).
+    pub fn exit_code(&self) -> Option<i32> {
+        self.status.and_then(|s| s.code())
+    }
+
+    /// The signal that ended the worker, if one did (`Some(libc::SIGKILL)` for a kill).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let mut workers = lockkit::workers::Workers::new();
+    /// let i = workers
+    ///     .spawn(|| {
+    ///         std::thread::sleep(Duration::from_secs(30));
+    ///         0
+    ///     })
+    ///     .unwrap();
+    /// workers.kill(i, libc::SIGKILL).unwrap();
+    /// let ended = workers.wait_all(Duration::from_secs(30)).unwrap();
+    /// assert_eq!(ended[0].killed_by(), Some(libc::SIGKILL));
+    /// assert_eq!(ended[0].exit_code(), None);
+    /// ```
+    pub fn killed_by(&self) -> Option<i32> {
+        self.status.and_then(|s| s.signal())
+    }
+}
+
 impl fmt::Display for Ended {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "worker {} (pid {}): ", self.index, self.pid)?;

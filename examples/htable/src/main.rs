@@ -366,10 +366,7 @@ fn run(a: &Args) -> Result<String, String> {
     }));
     for ended in workers.wait_all(DEADLINE).map_err(|e| e.to_string())? {
         let ok = if ended.index == doomed {
-            ended
-                .status
-                .and_then(|s| std::os::unix::process::ExitStatusExt::signal(&s))
-                == Some(libc::SIGKILL)
+            ended.killed_by() == Some(libc::SIGKILL)
         } else {
             ended.status.is_some_and(|s| s.success())
         };
