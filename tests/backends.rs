@@ -101,12 +101,11 @@ fn a_lock_set_excludes_per_index_across_processes<R: RawLock + 'static>() {
 static SIGNALS: AtomicU64 = AtomicU64::new(0);
 
 /// Whether `pid` is blocked in the kernel in a lock's wait at this instant: a futex (202 on
-/// x86_64: the futex, pthread and POSIX semaphore backends; 449, `futex_waitv`: a futex
-/// waiter beside its holder's death beacon) or a SysV semaphore operation (65 semop, 220
-/// semtimedop).
+/// x86_64: the futex, pthread and POSIX semaphore backends) or a SysV semaphore operation
+/// (65 semop, 220 semtimedop).
 fn blocked_in_a_wait(pid: libc::pid_t) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/syscall"))
-        .map(|s| matches!(s.split(' ').next(), Some("202" | "449" | "65" | "220")))
+        .map(|s| matches!(s.split(' ').next(), Some("202" | "65" | "220")))
         .unwrap_or(false)
 }
 

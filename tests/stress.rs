@@ -70,8 +70,8 @@ fn in_blocking_wait(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/syscall"))
         .map(|s| {
             let nr = s.split(' ').next().unwrap_or("");
-            // x86_64: 202 futex, 449 futex_waitv, 65 semop, 220 semtimedop.
-            matches!(nr, "202" | "449" | "65" | "220")
+            // x86_64: 202 futex, 65 semop, 220 semtimedop.
+            matches!(nr, "202" | "65" | "220")
         })
         .unwrap_or(false)
 }
