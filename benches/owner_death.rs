@@ -141,7 +141,7 @@ fn main() {
     row::<Futex>(
         &region,
         kills,
-        "holder's death beacon wakes the waiter to ask the kernel (`F_GETLK`)",
+        "waiter asks the kernel (`F_GETLK`) after each nap (0.05-1 ms)",
     );
     row::<Spin>(&region, kills, "spinner asks the kernel (0.05-1 ms)");
     row::<PosixSem>(

@@ -13,7 +13,6 @@ const LAYERS: &[(&str, u32)] = &[
     ("regions", 0),
     ("error", 0),
     ("layout", 0),
-    ("beacon", 0),
     ("deadline", 1),
     ("liveness", 1),
     ("shm_safe", 1),

@@ -362,40 +362,35 @@ fn owner_never_pairs_one_processs_pid_with_anothers_tid() {
 
 /// A seccomp filter that makes `futex` fail with ENOSYS, as a sandbox can.
 fn forbid_futex() {
-    forbid(&[libc::SYS_futex, libc::SYS_futex_waitv]);
-}
-
-/// Makes the calling thread's (and its later children's) system calls `nrs` fail with
-/// `ENOSYS`, as a seccomp sandbox would.
-fn forbid(nrs: &[libc::c_long]) {
     use libc::{sock_filter, sock_fprog, BPF_ABS, BPF_JEQ, BPF_JMP, BPF_K, BPF_LD, BPF_RET, BPF_W};
-    // A = seccomp_data.nr; for each call: if A == nr, return ENOSYS; else allow.
-    let mut filter = vec![sock_filter {
-        code: (BPF_LD | BPF_W | BPF_ABS) as u16,
-        jt: 0,
-        jf: 0,
-        k: 0,
-    }];
-    for &nr in nrs {
-        filter.push(sock_filter {
+    let nr = libc::SYS_futex as u32;
+    let filter = [
+        // A = seccomp_data.nr
+        sock_filter {
+            code: (BPF_LD | BPF_W | BPF_ABS) as u16,
+            jt: 0,
+            jf: 0,
+            k: 0,
+        },
+        sock_filter {
             code: (BPF_JMP | BPF_JEQ | BPF_K) as u16,
             jt: 0,
             jf: 1,
-            k: nr as u32,
-        });
-        filter.push(sock_filter {
+            k: nr,
+        },
+        sock_filter {
             code: (BPF_RET | BPF_K) as u16,
             jt: 0,
             jf: 0,
             k: libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32,
-        });
-    }
-    filter.push(sock_filter {
-        code: (BPF_RET | BPF_K) as u16,
-        jt: 0,
-        jf: 0,
-        k: libc::SECCOMP_RET_ALLOW,
-    });
+        },
+        sock_filter {
+            code: (BPF_RET | BPF_K) as u16,
+            jt: 0,
+            jf: 0,
+            k: libc::SECCOMP_RET_ALLOW,
+        },
+    ];
     let prog = sock_fprog {
         len: filter.len() as u16,
         filter: filter.as_ptr() as *mut _,
@@ -452,47 +447,6 @@ fn a_futex_error_other_than_a_wake_up_fails_loudly_instead_of_spinning() {
         said_enosys.load(Acquire),
         1,
         "the panic names the error ({code})"
-    );
-}
-
-/// Without `futex_waitv` (a kernel before 5.16, or a sandbox), a waiter sleeps on the lock
-/// word alone, and its naps still bring it the kernel's proof: a holder killed while it sleeps
-/// is taken over, and the waiter is told.
-#[test]
-fn without_futex_waitv_a_waiter_still_takes_over_from_a_killed_holder() {
-    let _s = serial();
-    let region = ShmRegion::anonymous(1 << 16).unwrap();
-    let shared = region
-        .alloc_zeroed::<(GenLock, AtomicU32, AtomicU32)>()
-        .unwrap();
-    let (lock, step, told) = (&shared.0, &shared.1, &shared.2);
-    let holder = fork(|| {
-        std::mem::forget(lock.lock());
-        step.store(1, Release);
-        std::thread::sleep(Duration::from_secs(60));
-        0
-    });
-    wait_for(step, 1);
-    let waiter = fork(|| {
-        forbid(&[libc::SYS_futex_waitv]);
-        step.store(2, Release);
-        let g = lock.lock();
-        told.store(
-            u32::from(lockkit::GenLockGuard::owner_died(&g)) + 1,
-            Release,
-        );
-        0
-    });
-    wait_for(step, 2);
-    // Let the waiter fall asleep, then kill the holder under it.
-    std::thread::sleep(Duration::from_millis(30));
-    assert_eq!(holder.kill(), 128 + libc::SIGKILL);
-    let code = waiter.join_within(ROUND, || format!("{lock:?}"));
-    assert_eq!(code, 0);
-    assert_eq!(
-        told.load(Acquire),
-        2,
-        "the waiter was not told the owner died"
     );
 }
 

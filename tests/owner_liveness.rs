@@ -701,7 +701,7 @@ fn a_writable_mapping_opened_after_an_inspector_takes_locks_and_nothing_is_wedge
 }
 
 /// Offset of `liveness::Area::next` in the region file, found from the record the calling
-/// thread left for its id 1 (`[id=1, pid, tid, beacon]`), which sits at the record index
+/// thread left for its id 1 (`[id=1, pid, tid, 0]`), which sits at the record index
 /// `liveness::record_index(1)` computes (repeated here: the area is not public).
 fn area_next_offset(path: &str) -> usize {
     const RECORDS: usize = 256;
@@ -711,11 +711,11 @@ fn area_next_offset(path: &str) -> usize {
     // SAFETY: gettid has no preconditions.
     let tid = unsafe { libc::gettid() } as u32;
     let mut pat = Vec::new();
-    for w in [1u32, pid, tid] {
+    for w in [1u32, pid, tid, 0] {
         pat.extend_from_slice(&w.to_ne_bytes());
     }
     let rec1 = bytes
-        .windows(12)
+        .windows(16)
         .position(|w| w == &pat[..])
         .expect("record of id 1");
     rec1 - 16 * index - 8

@@ -51,7 +51,7 @@
 //!
 //! | layer | modules | what they hold |
 //! |---|---|---|
-//! | 0 | `sys`, `regions`, `error`, [`layout`], `beacon` | system calls (futex, clock, tid); the table of this process's mapped regions; errors; type layouts; the kernel's wake-up when a lock holder's thread ends |
+//! | 0 | `sys`, `regions`, `error`, [`layout`] | system calls (futex, clock, tid); the table of this process's mapped regions; errors; type layouts |
 //! | 1 | `deadline`, `liveness`, `shm_safe`, `lock_hooks` | deadlines; owner ids and the kernel's proof of an owner's death; which types may live in shared memory; the hooks a lock calls for the diagnostics |
 //! | 2 | `model`, [`raw`] | the atomics and futex calls (or their loom models); the lock algorithms |
 //! | 3 | `gen_lock`, `rec_lock`, `rw_lock`, `semaphore`, `lock_set`, `shm_mutex`, `condvar`, `shm_str` | the primitives; the condition variable; inline strings and bytes |
@@ -81,7 +81,6 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 
-mod beacon;
 mod condvar;
 mod deadline;
 mod error;

@@ -37,14 +37,10 @@
 //! to reopen a memfd; a child that cannot is refused region locks with a panic that says so).
 //! A raw `clone(2)` runs no fork handler and must call [`crate::refresh_thread_ids`].
 //!
-//! Why not the kernel's robust-futex list as the proof: it is per *thread* (a thread that
-//! exits with a leaked guard would hand the lock on while its process lives, and a second
-//! `&mut` would exist), glibc owns each thread's list head, and an entry must be linked on
-//! every acquisition, which the uncontended path cannot pay for. It serves as a *wake-up*
-//! instead (`crate::beacon`): each thread that takes an id here holds one robust glibc mutex
-//! for its life and writes where to find it in its record, and a waiter sleeps beside it, so
-//! it asks the proof's question as soon as the holder's thread ends instead of at a nap's
-//! end. The answer still comes from the byte lock alone.
+//! Why not the kernel's robust-futex list: it is per *thread* (a thread that exits with a
+//! leaked guard would hand the lock on while its process lives, and a second `&mut` would
+//! exist), glibc owns each thread's list head, and an entry must be linked on every
+//! acquisition, which the uncontended path cannot pay for.
 //!
 //! # Invariants kept here
 //! - A region id is written into a lock word only after this process's OFD lock covers its
@@ -97,9 +93,7 @@ struct Record {
     id: AtomicU32,
     pid: AtomicU32,
     tid: AtomicU32,
-    /// The thread's death beacon (`crate::beacon`), 0 for none (and in regions made before
-    /// beacons, where this word was reserved and zero).
-    beacon: AtomicU32,
+    _reserved: AtomicU32,
 }
 
 /// This process's view of one mapped region file.
@@ -369,8 +363,6 @@ fn region_id(file: usize, area: usize) -> u32 {
     r.id.store(0, Relaxed);
     r.pid.store(std::process::id(), Relaxed);
     r.tid.store(tid, Relaxed);
-    r.beacon
-        .store(crate::beacon::mine(fork_generation()), Relaxed);
     r.id.store(id, Release);
     IN_FILE.with(|ids| ids[file].set((serial, id)));
     id
@@ -495,29 +487,6 @@ pub(crate) fn holder_gone(addr: usize, id: u32) -> bool {
     // caller's lock is registered.
     let fd = ENTRIES[m.file].fd.load(Acquire);
     fd >= 0 && id_released(fd, id) == Some(true)
-}
-
-/// The death beacon of holder `id` of the lock at `addr`, for a waiter to sleep beside: a
-/// hint that the holder's thread ended, never a proof (see `crate::beacon`). `None` for
-/// locks in process memory and whenever the holder's record or beacon cannot be trusted to
-/// be its own (the record is diagnostic and may have been overwritten by a later id).
-pub(crate) fn death_watch(addr: usize, id: u32) -> Option<crate::beacon::Watch> {
-    let id = id & ID_MASK;
-    if id == 0 {
-        return None;
-    }
-    let m = crate::regions::locate(addr)?;
-    // SAFETY: as in `region_id`: the area of a live mapping that holds `addr`.
-    let area = unsafe { &*(m.area as *const Area) };
-    let r = &area.records[record_index(id)];
-    if r.id.load(Acquire) != id {
-        return None;
-    }
-    let (beacon, tid) = (r.beacon.load(Acquire), r.tid.load(Acquire));
-    if r.id.load(Acquire) != id {
-        return None;
-    }
-    crate::beacon::watch(beacon, tid)
 }
 
 /// What diagnostics say about holder `id` of the lock at `addr`: its process and thread as
@@ -814,58 +783,6 @@ mod tests {
         let firsts: Vec<usize> = (0..32).map(|b| record_index((b * BLOCK).max(1))).collect();
         let distinct: std::collections::HashSet<_> = firsts.iter().collect();
         assert_eq!(distinct.len(), firsts.len(), "{firsts:?}");
-    }
-
-    /// A holder's beacon is armed while its thread lives and fired once it ends; and a fired
-    /// beacon is only a hint: the thread's process lives on, so its lock is not given up.
-    #[test]
-    fn a_beacon_fires_when_the_holders_thread_ends_and_proves_nothing() {
-        let region = crate::ShmRegion::anonymous(1 << 16).unwrap();
-        let lock = std::sync::Arc::new(region.alloc(crate::GenLock::new()).unwrap());
-        let addr = &**lock as *const crate::GenLock as usize;
-        let (held_tx, held_rx) = std::sync::mpsc::channel();
-        let (end_tx, end_rx) = std::sync::mpsc::channel::<()>();
-        let holder = std::thread::spawn({
-            let lock = lock.clone();
-            move || {
-                std::mem::forget(lock.lock());
-                held_tx.send(id_at(addr)).unwrap();
-                let _ = end_rx.recv_timeout(std::time::Duration::from_secs(30));
-            }
-        });
-        let id = held_rx
-            .recv_timeout(std::time::Duration::from_secs(30))
-            .expect("the holder thread took the lock");
-        if crate::beacon::mine(fork_generation()) == 0 {
-            // No beacon table here (not glibc, or /dev/shm refused it): nothing to check.
-            end_tx.send(()).unwrap();
-            holder.join().unwrap();
-            return;
-        }
-        assert!(
-            matches!(
-                death_watch(addr, id),
-                Some(crate::beacon::Watch::Armed { .. })
-            ),
-            "the live holder's beacon is not armed"
-        );
-        end_tx.send(()).unwrap();
-        holder.join().unwrap();
-        assert!(
-            matches!(
-                death_watch(addr, id),
-                Some(crate::beacon::Watch::Fired { .. })
-            ),
-            "the ended thread's beacon did not fire"
-        );
-        assert!(
-            !holder_gone(addr, id),
-            "a thread's end made its live process look gone"
-        );
-        assert!(
-            lock.try_lock().is_none(),
-            "the leaked guard's lock was given up"
-        );
     }
 
     #[test]

@@ -62,7 +62,6 @@ use std::time::Duration;
 use std::time::Instant;
 
 use super::{Acquired, RawLock};
-use crate::beacon::{self, Watch, Woken};
 use crate::deadline::Deadline;
 use crate::liveness::{self, ID_MASK as OWNER_MASK};
 use crate::sys::{self, Wake};
@@ -251,9 +250,6 @@ impl Futex {
     fn lock_contended(&self, me: u32, deadline: Option<Deadline>) -> Option<Acquired> {
         let mut spins = 0;
         let mut nap = PROBE_FIRST;
-        // The holder whose death beacon this waiter looked up, and what it found (`None`
-        // once it fired or when there is none: then the naps alone bring the question).
-        let mut watched: Option<(u32, Option<Watch>)> = None;
         loop {
             let w = self.word.load(Ordering::Relaxed);
             let owner = w & OWNER_MASK;
@@ -298,48 +294,8 @@ impl Futex {
                 Some(Err(_)) => return None,
             };
             let this_nap = left.map_or(nap, |l| l.min(nap));
-            if watched.as_ref().is_none_or(|(o, _)| *o != owner) {
-                let watch = liveness::death_watch(self.addr(), owner);
-                let fired = matches!(watch, Some(Watch::Fired { .. }));
-                if let Some(watch) = watch.as_ref().filter(|_| fired) {
-                    watch.spread();
-                }
-                watched = Some((owner, watch.filter(|_| !fired)));
-                if fired {
-                    // The holder's thread had ended before this waiter came: ask at once.
-                    if let Some(how) = self.ask_and_take(owner, me) {
-                        return Some(how);
-                    }
-                    nap = PROBE_FIRST;
-                    continue;
-                }
-            }
-            let woken = match &watched {
-                Some((_, Some(Watch::Armed { word, armed }))) => {
-                    beacon::sleep(&self.word, w | WAITERS, word, *armed, this_nap)
-                }
-                _ => match sys::futex_wait(&self.word, w | WAITERS, Some(this_nap)) {
-                    Wake::TimedOut => Woken::TimedOut,
-                    Wake::Retry => Woken::Retry,
-                },
-            };
-            match woken {
-                Woken::Retry => continue,
-                Woken::Beacon => {
-                    // The holder's thread ended: its process may be gone, or may be
-                    // finishing its exit (the kernel drops the proof's lock a little after
-                    // it wakes beacons), or may live on without that thread.
-                    if let Some((_, Some(watch))) = watched.take() {
-                        watch.spread();
-                    }
-                    watched = Some((owner, None));
-                    if let Some(how) = self.ask_and_take(owner, me) {
-                        return Some(how);
-                    }
-                    nap = PROBE_FIRST;
-                    continue;
-                }
-                Woken::TimedOut => {}
+            if sys::futex_wait(&self.word, w | WAITERS, Some(this_nap)) != Wake::TimedOut {
+                continue;
             }
             if deadline.is_some_and(|d| d.expired()) {
                 return None;
@@ -357,18 +313,6 @@ impl Futex {
                 return Some(how);
             }
         }
-    }
-
-    /// Asks the kernel whether `owner`, which a death beacon says has ended, is gone, and if
-    /// so (and the word still names it) takes the lock over.
-    #[cold]
-    fn ask_and_take(&self, owner: u32, me: u32) -> Option<Acquired> {
-        if self.word.load(Ordering::Relaxed) & OWNER_MASK == owner
-            && liveness::holder_gone(self.addr(), owner)
-        {
-            return self.take_over(owner, me);
-        }
-        None
     }
 
     /// Takes the lock from `dead`, whose process the kernel says is gone (checked by the
