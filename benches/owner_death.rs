@@ -126,6 +126,45 @@ fn one_row<R: RawLock + 'static>(region: &ShmRegion, kills: usize, how: &str, af
     );
 }
 
+/// CPU time of this process over `secs`, in seconds (user + system).
+fn cpu_s() -> f64 {
+    // SAFETY: rusage is plain data filled by getrusage.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid out pointer.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+    t(ru.ru_utime) + t(ru.ru_stime)
+}
+
+/// What waiting behind a live holder costs: the share of a core a `GenLock<R>` waiter uses
+/// while a holder in another process keeps the lock for `secs` (the naps' wake-ups and
+/// questions to the kernel).
+fn waiting_cost<R: RawLock + 'static>(region: &ShmRegion, secs: f64) -> f64 {
+    let b = region.alloc_zeroed::<Board<R>>().unwrap();
+    let holder = fork(|| {
+        std::mem::forget(b.lock.lock());
+        b.held.store(1, Release);
+        std::thread::sleep(Duration::from_secs(60));
+    });
+    spin_until(&b.held);
+    let (c0, t0) = (cpu_s(), std::time::Instant::now());
+    let got = b.lock.try_lock_for(Duration::from_secs_f64(secs));
+    let share = (cpu_s() - c0) / t0.elapsed().as_secs_f64();
+    assert!(got.is_none(), "the live holder's lock was taken");
+    // SAFETY: killing and reaping our own child.
+    unsafe { libc::kill(holder, libc::SIGKILL) };
+    reap(holder);
+    drop(got);
+    // The dead holder's lock is taken over (and so can be destroyed).
+    drop(b.lock.lock());
+    // SAFETY: every process that used the lock has exited or released it.
+    unsafe {
+        b.lock.destroy();
+        region.free(b).unwrap();
+    }
+    share
+}
+
 fn main() {
     let kills = std::env::args()
         .skip(1)
@@ -141,7 +180,7 @@ fn main() {
     row::<Futex>(
         &region,
         kills,
-        "waiter asks the kernel (`F_GETLK`) after each nap (0.05-1 ms)",
+        "waiter asks the kernel (`F_GETLK`) after each nap (0.05-0.25 ms, 1 ms after 100 ms)",
     );
     row::<Spin>(&region, kills, "spinner asks the kernel (0.05-1 ms)");
     row::<PosixSem>(
@@ -149,4 +188,11 @@ fn main() {
         kills,
         "waiter asks the kernel about the holder word's id (0.05-1 ms)",
     );
+    println!();
+    println!("| lock | waiting behind a live holder for | share of a core the waiter uses |");
+    println!("|---|---|---|");
+    for secs in [0.1, 1.0] {
+        let share = waiting_cost::<Futex>(&region, secs);
+        println!("| `GenLock<Futex>` | {secs} s | {:.1}% |", share * 100.0);
+    }
 }
