@@ -112,7 +112,7 @@ mod shm_str;
 mod sys;
 pub mod workers;
 
-pub use __private::StripeGuard;
+pub use __private::{StripeGuard, StripeReadGuard, StripeWriteGuard};
 pub use condvar::{CondvarGuard, ShmCondvar, WaitTimeoutResult};
 pub use error::{Error, Result};
 pub use gen_lock::{GenLock, GenLockGuard};
@@ -121,7 +121,7 @@ pub use liveness::{refresh_thread_ids, Owner};
 pub use lock_set::{GenLockSet, LockSet, PaddedLock, SET_ENTRY_BYTES};
 pub use lockable::Lockable;
 pub use rec_lock::{RecLock, RecLockGuard};
-pub use rw_lock::{ReadGuard, RwLock, WriteGuard};
+pub use rw_lock::{GenRwLock, GenRwLockSet, PaddedRwLock, ReadGuard, RwLock, WriteGuard};
 pub use semaphore::ShmSemaphore;
 pub use shm::{RegionOptions, RegionSize, RegionStats, ShmBox, ShmLockSet, ShmPtr, ShmRegion};
 pub use shm_mutex::{ShmMutex, ShmMutexGuard};

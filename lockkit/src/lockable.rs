@@ -7,7 +7,8 @@ use std::time::Duration;
 use crate::grp::{GrpGuard, GrpLock};
 use crate::raw::RawLock;
 use crate::{
-    GenLock, GenLockGuard, RecLock, RecLockGuard, RwLock, ShmBox, ShmMutex, ShmMutexGuard,
+    GenLock, GenLockGuard, GenRwLock, RecLock, RecLockGuard, RwLock, ShmBox, ShmMutex,
+    ShmMutexGuard,
 };
 
 /// A lock that hands out a guard: [`GenLock`], [`ShmMutex`], [`GrpLock`], and a
@@ -69,6 +70,14 @@ impl<T> RwLockable for RwLock<T> {
     type Data = T;
     #[inline]
     fn rw(&self) -> &RwLock<T> {
+        self
+    }
+}
+
+impl RwLockable for GenRwLock {
+    type Data = ();
+    #[inline]
+    fn rw(&self) -> &RwLock<()> {
         self
     }
 }

@@ -24,6 +24,13 @@ pub use crate::{GenLock, GenLockGuard, GenLockSet, ShmMutex, ShmMutexGuard, ShmS
 use crate::lock_set::LockSet;
 use crate::{ReadGuard, RecLockGuard, WriteGuard};
 
+#[path = "private/rw.rs"]
+mod rw;
+pub use rw::{
+    read_side, write_side, ReadSide, RwLockKind, RwLockSetKind, StripeReadGuard, StripeWriteGuard,
+    UseReadOrWriteLock, UseReadOrWriteStripe, WriteSide,
+};
+
 /// The backend of a lock field's type, so generated code can name `ShmMutex<_, R>` for a
 /// field declared `GenLock<R>` (or an alias of it marked `#[lock]`).
 #[diagnostic::on_unimplemented(
