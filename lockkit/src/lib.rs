@@ -29,6 +29,8 @@
 //!   [`ShmPtr`] links, named roots.
 //! - [`GenLock`] (Kamailio's `gen_lock_t`), [`ShmMutex`] (a lock with its data),
 //!   [`GenLockSet`] / [`ShmLockSet`] (`gen_lock_set_t`), all zero-initialised = unlocked.
+//! - [`RwLock`] (many readers or one writer, with its data); [`GenRwLock`] /
+//!   [`GenRwLockSet`], its data-less forms, for read-mostly `#[shared_locked]` tables.
 //! - [`raw`]: the lock algorithms.
 //! - [`ShmCondvar`]: a condition variable that waits with those locks' guards.
 //! - [`ShmStr`] / [`ShmBytes`]: strings and byte strings of a fixed capacity, stored inline.

@@ -19,8 +19,8 @@ use crate::{
     label = "not a lockkit lock",
     note = "locked! takes a GenLock, a ShmMutex, a GrpLock, a lock-set entry (`set[i]`), or a \
             ShmBox, Arc, Box or reference leading to one",
-    note = "an RwLock is taken as a reader or a writer: locked!(read r = rwlock => ..) or \
-            locked!(write w = rwlock => ..)"
+    note = "an RwLock (and a field lock that is a GenRwLock) is taken as a reader or a writer: \
+            locked!(read r = rwlock => ..) or locked!(write w = rwlock => ..)"
 )]
 pub trait Lockable {
     /// The guard that holds this lock.

@@ -556,3 +556,61 @@ unsafe impl<T: ShmSafe> LendHeld for WriteSide<'_, T> {
         unsafe { &mut *self.0.data_ptr() }
     }
 }
+
+/// What `table.field[i]` is in `locked!` when `field` is striped: never a value (the index
+/// that would make one is an error, `UseStripedAccessor`), but a lock of every kind
+/// `locked!` takes, so that the error about the index is the only one.
+pub struct NotIndexed<E>(
+    std::convert::Infallible,
+    std::marker::PhantomData<fn() -> E>,
+);
+
+impl<E> crate::Lockable for NotIndexed<E> {
+    type Guard<'a>
+        = crate::ShmMutexGuard<'a, E>
+    where
+        E: 'a;
+    fn lock_guard(&self) -> crate::ShmMutexGuard<'_, E> {
+        match self.0 {}
+    }
+    fn try_lock_guard(&self) -> Option<crate::ShmMutexGuard<'_, E>> {
+        match self.0 {}
+    }
+}
+
+impl<E> crate::lockable::TimedLockable for NotIndexed<E> {
+    fn try_lock_guard_for(&self, _: Duration) -> Option<crate::ShmMutexGuard<'_, E>> {
+        match self.0 {}
+    }
+}
+
+impl<E> crate::lockable::RwLockable for NotIndexed<E> {
+    type Data = E;
+    fn rw(&self) -> &RwLock<E> {
+        match self.0 {}
+    }
+}
+
+// SAFETY: no value exists, so no method runs.
+unsafe impl<E: ShmSafe> ChainLock for NotIndexed<E> {
+    fn chain_acquire(&self) {
+        match self.0 {}
+    }
+    fn chain_try_acquire(&self) -> bool {
+        match self.0 {}
+    }
+    unsafe fn chain_release(&self) {
+        match self.0 {}
+    }
+}
+
+// SAFETY: no value exists, so nothing is lent.
+unsafe impl<E: ShmSafe> LendHeld for NotIndexed<E> {
+    type Lent<'g>
+        = &'g mut E
+    where
+        Self: 'g;
+    unsafe fn lend_held(&self) -> &mut E {
+        match self.0 {}
+    }
+}
