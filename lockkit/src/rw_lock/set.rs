@@ -194,6 +194,10 @@ impl<const N: usize> GenRwLockSet<N> {
     }
 
     /// The number of locks in the set (`N`).
+    ///
+    /// ```
+    /// assert_eq!(lockkit::GenRwLockSet::<8>::new().len(), 8);
+    /// ```
     pub const fn len(&self) -> usize {
         N
     }
@@ -209,6 +213,12 @@ impl<const N: usize> GenRwLockSet<N> {
     }
 
     /// Lock `i`.
+    ///
+    /// ```
+    /// let set = lockkit::GenRwLockSet::<4>::new();
+    /// let _w = set.at(2).write();
+    /// assert!(set[2].try_read().is_none()); // `set[i]` is `set.at(i)`
+    /// ```
     ///
     /// # Panics
     /// If `i >= len()`, naming both.
@@ -240,6 +250,16 @@ impl<const N: usize> GenRwLockSet<N> {
 
     /// Shared access to lock `i`, waiting at most `timeout`.
     ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let set = lockkit::GenRwLockSet::<4>::new();
+    /// let w = set.write(1);
+    /// assert!(set.try_read_for(1, Duration::from_millis(1)).is_none());
+    /// drop(w);
+    /// assert!(set.try_read_for(1, Duration::from_millis(1)).is_some());
+    /// ```
+    ///
     /// # Panics
     /// If `i >= len()`.
     #[track_caller]
@@ -267,6 +287,16 @@ impl<const N: usize> GenRwLockSet<N> {
 
     /// Exclusive access to lock `i`, waiting at most `timeout`.
     ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let set = lockkit::GenRwLockSet::<4>::new();
+    /// let r = set.read(3);
+    /// assert!(set.try_write_for(3, Duration::from_millis(1)).is_none());
+    /// drop(r);
+    /// assert!(set.try_write_for(3, Duration::from_millis(1)).is_some());
+    /// ```
+    ///
     /// # Panics
     /// If `i >= len()`.
     #[track_caller]
@@ -285,6 +315,13 @@ impl<const N: usize> GenRwLockSet<N> {
     }
 
     /// The locks, in index order.
+    ///
+    /// ```
+    /// let set = lockkit::GenRwLockSet::<4>::new();
+    /// let _r = set.read(0);
+    /// let readers: Vec<Option<u32>> = set.iter().map(|l| l.readers()).collect();
+    /// assert_eq!(readers, [Some(1), Some(0), Some(0), Some(0)]);
+    /// ```
     pub fn iter(&self) -> impl Iterator<Item = &GenRwLock> {
         self.locks.iter().map(|p| &p.0)
     }
