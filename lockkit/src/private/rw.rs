@@ -527,7 +527,11 @@ unsafe impl<T: ShmSafe> ChainLock for WriteSide<'_, T> {
         self.0.chain_id()
     }
     fn chain_owner_died(&self) -> bool {
-        self.0.is_inconsistent()
+        self.0.chain_owner_died()
+    }
+    unsafe fn chain_mark_consistent(&self) {
+        // SAFETY: forwarded contract (the caller holds the write lock).
+        unsafe { self.0.chain_mark_consistent() }
     }
 }
 
