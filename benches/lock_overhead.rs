@@ -9,6 +9,10 @@
 //!   `locked!`, and through a `#[shared_locked]` accessor: these must cost the same.
 //! - `group`: a group lock with no chained locks against a bare GenLock (guards observed);
 //!   `benches/grp_lock.rs` compares chained groups with the same locks taken by hand.
+//! - `striped`: one element of a striped field, uncontended: a read through a field striped
+//!   by a `GenRwLockSet` (`read_<field>(i)`), a write through it, and a lock through a field
+//!   striped by a `GenLockSet` (`lock_<field>(i)`): what a lookup pays for the reader-writer
+//!   lock when nobody writes.
 //! - `resolve`: `region.get(ptr)` of a small and of a 64 KiB object, and `lookup` by name:
 //!   the checks every handle into a region pays (bounds, block, neighbours, type).
 
@@ -19,7 +23,7 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, Criterion};
 use lockkit::grp::GrpLock;
 use lockkit::raw::{PosixSem, PthreadMutex, Spin};
-use lockkit::{locked, shared_locked, GenLock, ShmMutex, ShmRegion};
+use lockkit::{locked, shared_locked, GenLock, GenLockSet, GenRwLockSet, ShmMutex, ShmRegion};
 
 mod common;
 use common::GlibcMutex;
@@ -29,6 +33,16 @@ struct Counter {
     lock: GenLock,
     #[guarded_by(lock)]
     n: u64,
+}
+
+#[shared_locked]
+struct Striped {
+    stripes: GenLockSet<16>,
+    #[striped_by(stripes)]
+    cells: [u64; 256],
+    rw_stripes: GenRwLockSet<16>,
+    #[striped_by(rw_stripes)]
+    rw_cells: [u64; 256],
 }
 
 /// The least a lock that can sleep pays: take the word with a compare-exchange, release it
@@ -104,6 +118,32 @@ fn guard_forms(c: &mut Criterion) {
     g.finish();
 }
 
+fn striped(c: &mut Criterion) {
+    let region = ShmRegion::anonymous(1 << 20).unwrap();
+    let t = region.alloc_zeroed::<Striped>().unwrap();
+    let mut g = c.benchmark_group("striped");
+    let mut i = 0usize;
+    g.bench_function("GenLockSet_lock", |b| {
+        b.iter(|| {
+            i = (i + 7) & 255;
+            black_box(*black_box(&*t).lock_cells(i))
+        })
+    });
+    g.bench_function("GenRwLockSet_read", |b| {
+        b.iter(|| {
+            i = (i + 7) & 255;
+            black_box(*black_box(&*t).read_rw_cells(i))
+        })
+    });
+    g.bench_function("GenRwLockSet_write", |b| {
+        b.iter(|| {
+            i = (i + 7) & 255;
+            *black_box(&*t).write_rw_cells(i) += 1
+        })
+    });
+    g.finish();
+}
+
 fn group(c: &mut Criterion) {
     let lock = GenLock::new();
     let grp = GrpLock::new();
@@ -146,6 +186,6 @@ criterion_group! {
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2))
         .sample_size(50);
-    targets = uncontended, guard_forms, group, resolve
+    targets = uncontended, guard_forms, striped, group, resolve
 }
 criterion_main!(benches);

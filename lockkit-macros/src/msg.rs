@@ -36,8 +36,6 @@ pub(crate) const LOCKED_TRAILING: &str = "unexpected tokens after the block of l
 pub(crate) const LOCKED_TRY_MANY: &str = "locked!(try ..) and locked!(try_for(..) ..) take one \
      lock: taking several without waiting could leave some taken and others not; nest one \
      locked!(try ..) per lock";
-pub(crate) const LOCKED_RW_MANY: &str = "locked!(read ..) and locked!(write ..) take one RwLock; \
-     nest one locked! per lock";
 pub(crate) const LOCKED_AWAIT: &str = "`.await` inside locked! would suspend this task while it \
      holds the lock, and another task on this thread that takes the lock would panic (the \
      thread already holds it): finish the locked work, leave the block, then await";
@@ -79,8 +77,8 @@ pub(crate) const SL_GUARD_MISSING: &str = "no field named `{lock}` in this struc
 pub(crate) const SL_GUARD_SET: &str = "`{lock}` is a lock set: a field guarded by a set's \
      stripes is marked #[striped_by({lock})] and must be an array";
 pub(crate) const SL_GUARD_NOT_LOCK: &str = "`{lock}` is not a lock (its type is `{ty}`): \
-     #[guarded_by] names a field of type GenLock; if `{ty}` is a GenLock under another name, \
-     mark the field #[lock]";
+     #[guarded_by] names a field of type GenLock (or GenRwLock); if `{ty}` is one under another \
+     name, mark the field #[lock] (or #[rw_lock])";
 pub(crate) const SL_GUARD_SELF: &str = "`{field}` cannot guard itself: #[guarded_by] names \
      another field, a GenLock";
 pub(crate) const SL_GUARD_GUARDED: &str = "`{lock}` is itself guarded by `{outer}`, so it \
@@ -89,10 +87,10 @@ pub(crate) const SL_GUARD_GUARDED: &str = "`{lock}` is itself guarded by `{outer
 pub(crate) const SL_STRIPE_MISSING: &str = "no field named `{set}` in this struct: \
      #[striped_by] names the GenLockSet field whose stripes guard `{field}`";
 pub(crate) const SL_STRIPE_LOCK: &str = "`{set}` is a single lock: a field it guards is marked \
-     #[guarded_by({set})]; #[striped_by] names a GenLockSet";
+     #[guarded_by({set})]; #[striped_by] names a GenLockSet (or GenRwLockSet)";
 pub(crate) const SL_STRIPE_NOT_SET: &str = "`{set}` is not a lock set (its type is `{ty}`): \
-     #[striped_by] names a field of type GenLockSet<N>; if `{ty}` is a GenLockSet under \
-     another name, mark the field #[lock_set]";
+     #[striped_by] names a field of type GenLockSet<N> (or GenRwLockSet<N>); if `{ty}` is one \
+     under another name, mark the field #[lock_set] (or #[rw_lock_set])";
 pub(crate) const SL_STRIPE_ARRAY: &str = "a #[striped_by] field must be an array `[T; M]`: \
      element i is guarded by stripe i % N";
 pub(crate) const SL_STANDALONE_GUARDED: &str =

@@ -29,6 +29,8 @@
 //!   [`ShmPtr`] links, named roots.
 //! - [`GenLock`] (Kamailio's `gen_lock_t`), [`ShmMutex`] (a lock with its data),
 //!   [`GenLockSet`] / [`ShmLockSet`] (`gen_lock_set_t`), all zero-initialised = unlocked.
+//! - [`RwLock`] (many readers or one writer, with its data); [`GenRwLock`] /
+//!   [`GenRwLockSet`], its data-less forms, for read-mostly `#[shared_locked]` tables.
 //! - [`raw`]: the lock algorithms.
 //! - [`ShmCondvar`]: a condition variable that waits with those locks' guards.
 //! - [`ShmStr`] / [`ShmBytes`]: strings and byte strings of a fixed capacity, stored inline.
@@ -111,7 +113,7 @@ mod shm_str;
 mod sys;
 pub mod workers;
 
-pub use __private::StripeGuard;
+pub use __private::{StripeGuard, StripeReadGuard, StripeWriteGuard};
 pub use condvar::{CondvarGuard, ShmCondvar, WaitTimeoutResult};
 pub use error::{Error, Result};
 pub use gen_lock::{GenLock, GenLockGuard};
@@ -120,7 +122,7 @@ pub use liveness::{refresh_thread_ids, Owner};
 pub use lock_set::{GenLockSet, LockSet, PaddedLock, SET_ENTRY_BYTES};
 pub use lockable::Lockable;
 pub use rec_lock::{RecLock, RecLockGuard};
-pub use rw_lock::{ReadGuard, RwLock, WriteGuard};
+pub use rw_lock::{GenRwLock, GenRwLockSet, PaddedRwLock, ReadGuard, RwLock, WriteGuard};
 pub use semaphore::ShmSemaphore;
 pub use shm::{RegionOptions, RegionSize, RegionStats, ShmBox, ShmLockSet, ShmPtr, ShmRegion};
 pub use shm_mutex::{ShmMutex, ShmMutexGuard};

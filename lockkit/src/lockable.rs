@@ -7,7 +7,8 @@ use std::time::Duration;
 use crate::grp::{GrpGuard, GrpLock};
 use crate::raw::RawLock;
 use crate::{
-    GenLock, GenLockGuard, RecLock, RecLockGuard, RwLock, ShmBox, ShmMutex, ShmMutexGuard,
+    GenLock, GenLockGuard, GenRwLock, RecLock, RecLockGuard, RwLock, ShmBox, ShmMutex,
+    ShmMutexGuard,
 };
 
 /// A lock that hands out a guard: [`GenLock`], [`ShmMutex`], [`GrpLock`], and a
@@ -18,8 +19,8 @@ use crate::{
     label = "not a lockkit lock",
     note = "locked! takes a GenLock, a ShmMutex, a GrpLock, a lock-set entry (`set[i]`), or a \
             ShmBox, Arc, Box or reference leading to one",
-    note = "an RwLock is taken as a reader or a writer: locked!(read r = rwlock => ..) or \
-            locked!(write w = rwlock => ..)"
+    note = "an RwLock (and a field lock that is a GenRwLock) is taken as a reader or a writer: \
+            locked!(read r = rwlock => ..) or locked!(write w = rwlock => ..)"
 )]
 pub trait Lockable {
     /// The guard that holds this lock.
@@ -69,6 +70,14 @@ impl<T> RwLockable for RwLock<T> {
     type Data = T;
     #[inline]
     fn rw(&self) -> &RwLock<T> {
+        self
+    }
+}
+
+impl RwLockable for GenRwLock {
+    type Data = ();
+    #[inline]
+    fn rw(&self) -> &RwLock<()> {
         self
     }
 }

@@ -24,13 +24,21 @@ pub use crate::{GenLock, GenLockGuard, GenLockSet, ShmMutex, ShmMutexGuard, ShmS
 use crate::lock_set::LockSet;
 use crate::{ReadGuard, RecLockGuard, WriteGuard};
 
+#[path = "private/rw.rs"]
+mod rw;
+pub use rw::{
+    read_side, write_side, NotIndexed, ReadSide, RwLockKind, RwLockSetKind, StripeReadGuard,
+    StripeWriteGuard, UseReadOrWriteLock, UseReadOrWriteStripe, WriteSide,
+};
+
 /// The backend of a lock field's type, so generated code can name `ShmMutex<_, R>` for a
 /// field declared `GenLock<R>` (or an alias of it marked `#[lock]`).
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a lockkit lock",
     label = "not a GenLock or GenLockSet",
     note = "#[shared_locked] treats a field as a lock when its type is GenLock or GenLockSet, \
-            or when it is marked #[lock] / #[lock_set]; remove the marker if this field is data"
+            or when it is marked #[lock] / #[lock_set]; remove the marker if this field is data, \
+            or mark a GenRwLock #[rw_lock] (a GenRwLockSet #[rw_lock_set])"
 )]
 pub trait LockKind: sealed::Sealed {
     /// The lock's algorithm.
@@ -97,8 +105,8 @@ impl<T: ?Sized> DerefMut for Fallback<'_, T> {
     label = "not a lockkit lock",
     note = "locked! takes a GenLock, a ShmMutex, a GrpLock, a lock-set entry (`set[i]`), or a \
             ShmBox, Arc, Box or reference leading to one",
-    note = "an RwLock is taken as a reader or a writer: locked!(read r = rwlock => ..) or \
-            locked!(write w = rwlock => ..)"
+    note = "an RwLock (and a field lock that is a GenRwLock) is taken as a reader or a writer: \
+            locked!(read r = rwlock => ..) or locked!(write w = rwlock => ..)"
 )]
 pub trait GuardOf<'a, G> {
     /// [`Lockable::lock_guard`].
@@ -479,7 +487,9 @@ pub fn held_as_chain<L: LendHeld>(lock: &L) -> &dyn ChainLock {
     label = "not a lock that locked!(a, b, ..) takes",
     note = "locked!(a, b, ..) takes GenLock, ShmMutex, RecLock, RwLock (its write side), \
             GrpLock, a group member, a lock-set entry (`set[i]`), or a ShmBox, Arc, Box or \
-            reference leading to one"
+            reference leading to one",
+    note = "an RwLock, or a field lock that is a GenRwLock, is named with its side: \
+            locked!(read r = rwlock, write w = other, ..)"
 )]
 pub unsafe trait LendHeld: ChainLock {
     /// What the block gets.
@@ -1131,7 +1141,9 @@ impl<B: std::ops::Index<I> + ?Sized, I> LockIndex<I> for B {
                field's accessor, which takes stripe `i % N`",
     label = "an index into a #[striped_by] field",
     note = "write `*table.lock_<field>(i) += 1`, or `let mut e = table.lock_<field>(i);` for \
-            longer work; try_lock_<field>(i) and try_lock_<field>_for(i, timeout) do not wait"
+            longer work; try_lock_<field>(i) and try_lock_<field>_for(i, timeout) do not wait",
+    note = "a field striped by a GenRwLockSet is reached through read_<field>(i) (shared) and \
+            write_<field>(i) (exclusive), and their try_ forms"
 )]
 pub trait UseStripedAccessor {
     /// Never returns: nothing reaches [`Striped::__lockkit_index`] with a value.
@@ -1140,10 +1152,11 @@ pub trait UseStripedAccessor {
 
 impl<E: ShmSafe, const M: usize> Striped<[E; M]> {
     /// `locked!(x = table.field[i] => ..)` on a striped field: an error saying to use the
-    /// accessor (`UseStripedAccessor` has no implementations). Its type is a lock that lends
-    /// `&mut E`, so that the block type-checks and the error is the only one.
+    /// accessor (`UseStripedAccessor` has no implementations). Its type is a lock of every
+    /// kind `locked!` takes (`read`/`write` included) that lends `&mut E`, so that the block
+    /// type-checks and the error is the only one.
     #[doc(hidden)]
-    pub fn __lockkit_index<I: UseStripedAccessor>(&self, index: I) -> &ShmMutex<E> {
+    pub fn __lockkit_index<I: UseStripedAccessor>(&self, index: I) -> &NotIndexed<E> {
         index.never()
     }
 }

@@ -157,7 +157,9 @@ pub(crate) fn expand(l: &Locked) -> TokenStream {
     if l.items.len() > 1 {
         return many(l);
     }
-    let Item { name, lock } = &l.items[0];
+    let Item {
+        name, lock, mode, ..
+    } = &l.items[0];
     let span = lock.span();
     let krate = &l.krate;
     let bound = private("__lockkit_lock", span);
@@ -165,7 +167,7 @@ pub(crate) fn expand(l: &Locked) -> TokenStream {
     let lend = lend(krate, name, &guard);
     let b = body(krate, &l.body);
     let (in_scope, lock_ref) = (lock_index_in_scope(krate), lock_ref(lock));
-    let (plain, tried, timed) = match l.mode {
+    let (plain, tried, timed) = match mode {
         Mode::Lock => ("lock", "try_lock", "try_lock_for"),
         Mode::Read => ("read", "try_read", "try_read_for"),
         Mode::Write => ("write", "try_write", "try_write_for"),
@@ -230,10 +232,21 @@ fn many(l: &Locked) -> TokenStream {
         .map(|(i, it)| private(&format!("__lockkit_lock{i}"), it.lock.span()))
         .collect();
     let guard = private("__lockkit_guard", Span::call_site());
+    // A lock written `read x` or `write x` is taken through its read or write side, a lock
+    // of its own in the order (at the RwLock's place), which lends `&T` or `&mut T`.
     let binds = l.items.iter().zip(&bound).map(|(it, b)| {
         let e: &Expr = &it.lock;
         let r = lock_ref(e);
-        quote_spanned! {e.span()=> let #b = #r;}
+        let side = match it.mode {
+            Mode::Lock => return quote_spanned! {e.span()=> let #b = #r;},
+            Mode::Read => Ident::new("read_side", e.span()),
+            Mode::Write => Ident::new("write_side", e.span()),
+        };
+        // The lock first, so a temporary it names lives as long as with the plain forms.
+        quote_spanned! {e.span()=>
+            let #b = #r;
+            let #b = &#krate::__private::#side(#b);
+        }
     });
     let in_scope = lock_index_in_scope(krate);
     let dyns = l.items.iter().zip(&bound).map(|(it, b)| {

@@ -5,6 +5,7 @@
 //! locked!(name = lock => { .. })
 //! locked!(a, name = b, c => { .. })         several locks, each may lend its data
 //! locked!(read name = rw => { .. })         an RwLock, shared; `write` for exclusive
+//! locked!(read a = rw, write b = rw2, c => { .. })   `read`/`write` per lock
 //! locked!(try [read|write] [name =] lock => { .. } else { .. })
 //! locked!(try_for(timeout) [read|write] [name =] lock => { .. } else { .. })
 //! locked!(crate = "path"; ..)               any form, with lockkit renamed
@@ -38,8 +39,11 @@ pub(crate) enum Wait {
     For(Expr, Block),
 }
 
-/// One lock of the invocation, with the name its data is lent under.
+/// One lock of the invocation, how it is taken, and the name its data is lent under.
 pub(crate) struct Item {
+    pub(crate) mode: Mode,
+    /// `read`/`write` as written (empty without), to print the invocation back.
+    mode_kw: TokenStream,
     pub(crate) name: Option<Ident>,
     pub(crate) lock: Expr,
 }
@@ -47,12 +51,10 @@ pub(crate) struct Item {
 pub(crate) struct Locked {
     /// `crate = ..`: the path of the lockkit crate (`::lockkit` unless renamed).
     pub(crate) krate: TokenStream,
-    /// The tokens of `crate = ..;` as written (empty without), and of `try`/`try_for` and
-    /// `read`/`write`, to print an invocation back (a nested `locked!`, rewritten).
+    /// The tokens of `crate = ..;` as written (empty without), and of `try`/`try_for`, to
+    /// print an invocation back (a nested `locked!`, rewritten).
     krate_arg: TokenStream,
     wait_kw: TokenStream,
-    mode_kw: TokenStream,
-    pub(crate) mode: Mode,
     pub(crate) wait: Wait,
     pub(crate) items: Vec<Item>,
     pub(crate) body: Block,
@@ -169,15 +171,23 @@ impl Parse for Locked {
         let start = input.fork();
         let waits = wait_kind(input)?;
         let wait_kw = tokens_between(&start, input);
-        let start = input.fork();
-        let mode = mode(input)?;
-        let mode_kw = tokens_between(&start, input);
         let mut items = Vec::new();
         loop {
             let at = input.span();
+            let start = input.fork();
+            let mode = mode(input)?;
+            let mode_kw = tokens_between(&start, input);
             let name = name(input)?;
             let lock: Expr = input.parse()?;
-            items.push((at, Item { name, lock }));
+            items.push((
+                at,
+                Item {
+                    mode,
+                    mode_kw,
+                    name,
+                    lock,
+                },
+            ));
             if input.peek(Token![,]) {
                 input.parse::<Token![,]>()?;
                 continue;
@@ -208,16 +218,11 @@ impl Parse for Locked {
             if !matches!(wait, Wait::Forever) {
                 return Err(syn::Error::new_spanned(second, msg::LOCKED_TRY_MANY));
             }
-            if mode != Mode::Lock {
-                return Err(syn::Error::new_spanned(second, msg::LOCKED_RW_MANY));
-            }
         }
         Ok(Locked {
             krate,
             krate_arg,
             wait_kw,
-            mode_kw,
-            mode,
             wait,
             items: items.into_iter().map(|(_, i)| i).collect(),
             body,
@@ -237,10 +242,12 @@ impl quote::ToTokens for Locked {
             }
             _ => out.extend(self.wait_kw.clone()),
         }
-        out.extend(self.mode_kw.clone());
-        let items = self.items.iter().map(|Item { name, lock }| match name {
-            Some(n) => quote::quote!(#n = #lock),
-            None => quote::quote!(#lock),
+        let items = self.items.iter().map(|it| {
+            let (kw, lock) = (&it.mode_kw, &it.lock);
+            match &it.name {
+                Some(n) => quote::quote!(#kw #n = #lock),
+                None => quote::quote!(#kw #lock),
+            }
         });
         let body = &self.body;
         out.extend(quote::quote!(#(#items),* => #body));

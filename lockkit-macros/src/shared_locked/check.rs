@@ -26,9 +26,7 @@ pub(crate) fn check(input: &Input, cx: &mut Ctxt) {
                         msg::SL_GUARD_MISSING,
                         &[("lock", lock), ("field", field)],
                     )),
-                    Some(l) if l.kind == Kind::LockSet => {
-                        Some(fill(msg::SL_GUARD_SET, &[("lock", lock)]))
-                    }
+                    Some(l) if l.kind.is_set() => Some(fill(msg::SL_GUARD_SET, &[("lock", lock)])),
                     Some(l) if l.kind == Kind::Data => Some(fill(
                         msg::SL_GUARD_NOT_LOCK,
                         &[("lock", lock), ("ty", &type_name(l.ty))],
@@ -52,7 +50,7 @@ pub(crate) fn check(input: &Input, cx: &mut Ctxt) {
                         msg::SL_STRIPE_MISSING,
                         &[("set", set), ("field", field)],
                     )),
-                    Some(s) if s.kind == Kind::Lock => {
+                    Some(s) if s.kind.is_single() => {
                         Some(fill(msg::SL_STRIPE_LOCK, &[("set", set)]))
                     }
                     Some(s) if s.kind == Kind::Data => Some(fill(
@@ -105,16 +103,11 @@ pub(crate) fn check(input: &Input, cx: &mut Ctxt) {
                     cx.error(a, msg::SL_STANDALONE_GUARDED);
                 }
                 if let Some(a) = f.kind_marker {
-                    let marker = if kind == Kind::Lock {
-                        "lock"
-                    } else {
-                        "lock_set"
-                    };
                     cx.error(
                         a,
                         fill(
                             msg::SL_KIND_GUARDED,
-                            &[("marker", &marker), ("field", field)],
+                            &[("marker", &kind.marker()), ("field", field)],
                         ),
                     );
                 }
@@ -128,8 +121,8 @@ pub(crate) fn check(input: &Input, cx: &mut Ctxt) {
     }
     for l in &input.fields {
         let kind = match (l.kind, &l.role) {
-            (Kind::Lock, Role::Plain) => "guarded_by",
-            (Kind::LockSet, Role::Plain) => "striped_by",
+            (k, Role::Plain) if k.is_single() => "guarded_by",
+            (k, Role::Plain) if k.is_set() => "striped_by",
             _ => continue,
         };
         let used = input.fields.iter().any(|f| match &f.role {
@@ -149,12 +142,12 @@ pub(crate) fn check(input: &Input, cx: &mut Ctxt) {
     // `calls` and `calls_for` both make `try_lock_calls_for`.
     let mut accessors: Vec<(String, &syn::Ident)> = Vec::new();
     for f in &input.fields {
-        let has_accessors = matches!(f.role, Role::Striped(_))
-            || (f.kind == Kind::Lock && matches!(f.role, Role::Plain) && guards_any(input, f));
-        if !has_accessors {
-            continue;
-        }
-        let names = accessor_names(f.ident);
+        let rw = match &f.role {
+            Role::Striped(set) => input.field(set).is_some_and(|s| s.kind.is_rw()),
+            Role::Plain if f.kind.is_single() && guards_any(input, f) => f.kind.is_rw(),
+            _ => continue,
+        };
+        let names = accessor_names(f.ident, rw);
         let clash = names.iter().find_map(|n| {
             accessors
                 .iter()
@@ -176,7 +169,7 @@ pub(crate) fn check(input: &Input, cx: &mut Ctxt) {
     let guarding: Vec<_> = input
         .fields
         .iter()
-        .filter(|l| l.kind == Kind::Lock && matches!(l.role, Role::Plain))
+        .filter(|l| l.kind.is_single() && matches!(l.role, Role::Plain))
         .collect();
     for (i, a) in guarding.iter().enumerate() {
         let name = fields_struct_name(input, a.ident);
@@ -195,15 +188,24 @@ pub(crate) fn check(input: &Input, cx: &mut Ctxt) {
     }
 }
 
-/// The accessors made for a lock or a striped field called `id`.
-pub(crate) fn accessor_names(id: &syn::Ident) -> [String; 3] {
+/// The accessors made for a lock or a striped field called `id`; for a reader-writer lock
+/// (`rw`), the `read_`/`write_` ones and the `lock_` ones that say to use those.
+pub(crate) fn accessor_names(id: &syn::Ident, rw: bool) -> Vec<String> {
     use syn::ext::IdentExt;
     let id = id.unraw();
-    [
+    let mut names = vec![
         format!("lock_{id}"),
         format!("try_lock_{id}"),
         format!("try_lock_{id}_for"),
-    ]
+    ];
+    if rw {
+        for side in ["read", "write"] {
+            names.push(format!("{side}_{id}"));
+            names.push(format!("try_{side}_{id}"));
+            names.push(format!("try_{side}_{id}_for"));
+        }
+    }
+    names
 }
 
 fn guards_any(input: &Input, lock: &super::parse::Field) -> bool {

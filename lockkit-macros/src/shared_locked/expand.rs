@@ -94,9 +94,9 @@ fn guarded_by<'i, 'a>(input: &'i Input<'a>, lock: &Ident) -> Vec<&'i Field<'a>> 
         .collect()
 }
 
-/// A lock field that gets accessors: a lock guarding fields.
+/// A lock field that gets accessors: a lock (exclusive or reader-writer) guarding fields.
 fn is_guarding_lock(input: &Input, f: &Field) -> bool {
-    f.kind == Kind::Lock && matches!(f.role, Role::Plain) && !guarded_by(input, f.ident).is_empty()
+    f.kind.is_single() && matches!(f.role, Role::Plain) && !guarded_by(input, f.ident).is_empty()
 }
 
 /// `for<'__lk> T: Trait` keeps a bound on a concrete type from being checked eagerly, so
@@ -149,6 +149,14 @@ fn shm_assert(input: &Input, f: &Field) -> Option<TokenStream> {
         Kind::LockSet => Some(quote_spanned! {ty.span()=>
             const _: () = #krate::__private::Checked::assert_lock_set::<#ty>();
         }),
+        // A guarding one is stored as an `RwLock` of its fields: its type is named nowhere
+        // else, so this is its only check.
+        Kind::RwLock => Some(quote_spanned! {ty.span()=>
+            const _: () = #krate::__private::Checked::assert_rw_lock::<#ty>();
+        }),
+        Kind::RwLockSet => Some(quote_spanned! {ty.span()=>
+            const _: () = #krate::__private::Checked::assert_rw_lock_set::<#ty>();
+        }),
         Kind::Data => None,
     };
     Some(quote_spanned! {ty.span()=>
@@ -162,16 +170,25 @@ fn shm_assert(input: &Input, f: &Field) -> Option<TokenStream> {
 /// `for<'__lk> Lock: LockKind` for each lock that guards fields. A `#[lock]` field whose type
 /// is not a lock is reported once, at its type (where the struct names its backend); these
 /// (deferred) bounds keep the impls that name the backend again (`LAYOUT`'s `offset_of!`,
-/// `new`) from reporting it a second time, at the attribute.
+/// `new`) from reporting it a second time, at the attribute. Likewise
+/// `for<'__lk> Set: RwLockSetKind` for each set of reader-writer locks, which the stripe
+/// accessors name.
 fn lock_kind_bounds(input: &Input) -> Vec<TokenStream> {
     let krate = &input.krate;
     input
         .fields
         .iter()
-        .filter(|f| is_guarding_lock(input, f))
-        .map(|f| {
+        .filter_map(|f| {
             let ty = f.ty;
-            quote!(for<'__lk> #ty: #krate::__private::LockKind,)
+            match f.kind {
+                Kind::Lock if is_guarding_lock(input, f) => {
+                    Some(quote!(for<'__lk> #ty: #krate::__private::LockKind,))
+                }
+                Kind::RwLockSet if matches!(f.role, Role::Plain) => {
+                    Some(quote!(for<'__lk> #ty: #krate::__private::RwLockSetKind,))
+                }
+                _ => None,
+            }
         })
         .collect()
 }
@@ -301,6 +318,196 @@ fn lock_accessors(
     }
 }
 
+/// The accessors of a reader-writer lock `id` guarding `data`: `read_`, `write_` and their
+/// `try` forms, returning `read_ret` / `write_ret` (guards of the fields struct, or the
+/// fallback); `body(call)` is the body for `self.#id.#call`. Also the `lock_` forms, which
+/// do not compile and say to use those (`stub`: their body and return type).
+fn rw_accessors(
+    id: &Ident,
+    vis: &Visibility,
+    names: &str,
+    (read_ret, write_ret): (&TokenStream, &TokenStream),
+    stub: (&TokenStream, &TokenStream),
+    body: impl Fn(TokenStream) -> TokenStream,
+) -> TokenStream {
+    let lock_name = id.unraw();
+    let mut out = TokenStream::new();
+    for (side, ret, what) in [
+        ("read", read_ret, "as a reader (with other readers)"),
+        ("write", write_ret, "as its only writer"),
+    ] {
+        let plain = method(&format!("{side}_"), id, "");
+        let tried = method(&format!("try_{side}_"), id, "");
+        let timed = method(&format!("try_{side}_"), id, "_for");
+        let doc = format!("Takes `{lock_name}` {what} and lends the fields it guards: {names}.");
+        let try_doc = format!("Like [`{plain}`](Self::{plain}), but `None` if it would wait.");
+        let for_doc =
+            format!("Like [`{plain}`](Self::{plain}), but waits at most `timeout`, or `None`.");
+        let call = Ident::new(side, id.span());
+        let try_call = format_ident!("try_{side}");
+        let for_call = format_ident!("try_{side}_for");
+        let (b, b_try, b_for) = (
+            body(quote!(#call())),
+            body(quote!(#try_call())),
+            body(quote!(#for_call(timeout))),
+        );
+        out.extend(quote! {
+            #[doc = #doc]
+            #[inline]
+            #[track_caller]
+            #vis fn #plain(&self) -> #ret {
+                #b
+            }
+            #[doc = #try_doc]
+            #[inline]
+            #[track_caller]
+            #vis fn #tried(&self) -> ::core::option::Option<#ret> {
+                #b_try
+            }
+            #[doc = #for_doc]
+            #[inline]
+            #[track_caller]
+            #vis fn #timed(&self, timeout: ::core::time::Duration)
+                -> ::core::option::Option<#ret>
+            {
+                #b_for
+            }
+        });
+    }
+    out.extend(rw_lock_stubs(
+        id,
+        vis,
+        &[],
+        stub,
+        "UseReadOrWriteLock",
+        quote!(),
+    ));
+    out
+}
+
+/// `lock_<id>`, `try_lock_<id>` and `try_lock_<id>_for` of a reader-writer lock or of a field
+/// striped by one: hidden, and bound by `__private::<never>`, which no type implements and
+/// whose message says to call `read_<id>` or `write_<id>`. `index` is the stripe accessors'
+/// extra parameter.
+fn rw_lock_stubs(
+    id: &Ident,
+    vis: &Visibility,
+    cfgs: &[&syn::Attribute],
+    (krate, ret): (&TokenStream, &TokenStream),
+    never: &str,
+    index: TokenStream,
+) -> TokenStream {
+    let never = Ident::new(never, id.span());
+    let (plain, tried, timed) = (
+        method("lock_", id, ""),
+        method("try_lock_", id, ""),
+        method("try_lock_", id, "_for"),
+    );
+    quote! {
+        #(#cfgs)*
+        #[doc(hidden)]
+        #[allow(unused_variables)]
+        #vis fn #plain(&self, #index) -> #ret
+        where
+            for<'__lk> Self: #krate::__private::#never,
+        {
+            ::core::unreachable!()
+        }
+        #(#cfgs)*
+        #[doc(hidden)]
+        #[allow(unused_variables)]
+        #vis fn #tried(&self, #index) -> ::core::option::Option<#ret>
+        where
+            for<'__lk> Self: #krate::__private::#never,
+        {
+            ::core::unreachable!()
+        }
+        #(#cfgs)*
+        #[doc(hidden)]
+        #[allow(unused_variables)]
+        #vis fn #timed(&self, #index timeout: ::core::time::Duration)
+            -> ::core::option::Option<#ret>
+        where
+            for<'__lk> Self: #krate::__private::#never,
+        {
+            ::core::unreachable!()
+        }
+    }
+}
+
+/// The accessors of a field `id` striped by reader-writer locks: `read_`, `write_` and their
+/// `try` forms (`rets`: the read and the write guard); `body(f, extra)` is the body calling
+/// runtime function `f` with extra arguments. With the `lock_` stubs, returning `stub_ret`.
+fn rw_stripe_accessors(
+    (id, set): (&Ident, &Ident),
+    vis: &Visibility,
+    cfgs: &[&syn::Attribute],
+    (read_ret, write_ret): (&TokenStream, &TokenStream),
+    stub: (&TokenStream, &TokenStream),
+    body: impl Fn(&str, TokenStream) -> TokenStream,
+) -> TokenStream {
+    let (field, set) = (id.unraw(), set.unraw());
+    let mut out = TokenStream::new();
+    for (side, ret, what) in [
+        ("read", read_ret, "as a reader (with other readers)"),
+        ("write", write_ret, "as its only writer"),
+    ] {
+        let plain = method(&format!("{side}_"), id, "");
+        let tried = method(&format!("try_{side}_"), id, "");
+        let timed = method(&format!("try_{side}_"), id, "_for");
+        let doc = format!(
+            "Takes stripe `index % N` of `{set}` {what} and lends element `index` of \
+             `{field}`.\n\n# Panics\nIf `index` is out of range, naming both."
+        );
+        let try_doc = format!("Like [`{plain}`](Self::{plain}), but `None` if it would wait.");
+        let for_doc =
+            format!("Like [`{plain}`](Self::{plain}), but waits at most `timeout`, or `None`.");
+        let (b, b_try, b_for) = (
+            body(&format!("{side}_stripe"), quote!()),
+            body(&format!("try_{side}_stripe"), quote!()),
+            body(&format!("try_{side}_stripe_for"), quote!(timeout,)),
+        );
+        out.extend(quote! {
+            #(#cfgs)*
+            #[doc = #doc]
+            #[inline]
+            #[track_caller]
+            #vis fn #plain(&self, index: ::core::primitive::usize) -> #ret {
+                #b
+            }
+            #(#cfgs)*
+            #[doc = #try_doc]
+            #[inline]
+            #[track_caller]
+            #vis fn #tried(&self, index: ::core::primitive::usize)
+                -> ::core::option::Option<#ret>
+            {
+                #b_try
+            }
+            #(#cfgs)*
+            #[doc = #for_doc]
+            #[inline]
+            #[track_caller]
+            #vis fn #timed(
+                &self,
+                index: ::core::primitive::usize,
+                timeout: ::core::time::Duration,
+            ) -> ::core::option::Option<#ret> {
+                #b_for
+            }
+        });
+    }
+    out.extend(rw_lock_stubs(
+        id,
+        vis,
+        cfgs,
+        stub,
+        "UseReadOrWriteStripe",
+        quote!(index: ::core::primitive::usize,),
+    ));
+    out
+}
+
 /// The accessors of a striped field `id`, returning `ret`; `body(f, extra)` is the body
 /// calling runtime function `f` with extra arguments. Each carries the field's `#[cfg]`s:
 /// where the field does not exist, neither do they.
@@ -381,6 +588,65 @@ fn stripe_accessors(
     }
 }
 
+/// `` `a`, `b` ``: the names of the fields a lock guards, for its accessors' docs.
+fn guarded_names(guarded: &[&Field]) -> String {
+    guarded
+        .iter()
+        .map(|g| format!("`{}`", g.ident.unraw()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The struct `data` of the fields guarded by lock `lock`, with its `ShmSafe` impl (and
+/// `ShmZeroable`, when every field is).
+fn fields_struct_item(
+    input: &Input,
+    krate: &TokenStream,
+    lock: &Ident,
+    data: &Ident,
+    guarded: &[&Field],
+) -> TokenStream {
+    let vis = &input.item.vis;
+    let g_fields = guarded.iter().map(|g| {
+        let (a, v, i, t) = (&g.attrs, g.vis, g.ident, g.ty);
+        quote!(#(#a)* #v #i: #t)
+    });
+    let (name, lock_name) = (input.item.ident.unraw(), lock.unraw());
+    let reach = match input.field(lock).map(|l| l.kind) {
+        Some(Kind::RwLock) => format!(
+            "[`{name}::read_{lock_name}`] (shared) and [`{name}::write_{lock_name}`] (exclusive)"
+        ),
+        _ => format!("[`{name}::lock_{lock_name}`]"),
+    };
+    let doc = format!(
+        "The fields of [`{name}`] guarded by its lock `{lock_name}`; reach them through {reach}."
+    );
+    let bounds = zeroable_bounds(krate, data, guarded.iter().map(|g| g.ty));
+    let data_fields: Vec<LaidOut> = guarded
+        .iter()
+        .map(|g| {
+            let ty = g.ty;
+            LaidOut {
+                cfgs: &g.cfgs,
+                member: syn::Member::Named(g.ident.clone()),
+                ty: quote!(#ty),
+            }
+        })
+        .collect();
+    // SAFETY (of the impl): every field is asserted ShmSafe where the struct is declared.
+    let data_shm_safe = shm_safe_impl(krate, data, &syn::Generics::default(), &data_fields, &[]);
+    quote! {
+        #[doc = #doc]
+        #[repr(C)]
+        #vis struct #data { #(#g_fields,)* }
+        const _: () = {
+            #data_shm_safe
+            // SAFETY: applies only when every field is ShmZeroable.
+            unsafe impl #krate::ShmZeroable for #data #bounds {}
+        };
+    }
+}
+
 fn elem_type(ty: &Type) -> &Type {
     match ty {
         Type::Array(a) => &a.elem,
@@ -410,6 +676,51 @@ pub(crate) fn expand(input: &Input) -> TokenStream {
         let (fattrs, fvis, id, ty, cfgs) = (&f.attrs, f.vis, f.ident, f.ty, &f.cfgs);
         match &f.role {
             Role::Guarded(_) => {}
+            Role::Striped(set) if input.field(set).is_some_and(|s| s.kind.is_rw()) => {
+                let elem = elem_type(ty);
+                let set = input.field(set).expect("checked").ident;
+                let striped = quote!(#krate::__private::Striped<#ty>);
+                struct_fields.push(quote!(#(#fattrs)* #fvis #id: #striped));
+                laid_out.push(LaidOut {
+                    cfgs,
+                    member: syn::Member::Named(id.clone()),
+                    ty: striped.clone(),
+                });
+                asserts.push(crate::types::wrapper_is_lockkits(
+                    krate,
+                    cfgs,
+                    &striped,
+                    "is_striped",
+                    &quote!(#ty),
+                ));
+                inits.push(quote!(#(#cfgs)* #id: #krate::__private::Striped::new(#id)));
+                let field_name = id.unraw().to_string();
+                let rets = (
+                    &quote!(#krate::StripeReadGuard<'_, #elem>),
+                    &quote!(#krate::StripeWriteGuard<'_, #elem>),
+                );
+                let stub_ret = quote!(#krate::__private::Fallback<'_, #elem>);
+                let stub = (krate, &stub_ret);
+                methods.push(rw_stripe_accessors(
+                    (id, set),
+                    fvis,
+                    cfgs,
+                    rets,
+                    stub,
+                    |f, extra| {
+                        let f = Ident::new(f, id.span());
+                        quote! {
+                            // SAFETY: `set` is the set this field is #[striped_by], and a
+                            // Striped field is reachable only through its accessors.
+                            unsafe {
+                                #krate::__private::Checked::#f(
+                                    &self.#set, &self.#id, index, #extra #field_name,
+                                )
+                            }
+                        }
+                    },
+                ));
+            }
             Role::Striped(set) => {
                 let elem = elem_type(ty);
                 let set_ty = input.field(set).expect("checked").ty;
@@ -450,6 +761,45 @@ pub(crate) fn expand(input: &Input) -> TokenStream {
                     }
                 }));
             }
+            Role::Plain if is_guarding_lock(input, f) && f.kind.is_rw() => {
+                let data = fields_struct(input, id);
+                let guarded = guarded_by(input, id);
+                extra_structs.push(fields_struct_item(input, krate, id, &data, &guarded));
+                let rw = quote!(#krate::RwLock<#data>);
+                struct_fields.push(quote!(#(#fattrs)* #fvis #id: #rw));
+                laid_out.push(LaidOut {
+                    cfgs,
+                    member: syn::Member::Named(id.clone()),
+                    ty: rw.clone(),
+                });
+                asserts.push(crate::types::wrapper_is_lockkits(
+                    krate,
+                    cfgs,
+                    &rw,
+                    "is_rw_lock",
+                    &quote!(#data),
+                ));
+                let g_inits = guarded.iter().map(|g| {
+                    let (c, i) = (&g.cfgs, g.ident);
+                    quote!(#(#c)* #i)
+                });
+                inits.push(quote! {
+                    #id: #krate::RwLock::<#data>::new(#data { #(#g_inits,)* })
+                });
+                let rets = (
+                    &quote!(#krate::ReadGuard<'_, #data>),
+                    &quote!(#krate::WriteGuard<'_, #data>),
+                );
+                let stub_ret = quote!(#krate::__private::Fallback<'_, #data>);
+                methods.push(rw_accessors(
+                    id,
+                    fvis,
+                    &guarded_names(&guarded),
+                    rets,
+                    (krate, &stub_ret),
+                    |call| quote!(self.#id.#call),
+                ));
+            }
             Role::Plain if is_guarding_lock(input, f) => {
                 // Paths at the lock's type: a `#[lock]` field that is not a lock is reported
                 // there, however many places name its backend.
@@ -459,46 +809,11 @@ pub(crate) fn expand(input: &Input) -> TokenStream {
                 // there, once.
                 let raw = quote_spanned!(ty.span()=> #krate::BackendOf<#ty>);
                 let guarded = guarded_by(input, id);
-                let g_fields = guarded.iter().map(|g| {
-                    let (a, v, i, t) = (&g.attrs, g.vis, g.ident, g.ty);
-                    quote!(#(#a)* #v #i: #t)
-                });
                 let g_inits = guarded.iter().map(|g| {
                     let (c, i) = (&g.cfgs, g.ident);
                     quote!(#(#c)* #i)
                 });
-                let doc = format!(
-                    "The fields of [`{0}`] guarded by its lock `{1}`; reach them through \
-                     [`{0}::lock_{1}`].",
-                    name.unraw(),
-                    id.unraw()
-                );
-                let bounds = zeroable_bounds(krate, &data, guarded.iter().map(|g| g.ty));
-                let data_fields: Vec<LaidOut> = guarded
-                    .iter()
-                    .map(|g| {
-                        let ty = g.ty;
-                        LaidOut {
-                            cfgs: &g.cfgs,
-                            member: syn::Member::Named(g.ident.clone()),
-                            ty: quote!(#ty),
-                        }
-                    })
-                    .collect();
-                // SAFETY (of the impl): every field is asserted ShmSafe where the struct
-                // is declared.
-                let data_shm_safe =
-                    shm_safe_impl(krate, &data, &syn::Generics::default(), &data_fields, &[]);
-                extra_structs.push(quote! {
-                    #[doc = #doc]
-                    #[repr(C)]
-                    #vis struct #data { #(#g_fields,)* }
-                    const _: () = {
-                        #data_shm_safe
-                        // SAFETY: applies only when every field is ShmZeroable.
-                        unsafe impl #krate::ShmZeroable for #data #bounds {}
-                    };
-                });
+                extra_structs.push(fields_struct_item(input, krate, id, &data, &guarded));
                 struct_fields.push(quote! {
                     #(#fattrs)* #fvis #id: #krate::ShmMutex<#data, #raw>
                 });
@@ -520,16 +835,11 @@ pub(crate) fn expand(input: &Input) -> TokenStream {
                 inits.push(quote! {
                     #id: #krate::ShmMutex::<#data, #raw>::with_backend(#data { #(#g_inits,)* })
                 });
-                let names = guarded
-                    .iter()
-                    .map(|g| format!("`{}`", g.ident.unraw()))
-                    .collect::<Vec<_>>()
-                    .join(", ");
                 let ret = quote!(#krate::ShmMutexGuard<'_, #data, #raw>);
                 methods.push(lock_accessors(
                     id,
                     fvis,
-                    &names,
+                    &guarded_names(&guarded),
                     &ret,
                     |call| quote!(self.#id.#call),
                 ));
@@ -543,6 +853,8 @@ pub(crate) fn expand(input: &Input) -> TokenStream {
                 });
                 if takes_value(f) {
                     inits.push(quote!(#(#cfgs)* #id));
+                } else if f.kind.is_rw() {
+                    inits.push(quote!(#id: <#ty>::new()));
                 } else {
                     inits.push(quote!(#id: <#ty>::with_backend()));
                 }
@@ -581,11 +893,35 @@ pub(crate) fn fallback(input: &Input) -> TokenStream {
             .fields
             .iter()
             .any(|g| matches!(&g.role, Role::Guarded(l) if same_name(l, f.ident)));
-        if (f.kind == Kind::Lock && matches!(f.role, Role::Plain)) || named_by_marker {
-            let ret = quote!(#krate::__private::Fallback<'_, Self>);
+        let ret = quote!(#krate::__private::Fallback<'_, Self>);
+        if f.kind == Kind::RwLock && matches!(f.role, Role::Plain) {
+            let rets = (&ret, &ret);
+            methods.push(rw_accessors(
+                f.ident,
+                f.vis,
+                "",
+                rets,
+                (krate, &ret),
+                unreachable,
+            ));
+        } else if (f.kind == Kind::Lock && matches!(f.role, Role::Plain)) || named_by_marker {
             methods.push(lock_accessors(f.ident, f.vis, "", &ret, unreachable));
         }
+        let rw_set = |set: &Ident| input.field(set).is_some_and(|s| s.kind.is_rw());
         if let Role::Striped(set) = &f.role {
+            if rw_set(set) {
+                let elem = elem_type(f.ty);
+                let ret = quote!(#krate::__private::Fallback<'_, #elem>);
+                methods.push(rw_stripe_accessors(
+                    (f.ident, set),
+                    f.vis,
+                    &f.cfgs,
+                    (&ret, &ret),
+                    (krate, &ret),
+                    |_, _| quote!(::core::unreachable!()),
+                ));
+                continue;
+            }
             let elem = elem_type(f.ty);
             let ret = quote!(#krate::__private::Fallback<'_, #elem>);
             let lend_ret = quote!(#krate::__private::Fallback<'__lk_g, #elem>);

@@ -13,7 +13,15 @@ use crate::msg::{self, fill};
 use crate::types::is_named;
 
 /// The markers `#[shared_locked]` reads on fields (and strips from the output).
-pub(crate) const MARKERS: &[&str] = &["guarded_by", "striped_by", "standalone", "lock", "lock_set"];
+pub(crate) const MARKERS: &[&str] = &[
+    "guarded_by",
+    "striped_by",
+    "standalone",
+    "lock",
+    "lock_set",
+    "rw_lock",
+    "rw_lock_set",
+];
 
 pub(crate) struct Input<'a> {
     pub(crate) item: &'a DeriveInput,
@@ -41,7 +49,39 @@ pub(crate) enum Kind {
     Lock,
     /// `GenLockSet<N>`, or marked `#[lock_set]`.
     LockSet,
+    /// `GenRwLock`, or marked `#[rw_lock]`.
+    RwLock,
+    /// `GenRwLockSet<N>`, or marked `#[rw_lock_set]`.
+    RwLockSet,
     Data,
+}
+
+impl Kind {
+    /// A single lock (exclusive or reader-writer): what `#[guarded_by]` names.
+    pub(crate) fn is_single(self) -> bool {
+        matches!(self, Kind::Lock | Kind::RwLock)
+    }
+
+    /// A lock set (exclusive or reader-writer): what `#[striped_by]` names.
+    pub(crate) fn is_set(self) -> bool {
+        matches!(self, Kind::LockSet | Kind::RwLockSet)
+    }
+
+    /// A reader-writer lock or set: its fields are read or written, not locked.
+    pub(crate) fn is_rw(self) -> bool {
+        matches!(self, Kind::RwLock | Kind::RwLockSet)
+    }
+
+    /// The marker that marks a lock of this kind written under another name.
+    pub(crate) fn marker(self) -> &'static str {
+        match self {
+            Kind::Lock => "lock",
+            Kind::LockSet => "lock_set",
+            Kind::RwLock => "rw_lock",
+            Kind::RwLockSet => "rw_lock_set",
+            Kind::Data => "",
+        }
+    }
 }
 
 pub(crate) struct Field<'a> {
@@ -56,7 +96,7 @@ pub(crate) struct Field<'a> {
     pub(crate) kind: Kind,
     /// `#[standalone]`: a lock used on its own, guarding no field.
     pub(crate) standalone: Option<&'a Attribute>,
-    /// `#[lock]` or `#[lock_set]`.
+    /// `#[lock]`, `#[lock_set]`, `#[rw_lock]` or `#[rw_lock_set]`.
     pub(crate) kind_marker: Option<&'a Attribute>,
 }
 
@@ -322,9 +362,13 @@ fn field<'a>(f: &'a syn::Field, cx: &mut Ctxt, malformed: &mut bool) -> Field<'a
     }
     let kind = match kind_marker {
         Some(a) if a.path().is_ident("lock") => Kind::Lock,
+        Some(a) if a.path().is_ident("rw_lock") => Kind::RwLock,
+        Some(a) if a.path().is_ident("rw_lock_set") => Kind::RwLockSet,
         Some(_) => Kind::LockSet,
         None if is_named(&f.ty, "GenLock") => Kind::Lock,
         None if is_named(&f.ty, "GenLockSet") => Kind::LockSet,
+        None if is_named(&f.ty, "GenRwLock") => Kind::RwLock,
+        None if is_named(&f.ty, "GenRwLockSet") => Kind::RwLockSet,
         None => Kind::Data,
     };
     Field {

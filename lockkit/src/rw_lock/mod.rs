@@ -5,6 +5,9 @@
 //! typed lock and its guards.
 
 pub(crate) mod raw;
+mod set;
+
+pub use set::{GenRwLock, GenRwLockSet, PaddedRwLock};
 
 use std::cell::UnsafeCell;
 use std::fmt;
@@ -188,6 +191,22 @@ impl<T> RwLock<T> {
     /// The calling thread holds the write lock.
     pub(crate) unsafe fn force_mark_consistent(&self) {
         self.raw.mark_consistent()
+    }
+
+    /// Releases a read lock without a guard, for holders that track it themselves
+    /// (`locked!` over several locks).
+    ///
+    /// # Safety
+    /// The calling thread holds a read lock through a `read` whose guard was forgotten.
+    pub(crate) unsafe fn force_read_unlock(&self) {
+        // SAFETY: per the contract.
+        unsafe { self.raw.read_unlock() }
+    }
+
+    /// The data, for holders that track the lock themselves; reading or writing it is theirs
+    /// to justify.
+    pub(crate) fn data_ptr(&self) -> *mut T {
+        self.data.get()
     }
 
     /// The number of readers inside at this instant, or `None` if a writer is.

@@ -3,5 +3,6 @@ use lockkit::{locked, RwLock};
 fn main() {
     let a = RwLock::new(1u32);
     let b = RwLock::new(2u32);
-    locked!(read a, b => {});
+    // `read` lends `&T`: writing needs `write`.
+    locked!(read x = a, write y = b => { *x += *y });
 }
