@@ -15,7 +15,10 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-use lockkit::{shared_locked, GenLock, GenLockSet, ShmCondvar, ShmSafe, ShmStr, StripeGuard};
+use lockkit::{
+    shared_locked, GenLock, GenRwLockSet, ShmCondvar, ShmSafe, ShmStr, StripeReadGuard,
+    StripeWriteGuard,
+};
 
 /// Buckets in the table (Kamailio's `htable` `size` parameter, as a power of two: 2^10).
 pub const BUCKETS: usize = 1024;
@@ -38,15 +41,16 @@ pub const ROOT: &str = "htable";
 // ---------------------------------------------------------------------------------------
 // THE ONE PLACE where the table's lock type is chosen.
 //
-// The buckets are read far more often than written (lookups outnumber sets), so a
-// reader-writer lock set is the natural choice once `#[striped_by]` accepts one (being built:
-// `read_<field>` / `write_<field>` accessors). Until then it is a `GenLockSet`, and both
-// `HTable::read_bucket` and `HTable::write_bucket` below take the same exclusive stripe: to
-// switch, change this alias and those two functions, nothing else.
+// The buckets are read far more often than written (lookups outnumber sets), so they are
+// striped over reader-writer locks: lookups of one stripe share it (`read_buckets`), sets and
+// expiry take it alone (`write_buckets`). For exclusive stripes, make this a `GenLockSet`
+// (marked `#[lock_set]`) and both accessors `lock_buckets`.
 /// The locks the buckets are striped over.
-pub type Stripes = GenLockSet<STRIPES>;
-/// The guard [`HTable::read_bucket`] and [`HTable::write_bucket`] return.
-pub type BucketGuard<'a> = StripeGuard<'a, Bucket>;
+pub type Stripes = GenRwLockSet<STRIPES>;
+/// The guard [`HTable::read_bucket`] returns: the stripe shared with other readers.
+pub type ReadBuckets<'a> = StripeReadGuard<'a, Bucket>;
+/// The guard [`HTable::write_bucket`] returns: the stripe alone.
+pub type WriteBuckets<'a> = StripeWriteGuard<'a, Bucket>;
 // ---------------------------------------------------------------------------------------
 
 /// What a cell holds. Written before the cell's other fields when it is filled, so a writer
@@ -228,7 +232,7 @@ pub struct WorkerStats {
 #[shared_locked]
 pub struct HTable {
     /// The bucket locks (see [`Stripes`]: the one place their type is chosen).
-    #[lock_set]
+    #[rw_lock_set]
     stripes: Stripes,
     /// Bucket `b` is guarded by stripe `b % STRIPES`.
     #[striped_by(stripes)]
@@ -284,13 +288,13 @@ pub enum SetOutcome {
 
 impl HTable {
     /// Takes bucket `b`'s stripe to read it. See [`Stripes`].
-    pub fn read_bucket(&self, b: usize) -> BucketGuard<'_> {
-        self.lock_buckets(b)
+    pub fn read_bucket(&self, b: usize) -> ReadBuckets<'_> {
+        self.read_buckets(b)
     }
 
     /// Takes bucket `b`'s stripe to change it. See [`Stripes`].
-    pub fn write_bucket(&self, b: usize) -> BucketGuard<'_> {
-        self.lock_buckets(b)
+    pub fn write_bucket(&self, b: usize) -> WriteBuckets<'_> {
+        self.write_buckets(b)
     }
 
     /// The table's clock.
@@ -301,11 +305,11 @@ impl HTable {
     /// Takes bucket `b`'s stripe for a worker: if its last holder died holding it, repairs
     /// every bucket of the stripe under this one hold, marks it consistent and counts the
     /// repair in `stats`.
-    pub fn worker_bucket(&self, b: usize, stats: &WorkerStats) -> BucketGuard<'_> {
+    pub fn worker_bucket(&self, b: usize, stats: &WorkerStats) -> WriteBuckets<'_> {
         let mut g = self.write_bucket(b);
-        if StripeGuard::owner_died(&g) {
+        if StripeWriteGuard::owner_died(&g) {
             let freed: usize = g.iter_mut().map(|(_, bucket)| bucket.repair()).sum();
-            StripeGuard::mark_consistent(&mut g);
+            StripeWriteGuard::mark_consistent(&mut g);
             stats.repairs.fetch_add(1, Relaxed);
             stats.freed.fetch_add(freed as u64, Relaxed);
             eprintln!(
@@ -346,11 +350,23 @@ impl HTable {
         SetOutcome::Inserted
     }
 
-    /// The value of `key`, if it is live and has not expired.
+    /// The value of `key`, if it is live and has not expired. Shares the bucket's stripe
+    /// with other lookups; only a stripe whose last writer died is taken alone, to repair it.
     pub fn get(&self, key: &str, stats: &WorkerStats) -> Option<ShmStr<VALUE>> {
         let now = self.now();
-        let g = self.worker_bucket(bucket_of(key), stats);
-        g.find(key).filter(|c| c.expires > now).map(|c| c.value)
+        let b = bucket_of(key);
+        let found = |bucket: &Bucket| {
+            bucket
+                .find(key)
+                .filter(|c| c.expires > now)
+                .map(|c| c.value)
+        };
+        let g = self.read_bucket(b);
+        if !StripeReadGuard::owner_died(&g) {
+            return found(&g);
+        }
+        drop(g);
+        found(&self.worker_bucket(b, stats))
     }
 
     /// Drops the expired cells of every bucket of `stripe`, under one hold (Kamailio's
@@ -377,7 +393,7 @@ impl HTable {
     pub fn for_each_cell(&self, mut f: impl FnMut(usize, &Cell), mut died: impl FnMut(usize)) {
         for stripe in 0..STRIPES {
             let g = self.read_bucket(stripe);
-            if StripeGuard::owner_died(&g) {
+            if StripeReadGuard::owner_died(&g) {
                 died(stripe);
             }
             for (b, bucket) in g.iter() {

@@ -408,7 +408,7 @@ fn check(table: &HTable, doomed: usize, stripe: usize) -> Result<String, String>
     let mut bad_counts = 0;
     for b in 0..BUCKETS {
         let g = table.read_bucket(b);
-        if lockkit::StripeGuard::owner_died(&g) {
+        if lockkit::StripeReadGuard::owner_died(&g) {
             wrong.push(format!(
                 "stripe {} is still marked inconsistent",
                 g.stripe()

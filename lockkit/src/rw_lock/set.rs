@@ -137,13 +137,14 @@ impl Default for PaddedRwLock {
 
 // SAFETY: a GenRwLock plus padding.
 unsafe impl ShmSafe for PaddedRwLock {
+    // The lock's own fields at offset 0, in the padded size: the lock report names an entry
+    // `stripes[7]`, as it names a `GenLockSet`'s, rather than `stripes[7].lock`.
     const LAYOUT: &'static crate::layout::TypeLayout = &crate::layout::TypeLayout::of_fields::<Self>(
         "PaddedRwLock",
-        &[crate::layout::FieldLayout {
-            name: "lock",
-            offset: 0,
-            layout: GenRwLock::LAYOUT,
-        }],
+        match GenRwLock::LAYOUT.shape {
+            crate::layout::Shape::Struct { fields } => fields,
+            _ => panic!("an RwLock's layout lists its fields"),
+        },
     );
 }
 // SAFETY: zero bytes are an unlocked GenRwLock.
