@@ -338,3 +338,27 @@ fn processes_naming_read_and_write_locks_in_opposite_orders_do_not_deadlock() {
     assert_eq!(a.read_routes_lock().version, ROUNDS);
     assert_eq!(b.read_routes_lock().version, ROUNDS);
 }
+
+/// A `GenRwLock` chains to a group as its write side: while the group is held, no reader
+/// gets in, and after it, readers do.
+#[test]
+fn a_gen_rw_lock_chained_to_a_group_is_taken_for_writing_with_it() {
+    let region = lockkit::ShmRegion::anonymous(1 << 16).unwrap();
+    let rw = std::sync::Arc::new(region.alloc(lockkit::GenRwLock::new()).unwrap());
+    let group = lockkit::grp::GrpLock::new();
+    group.chain_lock(rw.clone(), 1).unwrap();
+    let g = group.lock();
+    let reader = {
+        let rw = rw.clone();
+        std::thread::spawn(move || rw.try_read().is_some())
+    };
+    assert!(
+        !reader.join().unwrap(),
+        "a reader got in while the group held the write side"
+    );
+    drop(g);
+    assert!(
+        rw.try_read().is_some(),
+        "the group did not give the write side back"
+    );
+}

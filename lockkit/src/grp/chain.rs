@@ -206,6 +206,11 @@ unsafe impl<T: ShmSafe> ChainLock for RwLock<T> {
     }
 }
 
+// SAFETY: the write side of the RwLock<()> the GenRwLock is, through its own impl.
+unsafe impl ChainLock for crate::GenRwLock {
+    forward_chain_methods!(self => (**self));
+}
+
 /// Something that holds a lock set: a [`ShmLockSet`], a [`GenLockSet`], a `ShmBox` of one,
 /// or an `Arc` or `'static` reference to any of them.
 ///
