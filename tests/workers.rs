@@ -10,6 +10,7 @@ use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::ExitStatusExt;
 use std::sync::atomic::{AtomicU32, Ordering::*};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lockkit::workers::{Workers, PANIC_EXIT_CODE};
@@ -92,10 +93,10 @@ fn a_worker_dies_with_its_parent_whenever_the_parent_dies() {
         let (mut ours, theirs) = UnixStream::pair().unwrap();
         let mut middle = Workers::new();
         let m = middle
-            .spawn(|| {
+            .spawn(move || {
                 let mut workers = Workers::new();
                 workers
-                    .spawn(|| {
+                    .spawn(move || {
                         // Got past the death-with-parent set-up: says so, then waits to die.
                         let _ = (&theirs).write_all(b"w");
                         linger()
@@ -109,7 +110,7 @@ fn a_worker_dies_with_its_parent_whenever_the_parent_dies() {
                 0
             })
             .unwrap();
-        drop(theirs);
+        // `theirs` went with the closure, which `spawn` dropped here after the fork.
         assert_eq!(middle.wait(m, DEADLINE).unwrap().unwrap().code(), Some(0));
         ours.set_read_timeout(Some(DEADLINE)).unwrap();
         let mut seen = Vec::new();
@@ -130,20 +131,23 @@ fn a_worker_dies_with_its_parent_whenever_the_parent_dies() {
 
 fn held_by_names_the_locks_a_killed_worker_held() {
     let region = ShmRegion::anonymous(1 << 20).unwrap();
-    let table = region.alloc(ShmMutex::new(0u64)).unwrap();
-    let stripes = region.alloc_lock_set(4).unwrap();
-    let step = region.alloc(AtomicU32::new(0)).unwrap();
+    let table = Arc::new(region.alloc(ShmMutex::new(0u64)).unwrap());
+    let stripes = Arc::new(region.alloc_lock_set(4).unwrap());
+    let step = Arc::new(region.alloc(AtomicU32::new(0)).unwrap());
     region.publish("table", &table).unwrap();
     region.publish_lock_set("stripes", &stripes).unwrap();
     let mut workers = Workers::new();
     let idle = workers.spawn(linger).unwrap();
     let doomed = workers
-        .spawn(|| {
-            let mut t = table.lock();
-            *t = 1;
-            let _s = stripes.lock(2);
-            step.store(1, Release);
-            linger()
+        .spawn({
+            let (table, stripes, step) = (table.clone(), stripes.clone(), step.clone());
+            move || {
+                let mut t = table.lock();
+                *t = 1;
+                let _s = stripes.lock(2);
+                step.store(1, Release);
+                linger()
+            }
         })
         .unwrap();
     common::wait_for(&step, 1);

@@ -3,16 +3,19 @@
 //! shared, which of its locks a dead worker held.
 //!
 //! ```
+//! use std::sync::Arc;
 //! use std::time::Duration;
 //! use lockkit::workers::Workers;
 //! use lockkit::{ShmMutex, ShmRegion};
 //!
 //! let region = ShmRegion::anonymous(1 << 20)?;
-//! let hits = region.alloc(ShmMutex::new(0u64))?;
+//! let hits = Arc::new(region.alloc(ShmMutex::new(0u64))?);
 //! let mut workers = Workers::new();
 //! for _ in 0..4 {
-//!     // Forks: the closure runs in the child, which exits with its return value.
-//!     workers.spawn(|| {
+//!     // Forks: the closure runs in the child, which exits with its return value. It owns
+//!     // what it uses (a handle of its own here).
+//!     let hits = Arc::clone(&hits);
+//!     workers.spawn(move || {
 //!         *hits.lock() += 1;
 //!         0
 //!     })?;
@@ -41,6 +44,15 @@
 //! thread of its own: fork from a test binary with `harness = false` (as lockkit's
 //! `tests/workers.rs` does), or use `spawn_unchecked` with a child that touches no lock
 //! another thread could hold.
+//!
+//! # What a worker may take along
+//! `spawn`'s closure is `Send + 'static`: it owns what it uses (an `Arc` of a handle, a
+//! region, numbers), and borrows nothing. `fork` copies the closure into the child, borrows
+//! included, and the child then runs beside the parent for as long as it likes; a lock
+//! guard (or a `&mut T` it lent) taken along would let the child write the data after the
+//! parent had let the lock go and taken it again, two `&mut` to one value in two processes
+//! (an adversarial review did exactly that with a borrowed closure). Guards are not `Send`,
+//! and what they lend lives no longer than they do, so neither can be taken along.
 //!
 //! # Dying with the parent
 //! Each child asks the kernel (`PR_SET_PDEATHSIG`) to kill it with `SIGKILL` when its parent
@@ -193,7 +205,8 @@ impl Workers {
     /// running `atexit` handlers. Returns the worker's index.
     ///
     /// Fails with [`Error::ForkWithThreads`] if this process has more than one thread (see
-    /// [Forking safely](self#forking-safely)), or [`Error::Os`] if `fork` fails.
+    /// [Forking safely](self#forking-safely)), or [`Error::Os`] if `fork` fails. `work` owns
+    /// what it uses ([What a worker may take along](self#what-a-worker-may-take-along)).
     ///
     /// ```
     /// let mut workers = lockkit::workers::Workers::new();
@@ -202,7 +215,7 @@ impl Workers {
     /// assert_eq!(status.and_then(|s| s.code()), Some(7));
     /// # Ok::<(), lockkit::Error>(())
     /// ```
-    pub fn spawn(&mut self, work: impl FnOnce() -> i32) -> Result<usize> {
+    pub fn spawn(&mut self, work: impl FnOnce() -> i32 + Send + 'static) -> Result<usize> {
         let mut threads = thread_count()?;
         // A thread just joined can still be listed for a moment (the kernel lets `join`
         // return before it removes the thread): look again, briefly, before refusing.
@@ -226,7 +239,9 @@ impl Workers {
     /// # Safety
     /// If other threads exist, the child must do only what is sound in the child of a
     /// multi-threaded process (async-signal-safe calls; no lock that another thread may have
-    /// held at the fork, the allocator's included, unless the C library makes it safe).
+    /// held at the fork, the allocator's included, unless the C library makes it safe). And
+    /// `work` may borrow, so the caller answers that nothing it takes along reaches data in
+    /// shared memory through a lock the parent holds (a guard, or what a guard lent).
     ///
     /// ```
     /// let mut workers = lockkit::workers::Workers::new();
@@ -371,11 +386,12 @@ impl Workers {
     /// use lockkit::{workers::Workers, GenLock, ShmRegion};
     ///
     /// let region = ShmRegion::anonymous(1 << 20)?;
-    /// let lock = region.alloc(GenLock::new())?;
+    /// let lock = std::sync::Arc::new(region.alloc(GenLock::new())?);
     /// region.publish("lock", &lock)?;
     /// let mut workers = Workers::new();
-    /// let i = workers.spawn(|| {
-    ///     std::mem::forget(lock.lock()); // dies holding it
+    /// let held_by_worker = std::sync::Arc::clone(&lock);
+    /// let i = workers.spawn(move || {
+    ///     std::mem::forget(held_by_worker.lock()); // dies holding it
     ///     0
     /// })?;
     /// workers.wait(i, Duration::from_secs(10))?;

@@ -271,10 +271,11 @@ fn run(a: &Args) -> Result<String, String> {
     );
 
     let mut workers = Workers::new();
+    let table = std::sync::Arc::new(table);
     for w in 0..a.workers {
-        let t: &HTable = &table;
+        let t = std::sync::Arc::clone(&table);
         workers
-            .spawn(move || worker(t, w))
+            .spawn(move || worker(&t, w))
             .map_err(|e| e.to_string())?;
     }
 
