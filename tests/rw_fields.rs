@@ -362,3 +362,24 @@ fn a_gen_rw_lock_chained_to_a_group_is_taken_for_writing_with_it() {
         "the group did not give the write side back"
     );
 }
+
+/// What `locked!` calls, called by hand (adversary round 5): a guard holding a lock's read
+/// side does not lend its write side, though both have the lock's `chain_id`; the write
+/// side lends the read side's `&T`.
+#[test]
+fn a_held_read_side_never_lends_the_write_sides_data() {
+    use lockkit::__private::{lock_all, read_side, write_side, ChainLock};
+    let region = lockkit::ShmRegion::anonymous(1 << 16).unwrap();
+    let lock = region.alloc(lockkit::RwLock::new(0u64)).unwrap();
+    let (rs, ws) = (read_side(&*lock), write_side(&*lock));
+    {
+        let g = lock_all([&rs as &dyn ChainLock]);
+        let lent = catch_unwind(AssertUnwindSafe(|| {
+            let m = g.lend(&ws);
+            *m += 1;
+        }));
+        assert!(lent.is_err(), "a read lock lent `&mut`");
+    }
+    let g = lock_all([&ws as &dyn ChainLock]);
+    assert_eq!(*g.lend(&rs), 0);
+}

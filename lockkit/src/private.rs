@@ -420,14 +420,19 @@ impl<'a, const N: usize> MultiGuard<'a, N> {
         let flag = lock.lent_flag();
         let held = &self.locks[..self.taken];
         // The very lock named (two members of one group share their group's chain_id), or,
-        // for a lock that lends no flag of its own, any handle of it.
+        // for a lock that lends no flag of its own, any handle of it, taken at least as
+        // exclusively: a held read side never lends the write side's `&mut` (both sides of
+        // one RwLock share its chain_id).
         let at = held
             .iter()
             .position(|l| std::ptr::addr_eq(*l as *const dyn ChainLock, lock as *const L))
             .or_else(|| {
-                let id = lock.chain_id();
+                let (id, shared) = (lock.chain_id(), lock.chain_shared());
                 flag.is_none()
-                    .then(|| held.iter().position(|l| l.chain_id() == id))
+                    .then(|| {
+                        held.iter()
+                            .position(|l| l.chain_id() == id && (shared || !l.chain_shared()))
+                    })
                     .flatten()
             });
         let Some(i) = at else {

@@ -85,6 +85,13 @@ pub unsafe trait ChainLock: Send + Sync {
     fn chain_owner_died(&self) -> bool {
         false
     }
+    /// Whether taking this lock shares it with other holders (a reader-writer lock's read
+    /// side): what it guards may then be lent only as `&T`, never `&mut T`, whatever other
+    /// handle of the same lock (same [`chain_id`](ChainLock::chain_id)) asks.
+    #[doc(hidden)]
+    fn chain_shared(&self) -> bool {
+        false
+    }
     /// Declares the lock's data repaired after an owner death: the lock's own guard's
     /// `mark_consistent`.
     ///
@@ -142,6 +149,9 @@ macro_rules! forward_chain_methods {
         }
         fn chain_owner_died(&$this) -> bool {
             $target.chain_owner_died()
+        }
+        fn chain_shared(&$this) -> bool {
+            $target.chain_shared()
         }
         unsafe fn chain_mark_consistent(&$this) {
             // SAFETY: forwarded contract.

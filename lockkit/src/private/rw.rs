@@ -506,6 +506,9 @@ unsafe impl<T: ShmSafe> ChainLock for ReadSide<'_, T> {
     fn chain_owner_died(&self) -> bool {
         self.0.is_inconsistent()
     }
+    fn chain_shared(&self) -> bool {
+        true
+    }
 }
 
 // SAFETY: the RwLock's own write side, with its id.
