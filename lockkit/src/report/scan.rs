@@ -141,13 +141,15 @@ fn state_at(view: &View<'_>, kind: Kind<'_>, at: u64) -> Option<State> {
     }
 }
 
-/// The kind as the report names it.
+/// The kind as the report names it: the backend by its name, without the layout version
+/// (`sysv-sem/2` is `sysv-sem`).
 fn kind_name(kind: Kind<'_>) -> String {
+    let name = |b: &str| b.split('/').next().unwrap_or(b).to_owned();
     match kind {
-        Kind::Gen(b, _) => format!("GenLock<{b}>"),
+        Kind::Gen(b, _) => format!("GenLock<{}>", name(b)),
         Kind::Rw => "RwLock".into(),
         Kind::Rec => "RecLock".into(),
-        Kind::SetHead(b, _) => format!("LockSet<{b}>"),
+        Kind::SetHead(b, _) => format!("LockSet<{}>", name(b)),
     }
 }
 
