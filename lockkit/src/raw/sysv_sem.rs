@@ -44,15 +44,16 @@
 //! the lock or set `WAITERS` again, leaves the others asleep with nobody to post for them;
 //! every nap ends within 1 ms, and the waiter then looks at the word again.
 //!
-//! # Owner death and `exec`: the kernel's word, asked after each nap
-//! As for the futex lock: a waiter's nap is 50 µs at first, doubling to 1 ms while the same
-//! holder holds on; when it ends with the same holder in the word, the waiter asks the kernel
-//! whether the holder's process is gone (it died, however it was killed, or called `exec`:
-//! `crate::liveness`), and if so takes the word over with a compare-exchange that expects
-//! exactly the dead holder's id, told [`Acquired::OwnerDied`]. A failed `try_lock` asks too.
-//! There is no death beacon here (a waiter cannot sleep on a semaphore and a futex at once),
-//! so a sleeping waiter learns of a death at its nap's end. A thread that exits while a guard
-//! it leaked lives leaves the lock held for ever, as `std`'s `Mutex` does.
+//! # Owner death and `exec`: the kernel's word, asked before the first sleep and after each nap
+//! As for the futex lock: a waiter asks the kernel whether the holder's process is gone (it
+//! died, however it was killed, or called `exec`: `crate::liveness`) once before its first
+//! sleep, and again whenever a nap ends with the same holder in the word; a nap is 50 µs at
+//! first, doubling to 250 µs for the first 100 ms behind one holder, then to 1 ms. If the
+//! holder is gone, the waiter takes the word over with a compare-exchange that expects exactly
+//! the dead holder's id, told [`Acquired::OwnerDied`]. A failed `try_lock` asks too. A
+//! sleeping waiter learns of a death at its nap's end (nothing posts for a dead holder). A
+//! thread that exits while a guard it leaked lives leaves the lock held for ever, as `std`'s
+//! `Mutex` does.
 //!
 //! # The semaphore set
 //! A lock set gets one semaphore set with a semaphore per lock, as Kamailio does; a lock on
@@ -93,8 +94,13 @@ const INCONSISTENT: u32 = 1 << 30;
 const SPIN_LIMIT: u32 = 5;
 /// A waiter's first nap before it asks whether the owner's process is gone.
 const PROBE_FIRST: Duration = Duration::from_micros(50);
-/// The longest nap: bounds the hand-over after a death, and the wait of a sleeper whose post
-/// a killed waiter took.
+/// The longest nap between two checks of one owner for the first [`BRISK_FOR`] of a wait
+/// behind it (the futex lock's schedule, measured there).
+const PROBE_BRISK_MAX: Duration = Duration::from_micros(250);
+/// How long a waiter asks at the brisk rate behind one holder.
+const BRISK_FOR: Duration = Duration::from_millis(100);
+/// The longest nap after that: bounds the hand-over after a death, and the wait of a sleeper
+/// whose post a killed waiter took.
 const PROBE_MAX: Duration = Duration::from_millis(1);
 
 /// A process-shared lock whose word names its owner and whose waiters sleep on a SysV
@@ -288,6 +294,10 @@ impl SysvSem {
     ) -> Option<Acquired> {
         let mut spins = 0;
         let mut nap = PROBE_FIRST;
+        // The owner this waiter has found alive at a nap's end, and since when (ns).
+        let mut behind = (0u32, 0u64);
+        // Whether this waiter has asked about the holder before its first sleep.
+        let mut asked_first = false;
         // Once this thread has slept it cannot know whether others still sleep (the post it
         // took cleared WAITERS), so whatever it takes, it takes with WAITERS.
         let mut slept = 0;
@@ -332,6 +342,17 @@ impl SysvSem {
                 Some(Ok(left)) => left,
                 Some(Err(_)) => return None,
             };
+            if !asked_first {
+                // Once per acquisition, before the first sleep: a waiter that comes after
+                // the holder died (or called exec) takes the lock now instead of after a nap.
+                asked_first = true;
+                if liveness::holder_gone(self.addr(), owner) {
+                    if let Some(how) = self.take_over(owner, me, WAITERS) {
+                        return Some(how);
+                    }
+                    continue;
+                }
+            }
             let this_nap = left.map_or(nap, |l| l.min(nap));
             slept = WAITERS;
             match queue.sleep(this_nap) {
@@ -358,7 +379,12 @@ impl SysvSem {
                 continue;
             }
             if !liveness::holder_gone(self.addr(), owner) {
-                nap = (nap * 2).min(PROBE_MAX);
+                let now = crate::sys::monotonic_ns();
+                if behind.0 != owner {
+                    behind = (owner, now);
+                }
+                let brisk = now.saturating_sub(behind.1) < BRISK_FOR.as_nanos() as u64;
+                nap = (nap * 2).min(if brisk { PROBE_BRISK_MAX } else { PROBE_MAX });
                 continue;
             }
             if let Some(how) = self.take_over(owner, me, WAITERS) {
