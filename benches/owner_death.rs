@@ -176,7 +176,11 @@ fn main() {
     );
     println!("|---|---|---|---|---|---|---|");
     row::<PthreadMutex>(&region, kills, "kernel robust list (glibc)");
-    row::<SysvSem>(&region, kills, "kernel `SEM_UNDO`; holder word tells");
+    row::<SysvSem>(
+        &region,
+        kills,
+        "waiter asks the kernel (`F_GETLK`) after each nap on the semaphore (as `Futex`)",
+    );
     row::<Futex>(
         &region,
         kills,
@@ -194,5 +198,9 @@ fn main() {
     for secs in [0.1, 1.0] {
         let share = waiting_cost::<Futex>(&region, secs);
         println!("| `GenLock<Futex>` | {secs} s | {:.1}% |", share * 100.0);
+    }
+    for secs in [0.1, 1.0] {
+        let share = waiting_cost::<SysvSem>(&region, secs);
+        println!("| `GenLock<SysvSem>` | {secs} s | {:.1}% |", share * 100.0);
     }
 }

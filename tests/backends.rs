@@ -277,7 +277,7 @@ fn a_process_killed_holding_a_sysv_lock_leaves_nothing_once_the_owner_cleans_up(
     // SAFETY: killing our own child.
     unsafe { libc::kill(child.pid() as libc::pid_t, libc::SIGKILL) };
     assert_eq!(child.join(), 128 + libc::SIGKILL);
-    // SEM_UNDO: the kernel gave the dead holder's lock back.
+    // The next acquirer asks the kernel, finds the holder's process gone and takes over.
     assert!(hs.0.try_lock_for(Duration::from_secs(5)).is_some());
     let id = hs.0.raw().semid().unwrap();
     // SAFETY: the only other user is dead.

@@ -13,7 +13,7 @@ use std::time::Duration;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use common::{fork, serial, unique_name, wait_for, Child};
-use lockkit::raw::{Futex, PosixSem, PthreadMutex, RawLock, Spin};
+use lockkit::raw::{Futex, PosixSem, PthreadMutex, RawLock, Spin, SysvSem};
 use lockkit::{GenLock, GenLockGuard, GenLockSet, RwLock, ShmMutex, ShmMutexGuard, ShmRegion};
 
 /// How long a waiter tries a lock that a live process holds: long enough for several probes.
@@ -32,6 +32,8 @@ struct Locks {
     mutex: ShmMutex<u64>,
     rw: RwLock<u64>,
     set: GenLockSet<4>,
+    /// Only in the tests of `kinds_and_sysv`, which remove its semaphore set afterwards.
+    sysv: GenLock<SysvSem>,
     step: AtomicU32,
 }
 
@@ -108,6 +110,26 @@ fn kinds() -> Vec<Kind> {
     ]
 }
 
+/// `kinds()` and `GenLock<SysvSem>`, for tests whose processes all run as one user (its
+/// semaphore set is mode 0600) and that call `remove_sysv` when done with a `Locks`.
+fn kinds_and_sysv() -> Vec<Kind> {
+    let mut all = kinds();
+    all.push((
+        "GenLock<SysvSem>",
+        |l| std::mem::forget(l.sysv.lock()),
+        |l, t| l.sysv.try_lock_for(t).map(|g| GenLockGuard::owner_died(&g)),
+    ));
+    all
+}
+
+/// Removes the SysV semaphore set of `locks.sysv`, if it was made (it outlives every process
+/// otherwise).
+fn remove_sysv(locks: &Locks) {
+    // SAFETY: called once the test's processes no longer use the lock (its holder, if any,
+    // is dead, has called exec, or leaked a guard it never uses again).
+    unsafe { locks.sysv.destroy() };
+}
+
 /// Forks a child that runs `setup`, then holds the lock `take` takes, alive, until killed.
 fn live_holder(locks: &Locks, setup: impl FnOnce(), take: fn(&Locks)) -> Child {
     locks.step.store(0, Release);
@@ -125,7 +147,7 @@ fn live_holder(locks: &Locks, setup: impl FnOnce(), take: fn(&Locks)) -> Child {
 #[test]
 fn a_guard_leaked_by_a_thread_that_exited_keeps_the_lock_held_while_its_process_lives() {
     let _s = serial();
-    for (name, take, try_for) in kinds() {
+    for (name, take, try_for) in kinds_and_sysv() {
         let (_region, locks) = region();
         std::thread::scope(|s| {
             s.spawn(|| take(&locks));
@@ -140,6 +162,7 @@ fn a_guard_leaked_by_a_thread_that_exited_keeps_the_lock_held_while_its_process_
         );
         let fresh = std::thread::scope(|s| s.spawn(|| try_for(&locks, TRY)).join().unwrap());
         assert_eq!(fresh, None, "{name}: handed on to a new thread");
+        remove_sysv(&locks);
     }
 }
 
@@ -374,7 +397,7 @@ fn a_process_cannot_map_more_regions_than_it_can_judge_and_is_told_why() {
 #[test]
 fn a_holder_that_calls_exec_has_died_for_its_locks() {
     let _s = serial();
-    for (name, take, try_for) in kinds() {
+    for (name, take, try_for) in kinds_and_sysv() {
         let (_region, locks) = region();
         locks.step.store(0, Release);
         let holder = fork(|| {
@@ -399,6 +422,7 @@ fn a_holder_that_calls_exec_has_died_for_its_locks() {
              told dead"
         );
         drop(holder);
+        remove_sysv(&locks);
     }
 }
 
@@ -414,6 +438,7 @@ fn try_lock_takes_a_dead_holders_lock_and_says_the_owner_died() {
             std::mem::forget(l.spin.lock());
             std::mem::forget(l.sem.lock());
             std::mem::forget(l.rw.write());
+            std::mem::forget(l.sysv.lock());
         },
     );
     assert_eq!(holder.kill(), 128 + libc::SIGKILL);
@@ -437,6 +462,10 @@ fn try_lock_takes_a_dead_holders_lock_and_says_the_owner_died() {
             "GenLock<PosixSem>",
             locks.sem.try_lock().map(|g| GenLockGuard::owner_died(&g)),
         ),
+        (
+            "GenLock<SysvSem>",
+            locks.sysv.try_lock().map(|g| GenLockGuard::owner_died(&g)),
+        ),
     ] {
         assert_eq!(
             got,
@@ -444,6 +473,7 @@ fn try_lock_takes_a_dead_holders_lock_and_says_the_owner_died() {
             "{name}: try_lock after the holder was killed"
         );
     }
+    remove_sysv(&locks);
 }
 
 /// Random kills of processes that take and release one lock in a loop: after each kill the

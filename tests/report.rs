@@ -144,6 +144,52 @@ fn a_dead_holder_is_reported_dead_and_its_lock_inconsistent_after_recovery() {
     drop(g);
 }
 
+#[test]
+fn a_sysv_semaphore_lock_is_reported_with_its_holder_and_its_waiter() {
+    let region = ShmRegion::anonymous(1 << 16).unwrap();
+    let lock = region
+        .alloc_zeroed::<GenLock<lockkit::raw::SysvSem>>()
+        .unwrap();
+    region.publish("sysv", &lock).unwrap();
+    let step = region.alloc(AtomicU32::new(0)).unwrap();
+    let holder = common::fork(|| {
+        let _g = lock.lock();
+        step.store(1, Release);
+        wait_for(&step, 2);
+        0
+    });
+    wait_for(&step, 1);
+    let waiter = common::fork(|| {
+        drop(lock.lock());
+        0
+    });
+    let t0 = Instant::now();
+    let report = loop {
+        let r = region.report();
+        if r.locks.iter().any(|l| l.waiters) {
+            break r;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the waiter never showed: {r}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert_eq!(report.locks.len(), 1, "{report}");
+    assert_eq!(report.locks[0].kind, "GenLock<sysv-sem>", "{report}");
+    assert_eq!(
+        report.locks[0].holder.map(|h| (h.pid, h.alive)),
+        Some((holder.pid(), true)),
+        "{report}"
+    );
+    step.store(2, Release);
+    let late = || "the lock was not handed on".to_string();
+    assert_eq!(holder.join_within(Duration::from_secs(10), late), 0);
+    assert_eq!(waiter.join_within(Duration::from_secs(10), late), 0);
+    // SAFETY: both processes that used the lock have exited.
+    unsafe { lock.destroy() };
+}
+
 /// The `lockkit-top` binary of this source tree, built (into this test's own target
 /// directory, so it is never a stale one from another build) on first use.
 fn lockkit_top() -> PathBuf {

@@ -182,7 +182,7 @@ extern crate self as lockkit;
 // shared memory.
 unsafe impl<R: raw::RawLock> ShmSafe for GenLock<R> {
     const LAYOUT: &'static layout::TypeLayout =
-        &layout::TypeLayout::opaque::<Self>(gen_lock::LAYOUT_ID, R::NAME);
+        &layout::TypeLayout::opaque::<Self>(gen_lock::LAYOUT_ID, R::LAYOUT_NAME);
 }
 // SAFETY: by the RawLock contract zero bytes are `INIT`, an unlocked lock.
 unsafe impl<R: raw::RawLock> ShmZeroable for GenLock<R> {}

@@ -44,8 +44,10 @@ impl<R: RawLock> Default for PaddedLock<R> {
 
 // SAFETY: a GenLock plus padding.
 unsafe impl<R: RawLock> ShmSafe for PaddedLock<R> {
-    const LAYOUT: &'static crate::layout::TypeLayout =
-        &crate::layout::TypeLayout::opaque::<Self>(crate::gen_lock::PADDED_LAYOUT_ID, R::NAME);
+    const LAYOUT: &'static crate::layout::TypeLayout = &crate::layout::TypeLayout::opaque::<Self>(
+        crate::gen_lock::PADDED_LAYOUT_ID,
+        R::LAYOUT_NAME,
+    );
 }
 // SAFETY: zero bytes are an unlocked GenLock.
 unsafe impl<R: RawLock> ShmZeroable for PaddedLock<R> {}

@@ -9,8 +9,8 @@
 //! written by the holder right after it acquired the lock and cleared right before it
 //! releases it, so it is exact for the holder's own questions and a snapshot for others'.
 //! A non-zero owner found by a thread that has just acquired the lock therefore means the
-//! previous holder never released it: it died, and the kernel (SysV's `SEM_UNDO`) or a
-//! take-over gave the lock on.
+//! previous holder never released it: it died, and the kernel (a robust mutex's
+//! `EOWNERDEAD`) or a take-over gave the lock on.
 
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 

@@ -3,8 +3,8 @@
 //!
 //! Kamailio picks its lock implementation at build time; lockkit picks it by type
 //! parameter, with the futex as the default: `GenLock` is `GenLock<Futex>`, and
-//! `GenLock<Spin>`, `GenLock<PthreadMutex>` or `GenLock<PosixSem>` are the same API over
-//! another algorithm.
+//! `GenLock<Spin>`, `GenLock<PthreadMutex>`, `GenLock<PosixSem>` or `GenLock<SysvSem>` are
+//! the same API over another algorithm.
 //!
 //! The owner is a *process*. A lock changes hands without a release only when the kernel says
 //! the holder's process is gone: it died, however it was killed, or it called `exec` (each
@@ -22,7 +22,7 @@
 //! | [`Spin`] | unlocked | none | the same, asked by a spinning waiter every 50 µs to 1 ms | Kamailio's fast lock: spins, then `sched_yield`; wrong when more processes are runnable than there are cores |
 //! | [`PthreadMutex`] | uninitialised, set up in place on first use | `pthread_mutex_init` (process-shared, robust) on first use | the kernel hands it on ([`Acquired::OwnerDied`]) | glibc's robust mutex, whose robust list is per *thread*: a lock glibc hands on because its holding thread exited while its process lives (a leaked guard) is kept held by lockkit. **Not covered**: a holder that unmapped the region (dropped every handle) with a guard leaked, then died: the kernel walks its robust list through a mapping that is gone, and the lock stays held |
 //! | [`PosixSem`] | uninitialised, set up in place on first use | `sem_init(.., 1, 1)` on first use | a waiter or `try_lock` finds the recorded holder's process gone and takes its place, told [`Acquired::OwnerDied`] | **Not covered**: the holder is recorded just *after* `sem_wait` returns and cleared just before `sem_post`; a holder killed in between loses the token and the lock stays held. Measured: 111 of 1,330 random SIGKILLs (8%) of processes looping lock/unlock wedged it (debug build, an adversarial review); choose another backend where processes are killed |
-//! | [`SysvSem`] | semaphore not created yet | `semget` on first use; **`destroy` required** (`IPC_RMID`) | at the holder's exit the kernel releases it (`SEM_UNDO`) and the next acquirer is told; after `exec` it stays held until the new program exits | the portable fallback Kamailio names |
+//! | [`SysvSem`] | unlocked, semaphore not created yet | `semget` on first use; **`destroy` required** (`IPC_RMID`) | as [`Futex`]: the next acquirer takes it over, told [`Acquired::OwnerDied`]; a waiter asks before its first sleep and after each nap on the semaphore (the same schedule) | the portable fallback Kamailio names: the futex lock's word, with waiters asleep on a SysV semaphore (one per lock, one set per lock set) instead of the futex; no `SEM_UNDO` |
 
 mod futex;
 mod holder;
@@ -69,6 +69,11 @@ pub unsafe trait RawLock: Send + Sync + Sized {
     const INIT: Self;
     /// The backend's name, for messages and benchmarks.
     const NAME: &'static str;
+    /// The backend as a region's type descriptions name it (the parameter of a lock's
+    /// layout, `lockkit::GenLock/1<futex>`): its name, with a version added whenever its
+    /// layout or protocol changes, so that a region made by older code is refused instead of
+    /// misread.
+    const LAYOUT_NAME: &'static str = Self::NAME;
 
     /// Takes the lock, waiting as long as needed; signals (`EINTR`) never end the wait.
     #[track_caller]

@@ -62,15 +62,16 @@ fn kind_of(what: &str) -> Option<Kind<'_>> {
 type State = (Option<Owner>, u32, bool, bool);
 
 /// The size of a backend's lock word(s): where a `lock-debug` lock's debug words start
-/// (rounded up to 8).
+/// (rounded up to 8). `backend` is as the descriptions name it (`RawLock::LAYOUT_NAME`): a
+/// backend of another layout version is not read.
 fn raw_size(backend: &str) -> Option<u64> {
     use std::mem::size_of;
     Some(match backend {
-        "futex" => size_of::<Futex>(),
-        "spin" => size_of::<Spin>(),
-        "pthread-robust" => size_of::<PthreadMutex>(),
-        "posix-sem" => size_of::<PosixSem>(),
-        "sysv-sem" => size_of::<SysvSem>(),
+        <Futex as RawLock>::LAYOUT_NAME => size_of::<Futex>(),
+        <Spin as RawLock>::LAYOUT_NAME => size_of::<Spin>(),
+        <PthreadMutex as RawLock>::LAYOUT_NAME => size_of::<PthreadMutex>(),
+        <PosixSem as RawLock>::LAYOUT_NAME => size_of::<PosixSem>(),
+        <SysvSem as RawLock>::LAYOUT_NAME => size_of::<SysvSem>(),
         _ => return None,
     } as u64)
 }
@@ -107,11 +108,11 @@ fn gen_state<R: RawLock>(view: &View<'_>, at: u64) -> Option<State> {
 
 fn gen_state_of(view: &View<'_>, backend: &str, at: u64) -> Option<State> {
     match backend {
-        "futex" => gen_state::<Futex>(view, at),
-        "spin" => gen_state::<Spin>(view, at),
-        "pthread-robust" => gen_state::<PthreadMutex>(view, at),
-        "posix-sem" => gen_state::<PosixSem>(view, at),
-        "sysv-sem" => gen_state::<SysvSem>(view, at),
+        <Futex as RawLock>::LAYOUT_NAME => gen_state::<Futex>(view, at),
+        <Spin as RawLock>::LAYOUT_NAME => gen_state::<Spin>(view, at),
+        <PthreadMutex as RawLock>::LAYOUT_NAME => gen_state::<PthreadMutex>(view, at),
+        <PosixSem as RawLock>::LAYOUT_NAME => gen_state::<PosixSem>(view, at),
+        <SysvSem as RawLock>::LAYOUT_NAME => gen_state::<SysvSem>(view, at),
         _ => None,
     }
 }
@@ -140,13 +141,15 @@ fn state_at(view: &View<'_>, kind: Kind<'_>, at: u64) -> Option<State> {
     }
 }
 
-/// The kind as the report names it.
+/// The kind as the report names it: the backend by its name, without the layout version
+/// (`sysv-sem/2` is `sysv-sem`).
 fn kind_name(kind: Kind<'_>) -> String {
+    let name = |b: &str| b.split('/').next().unwrap_or(b).to_owned();
     match kind {
-        Kind::Gen(b, _) => format!("GenLock<{b}>"),
+        Kind::Gen(b, _) => format!("GenLock<{}>", name(b)),
         Kind::Rw => "RwLock".into(),
         Kind::Rec => "RecLock".into(),
-        Kind::SetHead(b, _) => format!("LockSet<{b}>"),
+        Kind::SetHead(b, _) => format!("LockSet<{}>", name(b)),
     }
 }
 

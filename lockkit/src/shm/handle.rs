@@ -192,7 +192,7 @@ unsafe impl<R: RawLock> ShmSafe for LockSetHead<R> {
         } else {
             "lockkit::LockSetHead/1"
         },
-        R::NAME,
+        R::LAYOUT_NAME,
     );
 }
 

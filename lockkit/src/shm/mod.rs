@@ -537,7 +537,7 @@ impl ShmRegion {
             &b.region,
             (b.offset, b.gen),
             (layout_of::<LockSetHead<R>>().tag, LockSetHead::<R>::LAYOUT),
-            &format!("lockkit::LockSet<{}>", R::NAME),
+            &format!("lockkit::LockSet<{}>", R::LAYOUT_NAME),
         )
     }
 
@@ -684,7 +684,7 @@ impl ShmRegion {
     /// [`Error::TypeMismatch`].
     pub fn lookup_lock_set_with<R: RawLock>(&self, name: &str) -> Result<&LockSet<R>> {
         let layout = layout_of::<LockSetHead<R>>();
-        let expected = format!("lockkit::LockSet<{}>", R::NAME);
+        let expected = format!("lockkit::LockSet<{}>", R::LAYOUT_NAME);
         let offset = self.root_offset(name, (layout.tag, LockSetHead::<R>::LAYOUT), &expected)?;
         let heap = self.heap();
         self.check_live(offset, layout)?;
