@@ -129,7 +129,7 @@ fn restarts_racing_after_a_creator_died_make_exactly_one_region() {
         }
         killed += 1;
         // b[0]: go; b[1]: restarters that have an answer; b[2 + i]: restarter i won;
-        // b[4]: the test has looked, winners may drop their regions.
+        // b[4]: the test has looked, restarters may exit (winners drop their regions).
         let (_r, b) = board();
         let restarters: Vec<_> = (0..2)
             .map(|i| {
@@ -150,6 +150,10 @@ fn restarts_racing_after_a_creator_died_make_exactly_one_region() {
                         }
                         Err(Error::AlreadyExists { .. }) => {
                             b[1].fetch_add(1, AcqRel);
+                            // Stays until the test has looked, as a winner does: a loser
+                            // that exited first ended the test's wait before the winner
+                            // had said it won (a flake under load: "no winner").
+                            wait_for(&b[4], 1);
                             0
                         }
                         Err(_) => 10,
