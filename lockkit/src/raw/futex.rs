@@ -61,6 +61,7 @@ use std::time::Duration;
 #[cfg(feature = "lock-api")]
 use std::time::Instant;
 
+use super::naps::Naps;
 use super::{Acquired, RawLock};
 use crate::deadline::Deadline;
 use crate::liveness::{self, ID_MASK as OWNER_MASK};
@@ -74,22 +75,6 @@ const INCONSISTENT: u32 = 1 << 30;
 /// handed the lock to each other on every operation and ran at 40 Mops/s; with 5, at 68
 /// (`cargo bench --bench contended`, BENCHMARKS.md).
 const SPIN_LIMIT: u32 = 5;
-/// A waiter's first nap before it asks whether the owner's process is gone. Short, so that a
-/// waiter that comes after a death asks soon; it costs nothing when the holder is alive and
-/// quick (its unlock wakes the waiter first), and one more wake-up per long wait otherwise.
-const PROBE_FIRST: Duration = Duration::from_micros(50);
-/// The longest nap between two checks of one owner for the first [`BRISK_FOR`] of a wait
-/// behind it: bounds the hand-over after a death (median ~0.1 ms of nap on top of the
-/// kernel's teardown of the dead process), at one `fcntl` and one futex wait per interval
-/// (~4,000 a second, 1-2% of a core per waiting thread) while a live holder holds on.
-const PROBE_BRISK_MAX: Duration = Duration::from_micros(250);
-/// How long a waiter asks at the brisk rate behind one holder. A lock held this long by a live
-/// holder is held for a reason (a slow operation, a stopped process), and a waiter that keeps
-/// asking four times a millisecond wastes a core between many such waiters.
-const BRISK_FOR: Duration = Duration::from_millis(100);
-/// The longest nap between two checks of one owner after that: the hand-over after a death
-/// takes up to a millisecond more, and a waiter wakes once a millisecond.
-const PROBE_MAX: Duration = Duration::from_millis(1);
 
 /// A process-shared futex mutex with owner tracking and owner-death hand-over. Zero bytes
 /// are an unlocked lock.
@@ -258,9 +243,7 @@ impl Futex {
     #[track_caller]
     fn lock_contended(&self, me: u32, deadline: Option<Deadline>) -> Option<Acquired> {
         let mut spins = 0;
-        let mut nap = PROBE_FIRST;
-        // The owner this waiter has found alive at a nap's end, and since when (ns).
-        let mut behind = (0u32, 0u64);
+        let mut naps = Naps::new();
         // Whether this waiter has asked about the holder before its first sleep.
         let mut asked_first = false;
         loop {
@@ -318,8 +301,7 @@ impl Futex {
                     continue;
                 }
             }
-            let this_nap = left.map_or(nap, |l| l.min(nap));
-            if sys::futex_wait(&self.word, w | WAITERS, Some(this_nap)) != Wake::TimedOut {
+            if sys::futex_wait(&self.word, w | WAITERS, Some(naps.next(left))) != Wake::TimedOut {
                 continue;
             }
             if deadline.is_some_and(|d| d.expired()) {
@@ -327,16 +309,11 @@ impl Futex {
             }
             // A whole nap and still taken: by the same owner, who may be dead?
             if self.word.load(Ordering::Relaxed) & OWNER_MASK != owner {
-                nap = PROBE_FIRST;
+                naps.restart();
                 continue;
             }
             if !liveness::holder_gone(self.addr(), owner) {
-                let now = sys::monotonic_ns();
-                if behind.0 != owner {
-                    behind = (owner, now);
-                }
-                let brisk = now.saturating_sub(behind.1) < BRISK_FOR.as_nanos() as u64;
-                nap = (nap * 2).min(if brisk { PROBE_BRISK_MAX } else { PROBE_MAX });
+                naps.found_alive(owner);
                 continue;
             }
             if let Some(how) = self.take_over(owner, me) {

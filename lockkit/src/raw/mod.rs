@@ -27,6 +27,7 @@
 mod futex;
 mod holder;
 mod init_once;
+mod naps;
 mod posix_sem;
 mod pthread;
 mod spin;

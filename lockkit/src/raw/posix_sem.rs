@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use super::holder::{relock, Holder};
 use super::init_once::InitOnce;
+use super::naps::{PROBE_FIRST, PROBE_MAX};
 use super::{Acquired, RawLock};
 use crate::deadline::Deadline;
 use crate::sys::errno;
@@ -77,11 +78,6 @@ impl PosixSem {
             .then(|| self.sem.get())
     }
 }
-
-/// A waiter's first nap before it asks whether the holder's process is gone; doubles up to
-/// the max.
-const PROBE_FIRST: Duration = Duration::from_micros(50);
-const PROBE_MAX: Duration = Duration::from_millis(1);
 
 impl PosixSem {
     /// Waits for the token in naps; after each nap checks whether the recorded holder died

@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use super::holder::relock;
+use super::naps::{PROBE_FIRST, PROBE_MAX};
 use super::{Acquired, RawLock};
 use crate::deadline::Deadline;
 use crate::liveness::{self, ID_MASK as OWNER_MASK};
@@ -25,10 +26,6 @@ use crate::liveness::{self, ID_MASK as OWNER_MASK};
 /// Spins before each `sched_yield`.
 const SPINS: u32 = 100;
 const INCONSISTENT: u32 = 1 << 30;
-/// How long one holder may hold on before a spinner first asks whether its process is gone,
-/// and the most between two questions.
-const PROBE_FIRST: Duration = Duration::from_micros(50);
-const PROBE_MAX: Duration = Duration::from_millis(1);
 
 /// A spin lock whose word names its holder. Zero bytes are unlocked.
 #[repr(C)]

@@ -81,6 +81,7 @@ use std::time::Duration;
 
 use super::holder::relock;
 use super::init_once::InitOnce;
+use super::naps::Naps;
 use super::{Acquired, RawLock};
 use crate::deadline::Deadline;
 use crate::liveness::{self, ID_MASK as OWNER_MASK};
@@ -92,16 +93,6 @@ const WAITERS: u32 = 1 << 31;
 const INCONSISTENT: u32 = 1 << 30;
 /// Looks at the word this many times before sleeping (as the futex lock does).
 const SPIN_LIMIT: u32 = 5;
-/// A waiter's first nap before it asks whether the owner's process is gone.
-const PROBE_FIRST: Duration = Duration::from_micros(50);
-/// The longest nap between two checks of one owner for the first [`BRISK_FOR`] of a wait
-/// behind it (the futex lock's schedule, measured there).
-const PROBE_BRISK_MAX: Duration = Duration::from_micros(250);
-/// How long a waiter asks at the brisk rate behind one holder.
-const BRISK_FOR: Duration = Duration::from_millis(100);
-/// The longest nap after that: bounds the hand-over after a death, and the wait of a sleeper
-/// whose post a killed waiter took.
-const PROBE_MAX: Duration = Duration::from_millis(1);
 
 /// A process-shared lock whose word names its owner and whose waiters sleep on a SysV
 /// semaphore. Zero bytes are an unlocked lock whose semaphore is created on first use.
@@ -293,9 +284,7 @@ impl SysvSem {
         deadline: Option<Deadline>,
     ) -> Option<Acquired> {
         let mut spins = 0;
-        let mut nap = PROBE_FIRST;
-        // The owner this waiter has found alive at a nap's end, and since when (ns).
-        let mut behind = (0u32, 0u64);
+        let mut naps = Naps::new();
         // Whether this waiter has asked about the holder before its first sleep.
         let mut asked_first = false;
         // Once this thread has slept it cannot know whether others still sleep (the post it
@@ -353,9 +342,8 @@ impl SysvSem {
                     continue;
                 }
             }
-            let this_nap = left.map_or(nap, |l| l.min(nap));
             slept = WAITERS;
-            match queue.sleep(this_nap) {
+            match queue.sleep(naps.next(left)) {
                 // Woken: the lock was released (or the post was an old one); look again.
                 Nap::Posted => continue,
                 Nap::Over => {}
@@ -375,16 +363,11 @@ impl SysvSem {
             }
             // A whole nap and still taken: by the same owner, who may be dead?
             if self.word.load(Ordering::Relaxed) & OWNER_MASK != owner {
-                nap = PROBE_FIRST;
+                naps.restart();
                 continue;
             }
             if !liveness::holder_gone(self.addr(), owner) {
-                let now = crate::sys::monotonic_ns();
-                if behind.0 != owner {
-                    behind = (owner, now);
-                }
-                let brisk = now.saturating_sub(behind.1) < BRISK_FOR.as_nanos() as u64;
-                nap = (nap * 2).min(if brisk { PROBE_BRISK_MAX } else { PROBE_MAX });
+                naps.found_alive(owner);
                 continue;
             }
             if let Some(how) = self.take_over(owner, me, WAITERS) {
