@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use common::{fork, serial, unique_name, wait_for, Child};
+use common::{fork, serial, unique_name, wait_for, Child, CHILD_DEADLINE};
 use lockkit::raw::{Futex, PosixSem, PthreadMutex, RawLock, Spin, SysvSem};
 use lockkit::{GenLock, GenLockGuard, GenLockSet, RwLock, ShmMutex, ShmMutexGuard, ShmRegion};
 
@@ -366,6 +366,43 @@ fn a_waiter_of_another_uid_under_hidepid_never_robs() {
             }
         },
     );
+}
+
+/// A SysV semaphore set belongs to whoever made it (mode 0600): a waiter of another uid, in a
+/// region a group shares, can neither sleep on it nor post to it. It naps by the clock
+/// instead, takes the lock once it is released, and its own release lets the set's owner in
+/// (an adversarial review: both sides panicked with EACCES).
+#[test]
+fn a_sysv_waiter_of_another_uid_naps_by_the_clock_instead_of_failing() {
+    let _s = serial();
+    let (_region, locks) = region();
+    let g = locks.sysv.lock(); // this process makes the set, as its owner
+    let waiter = fork(|| {
+        // SAFETY: plain system calls in a single-threaded forked child.
+        if unsafe { libc::setgid(65534) } != 0 || unsafe { libc::setuid(65534) } != 0 {
+            fail("becoming nobody");
+        }
+        match locks.sysv.try_lock_for(Duration::from_secs(20)) {
+            Some(g) => {
+                drop(g);
+                0
+            }
+            None => 3,
+        }
+    });
+    // Let the waiter find the lock taken and nap, then release it.
+    std::thread::sleep(Duration::from_millis(30));
+    drop(g);
+    let code = waiter.join_within(CHILD_DEADLINE, || format!("{:?}", locks.sysv));
+    assert_eq!(
+        code, 0,
+        "the waiter of another uid failed (3: never got the lock)"
+    );
+    assert!(
+        locks.sysv.try_lock_for(Duration::from_secs(20)).is_some(),
+        "the set's owner did not get the lock back"
+    );
+    remove_sysv(&locks);
 }
 
 #[test]

@@ -81,9 +81,24 @@ impl<R: RawLock> LockSet<R> {
 
     /// Lock `i`, or `None` if `i >= len()` (the checked form of indexing).
     pub fn get(&self, i: usize) -> Option<&GenLock<R>> {
-        // Backends that set up a whole set at once do it before the first lock is used.
-        R::init_set(self.locks.iter().map(|p| p.0.raw()));
+        self.set_up(None);
         self.locks.get(i).map(|p| &p.0)
+    }
+
+    /// Sets up a backend that sets up a whole set at once before the first lock is used;
+    /// with a `timeout`, `false` if another thread or process is still at it after that.
+    fn set_up(&self, timeout: Option<Duration>) -> bool {
+        R::init_set(self.locks.iter().map(|p| p.0.raw()), timeout)
+    }
+
+    /// Lock `i` for a timed attempt: `None` when the set's set-up (by another thread or
+    /// process, a stopped one say) did not finish within `timeout`.
+    #[track_caller]
+    fn at_within(&self, i: usize, timeout: Duration) -> Option<&GenLock<R>> {
+        let Some(p) = self.locks.get(i) else {
+            out_of_range(i, self.len())
+        };
+        self.set_up(Some(timeout)).then_some(&p.0)
     }
 
     /// Lock `i`.
@@ -113,7 +128,7 @@ impl<R: RawLock> LockSet<R> {
     /// If `i >= len()`.
     #[track_caller]
     pub fn try_lock(&self, i: usize) -> Option<GenLockGuard<'_, R>> {
-        self.at(i).try_lock()
+        self.at_within(i, Duration::ZERO)?.try_lock()
     }
 
     /// Takes lock `i`, waiting at most `timeout` (`_for` a duration, as in `lock_api`; for a
@@ -123,7 +138,9 @@ impl<R: RawLock> LockSet<R> {
     /// If `i >= len()`.
     #[track_caller]
     pub fn try_lock_for(&self, i: usize, timeout: Duration) -> Option<GenLockGuard<'_, R>> {
-        self.at(i).try_lock_for(timeout)
+        let start = std::time::Instant::now();
+        let lock = self.at_within(i, timeout)?;
+        lock.try_lock_for(timeout.saturating_sub(start.elapsed()))
     }
 
     /// The index that `key` maps to. The hash is the same in every process and every run

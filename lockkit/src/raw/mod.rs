@@ -119,12 +119,18 @@ pub unsafe trait RawLock: Send + Sync + Sized {
     unsafe fn destroy(&self) {}
     /// Called by a lock set before it uses one of its locks, with every lock of the set, for
     /// backends that set up a whole set at once (Kamailio's one SysV semaphore set per lock
-    /// set). The default does nothing and costs nothing.
+    /// set). With a `timeout` (a `try_lock`'s zero, a `try_lock_for`'s), gives up when
+    /// another thread or process (a stopped one, say) is still setting the set up after
+    /// it: `false` then. The default does nothing and costs nothing.
     #[inline(always)]
-    fn init_set<'a>(locks: impl ExactSizeIterator<Item = &'a Self>)
+    fn init_set<'a>(
+        locks: impl ExactSizeIterator<Item = &'a Self>,
+        timeout: Option<Duration>,
+    ) -> bool
     where
         Self: 'a,
     {
-        let _ = locks;
+        let _ = (locks, timeout);
+        true
     }
 }

@@ -64,8 +64,19 @@
 //! (`ipcs -s` lists them). Waits interrupted by signals (`EINTR`) are retried; a set removed
 //! while in use (`EIDRM`, `EINVAL`) is a panic that says so.
 //!
-//! A lock of a set used on its own (`set.get(i)`) before the set was used through its
-//! index methods gets a set of its own; the set's later semaphore for it stays unused.
+//! A waiter or releaser of another user than the set's maker (a region a group shares) is
+//! refused the set (`EACCES`): it naps by the clock instead of sleeping on the semaphore, and
+//! its release posts nothing, so its sleepers learn of the release at their nap's end (1 ms
+//! at most). The set's id means something only in the IPC namespace that made it: processes
+//! in other IPC namespaces (containers that share a region file but not SysV IPC) would sleep
+//! on and post to whatever set has that id there, so they must not share `SysvSem` locks.
+//!
+//! A timed use of a lock set (`try_lock`, `try_lock_for`) gives up, as a timed wait does,
+//! while another thread or process (a stopped one, say) is still setting the set up.
+//!
+//! A lock of a set reached without the set's index methods first (`set.iter()`) gets a set
+//! of its own; the set's later semaphore for it stays unused, and `LockSet::destroy` cannot
+//! remove that set of one (`GenLock::destroy` on the lock does).
 //!
 //! The word lives in memory that other processes can write, so every loop here tolerates any
 //! value in it: a garbage word can make a waiter wait (or take over an id whose process the
@@ -174,6 +185,14 @@ impl Queue {
             // The caller looks at the word again and sleeps again if it must: a signal
             // never ends the wait, nor makes it longer than its deadline.
             libc::EAGAIN | libc::EINTR => Nap::Over,
+            // The set belongs to another user (it is made mode 0600 by whoever first waits),
+            // as in a region a group shares: sleep the nap by the clock instead. The word,
+            // not the semaphore, says who holds the lock, so only the wake-up is lost, and
+            // the nap's end looks at the word again.
+            libc::EACCES => {
+                std::thread::sleep(nap);
+                Nap::Over
+            }
             e => fail("lock", e),
         }
     }
@@ -194,6 +213,8 @@ impl Queue {
                 libc::EINTR => continue,
                 // The semaphore is at SEMVMX: enough posts wait for sleepers already.
                 libc::ERANGE => return,
+                // Another user's set: its sleepers look again at their nap's end (above).
+                libc::EACCES => return,
                 e => fail("unlock", e),
             }
         }
@@ -485,18 +506,22 @@ unsafe impl RawLock for SysvSem {
         }
     }
 
-    fn init_set<'a>(locks: impl ExactSizeIterator<Item = &'a Self>) {
+    fn init_set<'a>(
+        locks: impl ExactSizeIterator<Item = &'a Self>,
+        timeout: Option<Duration>,
+    ) -> bool {
         let mut locks = locks.peekable();
         let Some(first) = locks.peek().copied() else {
-            return;
+            return true;
         };
         let n = locks.len();
-        first.set_init.ensure(|| {
+        let deadline = timeout.map_or(Deadline::NEVER, Deadline::after);
+        first.set_init.ensure_until(deadline, || {
             let id = new_set(n);
             for (num, l) in locks.enumerate() {
                 l.init.ensure(|| l.assign(id, num as u32));
             }
-        });
+        })
     }
 }
 
@@ -504,6 +529,38 @@ unsafe impl RawLock for SysvSem {
 mod tests {
     use super::*;
     use std::sync::Arc;
+
+    /// A set's set-up that another thread is still at (stopped, say) holds back an untimed
+    /// use, never a timed one: `init_set` with a timeout gives up (adversarial review: a
+    /// lock set's `try_lock` waited as long as a process stopped inside the set-up).
+    #[test]
+    fn a_timed_use_of_a_set_gives_up_on_a_set_up_still_in_progress() {
+        let locks: Arc<[SysvSem; 3]> = Arc::new([SysvSem::INIT, SysvSem::INIT, SysvSem::INIT]);
+        let (started_tx, started) = std::sync::mpsc::channel();
+        let (finish, finish_rx) = std::sync::mpsc::channel::<()>();
+        let setter = {
+            let locks = Arc::clone(&locks);
+            std::thread::spawn(move || {
+                locks[0].set_init.ensure(|| {
+                    started_tx.send(()).unwrap();
+                    let _ = finish_rx.recv_timeout(Duration::from_secs(30));
+                })
+            })
+        };
+        started
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the set-up started");
+        let t0 = std::time::Instant::now();
+        let ready = SysvSem::init_set(locks.iter(), Some(Duration::from_millis(20)));
+        let waited = t0.elapsed();
+        finish.send(()).unwrap();
+        setter.join().unwrap();
+        assert!(!ready, "a set-up still in progress was reported done");
+        assert!(
+            waited < Duration::from_secs(20),
+            "init_set with a 20 ms timeout waited {waited:?}"
+        );
+    }
 
     /// Removes the lock's set when dropped, so a failing test leaks no SysV id.
     struct Removed<'a>(&'a SysvSem);
