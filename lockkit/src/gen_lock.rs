@@ -294,8 +294,15 @@ impl<R: RawLock> Drop for GenLockGuard<'_, R> {
         lock_hooks::released(self.lock.addr());
         // SAFETY: a guard exists only while its thread holds the lock (it is created right
         // after a successful acquisition, is !Send, is dropped once, and was not copied into
-        // this process by fork: checked above).
-        unsafe { self.lock.raw.unlock() }
+        // this process by fork: checked above); `acquired` is what that acquisition said,
+        // or `Clean` once `mark_consistent` cleared the flag.
+        unsafe {
+            if self.acquired == Acquired::Clean {
+                self.lock.raw.unlock_clean()
+            } else {
+                self.lock.raw.unlock()
+            }
+        }
     }
 }
 

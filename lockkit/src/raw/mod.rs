@@ -88,6 +88,18 @@ pub unsafe trait RawLock: Send + Sync + Sized {
     /// # Safety
     /// The calling thread holds the lock.
     unsafe fn unlock(&self);
+    /// Releases a lock this thread took with [`Acquired::Clean`] and has not been told
+    /// otherwise about since: a backend whose release keeps an owner-died flag may skip
+    /// reading it. The default is [`unlock`](RawLock::unlock).
+    ///
+    /// # Safety
+    /// As for `unlock`, and the acquisition that this releases returned `Acquired::Clean`.
+    #[inline]
+    #[doc(hidden)]
+    unsafe fn unlock_clean(&self) {
+        // SAFETY: forwarded contract.
+        unsafe { self.unlock() }
+    }
     /// Whether some thread holds the lock at this instant (a snapshot, for diagnostics).
     fn is_locked(&self) -> bool;
     /// Whether a holder died holding the lock and nobody has called `mark_consistent`
