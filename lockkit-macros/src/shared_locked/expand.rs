@@ -654,6 +654,37 @@ fn elem_type(ty: &Type) -> &Type {
     }
 }
 
+/// The declaration, layout entry and proof of a field stored in one of lockkit's wrappers:
+/// declared in the struct as `declared`, laid out as `wrapper` (the same type, perhaps spelled
+/// at another span), which `Checked::<is>::<args>` proves lockkit's own (see
+/// `types::wrapper_is_lockkits`).
+struct Wrapped<'t> {
+    declared: TokenStream,
+    wrapper: TokenStream,
+    is: &'t str,
+    args: TokenStream,
+}
+
+fn push_wrapped<'a>(
+    krate: &TokenStream,
+    f: &'a Field<'a>,
+    w: Wrapped<'_>,
+    struct_fields: &mut Vec<TokenStream>,
+    laid_out: &mut Vec<LaidOut<'a>>,
+    asserts: &mut Vec<TokenStream>,
+) {
+    let (fattrs, fvis, id, declared) = (&f.attrs, f.vis, f.ident, &w.declared);
+    struct_fields.push(quote!(#(#fattrs)* #fvis #id: #declared));
+    laid_out.push(LaidOut {
+        cfgs: &f.cfgs,
+        member: syn::Member::Named(id.clone()),
+        ty: w.wrapper.clone(),
+    });
+    asserts.push(crate::types::wrapper_is_lockkits(
+        krate, &f.cfgs, &w.wrapper, w.is, &w.args,
+    ));
+}
+
 pub(crate) fn expand(input: &Input) -> TokenStream {
     let krate = &input.krate;
     let item = input.item;
@@ -680,19 +711,13 @@ pub(crate) fn expand(input: &Input) -> TokenStream {
                 let elem = elem_type(ty);
                 let set = input.field(set).expect("checked").ident;
                 let striped = quote!(#krate::__private::Striped<#ty>);
-                struct_fields.push(quote!(#(#fattrs)* #fvis #id: #striped));
-                laid_out.push(LaidOut {
-                    cfgs,
-                    member: syn::Member::Named(id.clone()),
-                    ty: striped.clone(),
-                });
-                asserts.push(crate::types::wrapper_is_lockkits(
-                    krate,
-                    cfgs,
-                    &striped,
-                    "is_striped",
-                    &quote!(#ty),
-                ));
+                let w = Wrapped {
+                    declared: striped.clone(),
+                    wrapper: striped,
+                    is: "is_striped",
+                    args: quote!(#ty),
+                };
+                push_wrapped(krate, f, w, &mut struct_fields, &mut laid_out, &mut asserts);
                 inits.push(quote!(#(#cfgs)* #id: #krate::__private::Striped::new(#id)));
                 let field_name = id.unraw().to_string();
                 let rets = (
@@ -727,21 +752,14 @@ pub(crate) fn expand(input: &Input) -> TokenStream {
                 let set = input.field(set).expect("checked").ident;
                 // `BackendOf`, a documented alias, so the accessors' docs show no hidden trait.
                 let raw = quote!(#krate::BackendOf<#set_ty>);
-                struct_fields.push(quote! {
-                    #(#fattrs)* #fvis #id: #krate::__private::Striped<#ty>
-                });
-                laid_out.push(LaidOut {
-                    cfgs,
-                    member: syn::Member::Named(id.clone()),
-                    ty: quote!(#krate::__private::Striped<#ty>),
-                });
-                asserts.push(crate::types::wrapper_is_lockkits(
-                    krate,
-                    cfgs,
-                    &quote!(#krate::__private::Striped<#ty>),
-                    "is_striped",
-                    &quote!(#ty),
-                ));
+                let striped = quote!(#krate::__private::Striped<#ty>);
+                let w = Wrapped {
+                    declared: striped.clone(),
+                    wrapper: striped,
+                    is: "is_striped",
+                    args: quote!(#ty),
+                };
+                push_wrapped(krate, f, w, &mut struct_fields, &mut laid_out, &mut asserts);
                 inits.push(quote!(#(#cfgs)* #id: #krate::__private::Striped::new(#id)));
                 let field_name = id.unraw().to_string();
                 let ret = quote!(#krate::StripeGuard<'_, #elem, #raw>);
@@ -766,19 +784,13 @@ pub(crate) fn expand(input: &Input) -> TokenStream {
                 let guarded = guarded_by(input, id);
                 extra_structs.push(fields_struct_item(input, krate, id, &data, &guarded));
                 let rw = quote!(#krate::RwLock<#data>);
-                struct_fields.push(quote!(#(#fattrs)* #fvis #id: #rw));
-                laid_out.push(LaidOut {
-                    cfgs,
-                    member: syn::Member::Named(id.clone()),
-                    ty: rw.clone(),
-                });
-                asserts.push(crate::types::wrapper_is_lockkits(
-                    krate,
-                    cfgs,
-                    &rw,
-                    "is_rw_lock",
-                    &quote!(#data),
-                ));
+                let w = Wrapped {
+                    declared: rw.clone(),
+                    wrapper: rw,
+                    is: "is_rw_lock",
+                    args: quote!(#data),
+                };
+                push_wrapped(krate, f, w, &mut struct_fields, &mut laid_out, &mut asserts);
                 let g_inits = guarded.iter().map(|g| {
                     let (c, i) = (&g.cfgs, g.ident);
                     quote!(#(#c)* #i)
@@ -814,24 +826,16 @@ pub(crate) fn expand(input: &Input) -> TokenStream {
                     quote!(#(#c)* #i)
                 });
                 extra_structs.push(fields_struct_item(input, krate, id, &data, &guarded));
-                struct_fields.push(quote! {
-                    #(#fattrs)* #fvis #id: #krate::ShmMutex<#data, #raw>
-                });
-                // At the macro's own span: a `#[lock]` field that is not a lock is already
-                // reported there (the same error, which rustc gives once).
+                // Laid out at the macro's own span: a `#[lock]` field that is not a lock is
+                // already reported at the lock's type (the same error, which rustc gives once).
                 let raw_here = quote!(#krate::BackendOf<#ty>);
-                laid_out.push(LaidOut {
-                    cfgs,
-                    member: syn::Member::Named(id.clone()),
-                    ty: quote!(#krate::ShmMutex<#data, #raw_here>),
-                });
-                asserts.push(crate::types::wrapper_is_lockkits(
-                    krate,
-                    cfgs,
-                    &quote!(#krate::ShmMutex<#data, #raw_here>),
-                    "is_shm_mutex",
-                    &quote!(#data, #raw_here),
-                ));
+                let w = Wrapped {
+                    declared: quote!(#krate::ShmMutex<#data, #raw>),
+                    wrapper: quote!(#krate::ShmMutex<#data, #raw_here>),
+                    is: "is_shm_mutex",
+                    args: quote!(#data, #raw_here),
+                };
+                push_wrapped(krate, f, w, &mut struct_fields, &mut laid_out, &mut asserts);
                 inits.push(quote! {
                     #id: #krate::ShmMutex::<#data, #raw>::with_backend(#data { #(#g_inits,)* })
                 });
